@@ -1,0 +1,3 @@
+"""conceptlab: concept-based interpretable machine learning on PyTorch."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,168 @@
+"""Run a benchmark grid (models x seeds), resumably, in parallel worker processes."""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import platform
+import time
+import traceback
+import warnings
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from .. import __version__
+from ..datasets.registry import load_dataset
+from ..metrics import evaluate
+from ..models.io import save_model
+from ..training.recipes import fit, seeded
+from .spec import BenchSpec
+from .store import RunStore
+from .zoo import MODEL_KEYS
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    spec: BenchSpec
+    model: str
+    seed: int
+    out_dir: str
+
+    @property
+    def checkpoint(self) -> Path:
+        return Path(self.out_dir) / "checkpoints" / f"{self.spec.name}-{self.model}-seed{self.seed}.pt"
+
+
+def versions() -> dict[str, str]:
+    import lightning
+    import sklearn
+
+    return {
+        "conceptlab": __version__,
+        "torch": torch.__version__,
+        "lightning": lightning.__version__,
+        "scikit-learn": sklearn.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def run_one(plan: RunPlan) -> dict[str, Any]:
+    """Train and evaluate one (model, seed); the seed draws the data and initialises the model."""
+    spec, key = plan.spec, MODEL_KEYS[plan.model]
+    record: dict[str, Any] = {
+        "dataset": spec.name,
+        "model": plan.model,
+        "seed": plan.seed,
+        "config_hash": spec.config_hash(),
+        "config": spec.config_dict(),
+        "versions": versions(),
+    }
+    started = time.perf_counter()
+    try:
+        splits = load_dataset(spec.dataset, seed=plan.seed)
+        with seeded(plan.seed):
+            model = key.build(splits.train.x.shape[1], splits.info, spec.model)
+        train_config = key.train_config(replace(spec.train, seed=plan.seed), spec.model)
+        report = fit(model, splits, key.recipe, train_config)
+        metrics = evaluate(model, splits.test, binary_threshold=spec.evaluation.get("binary_threshold", 0.0))
+        save_model(model.cpu(), plan.checkpoint, splits.info, bench=spec.name, model_key=plan.model, seed=plan.seed)
+        record.update(
+            status="ok",
+            **metrics,
+            epochs=report.epochs,
+            stage_epochs=report.stage_epochs,
+            train_seconds=round(report.seconds, 3),
+            checkpoint=str(plan.checkpoint),
+        )
+    except Exception as err:  # a failed run is recorded and the grid goes on
+        record.update(status="failed", error=f"{type(err).__name__}: {err}", traceback=traceback.format_exc())
+    record["wall_seconds"] = round(time.perf_counter() - started, 3)
+    return record
+
+
+def quiet_lightning() -> None:
+    """Silence Lightning's per-fit banners; the runner reports progress itself."""
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", module=r"lightning\..*")
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+
+
+def _init_worker(threads: int) -> None:
+    torch.set_num_threads(threads)
+    quiet_lightning()
+
+
+def plan_runs(spec: BenchSpec, out_dir: Path, store: RunStore) -> list[RunPlan]:
+    done = store.finished()
+    config_hash = spec.config_hash()
+    return [
+        RunPlan(spec, model, seed, str(out_dir))
+        for seed in range(spec.seeds)
+        for model in spec.models
+        if (spec.name, model, seed, config_hash) not in done
+    ]
+
+
+def default_workers(device: str) -> int:
+    """One process per core on the CPU; a single process when a GPU does the work."""
+    if device in ("cuda", "gpu") or (device == "auto" and torch.cuda.is_available()):
+        return 1
+    return max(1, os.cpu_count() or 1)
+
+
+def run_grid(specs: list[BenchSpec], out_dir: Path, workers: int | None = None, progress: bool = True) -> RunStore:
+    """Run every missing (spec, model, seed) and append each result to ``out_dir/runs.jsonl``."""
+    out_dir = Path(out_dir)
+    store = RunStore(out_dir / "runs.jsonl")
+    plans = [plan for spec in specs for plan in plan_runs(spec, out_dir, store)]
+    skipped = sum(spec.seeds * len(spec.models) for spec in specs) - len(plans)
+    if skipped:
+        log.info("resuming: %d finished run(s) found in %s are skipped", skipped, store.path)
+    if not plans:
+        return store
+    workers = min(workers or default_workers(specs[0].train.device), len(plans))
+    bar = tqdm(total=len(plans), desc="runs", unit="run", disable=not progress)
+    try:
+        if workers == 1:
+            quiet_lightning()
+            for plan in plans:
+                _record(store, run_one(plan), bar)
+        else:
+            _run_parallel(plans, workers, store, bar)
+    finally:
+        bar.close()
+    return store
+
+
+def _run_parallel(plans: list[RunPlan], workers: int, store: RunStore, bar: tqdm) -> None:
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(threads,)) as pool:
+        pending: set[Future] = {pool.submit(run_one, plan) for plan in plans}
+        try:
+            while pending:
+                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    _record(store, future.result(), bar)
+        except BaseException:
+            for future in pending:
+                future.cancel()
+            raise
+
+
+def _record(store: RunStore, record: dict[str, Any], bar: tqdm) -> None:
+    store.add(record)
+    bar.update(1)
+    if record["status"] == "ok":
+        bar.set_postfix_str(f"{record['dataset']} {record['model']} s{record['seed']}: {100 * record['task_accuracy']:.1f}%")
+    else:
+        log.error("run %s %s seed %s failed: %s", record["dataset"], record["model"], record["seed"], record["error"])

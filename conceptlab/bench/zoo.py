@@ -1,0 +1,95 @@
+"""The benchmark's model keys: which builder, bottleneck and recipe each one means."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields, replace
+
+from ..datasets.base import ConceptInfo
+from ..models import ConceptModel, black_box, cbm, cem
+from ..training.config import TrainConfig
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """Architecture settings shared by the models of one benchmark (SPEC §2)."""
+
+    hidden: tuple[int, ...] = (128, 128)  # MLP encoder widths
+    latent_dim: int = 128  # CEM encoder output
+    embedding_size: int = 128  # CEM m; hybrid CBM and black box use k * m bottleneck units
+    randint: float = 0.25  # CEM training-intervention probability
+    randint_per: str = "sample"  # "sample" (paper) or "batch" (official code)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> ModelSettings:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown model setting(s) {unknown}; known: {sorted(known)}")
+        if "hidden" in values:
+            values = {**values, "hidden": tuple(values["hidden"])}
+        return cls(**values)
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "hidden": list(self.hidden)}
+
+
+@dataclass(frozen=True)
+class ModelKey:
+    """How one benchmark model is built and trained."""
+
+    description: str
+    build: Callable[[int, ConceptInfo, ModelSettings], ConceptModel]
+    recipe: str = "joint"
+    randint: bool = False
+
+    def train_config(self, base: TrainConfig, settings: ModelSettings) -> TrainConfig:
+        if self.randint:
+            return replace(base, intervention_prob=settings.randint, intervention_per=settings.randint_per)
+        return base
+
+
+def _bottleneck_units(info: ConceptInfo, s: ModelSettings) -> int:
+    return info.n_concepts * s.embedding_size
+
+
+MODEL_KEYS: dict[str, ModelKey] = {
+    "blackbox": ModelKey(
+        "no-concept baseline: hybrid-sized latent code, task loss only",
+        lambda d, info, s: black_box(d, info.n_classes, _bottleneck_units(info, s), s.hidden),
+    ),
+    "cbm-bool": ModelKey(
+        "joint CBM, hard 0/1 bottleneck",
+        lambda d, info, s: cbm(d, info.n_concepts, info.n_classes, "bool", hidden=s.hidden),
+    ),
+    "cbm-fuzzy": ModelKey(
+        "joint CBM, sigmoid bottleneck",
+        lambda d, info, s: cbm(d, info.n_concepts, info.n_classes, "sigmoid", hidden=s.hidden),
+    ),
+    "cbm-logit": ModelKey(
+        "joint CBM, logit bottleneck",
+        lambda d, info, s: cbm(d, info.n_concepts, info.n_classes, "logit", hidden=s.hidden),
+    ),
+    "cbm-hybrid": ModelKey(
+        "joint CBM, sigmoid concepts plus k(m-1) unsupervised units",
+        lambda d, info, s: cbm(
+            d, info.n_concepts, info.n_classes, "sigmoid",
+            n_extra=_bottleneck_units(info, s) - info.n_concepts, hidden=s.hidden,
+        ),
+    ),
+    "cbm-seq": ModelKey(
+        "sequential CBM, sigmoid bottleneck",
+        lambda d, info, s: cbm(d, info.n_concepts, info.n_classes, "sigmoid", hidden=s.hidden),
+        recipe="sequential",
+    ),
+    "cbm-ind": ModelKey(
+        "independent CBM, sigmoid bottleneck",
+        lambda d, info, s: cbm(d, info.n_concepts, info.n_classes, "sigmoid", hidden=s.hidden),
+        recipe="independent",
+    ),
+    "cem": ModelKey(
+        "concept embedding model with RandInt",
+        lambda d, info, s: cem(d, info.n_concepts, info.n_classes, s.embedding_size, s.latent_dim, s.hidden),
+        randint=True,
+    ),
+}

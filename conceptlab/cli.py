@@ -1,0 +1,70 @@
+"""The `conceptlab` command line."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+log = logging.getLogger("conceptlab")
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from .bench import load_spec, run_grid, write_reports
+
+    specs = [
+        load_spec(target, quick=args.quick).with_overrides(
+            models=args.models.split(",") if args.models else None,
+            seeds=args.seeds,
+            max_epochs=args.max_epochs,
+            device=args.device,
+        )
+        for target in args.targets
+    ]
+    names = [s.name for s in specs]
+    if len(set(names)) != len(names):
+        raise ValueError(f"benchmark names must differ; got {names}")
+    out = Path(args.out or Path("results") / ("-".join(names) + ("-quick" if args.quick else "")))
+    log.info("writing results to %s", out)
+    store = run_grid(specs, out, workers=args.workers, progress=not args.no_progress)
+    print(write_reports(store.records(), specs, out))
+    print(f"results: {out}/runs.jsonl, {out}/table.md, {out}/table.csv, {out}/accuracy.png")
+    failed = [r for r in store.records() if r.get("status") != "ok"]
+    return 1 if failed else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="conceptlab", description="Concept-based interpretable machine learning.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    bench = commands.add_parser("bench", help="run a benchmark grid (datasets x models x seeds) and write tables and plots")
+    bench.add_argument("targets", nargs="+", help="bundled benchmark names (xor, trig, dot) or .yaml config paths")
+    bench.add_argument("--models", help="comma-separated model keys (default: all in the config)")
+    bench.add_argument("--seeds", type=int, help="number of seeds; each seed draws new data and a new initialisation")
+    bench.add_argument("--max-epochs", type=int, help="override the epoch limit")
+    bench.add_argument("--device", choices=["auto", "cpu", "cuda", "gpu", "mps"], help="Lightning accelerator (default: config, auto)")
+    bench.add_argument("--workers", type=int, help="parallel runs (default: one per CPU core; 1 on a GPU)")
+    bench.add_argument("--out", help="output directory (default: results/NAME)")
+    bench.add_argument("--quick", action="store_true", help="few seeds and epochs: a smoke run of about a minute")
+    bench.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    bench.set_defaults(handler=_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.handler(args)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"conceptlab: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("conceptlab: interrupted; finished runs are saved and a rerun resumes from them", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

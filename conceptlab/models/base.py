@@ -1,0 +1,100 @@
+"""What every conceptlab model shares: its output type, its interface, batched prediction."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import torch
+from torch import Tensor, nn
+
+from .interventions import Intervention
+
+
+@dataclass
+class ConceptOutput:
+    """One forward pass.
+
+    ``concept_logits`` / ``concept_probs`` (B, k) are the model's own predictions, before any
+    intervention; ``bottleneck`` (B, D) is what the task head read, interventions applied;
+    ``task_logits`` is (B, 1) for a binary task and (B, n_classes) otherwise.
+    ``concept_embeddings`` (B, k, m) is set by models with one vector per concept (CEM).
+    Models without concepts (the black box) leave the concept fields ``None``.
+    """
+
+    task_logits: Tensor
+    bottleneck: Tensor
+    concept_logits: Tensor | None = None
+    concept_probs: Tensor | None = None
+    concept_embeddings: Tensor | None = None
+
+
+class ConceptModel(nn.Module):
+    """Base class: ``forward(x, intervention=None) -> ConceptOutput``.
+
+    Subclasses set ``n_concepts`` (0 for models without concepts), ``n_classes`` and a ``head``
+    module (the concept-to-task part), so training recipes can train or freeze the two parts
+    without knowing the model.
+    """
+
+    n_concepts: int
+    n_classes: int
+    head: nn.Module
+    build_spec: dict | None = None  # set by the builder functions; lets a saved model be rebuilt
+
+    @property
+    def n_task_outputs(self) -> int:
+        return task_outputs(self.n_classes)
+
+    def concept_parameters(self) -> list[nn.Parameter]:
+        """Parameters of the input-to-concept part (everything but the head)."""
+        head = {id(p) for p in self.head.parameters()}
+        return [p for p in self.parameters() if id(p) not in head]
+
+    def task_parameters(self) -> list[nn.Parameter]:
+        return list(self.head.parameters())
+
+    def calibrate_interventions(self, train_concept_logits: Tensor) -> None:
+        """Learn intervention values from training-set concept logits; most models need none."""
+
+    def check_intervention(self, intervention: Intervention, batch_size: int) -> None:
+        if self.n_concepts == 0:
+            raise ValueError(f"{type(self).__name__} has no concepts to intervene on")
+        expected = (batch_size, self.n_concepts)
+        if tuple(intervention.mask.shape) != expected:
+            raise ValueError(
+                f"intervention mask has shape {tuple(intervention.mask.shape)}; "
+                f"expected (batch, n_concepts) = {expected}"
+            )
+
+
+def task_outputs(n_classes: int) -> int:
+    """A binary task uses one logit; a multiclass task one per class."""
+    if n_classes < 2:
+        raise ValueError(f"n_classes must be at least 2; got {n_classes}")
+    return 1 if n_classes == 2 else n_classes
+
+
+@torch.no_grad()
+def predict(
+    model: ConceptModel,
+    x: Tensor,
+    intervention: Intervention | None = None,
+    batch_size: int = 4096,
+) -> ConceptOutput:
+    """Run ``model`` over ``x`` in evaluation mode, in batches on the model's device."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    parts: list[ConceptOutput] = []
+    try:
+        for start in range(0, x.shape[0], batch_size):
+            sl = slice(start, start + batch_size)
+            batch_iv = intervention.slice(sl).to(device) if intervention is not None else None
+            parts.append(model(x[sl].to(device), batch_iv))
+    finally:
+        model.train(was_training)
+    merged = {}
+    for f in fields(ConceptOutput):
+        values = [getattr(p, f.name) for p in parts]
+        merged[f.name] = None if values[0] is None else torch.cat(values)
+    return ConceptOutput(**merged)

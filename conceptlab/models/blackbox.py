@@ -1,0 +1,42 @@
+"""End-to-end baseline without concepts."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .base import ConceptModel, ConceptOutput, task_outputs
+from .encoders import mlp
+from .interventions import Intervention
+
+
+class BlackBoxModel(ConceptModel):
+    """x -> latent code (LeakyReLU) -> task; the same shape as a hybrid CBM trained without concepts."""
+
+    n_concepts = 0
+
+    def __init__(self, encoder: nn.Module, latent_dim: int, n_classes: int):
+        super().__init__()
+        self.encoder = encoder
+        self.n_classes = n_classes
+        self.head = nn.Linear(latent_dim, task_outputs(n_classes))
+
+    def forward(self, x: Tensor, intervention: Intervention | None = None) -> ConceptOutput:
+        if intervention is not None:
+            self.check_intervention(intervention, x.shape[0])
+        latent = F.leaky_relu(self.encoder(x))
+        return ConceptOutput(self.head(latent), latent)
+
+
+def black_box(
+    in_features: int, n_classes: int, latent_dim: int, hidden: Sequence[int] = (128, 128)
+) -> BlackBoxModel:
+    """The no-concept baseline: MLP encoder to ``latent_dim`` units, Linear head."""
+    model = BlackBoxModel(mlp(in_features, latent_dim, hidden), latent_dim, n_classes)
+    model.build_spec = {
+        "builder": "black_box",
+        "kwargs": dict(in_features=in_features, n_classes=n_classes, latent_dim=latent_dim, hidden=list(hidden)),
+    }
+    return model

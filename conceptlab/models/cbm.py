@@ -1,0 +1,109 @@
+"""Concept Bottleneck Models (Koh et al., ICML 2020) with sigmoid, logit or bool bottlenecks."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .base import ConceptModel, ConceptOutput, task_outputs
+from .encoders import mlp
+from .interventions import Intervention
+
+Bottleneck = Literal["sigmoid", "logit", "bool"]
+BOTTLENECKS: tuple[str, ...] = ("sigmoid", "logit", "bool")
+LOGIT_PERCENTILES = (0.05, 0.95)  # intervention values of the logit bottleneck
+
+
+class ConceptBottleneckModel(ConceptModel):
+    """x -> concepts (+ optional unsupervised extra units) -> task.
+
+    ``encoder`` maps inputs to ``n_concepts + n_extra`` units. The first ``n_concepts`` are concept
+    logits; the bottleneck carries them as probabilities (``sigmoid``), raw logits (``logit``) or
+    hard 0/1 values (``bool``, no straight-through gradient). Extra units (the hybrid CBM) pass
+    through a LeakyReLU and are never intervened on. The task head is one Linear layer.
+    """
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        n_concepts: int,
+        n_classes: int,
+        bottleneck: Bottleneck = "sigmoid",
+        n_extra: int = 0,
+    ):
+        super().__init__()
+        if bottleneck not in BOTTLENECKS:
+            raise ValueError(f"unknown bottleneck {bottleneck!r}; choose one of {', '.join(BOTTLENECKS)}")
+        if n_concepts < 1 or n_extra < 0:
+            raise ValueError(f"need n_concepts >= 1 and n_extra >= 0; got {n_concepts}, {n_extra}")
+        self.encoder = encoder
+        self.n_concepts = n_concepts
+        self.n_classes = n_classes
+        self.bottleneck_kind = bottleneck
+        self.n_extra = n_extra
+        self.head = nn.Linear(n_concepts + n_extra, task_outputs(n_classes))
+        # training-logit percentiles written by interventions on a logit bottleneck
+        self.register_buffer("intervention_low", torch.full((n_concepts,), float("nan")))
+        self.register_buffer("intervention_high", torch.full((n_concepts,), float("nan")))
+
+    def forward(self, x: Tensor, intervention: Intervention | None = None) -> ConceptOutput:
+        units = self.encoder(x)
+        logits, extras = units[:, : self.n_concepts], units[:, self.n_concepts :]
+        probs = torch.sigmoid(logits)
+        if self.bottleneck_kind == "sigmoid":
+            concepts = probs
+        elif self.bottleneck_kind == "bool":
+            concepts = (probs > 0.5).to(probs.dtype)
+        else:
+            concepts = logits
+        if intervention is not None:
+            concepts = self._intervene(concepts, intervention)
+        bottleneck = torch.cat([concepts, F.leaky_relu(extras)], dim=1) if self.n_extra else concepts
+        return ConceptOutput(self.head(bottleneck), bottleneck, logits, probs)
+
+    def _intervene(self, concepts: Tensor, intervention: Intervention) -> Tensor:
+        self.check_intervention(intervention, concepts.shape[0])
+        values = intervention.values.to(concepts.dtype)
+        if self.bottleneck_kind == "logit":
+            if torch.isnan(self.intervention_low).any():
+                raise ValueError(
+                    "a logit-bottleneck CBM needs its training-logit percentiles before intervening: "
+                    "train it with conceptlab.training.fit or call "
+                    "model.calibrate_interventions(train_concept_logits)"
+                )
+            values = torch.where(values > 0.5, self.intervention_high, self.intervention_low)
+        return torch.where(intervention.mask, values, concepts)
+
+    def calibrate_interventions(self, train_concept_logits: Tensor) -> None:
+        """Store the 5th / 95th percentiles of each concept's training logits."""
+        low, high = torch.quantile(
+            train_concept_logits.detach().float().to(self.intervention_low.device),
+            torch.tensor(LOGIT_PERCENTILES, device=self.intervention_low.device),
+            dim=0,
+        )
+        self.intervention_low.copy_(low)
+        self.intervention_high.copy_(high)
+
+
+def cbm(
+    in_features: int,
+    n_concepts: int,
+    n_classes: int,
+    bottleneck: Bottleneck = "sigmoid",
+    n_extra: int = 0,
+    hidden: Sequence[int] = (128, 128),
+) -> ConceptBottleneckModel:
+    """CBM with the MLP encoder of SPEC §2; ``n_extra > 0`` gives the hybrid CBM."""
+    model = ConceptBottleneckModel(
+        mlp(in_features, n_concepts + n_extra, hidden), n_concepts, n_classes, bottleneck, n_extra
+    )
+    model.build_spec = {
+        "builder": "cbm",
+        "kwargs": dict(in_features=in_features, n_concepts=n_concepts, n_classes=n_classes,
+                       bottleneck=bottleneck, n_extra=n_extra, hidden=list(hidden)),
+    }
+    return model

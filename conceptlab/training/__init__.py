@@ -1,0 +1,19 @@
+"""Training with Lightning: losses, the concept learner, and the joint / sequential / independent recipes."""
+
+from .config import TrainConfig
+from .learner import ConceptLearner, Stage
+from .losses import concept_loss, concept_pos_weight, task_loss
+from .recipes import RECIPES, FitReport, fit, recipe_stages, seeded
+
+__all__ = [
+    "RECIPES",
+    "ConceptLearner",
+    "FitReport",
+    "Stage",
+    "TrainConfig",
+    "concept_loss",
+    "concept_pos_weight",
+    "fit",
+    "recipe_stages",
+    "seeded",
+]

@@ -1,0 +1,93 @@
+"""The LightningModule that trains any concept model through one training stage."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import lightning as L
+import torch
+from torch import Tensor
+
+from ..models.base import ConceptModel
+from ..models.interventions import Intervention
+from .config import TrainConfig
+from .losses import concept_loss, task_loss
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One optimisation problem of a recipe.
+
+    ``trainable`` picks the parameters that learn: ``all``, ``concepts`` (input-to-concept part) or
+    ``task`` (the head). ``true_concepts`` feeds the head the true concepts (independent CBM).
+    ``intervention_prob`` > 0 enables RandInt: random training-time interventions with true values.
+    """
+
+    name: str
+    trainable: Literal["all", "concepts", "task"]
+    task_weight: float
+    concept_weight: float
+    true_concepts: bool = False
+    intervention_prob: float = 0.0
+    intervention_per: Literal["sample", "batch"] = "sample"
+
+
+class ConceptLearner(L.LightningModule):
+    """Optimises ``task_weight * L_task + concept_weight * L_concept`` for one ``Stage``."""
+
+    def __init__(self, model: ConceptModel, stage: Stage, config: TrainConfig, pos_weight: Tensor | None = None):
+        super().__init__()
+        self.model = model
+        self.stage = stage
+        self.config = config
+        self.register_buffer("pos_weight", pos_weight, persistent=False)
+        self._uses_concepts = model.n_concepts > 0 and (stage.concept_weight > 0 or stage.true_concepts)
+
+    def _intervention(self, c: Tensor, training: bool) -> Intervention | None:
+        if self.model.n_concepts == 0:
+            return None
+        if self.stage.true_concepts:
+            return Intervention.all(c)
+        p = self.stage.intervention_prob
+        if training and p > 0:
+            shape = c.shape if self.stage.intervention_per == "sample" else (1, c.shape[1])
+            mask = (torch.rand(shape, device=c.device) < p).expand_as(c)
+            return Intervention(mask, c)
+        return None
+
+    def _loss(self, batch: tuple[Tensor, Tensor, Tensor], training: bool) -> Tensor:
+        x, c, y = batch
+        out = self.model(x, self._intervention(c, training))
+        loss = self.stage.task_weight * task_loss(out.task_logits, y) if self.stage.task_weight else 0.0
+        if self.stage.concept_weight and out.concept_logits is not None:
+            loss = loss + self.stage.concept_weight * concept_loss(out.concept_logits, c, self.pos_weight)
+        return loss
+
+    def training_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int) -> Tensor:
+        return self._loss(batch, training=True)
+
+    def validation_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int) -> None:
+        self.log("val_loss", self._loss(batch, training=False), batch_size=batch[0].shape[0], prog_bar=True)
+
+    def _trainable_parameters(self) -> list[torch.nn.Parameter]:
+        if self.stage.trainable == "concepts":
+            return self.model.concept_parameters()
+        if self.stage.trainable == "task":
+            return self.model.task_parameters()
+        return list(self.model.parameters())
+
+    def configure_optimizers(self):
+        params = self._trainable_parameters()
+        trainable = {id(p) for p in params}
+        for p in self.model.parameters():
+            p.requires_grad_(id(p) in trainable)
+        cfg = self.config
+        if cfg.optimizer == "adam":
+            optimizer = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        else:
+            optimizer = torch.optim.SGD(params, lr=cfg.lr, weight_decay=cfg.weight_decay, momentum=cfg.momentum)
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, factor=cfg.lr_factor, patience=cfg.lr_patience
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": "val_loss"}}

@@ -1,0 +1,29 @@
+"""Losses of concept models: BCE on concepts, BCE / cross-entropy on the task."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def task_loss(task_logits: Tensor, y: Tensor) -> Tensor:
+    """BCE-with-logits for one binary logit, cross-entropy for one logit per class."""
+    if task_logits.shape[-1] == 1:
+        return F.binary_cross_entropy_with_logits(task_logits.squeeze(-1), y.to(task_logits.dtype))
+    return F.cross_entropy(task_logits, y)
+
+
+def concept_loss(concept_logits: Tensor, c: Tensor, pos_weight: Tensor | None = None) -> Tensor:
+    """Mean BCE between predicted concept probabilities and labels (computed from logits, stably).
+
+    ``pos_weight`` (k,) scales each concept's positive term, e.g. by n_neg / n_pos.
+    """
+    return F.binary_cross_entropy_with_logits(concept_logits, c.to(concept_logits.dtype), pos_weight=pos_weight)
+
+
+def concept_pos_weight(c: Tensor) -> Tensor:
+    """n_neg / n_pos per concept, for class-balanced concept losses (1 where a concept never occurs)."""
+    positives = c.sum(0)
+    negatives = c.shape[0] - positives
+    return torch.where(positives > 0, negatives / positives.clamp(min=1), torch.ones_like(positives))

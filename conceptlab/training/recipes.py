@@ -1,0 +1,142 @@
+"""Training recipes (joint, sequential, independent) and ``fit``, which runs one on any model."""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
+
+from ..datasets.base import ConceptDataModule, ConceptSplits
+from ..models.base import ConceptModel, predict
+from .config import TrainConfig
+from .learner import ConceptLearner, Stage
+from .losses import concept_pos_weight
+
+RECIPES: tuple[str, ...] = ("joint", "sequential", "independent")
+
+
+def recipe_stages(recipe: str, config: TrainConfig) -> list[Stage]:
+    """The stages of ``recipe`` (SPEC §2).
+
+    joint: one stage, L_task + concept_weight * L_concept, all parameters.
+    sequential: x->c on the concept loss, then c->y on the *predicted* concepts (encoder frozen).
+    independent: x->c on the concept loss, then c->y on the *true* concepts.
+    """
+    randint = dict(intervention_prob=config.intervention_prob, intervention_per=config.intervention_per)
+    concepts_first = Stage("concepts", "concepts", task_weight=0.0, concept_weight=1.0)
+    if recipe == "joint":
+        return [Stage("joint", "all", task_weight=1.0, concept_weight=config.concept_weight, **randint)]
+    if recipe == "sequential":
+        return [concepts_first, Stage("task", "task", task_weight=1.0, concept_weight=0.0)]
+    if recipe == "independent":
+        return [concepts_first, Stage("task", "task", task_weight=1.0, concept_weight=0.0, true_concepts=True)]
+    raise ValueError(f"unknown recipe {recipe!r}; choose one of {', '.join(RECIPES)}")
+
+
+@dataclass(frozen=True)
+class FitReport:
+    epochs: int  # summed over stages
+    seconds: float
+    stage_epochs: dict[str, int]
+
+
+class _RestoreBestWeights(Callback):
+    """Keep the weights of the epoch with the lowest validation loss and restore them at the end."""
+
+    def __init__(self) -> None:
+        self.best = float("inf")
+        self.state: dict | None = None
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        loss = float(trainer.callback_metrics["val_loss"])
+        if loss < self.best:
+            self.best = loss
+            self.state = copy.deepcopy(pl_module.state_dict())
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.state is not None:
+            pl_module.load_state_dict(self.state)
+
+
+@contextmanager
+def seeded(seed: int, device: torch.device | None = None) -> Iterator[None]:
+    """Run a block with torch's random generators seeded, restoring their state afterwards."""
+    cuda = [device.index or 0] if device is not None and device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):
+        torch.manual_seed(seed)
+        yield
+
+
+def check_compatible(model: ConceptModel, splits: ConceptSplits) -> None:
+    info = splits.info
+    if model.n_concepts and model.n_concepts != info.n_concepts:
+        raise ValueError(
+            f"the model predicts {model.n_concepts} concepts but the data has {info.n_concepts}; "
+            f"build the model with n_concepts={info.n_concepts}"
+        )
+    if model.n_classes != info.n_classes:
+        raise ValueError(
+            f"the model predicts {model.n_classes} classes but the data has {info.n_classes}; "
+            f"build the model with n_classes={info.n_classes}"
+        )
+
+
+def fit(
+    model: ConceptModel, splits: ConceptSplits, recipe: str = "joint", config: TrainConfig | None = None
+) -> FitReport:
+    """Train ``model`` in place on ``splits`` with ``recipe``; returns epochs and wall time.
+
+    Each stage early-stops on its validation loss and ends with the weights of its best epoch.
+    Afterwards the model learns its intervention values from the training set (logit CBMs).
+    """
+    config = config or TrainConfig()
+    check_compatible(model, splits)
+    stages = recipe_stages(recipe, config)
+    if model.n_concepts == 0:
+        stages = [s for s in stages if s.task_weight > 0]
+    pos_weight = concept_pos_weight(splits.train.c) if config.concept_class_weighting else None
+    start = time.perf_counter()
+    stage_epochs: dict[str, int] = {}
+    for index, stage in enumerate(stages):
+        trainer = _trainer(config, stage.name)
+        learner = ConceptLearner(model, stage, config, pos_weight)
+        data = ConceptDataModule(splits, config.batch_size, seed=config.seed + index)
+        try:
+            with seeded(config.seed + index, trainer.strategy.root_device):
+                trainer.fit(learner, datamodule=data)
+        finally:
+            for p in model.parameters():
+                p.requires_grad_(True)
+        stage_epochs[stage.name] = trainer.current_epoch
+    if model.n_concepts:
+        model.calibrate_interventions(predict(model, splits.train.x).concept_logits)
+    return FitReport(sum(stage_epochs.values()), time.perf_counter() - start, stage_epochs)
+
+
+def _trainer(config: TrainConfig, stage_name: str) -> L.Trainer:
+    callbacks: list[Callback] = [_RestoreBestWeights()]
+    if config.early_stopping_patience > 0:
+        callbacks.append(EarlyStopping("val_loss", patience=config.early_stopping_patience))
+    if config.checkpoint_dir:
+        callbacks.append(
+            ModelCheckpoint(config.checkpoint_dir, filename=f"{stage_name}-{{epoch}}-{{val_loss:.4f}}", monitor="val_loss")
+        )
+    return L.Trainer(
+        accelerator=config.device,
+        devices=config.devices,
+        max_epochs=config.max_epochs,
+        callbacks=callbacks,
+        logger=False,
+        enable_checkpointing=bool(config.checkpoint_dir),
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+    )
