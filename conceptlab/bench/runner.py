@@ -88,17 +88,9 @@ def run_one(plan: RunPlan) -> dict[str, Any]:
     return record
 
 
-def quiet_lightning() -> None:
-    """Silence Lightning's per-fit banners; the runner reports progress itself."""
-    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", module=r"lightning\..*")
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
-
-
 def _init_worker(threads: int) -> None:
     torch.set_num_threads(threads)
-    quiet_lightning()
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
 
 
 def plan_runs(spec: BenchSpec, out_dir: Path, store: RunStore) -> list[RunPlan]:
@@ -133,7 +125,6 @@ def run_grid(specs: list[BenchSpec], out_dir: Path, workers: int | None = None, 
     bar = tqdm(total=len(plans), desc="runs", unit="run", disable=not progress)
     try:
         if workers == 1:
-            quiet_lightning()
             for plan in plans:
                 _record(store, run_one(plan), bar)
         else:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import copy
+import logging
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -67,6 +69,23 @@ class _RestoreBestWeights(Callback):
 
 
 @contextmanager
+def _quiet_lightning() -> Iterator[None]:
+    """Hide Lightning's per-fit banners and its own deprecation notices during one fit."""
+    loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", module=r"lightning\..*")
+            warnings.filterwarnings("ignore", message=r".*treespec.*")
+            yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
+@contextmanager
 def seeded(seed: int, device: torch.device | None = None) -> Iterator[None]:
     """Run a block with torch's random generators seeded, restoring their state afterwards."""
     cuda = [device.index or 0] if device is not None and device.type == "cuda" else []
@@ -106,11 +125,12 @@ def fit(
     start = time.perf_counter()
     stage_epochs: dict[str, int] = {}
     for index, stage in enumerate(stages):
-        trainer = _trainer(config, stage.name)
+        with _quiet_lightning():
+            trainer = _trainer(config, stage.name)
         learner = ConceptLearner(model, stage, config, pos_weight)
         data = ConceptDataModule(splits, config.batch_size, seed=config.seed + index)
         try:
-            with seeded(config.seed + index, trainer.strategy.root_device):
+            with seeded(config.seed + index, trainer.strategy.root_device), _quiet_lightning():
                 trainer.fit(learner, datamodule=data)
         finally:
             for p in model.parameters():
