@@ -34,6 +34,41 @@ def _bench(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _intervene(args: argparse.Namespace) -> int:
+    import json
+
+    from .bench.report import curve_plot
+    from .bench.store import write_atomic
+    from .datasets.registry import load_dataset
+    from .models import load_model
+    from .models.interventions import intervention_curve
+
+    model, info, meta = load_model(args.checkpoint)
+    if "dataset" not in meta or "seed" not in meta:
+        raise ValueError(
+            f"{args.checkpoint} does not record the dataset it was trained on; use the Python API "
+            "conceptlab.models.interventions.intervention_curve(model, data) with your test data"
+        )
+    test = load_dataset(meta["dataset"], seed=meta["seed"]).test
+    threshold = meta.get("evaluation", {}).get("binary_threshold", 0.0)
+    curves = [
+        intervention_curve(model, test, args.policy, args.groups, competence, args.repeats, args.seed, threshold)
+        for competence in args.competence
+    ]
+    out = Path(args.out or Path("results") / "interventions" / Path(args.checkpoint).stem)
+    unit = "groups" if args.groups else "concepts"
+    print(f"{Path(args.checkpoint).name}: task accuracy % after intervening on n {unit} ({args.policy} policy, "
+          f"{args.repeats} repeats, test split of {meta['dataset'].get('name')} seed {meta['seed']})")
+    print("n   " + "  ".join(f"{c.name:>24s}" for c in curves))
+    for n in range(len(curves[0].accuracy_mean)):
+        print(f"{n:<3d} " + "  ".join(f"{100 * c.accuracy_mean[n]:>15.2f} ± {100 * c.accuracy_std[n]:5.2f}" for c in curves))
+    stem = f"interventions-{args.policy}{'-groups' if args.groups else ''}"
+    curve_plot(curves, out / f"{stem}.png", f"{Path(args.checkpoint).stem}: {args.policy} policy", unit)
+    write_atomic(out / f"{stem}.json", json.dumps([c.__dict__ for c in curves], indent=1))
+    print(f"plot: {out / (stem + '.png')}, curve: {out / (stem + '.json')}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="conceptlab", description="Concept-based interpretable machine learning.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
@@ -50,6 +85,17 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--quick", action="store_true", help="few seeds and epochs: a smoke run of about a minute")
     bench.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     bench.set_defaults(handler=_bench)
+
+    intervene = commands.add_parser("intervene", help="intervention curve of a saved model on its test data")
+    intervene.add_argument("checkpoint", help="a model file written by conceptlab (e.g. DIR/checkpoints/*.pt of a bench)")
+    intervene.add_argument("--policy", default="random", choices=["random", "uncertainty"], help="order of interventions")
+    intervene.add_argument("--groups", action="store_true", help="intervene on concept groups instead of single concepts")
+    intervene.add_argument("--competence", type=float, nargs="+", default=[1.0],
+                           help="fraction of correct intervention values (1: all correct, 0: all wrong); several allowed")
+    intervene.add_argument("--repeats", type=int, default=5, help="random orders drawn per curve")
+    intervene.add_argument("--seed", type=int, default=0, help="seed of the random orders")
+    intervene.add_argument("--out", help="output directory (default: results/interventions/CHECKPOINT)")
+    intervene.set_defaults(handler=_intervene)
     return parser
 
 

@@ -12,7 +12,8 @@ from typing import Any
 from .spec import BenchSpec
 from .store import write_atomic
 
-METRICS = ("task_accuracy", "concept_accuracy", "concept_auc")
+METRICS = ("task_accuracy", "concept_accuracy", "concept_auc", "concept_alignment")
+CURVE_FRACTIONS = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 
 @dataclass(frozen=True)
@@ -25,8 +26,10 @@ class Row:
     failed: int
     metrics: dict[str, tuple[float, float] | None]
     reference_task_accuracy: float | None
+    reference_alignment: float | None
     epochs: float | None
     train_seconds: float | None
+    curves: dict[str, tuple[list[float], list[float]]]  # policy -> (mean, std over seeds) per unit count
 
 
 def _mean_std(values: list[float]) -> tuple[float, float] | None:
@@ -42,6 +45,7 @@ def summarize(records: list[dict[str, Any]], specs: list[BenchSpec]) -> list[Row
     for spec in specs:
         config_hash = spec.config_hash()
         reference = (spec.reference or {}).get("task_accuracy", {})
+        reference_cas = (spec.reference or {}).get("concept_alignment", {})
         for model in spec.models:
             runs = [r for r in records if r["dataset"] == spec.name and r["model"] == model and r["config_hash"] == config_hash]
             ok = [r for r in runs if r.get("status") == "ok"]
@@ -50,9 +54,22 @@ def summarize(records: list[dict[str, Any]], specs: list[BenchSpec]) -> list[Row
             seconds = _mean_std([r["train_seconds"] for r in ok])
             rows.append(
                 Row(spec.name, model, len(ok), len(runs) - len(ok), metrics, reference.get(model),
-                    epochs[0] if epochs else None, seconds[0] if seconds else None)
+                    reference_cas.get(model), epochs[0] if epochs else None, seconds[0] if seconds else None,
+                    _curves(ok))
             )
     return rows
+
+
+def _curves(runs: list[dict[str, Any]]) -> dict[str, tuple[list[float], list[float]]]:
+    """Mean and std over seeds of each intervention curve, in percent."""
+    names = [name for name in (runs[0].get("interventions") or {})] if runs else []
+    curves = {}
+    for name in names:
+        per_seed = [r["interventions"][name] for r in runs if name in (r.get("interventions") or {})]
+        columns = list(zip(*per_seed))
+        curves[name] = ([100 * statistics.fmean(col) for col in columns],
+                        [100 * statistics.stdev(col) if len(col) > 1 else 0.0 for col in columns])
+    return curves
 
 
 def _fmt(value: tuple[float, float] | None) -> str:
@@ -64,21 +81,44 @@ def markdown_table(rows: list[Row], specs: list[BenchSpec]) -> str:
     for spec in specs:
         source = (spec.reference or {}).get("source", "published")
         out.write(f"## {spec.name}\n\nTask accuracy on the test split, % (mean ± std over seeds). Reference: {source}.\n\n")
-        out.write("| model | task accuracy | reference | concept accuracy | concept AUC | epochs | train s | runs |\n")
-        out.write("|---|---|---|---|---|---|---|---|\n")
-        for r in rows:
-            if r.dataset != spec.name:
-                continue
-            ref = "" if r.reference_task_accuracy is None else f"{r.reference_task_accuracy:.2f}"
+        out.write("| model | task accuracy | reference | concept accuracy | concept AUC | CAS | CAS reference "
+                  "| epochs | train s | runs |\n")
+        out.write("|---|---|---|---|---|---|---|---|---|---|\n")
+        cells = [r for r in rows if r.dataset == spec.name]
+        for r in cells:
             runs = f"{r.runs}" + (f" ({r.failed} failed)" if r.failed else "")
-            epochs = "" if r.epochs is None else f"{r.epochs:.0f}"
-            seconds = "" if r.train_seconds is None else f"{r.train_seconds:.1f}"
             out.write(
-                f"| {r.model} | {_fmt(r.metrics['task_accuracy'])} | {ref} | {_fmt(r.metrics['concept_accuracy'])} "
-                f"| {_fmt(r.metrics['concept_auc'])} | {epochs} | {seconds} | {runs} |\n"
+                f"| {r.model} | {_fmt(r.metrics['task_accuracy'])} | {_opt(r.reference_task_accuracy)} "
+                f"| {_fmt(r.metrics['concept_accuracy'])} | {_fmt(r.metrics['concept_auc'])} "
+                f"| {_fmt(r.metrics['concept_alignment'])} | {_opt(r.reference_alignment)} "
+                f"| {_opt(r.epochs, 0)} | {_opt(r.train_seconds, 1)} | {runs} |\n"
             )
         out.write("\n")
+        _intervention_section(out, cells)
     return out.getvalue()
+
+
+def _opt(value: float | None, digits: int = 2) -> str:
+    return "" if value is None else f"{value:.{digits}f}"
+
+
+def _intervention_section(out: io.StringIO, cells: list[Row]) -> None:
+    names = sorted({name for r in cells for name in r.curves}, key=lambda n: ("@" in n, n))
+    if not names:
+        return
+    headers = " | ".join(f"{int(100 * f)}%" for f in CURVE_FRACTIONS)
+    out.write("Task accuracy % after intervening on a fraction of the concept groups (mean ± std over seeds).\n\n")
+    out.write(f"| model | policy | {headers} |\n|---|---|" + "---|" * len(CURVE_FRACTIONS) + "\n")
+    for r in cells:
+        for name in names:
+            if name not in r.curves:
+                continue
+            mean, std = r.curves[name]
+            groups = len(mean) - 1
+            points = [int(f * groups + 0.5) for f in CURVE_FRACTIONS]
+            values = " | ".join(f"{mean[p]:.2f} ± {std[p]:.2f}" for p in points)
+            out.write(f"| {r.model} | {name} | {values} |\n")
+    out.write("\n")
 
 
 def csv_table(rows: list[Row]) -> str:
@@ -87,23 +127,35 @@ def csv_table(rows: list[Row]) -> str:
     header = ["dataset", "model", "runs", "failed"]
     for m in METRICS:
         header += [f"{m}_mean", f"{m}_std"]
-    writer.writerow(header + ["reference_task_accuracy", "epochs_mean", "train_seconds_mean"])
+    writer.writerow(header + ["reference_task_accuracy", "reference_concept_alignment", "epochs_mean", "train_seconds_mean"])
     for r in rows:
         values: list[Any] = [r.dataset, r.model, r.runs, r.failed]
         for m in METRICS:
             values += list(r.metrics[m]) if r.metrics[m] else ["", ""]
-        values += [r.reference_task_accuracy if r.reference_task_accuracy is not None else "", r.epochs or "", r.train_seconds or ""]
-        writer.writerow(values)
+        extras = (r.reference_task_accuracy, r.reference_alignment, r.epochs, r.train_seconds)
+        writer.writerow(values + ["" if v is None else v for v in extras])
     return out.getvalue()
 
 
-def accuracy_plot(rows: list[Row], specs: list[BenchSpec], path: Path) -> None:
-    """One panel per dataset: our task accuracy (bars, std error bars) and the reference (markers)."""
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def _save(fig, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=120)
+    fig.clf()
+    tmp.replace(path)
+
+
+def accuracy_plot(rows: list[Row], specs: list[BenchSpec], path: Path) -> None:
+    """One panel per dataset: our task accuracy (bars, std error bars) and the reference (markers)."""
+    plt = _pyplot()
     fig, axes = plt.subplots(1, len(specs), figsize=(4.5 * len(specs), 3.6), squeeze=False)
     for ax, spec in zip(axes[0], specs):
         cells = [r for r in rows if r.dataset == spec.name and r.metrics["task_accuracy"]]
@@ -119,17 +171,69 @@ def accuracy_plot(rows: list[Row], specs: list[BenchSpec], path: Path) -> None:
         ax.set_ylabel("task accuracy (%)")
     axes[0][0].legend(loc="lower left", fontsize=8)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=120)
+    _save(fig, path)
     plt.close(fig)
-    tmp.replace(path)
+
+
+def intervention_plot(rows: list[Row], specs: list[BenchSpec], path: Path) -> bool:
+    """Rows: curves (policy, competence); columns: datasets; a line per model with a std band."""
+    names = sorted({n for r in rows for n in r.curves}, key=lambda n: ("@" in n, n))
+    if not names:
+        return False
+    plt = _pyplot()
+    fig, axes = plt.subplots(len(names), len(specs), figsize=(4.5 * len(specs), 3.4 * len(names)), squeeze=False)
+    colours = plt.get_cmap("tab10")
+    for i, name in enumerate(names):
+        for j, spec in enumerate(specs):
+            ax = axes[i][j]
+            for k, r in enumerate(row for row in rows if row.dataset == spec.name):
+                if name not in r.curves:
+                    continue
+                mean, std = r.curves[name]
+                xs = list(range(len(mean)))
+                ax.plot(xs, mean, marker="o", ms=3, color=colours(k), label=r.model)
+                ax.fill_between(xs, [m - s for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)],
+                                color=colours(k), alpha=0.15)
+            ax.set_title(f"{spec.name}: {name}", fontsize=10)
+            ax.set_xlabel("concept groups intervened")
+            ax.xaxis.get_major_locator().set_params(integer=True)
+            ax.set_ylabel("task accuracy (%)")
+            ax.grid(alpha=0.3)
+    axes[0][-1].legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    _save(fig, path)
+    plt.close(fig)
+    return True
+
+
+def curve_plot(curves: list, path: Path, title: str, unit: str = "concept groups") -> None:
+    """Plot ``InterventionCurve``s of one model: accuracy (%) against units intervened, std band."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    for curve in curves:
+        xs = list(range(len(curve.accuracy_mean)))
+        mean = [100 * v for v in curve.accuracy_mean]
+        std = [100 * v for v in curve.accuracy_std]
+        ax.plot(xs, mean, marker="o", ms=3, label=curve.name)
+        ax.fill_between(xs, [m - s for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)], alpha=0.15)
+    ax.set_xlabel(f"{unit} intervened")
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.set_ylabel("task accuracy (%)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _save(fig, path)
+    plt.close(fig)
 
 
 def write_reports(records: list[dict[str, Any]], specs: list[BenchSpec], out_dir: Path) -> str:
-    """Write table.md, table.csv and accuracy.png into ``out_dir``; return the markdown."""
+    """Write table.md, table.csv, accuracy.png and interventions.png into ``out_dir``; return the markdown."""
     rows = summarize(records, specs)
     markdown = markdown_table(rows, specs)
     write_atomic(out_dir / "table.md", markdown)
     write_atomic(out_dir / "table.csv", csv_table(rows))
     accuracy_plot(rows, specs, out_dir / "accuracy.png")
+    intervention_plot(rows, specs, out_dir / "interventions.png")
     return markdown

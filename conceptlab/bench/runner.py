@@ -19,9 +19,9 @@ from tqdm import tqdm
 
 from .. import __version__
 from ..datasets.registry import load_dataset
-from ..metrics import evaluate
 from ..models.io import save_model
 from ..training.recipes import fit, seeded
+from .evaluation import evaluate_run
 from .spec import BenchSpec
 from .store import RunStore
 from .zoo import MODEL_KEYS
@@ -72,8 +72,12 @@ def run_one(plan: RunPlan) -> dict[str, Any]:
             model = key.build(splits.train.x.shape[1], splits.info, spec.model)
         train_config = key.train_config(replace(spec.train, seed=plan.seed), spec.model)
         report = fit(model, splits, key.recipe, train_config)
-        metrics = evaluate(model, splits.test, binary_threshold=spec.evaluation.get("binary_threshold", 0.0))
-        save_model(model.cpu(), plan.checkpoint, splits.info, bench=spec.name, model_key=plan.model, seed=plan.seed)
+        metrics = evaluate_run(model, splits.test, spec.evaluation, seed=plan.seed)
+        save_model(
+            model.cpu(), plan.checkpoint, splits.info,
+            bench=spec.name, model_key=plan.model, seed=plan.seed, dataset=spec.dataset,
+            evaluation=spec.evaluation.to_dict(),
+        )
         record.update(
             status="ok",
             **metrics,

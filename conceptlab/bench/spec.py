@@ -12,11 +12,11 @@ from typing import Any
 import yaml
 
 from ..training.config import TrainConfig
+from .evaluation import EvaluationSettings
 from .zoo import MODEL_KEYS, ModelSettings
 
 _TOP_LEVEL_KEYS = {"name", "dataset", "models", "seeds", "model", "train", "quick", "reference", "evaluation"}
 _QUICK_KEYS = {"seeds", "max_epochs"}
-_EVALUATION_KEYS = {"binary_threshold"}
 
 
 @dataclass(frozen=True)
@@ -29,8 +29,8 @@ class BenchSpec:
     seeds: int
     model: ModelSettings
     train: TrainConfig
+    evaluation: EvaluationSettings = field(default_factory=EvaluationSettings)
     reference: dict[str, Any] = field(default_factory=dict)
-    evaluation: dict[str, Any] = field(default_factory=dict)
 
     def config_dict(self) -> dict[str, Any]:
         """The settings that determine a run's result (not the model list, seeds or references)."""
@@ -38,7 +38,7 @@ class BenchSpec:
             "dataset": self.dataset,
             "model": self.model.to_dict(),
             "train": {k: v for k, v in vars(self.train).items() if k not in ("device", "devices", "seed", "checkpoint_dir")},
-            "evaluation": self.evaluation,
+            "evaluation": self.evaluation.to_dict(),
         }
 
     def config_hash(self) -> str:
@@ -111,10 +111,6 @@ def parse_spec(raw: dict[str, Any], default_name: str = "bench", quick: bool = F
             raise ValueError(f"unknown quick key(s) {unknown}; known: {sorted(_QUICK_KEYS)}")
         seeds = int(quick_cfg.get("seeds", min(seeds, 2)))
         train = replace(train, max_epochs=int(quick_cfg.get("max_epochs", min(train.max_epochs, 30))))
-    evaluation = dict(raw.get("evaluation") or {})
-    unknown = sorted(set(evaluation) - _EVALUATION_KEYS)
-    if unknown:
-        raise ValueError(f"unknown evaluation key(s) {unknown}; known: {sorted(_EVALUATION_KEYS)}")
     return BenchSpec(
         name=str(raw.get("name", default_name)),
         dataset=dict(raw["dataset"]),
@@ -122,6 +118,6 @@ def parse_spec(raw: dict[str, Any], default_name: str = "bench", quick: bool = F
         seeds=seeds,
         model=ModelSettings.from_dict(dict(raw.get("model") or {})),
         train=train,
+        evaluation=EvaluationSettings.from_dict(dict(raw.get("evaluation") or {})),
         reference=dict(raw.get("reference") or {}),
-        evaluation=evaluation,
     )
