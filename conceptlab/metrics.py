@@ -121,11 +121,14 @@ def _clusterings(points: np.ndarray, counts: np.ndarray, seed: int) -> list[np.n
 
     from sklearn.cluster import KMeans
     from sklearn.exceptions import ConvergenceWarning
+    from threadpoolctl import threadpool_limits
 
     distinct = len(np.unique(points, axis=0))
     labels = []
     for count in counts:
-        with warnings.catch_warnings():  # saturated probabilities give fewer distinct points than clusters
+        # scikit-learn's OpenMP threads keep spinning after k-means and slow torch down in the
+        # same process; use no more threads than torch was given
+        with warnings.catch_warnings(), threadpool_limits(limits=torch.get_num_threads()):
             warnings.simplefilter("ignore", ConvergenceWarning)
             kmeans = KMeans(n_clusters=int(min(count, distinct)), init="random", n_init=1, max_iter=30, random_state=seed)
             labels.append(kmeans.fit_predict(points))

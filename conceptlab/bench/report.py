@@ -199,8 +199,9 @@ def intervention_plot(rows: list[Row], specs: list[BenchSpec], path: Path) -> bo
             ax.xaxis.get_major_locator().set_params(integer=True)
             ax.set_ylabel("task accuracy (%)")
             ax.grid(alpha=0.3)
-    axes[0][-1].legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper center", ncol=min(len(labels), 8), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight()))
     _save(fig, path)
     plt.close(fig)
     return True
