@@ -19,9 +19,12 @@ def _bench(args: argparse.Namespace) -> int:
             seeds=args.seeds,
             max_epochs=args.max_epochs,
             device=args.device,
+            root=args.root,
         )
         for target in args.targets
     ]
+    for spec in specs:
+        spec.check_ready()
     names = [s.name for s in specs]
     if len(set(names)) != len(names):
         raise ValueError(f"benchmark names must differ; got {names}")
@@ -75,7 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     bench = commands.add_parser("bench", help="run a benchmark grid (datasets x models x seeds) and write tables and plots")
-    bench.add_argument("targets", nargs="+", help="bundled benchmark names (xor, trig, dot) or .yaml config paths")
+    bench.add_argument("targets", nargs="+", help="bundled benchmark names (xor, trig, dot, cub100, cub) or .yaml config paths")
+    bench.add_argument("--root", help="CUB only: the directory holding CUB_200_2011/")
     bench.add_argument("--models", help="comma-separated model keys (default: all in the config)")
     bench.add_argument("--seeds", type=int, help="number of seeds; each seed draws new data and a new initialisation")
     bench.add_argument("--max-epochs", type=int, help="override the epoch limit")

@@ -56,7 +56,7 @@ def evaluate(
 ) -> dict[str, float | None]:
     """Predict ``data`` with ``model`` and summarise it."""
     with torch.no_grad():
-        return summarize(predict(model, data.x, intervention), data, binary_threshold)
+        return summarize(predict(model, data.inputs, intervention), data, binary_threshold)
 
 
 def concept_representations(output: ConceptOutput, n_concepts: int) -> list[Tensor]:

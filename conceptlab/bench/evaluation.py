@@ -48,7 +48,7 @@ def evaluate_run(model: ConceptModel, test: ConceptDataset, settings: Evaluation
     """Metrics, intervention curves and CAS of one trained model on the test split."""
     start = time.perf_counter()
     with torch.no_grad():
-        output = predict(model, test.x)
+        output = predict(model, test.inputs)
     record: dict[str, Any] = dict(summarize(output, test, settings.binary_threshold))
     record["interventions"] = record["interventions_std"] = None
     if model.n_concepts and settings.intervention_policies:

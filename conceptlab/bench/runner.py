@@ -69,7 +69,8 @@ def run_one(plan: RunPlan) -> dict[str, Any]:
     try:
         splits = load_dataset(spec.dataset, seed=plan.seed)
         with seeded(plan.seed):
-            model = key.build(splits.train.x.shape[1], splits.info, spec.model)
+            in_features = splits.train.x.shape[1] if hasattr(splits.train, "x") else 0  # images: the backbone decides
+            model = key.build(in_features, splits.info, spec.model)
         train_config = key.train_config(replace(spec.train, seed=plan.seed), spec.model)
         report = fit(model, splits, key.recipe, train_config)
         metrics = evaluate_run(model, splits.test, spec.evaluation, seed=plan.seed)

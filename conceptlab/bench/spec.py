@@ -32,12 +32,21 @@ class BenchSpec:
     evaluation: EvaluationSettings = field(default_factory=EvaluationSettings)
     reference: dict[str, Any] = field(default_factory=dict)
 
+    def check_ready(self) -> None:
+        """Fail before any run starts when the data cannot be found."""
+        if self.dataset.get("name") == "cub":
+            from ..datasets.cub import find_cub_root
+
+            if not self.dataset.get("root"):
+                raise ValueError(f"{self.name} needs the CUB archive: pass --root PATH (the directory holding CUB_200_2011/)")
+            find_cub_root(self.dataset["root"])
+
     def config_dict(self) -> dict[str, Any]:
         """The settings that determine a run's result (not the model list, seeds or references)."""
         return {
             "dataset": self.dataset,
             "model": self.model.to_dict(),
-            "train": {k: v for k, v in vars(self.train).items() if k not in ("device", "devices", "seed", "checkpoint_dir")},
+            "train": {k: v for k, v in vars(self.train).items() if k not in ("device", "devices", "seed", "checkpoint_dir", "num_workers")},
             "evaluation": self.evaluation.to_dict(),
         }
 
@@ -46,9 +55,18 @@ class BenchSpec:
         return hashlib.sha256(blob).hexdigest()[:12]
 
     def with_overrides(
-        self, models: list[str] | None = None, seeds: int | None = None, max_epochs: int | None = None, device: str | None = None
+        self,
+        models: list[str] | None = None,
+        seeds: int | None = None,
+        max_epochs: int | None = None,
+        device: str | None = None,
+        root: str | None = None,
     ) -> BenchSpec:
         spec = self
+        if root is not None:
+            if self.dataset.get("name") != "cub":
+                raise ValueError(f"--root applies to CUB benchmarks; {self.name} draws its data from a generator")
+            spec = replace(spec, dataset={**spec.dataset, "root": str(root)})
         if models:
             spec = replace(spec, models=tuple(_check_models(models)))
         if seeds is not None:

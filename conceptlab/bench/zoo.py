@@ -19,6 +19,8 @@ class ModelSettings:
     embedding_size: int = 128  # CEM m; hybrid CBM and black box use k * m bottleneck units
     randint: float = 0.25  # CEM training-intervention probability
     randint_per: str = "sample"  # "sample" (paper) or "batch" (official code)
+    backbone: str | None = None  # image backbone trained end to end (datasets in finetune mode)
+    backbone_weights: str | None = None  # local weights file, "bundled" or null (random init)
 
     @classmethod
     def from_dict(cls, values: dict) -> ModelSettings:
@@ -32,6 +34,11 @@ class ModelSettings:
 
     def to_dict(self) -> dict:
         return {**asdict(self), "hidden": list(self.hidden)}
+
+    @property
+    def trunk(self) -> dict:
+        """Builder keywords for the image backbone, if any."""
+        return {"backbone": self.backbone, "backbone_weights": self.backbone_weights}
 
 
 @dataclass(frozen=True)
@@ -56,40 +63,40 @@ def _bottleneck_units(info: ConceptInfo, s: ModelSettings) -> int:
 MODEL_KEYS: dict[str, ModelKey] = {
     "blackbox": ModelKey(
         "no-concept baseline: hybrid-sized latent code, task loss only",
-        lambda d, info, s: black_box(d, info.n_classes, _bottleneck_units(info, s), s.hidden),
+        lambda d, info, s: black_box(d, info.n_classes, _bottleneck_units(info, s), s.hidden, **s.trunk),
     ),
     "cbm-bool": ModelKey(
         "joint CBM, hard 0/1 bottleneck",
-        lambda d, info, s: cbm(d, info.n_concepts, info.n_classes, "bool", hidden=s.hidden),
+        lambda d, info, s: cbm(d, info.n_concepts, info.n_classes, "bool", hidden=s.hidden, **s.trunk),
     ),
     "cbm-fuzzy": ModelKey(
         "joint CBM, sigmoid bottleneck",
-        lambda d, info, s: cbm(d, info.n_concepts, info.n_classes, "sigmoid", hidden=s.hidden),
+        lambda d, info, s: cbm(d, info.n_concepts, info.n_classes, "sigmoid", hidden=s.hidden, **s.trunk),
     ),
     "cbm-logit": ModelKey(
         "joint CBM, logit bottleneck",
-        lambda d, info, s: cbm(d, info.n_concepts, info.n_classes, "logit", hidden=s.hidden),
+        lambda d, info, s: cbm(d, info.n_concepts, info.n_classes, "logit", hidden=s.hidden, **s.trunk),
     ),
     "cbm-hybrid": ModelKey(
         "joint CBM, sigmoid concepts plus k(m-1) unsupervised units",
         lambda d, info, s: cbm(
             d, info.n_concepts, info.n_classes, "sigmoid",
-            n_extra=_bottleneck_units(info, s) - info.n_concepts, hidden=s.hidden,
+            n_extra=_bottleneck_units(info, s) - info.n_concepts, hidden=s.hidden, **s.trunk,
         ),
     ),
     "cbm-seq": ModelKey(
         "sequential CBM, sigmoid bottleneck",
-        lambda d, info, s: cbm(d, info.n_concepts, info.n_classes, "sigmoid", hidden=s.hidden),
+        lambda d, info, s: cbm(d, info.n_concepts, info.n_classes, "sigmoid", hidden=s.hidden, **s.trunk),
         recipe="sequential",
     ),
     "cbm-ind": ModelKey(
         "independent CBM, sigmoid bottleneck",
-        lambda d, info, s: cbm(d, info.n_concepts, info.n_classes, "sigmoid", hidden=s.hidden),
+        lambda d, info, s: cbm(d, info.n_concepts, info.n_classes, "sigmoid", hidden=s.hidden, **s.trunk),
         recipe="independent",
     ),
     "cem": ModelKey(
         "concept embedding model with RandInt",
-        lambda d, info, s: cem(d, info.n_concepts, info.n_classes, s.embedding_size, s.latent_dim, s.hidden),
+        lambda d, info, s: cem(d, info.n_concepts, info.n_classes, s.embedding_size, s.latent_dim, s.hidden, **s.trunk),
         randint=True,
     ),
 }

@@ -115,6 +115,11 @@ class ConceptDataset:
     def __len__(self) -> int:
         return self.x.shape[0]
 
+    @property
+    def inputs(self) -> Tensor:
+        """What ``predict`` takes for this dataset: the input tensor."""
+        return self.x
+
     def subset(self, index: Tensor | Sequence[int]) -> ConceptDataset:
         index = torch.as_tensor(index, dtype=torch.long)
         return ConceptDataset(self.x[index], self.c[index], self.y[index], self.info)

@@ -2,19 +2,81 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+import torch
+
 from .base import ConceptSplits
+from .cub import CLASS_LEVEL_THRESHOLD, CubSplits, load_cub
+from .images import ImageConceptDataset
 from .synthetic import SYNTHETIC_DATASETS, make_synthetic
 
+CUB_OPTIONS = {
+    "root": None,  # directory holding CUB_200_2011/ (or that directory itself)
+    "mode": "frozen",  # frozen: cached backbone features as tensors; finetune: images for end-to-end training
+    "backbone": "efficientnet_lite0",
+    "weights": "bundled",  # local weights file, "bundled" (EfficientNet-Lite0) or null (random init)
+    "image_size": 224,
+    "concepts": "auto",  # auto | image-labels | class-level
+    "threshold": CLASS_LEVEL_THRESHOLD,  # % for the class-level fallback
+    "min_classes": 10,  # keep attributes present in at least this many classes (majority-vote rule)
+    "val_fraction": 0.2,
+    "cache_dir": None,  # default: $XDG_CACHE_HOME/conceptlab or ~/.cache/conceptlab
+    "batch_size": 64,  # feature extraction batch
+}
+DATASETS: tuple[str, ...] = (*SYNTHETIC_DATASETS, "cub")
 
-def load_dataset(config: dict[str, Any], seed: int) -> ConceptSplits:
+
+def load_dataset(config: dict[str, Any], seed: int) -> ConceptSplits | CubSplits:
     """Build the dataset a config names, e.g. ``{"name": "xor", "size": 3000}``, for ``seed``."""
     options = dict(config)
     name = options.pop("name", None)
     if name in SYNTHETIC_DATASETS:
-        unknown = sorted(set(options) - {"size"})
-        if unknown:
-            raise ValueError(f"unknown option(s) {unknown} for dataset {name!r}; known: ['size']")
+        _check_options(name, options, {"size"})
         return make_synthetic(name, size=int(options.get("size", 3000)), seed=seed)
-    raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(SYNTHETIC_DATASETS)}")
+    if name == "cub":
+        _check_options(name, options, set(CUB_OPTIONS))
+        return load_cub_for_bench({**CUB_OPTIONS, **options}, seed)
+    raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+
+
+def _check_options(name: str, options: dict, known: set[str]) -> None:
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise ValueError(f"unknown option(s) {unknown} for dataset {name!r}; known: {sorted(known)}")
+
+
+def default_cache_dir() -> Path:
+    """Where feature caches go unless a config says otherwise."""
+    import os
+
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "conceptlab"
+
+
+def load_cub_for_bench(options: dict[str, Any], seed: int) -> ConceptSplits | CubSplits:
+    """CUB as frozen-backbone feature tensors (cached) or as images for fine-tuning."""
+    from .features import extract_features, feature_splits
+    from .transforms import image_transform
+
+    if not options["root"]:
+        raise ValueError("the cub dataset needs a root: pass --root PATH (the directory holding CUB_200_2011/)")
+    splits = load_cub(options["root"], seed, options["val_fraction"], options["concepts"], options["min_classes"],
+                      options["threshold"])
+    if options["mode"] == "finetune":
+        size = options["image_size"]
+        return CubSplits(
+            splits.train.with_transform(image_transform(size, train=True)),
+            splits.val.with_transform(image_transform(size)),
+            splits.test.with_transform(image_transform(size)),
+            splits.concept_source,
+        )
+    if options["mode"] != "frozen":
+        raise ValueError(f"cub mode must be 'frozen' or 'finetune'; got {options['mode']!r}")
+    every = [*splits.train.paths, *splits.val.paths, *splits.test.paths]
+    every = sorted(every)  # one cache for all seeds: the split only chooses rows
+    images = ImageConceptDataset(every, torch.zeros(len(every), splits.info.n_concepts), torch.zeros(len(every)), splits.info)
+    cache_dir = options["cache_dir"] or default_cache_dir()
+    features = extract_features(images, options["backbone"], options["weights"], options["image_size"],
+                                options["batch_size"], cache_dir, num_workers=1)
+    return feature_splits(splits, dict(zip(every, features)))

@@ -6,6 +6,7 @@ from dataclasses import dataclass, fields
 
 import torch
 from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
 
 from .interventions import Intervention
 
@@ -77,20 +78,32 @@ def task_outputs(n_classes: int) -> int:
 @torch.no_grad()
 def predict(
     model: ConceptModel,
-    x: Tensor,
+    inputs: Tensor | Dataset,
     intervention: Intervention | None = None,
     batch_size: int = 4096,
+    num_workers: int = 0,
 ) -> ConceptOutput:
-    """Run ``model`` over ``x`` in evaluation mode, in batches on the model's device."""
+    """Run ``model`` in evaluation mode over ``inputs`` in batches on the model's device.
+
+    ``inputs`` is a tensor, or a dataset of ``(x, c, y)`` items (images) read in order; row ``i``
+    of ``intervention`` applies to item ``i``.
+    """
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
+    if isinstance(inputs, Tensor):
+        batches = (inputs[start : start + batch_size] for start in range(0, inputs.shape[0], batch_size))
+    else:
+        loader = DataLoader(inputs, batch_size=min(batch_size, 256), shuffle=False, num_workers=num_workers)
+        batches = (x for x, _, _ in loader)
     parts: list[ConceptOutput] = []
+    start = 0
     try:
-        for start in range(0, x.shape[0], batch_size):
-            sl = slice(start, start + batch_size)
+        for x in batches:
+            sl = slice(start, start + x.shape[0])
             batch_iv = intervention.slice(sl).to(device) if intervention is not None else None
-            parts.append(model(x[sl].to(device), batch_iv))
+            parts.append(model(x.to(device), batch_iv))
+            start += x.shape[0]
     finally:
         model.train(was_training)
     merged = {}

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .base import ConceptModel, ConceptOutput, task_outputs
-from .encoders import mlp
+from .encoders import encoder
 from .interventions import Intervention
 
 
@@ -31,12 +31,18 @@ class BlackBoxModel(ConceptModel):
 
 
 def black_box(
-    in_features: int, n_classes: int, latent_dim: int, hidden: Sequence[int] = (128, 128)
+    in_features: int,
+    n_classes: int,
+    latent_dim: int,
+    hidden: Sequence[int] = (128, 128),
+    backbone: str | None = None,
+    backbone_weights: str | None = None,
 ) -> BlackBoxModel:
-    """The no-concept baseline: MLP encoder to ``latent_dim`` units, Linear head."""
-    model = BlackBoxModel(mlp(in_features, latent_dim, hidden), latent_dim, n_classes)
+    """The no-concept baseline: MLP encoder (optionally on an image backbone) to ``latent_dim`` units, Linear head."""
+    model = BlackBoxModel(encoder(in_features, latent_dim, hidden, backbone, backbone_weights), latent_dim, n_classes)
     model.build_spec = {
         "builder": "black_box",
-        "kwargs": dict(in_features=in_features, n_classes=n_classes, latent_dim=latent_dim, hidden=list(hidden)),
+        "kwargs": dict(in_features=in_features, n_classes=n_classes, latent_dim=latent_dim, hidden=list(hidden),
+                       backbone=backbone),
     }
     return model

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .base import ConceptModel, ConceptOutput, task_outputs
-from .encoders import mlp
+from .encoders import encoder
 from .interventions import Intervention
 
 Bottleneck = Literal["sigmoid", "logit", "bool"]
@@ -96,14 +96,21 @@ def cbm(
     bottleneck: Bottleneck = "sigmoid",
     n_extra: int = 0,
     hidden: Sequence[int] = (128, 128),
+    backbone: str | None = None,
+    backbone_weights: str | None = None,
 ) -> ConceptBottleneckModel:
-    """CBM with the MLP encoder of SPEC §2; ``n_extra > 0`` gives the hybrid CBM."""
+    """CBM with the MLP encoder of SPEC §2; ``n_extra > 0`` gives the hybrid CBM.
+
+    With ``backbone`` (e.g. ``"resnet18"``) the MLP sits on an image backbone, for end-to-end
+    training on images; ``in_features`` is then ignored.
+    """
     model = ConceptBottleneckModel(
-        mlp(in_features, n_concepts + n_extra, hidden), n_concepts, n_classes, bottleneck, n_extra
+        encoder(in_features, n_concepts + n_extra, hidden, backbone, backbone_weights),
+        n_concepts, n_classes, bottleneck, n_extra,
     )
     model.build_spec = {
         "builder": "cbm",
         "kwargs": dict(in_features=in_features, n_concepts=n_concepts, n_classes=n_classes,
-                       bottleneck=bottleneck, n_extra=n_extra, hidden=list(hidden)),
+                       bottleneck=bottleneck, n_extra=n_extra, hidden=list(hidden), backbone=backbone),
     }
     return model

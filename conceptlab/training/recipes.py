@@ -14,7 +14,8 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 
-from ..datasets.base import ConceptDataModule, ConceptSplits
+from ..datasets.base import ConceptDataModule, ConceptDataset, ConceptSplits
+from ..datasets.images import ImageDataModule
 from ..models.base import ConceptModel, predict
 from .config import TrainConfig
 from .learner import ConceptLearner, Stage
@@ -128,7 +129,7 @@ def fit(
         with _quiet_lightning():
             trainer = _trainer(config, stage.name)
         learner = ConceptLearner(model, stage, config, pos_weight)
-        data = ConceptDataModule(splits, config.batch_size, seed=config.seed + index)
+        data = _datamodule(splits, config, seed=config.seed + index)
         try:
             with seeded(config.seed + index, trainer.strategy.root_device), _quiet_lightning():
                 trainer.fit(learner, datamodule=data)
@@ -137,8 +138,15 @@ def fit(
                 p.requires_grad_(True)
         stage_epochs[stage.name] = trainer.current_epoch
     if model.n_concepts:
-        model.calibrate_interventions(predict(model, splits.train.x).concept_logits)
+        model.calibrate_interventions(predict(model, splits.train.inputs).concept_logits)
     return FitReport(sum(stage_epochs.values()), time.perf_counter() - start, stage_epochs)
+
+
+def _datamodule(splits, config: TrainConfig, seed: int) -> L.LightningDataModule:
+    """Tensor splits live on the device and are sliced; image splits go through DataLoaders."""
+    if isinstance(splits.train, ConceptDataset):
+        return ConceptDataModule(splits, config.batch_size, seed=seed)
+    return ImageDataModule(splits, config.batch_size, num_workers=config.num_workers, seed=seed)
 
 
 def _trainer(config: TrainConfig, stage_name: str) -> L.Trainer:

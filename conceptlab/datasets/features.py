@@ -1,0 +1,75 @@
+"""Frozen-backbone features: images -> embeddings once, cached on disk, then plain tensors."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from ..models.encoders import backbone_weights_id, image_backbone
+from .base import ConceptDataset, ConceptSplits
+from .cub import CubSplits
+from .images import ImageConceptDataset
+from .transforms import image_transform
+
+log = logging.getLogger(__name__)
+
+
+def feature_cache_key(paths: list[Path], backbone: str, weights: str | None, transform) -> str:
+    """Hash of what determines the features: backbone and weights, transform, files (paths and sizes)."""
+    files = [(str(p), p.stat().st_size if p.exists() else -1) for p in paths]
+    blob = json.dumps([backbone_weights_id(backbone, weights), repr(transform), files])
+    return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+@torch.inference_mode()
+def extract_features(
+    dataset: ImageConceptDataset,
+    backbone: str,
+    weights: str | None = "bundled",
+    image_size: int = 224,
+    batch_size: int = 64,
+    cache_dir: str | Path | None = None,
+    device: str = "cpu",
+    num_workers: int = 0,
+    progress: bool = True,
+) -> torch.Tensor:
+    """(N, D) features of ``dataset``'s images in order; read from ``cache_dir`` when cached there."""
+    transform = image_transform(image_size, train=False)
+    cache = None
+    if cache_dir is not None:
+        key = feature_cache_key(dataset.paths, backbone, weights, transform)
+        cache = Path(cache_dir) / f"features-{backbone}-{key}.pt"
+        if cache.is_file():
+            log.info("feature cache hit: %s", cache)
+            return torch.load(cache, weights_only=True)
+        log.info("feature cache miss: extracting %d images with %s into %s", len(dataset), backbone, cache)
+    missing = [p for p in dataset.paths if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(f"{len(missing)} image file(s) are missing, e.g. {missing[0]}")
+    net = image_backbone(backbone, weights).to(device).eval()
+    loader = DataLoader(dataset.with_transform(transform), batch_size=batch_size, num_workers=num_workers)
+    parts = [net(x.to(device)).float().cpu() for x, _, _ in tqdm(loader, desc=f"{backbone} features", disable=not progress)]
+    features = torch.cat(parts)
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
+        torch.save(features, tmp)
+        os.replace(tmp, cache)
+    return features
+
+
+def feature_splits(splits: CubSplits, features_of: dict[Path, torch.Tensor]) -> ConceptSplits:
+    """Replace each image of ``splits`` by its feature vector."""
+
+    def convert(part: ImageConceptDataset) -> ConceptDataset:
+        x = torch.stack([features_of[p] for p in part.paths])
+        return ConceptDataset(x, part.c, part.y, part.info)
+
+    return ConceptSplits(convert(splits.train), convert(splits.val), convert(splits.test))
