@@ -32,6 +32,8 @@ class ConceptOutput:
 class ConceptModel(nn.Module):
     """Base class: ``forward(x, intervention=None) -> ConceptOutput``.
 
+    The forward pass is split in two: ``encode(x)`` computes everything an intervention cannot
+    change, ``decode(code, intervention)`` the rest, so intervention curves encode the inputs once.
     Subclasses set ``n_concepts`` (0 for models without concepts), ``n_classes`` and a ``head``
     module (the concept-to-task part), so training recipes can train or freeze the two parts
     without knowing the model.
@@ -41,6 +43,15 @@ class ConceptModel(nn.Module):
     n_classes: int
     head: nn.Module
     build_spec: dict | None = None  # set by the builder functions; lets a saved model be rebuilt
+
+    def encode(self, x: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def decode(self, code: Tensor, intervention: Intervention | None = None) -> ConceptOutput:
+        raise NotImplementedError
+
+    def forward(self, x: Tensor, intervention: Intervention | None = None) -> ConceptOutput:
+        return self.decode(self.encode(x), intervention)
 
     @property
     def n_task_outputs(self) -> int:
@@ -75,6 +86,21 @@ def task_outputs(n_classes: int) -> int:
     return 1 if n_classes == 2 else n_classes
 
 
+def _batches(inputs: Tensor | Dataset, batch_size: int, num_workers: int):
+    if isinstance(inputs, Tensor):
+        return (inputs[start : start + batch_size] for start in range(0, inputs.shape[0], batch_size))
+    loader = DataLoader(inputs, batch_size=min(batch_size, 256), shuffle=False, num_workers=num_workers)
+    return (x for x, _, _ in loader)
+
+
+def _merge(parts: list[ConceptOutput]) -> ConceptOutput:
+    merged = {}
+    for f in fields(ConceptOutput):
+        values = [getattr(p, f.name) for p in parts]
+        merged[f.name] = None if values[0] is None else torch.cat(values)
+    return ConceptOutput(**merged)
+
+
 @torch.no_grad()
 def predict(
     model: ConceptModel,
@@ -88,26 +114,35 @@ def predict(
     ``inputs`` is a tensor, or a dataset of ``(x, c, y)`` items (images) read in order; row ``i``
     of ``intervention`` applies to item ``i``.
     """
+    return decode_all(model, encode_all(model, inputs, batch_size, num_workers), intervention, batch_size)
+
+
+@torch.no_grad()
+def encode_all(model: ConceptModel, inputs: Tensor | Dataset, batch_size: int = 4096, num_workers: int = 0) -> Tensor:
+    """``model.encode`` over all inputs in evaluation mode, concatenated on the model's device."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    if isinstance(inputs, Tensor):
-        batches = (inputs[start : start + batch_size] for start in range(0, inputs.shape[0], batch_size))
-    else:
-        loader = DataLoader(inputs, batch_size=min(batch_size, 256), shuffle=False, num_workers=num_workers)
-        batches = (x for x, _, _ in loader)
-    parts: list[ConceptOutput] = []
-    start = 0
     try:
-        for x in batches:
-            sl = slice(start, start + x.shape[0])
-            batch_iv = intervention.slice(sl).to(device) if intervention is not None else None
-            parts.append(model(x.to(device), batch_iv))
-            start += x.shape[0]
+        return torch.cat([model.encode(x.to(device)) for x in _batches(inputs, batch_size, num_workers)])
     finally:
         model.train(was_training)
-    merged = {}
-    for f in fields(ConceptOutput):
-        values = [getattr(p, f.name) for p in parts]
-        merged[f.name] = None if values[0] is None else torch.cat(values)
-    return ConceptOutput(**merged)
+
+
+@torch.no_grad()
+def decode_all(
+    model: ConceptModel, codes: Tensor, intervention: Intervention | None = None, batch_size: int = 4096
+) -> ConceptOutput:
+    """``model.decode`` over encoded inputs (from ``encode_all``) with an optional intervention."""
+    was_training = model.training
+    model.eval()
+    device = codes.device
+    try:
+        parts = []
+        for start in range(0, codes.shape[0], batch_size):
+            sl = slice(start, start + batch_size)
+            batch_iv = intervention.slice(sl).to(device) if intervention is not None else None
+            parts.append(model.decode(codes[sl], batch_iv))
+    finally:
+        model.train(was_training)
+    return _merge(parts)

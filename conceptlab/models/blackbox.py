@@ -23,10 +23,12 @@ class BlackBoxModel(ConceptModel):
         self.n_classes = n_classes
         self.head = nn.Linear(latent_dim, task_outputs(n_classes))
 
-    def forward(self, x: Tensor, intervention: Intervention | None = None) -> ConceptOutput:
+    def encode(self, x: Tensor) -> Tensor:
+        return F.leaky_relu(self.encoder(x))
+
+    def decode(self, latent: Tensor, intervention: Intervention | None = None) -> ConceptOutput:
         if intervention is not None:
-            self.check_intervention(intervention, x.shape[0])
-        latent = F.leaky_relu(self.encoder(x))
+            self.check_intervention(intervention, latent.shape[0])
         return ConceptOutput(self.head(latent), latent)
 
 

