@@ -12,6 +12,9 @@ log = logging.getLogger("conceptlab")
 
 def _bench(args: argparse.Namespace) -> int:
     from .bench import load_spec, run_grid, write_reports
+    from .bench.runner import keep_freed_memory
+
+    keep_freed_memory()  # this process may train too (one worker)
 
     specs = [
         load_spec(target, quick=args.quick).with_overrides(

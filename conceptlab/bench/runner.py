@@ -93,8 +93,29 @@ def run_one(plan: RunPlan) -> dict[str, Any]:
     return record
 
 
+def keep_freed_memory() -> None:
+    """Ask glibc to reuse freed blocks instead of returning them to the kernel after every step.
+
+    With its default thresholds each large activation tensor is mmap-ed and unmapped anew; on
+    this project's 2-core machine that showed up as 20% system time in training (0.83 s of
+    system time against 0.10 s in a 60-step micro-benchmark). No effect outside glibc.
+    """
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    if not name or platform.system() != "Linux":
+        return
+    libc = ctypes.CDLL(name)
+    if hasattr(libc, "mallopt"):
+        m_trim_threshold, m_mmap_threshold = -1, -3
+        libc.mallopt(m_mmap_threshold, 256 << 20)
+        libc.mallopt(m_trim_threshold, 512 << 20)
+
+
 def _init_worker(threads: int) -> None:
     torch.set_num_threads(threads)
+    keep_freed_memory()
     warnings.filterwarnings("ignore", category=DeprecationWarning)
 
 
