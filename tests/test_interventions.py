@@ -5,7 +5,7 @@ from torch import nn
 from conceptlab import cli
 from conceptlab.bench import parse_spec, run_grid, write_reports
 from conceptlab.bench.report import curve_plot
-from conceptlab.datasets import ConceptDataset, ConceptInfo, xor
+from conceptlab.datasets import xor
 from conceptlab.metrics import concept_alignment_score
 from conceptlab.models import ConceptBottleneckModel, ConceptEmbeddingModel, Intervention, cem
 from conceptlab.models.interventions import (

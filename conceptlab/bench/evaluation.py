@@ -12,6 +12,7 @@ from ..datasets.base import ConceptDataset
 from ..metrics import concept_alignment_score, concept_representations, summarize
 from ..models.base import ConceptModel, predict
 from ..models.interventions import POLICIES, intervention_curve
+from ..settings import reject_unknown_keys
 
 
 @dataclass(frozen=True)
@@ -27,10 +28,7 @@ class EvaluationSettings:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> EvaluationSettings:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown evaluation setting(s) {unknown}; known: {sorted(known)}")
+        reject_unknown_keys(values, (f.name for f in fields(cls)), "evaluation setting(s)")
         values = dict(values)
         for key in ("intervention_policies", "intervention_competence"):
             if key in values:

@@ -11,6 +11,7 @@ from typing import Any
 
 import yaml
 
+from ..settings import reject_unknown_keys
 from ..training.config import TrainConfig
 from .evaluation import EvaluationSettings
 from .zoo import MODEL_KEYS, ModelSettings
@@ -114,9 +115,7 @@ def load_spec(target: str, quick: bool = False) -> BenchSpec:
 
 
 def parse_spec(raw: dict[str, Any], default_name: str = "bench", quick: bool = False) -> BenchSpec:
-    unknown = sorted(set(raw) - _TOP_LEVEL_KEYS)
-    if unknown:
-        raise ValueError(f"unknown config key(s) {unknown}; known: {sorted(_TOP_LEVEL_KEYS)}")
+    reject_unknown_keys(raw, _TOP_LEVEL_KEYS, "config key(s)")
     if "dataset" not in raw or "name" not in raw["dataset"]:
         raise ValueError("a benchmark config needs `dataset: {name: ...}`")
     models = _check_models(list(raw.get("models") or MODEL_KEYS))
@@ -124,9 +123,7 @@ def parse_spec(raw: dict[str, Any], default_name: str = "bench", quick: bool = F
     seeds = int(raw.get("seeds", 5))
     if quick:
         quick_cfg = dict(raw.get("quick") or {})
-        unknown = sorted(set(quick_cfg) - _QUICK_KEYS)
-        if unknown:
-            raise ValueError(f"unknown quick key(s) {unknown}; known: {sorted(_QUICK_KEYS)}")
+        reject_unknown_keys(quick_cfg, _QUICK_KEYS, "quick key(s)")
         seeds = int(quick_cfg.get("seeds", min(seeds, 2)))
         train = replace(train, max_epochs=int(quick_cfg.get("max_epochs", min(train.max_epochs, 30))))
     return BenchSpec(

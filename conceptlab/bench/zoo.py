@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, fields, replace
 
 from ..datasets.base import ConceptInfo
 from ..models import ConceptModel, black_box, cbm, cem
+from ..settings import reject_unknown_keys
 from ..training.config import TrainConfig
 
 
@@ -24,10 +25,7 @@ class ModelSettings:
 
     @classmethod
     def from_dict(cls, values: dict) -> ModelSettings:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown model setting(s) {unknown}; known: {sorted(known)}")
+        reject_unknown_keys(values, (f.name for f in fields(cls)), "model setting(s)")
         if "hidden" in values:
             values = {**values, "hidden": tuple(values["hidden"])}
         return cls(**values)

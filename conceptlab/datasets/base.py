@@ -130,11 +130,16 @@ class ConceptDataset:
 
 @dataclass(frozen=True)
 class ConceptSplits:
-    """Train / validation / test datasets sharing one ``ConceptInfo``."""
+    """Train / validation / test datasets sharing one ``ConceptInfo``.
+
+    The parts are ``ConceptDataset``s (tensors) or ``ImageConceptDataset``s (image files);
+    ``concept_source`` says how the concept labels were made, where that is not obvious.
+    """
 
     train: ConceptDataset
     val: ConceptDataset
     test: ConceptDataset
+    concept_source: str = ""
 
     @property
     def info(self) -> ConceptInfo:
@@ -203,7 +208,7 @@ class ConceptDataModule(L.LightningDataModule):
         if self.trainer is not None:
             device = self.trainer.strategy.root_device
             s = self.splits
-            self.splits = ConceptSplits(s.train.to(device), s.val.to(device), s.test.to(device))
+            self.splits = ConceptSplits(s.train.to(device), s.val.to(device), s.test.to(device), s.concept_source)
 
     def train_dataloader(self) -> TensorBatches:
         return TensorBatches(self.splits.train, self.batch_size, shuffle=True, seed=self.seed)

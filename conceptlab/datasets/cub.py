@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .base import ConceptInfo
+from .base import ConceptInfo, ConceptSplits
 from .images import ImageConceptDataset
 
 # 0-based indices of the 112 attributes Koh et al. kept (SPEC §6)
@@ -38,20 +38,6 @@ KOH_ATTRIBUTES: tuple[int, ...] = (
 )
 NOT_VISIBLE = 1  # certainty id of "not visible" in attributes/certainties.txt
 CLASS_LEVEL_THRESHOLD = 45.0  # % of a class's images annotated with an attribute (fallback rule)
-
-
-@dataclass(frozen=True)
-class CubSplits:
-    """Train / val / test image datasets plus how their concepts were derived."""
-
-    train: ImageConceptDataset
-    val: ImageConceptDataset
-    test: ImageConceptDataset
-    concept_source: str
-
-    @property
-    def info(self) -> ConceptInfo:
-        return self.train.info
 
 
 @dataclass(frozen=True)
@@ -207,7 +193,7 @@ def load_cub(
     concepts: str = "auto",
     min_classes: int = 10,
     threshold: float = CLASS_LEVEL_THRESHOLD,
-) -> CubSplits:
+) -> ConceptSplits:
     """CUB splits with class-level concepts; ``concepts`` is 'auto', 'image-labels' or 'class-level'.
 
     The validation set is a ``seed``-determined ``val_fraction`` of the official training split.
@@ -239,7 +225,7 @@ def load_cub(
     return _split(paths, c, torch.as_tensor(y), info, archive.is_train, seed, val_fraction, source)
 
 
-def _split(paths, c, y, info, is_train, seed, val_fraction, source) -> CubSplits:
+def _split(paths, c, y, info, is_train, seed, val_fraction, source) -> ConceptSplits:
     if not 0 <= val_fraction < 1:
         raise ValueError(f"val_fraction must lie in [0, 1); got {val_fraction}")
     train_idx = np.flatnonzero(is_train)
@@ -251,10 +237,10 @@ def _split(paths, c, y, info, is_train, seed, val_fraction, source) -> CubSplits
     def part(index: np.ndarray) -> ImageConceptDataset:
         return ImageConceptDataset([paths[i] for i in index], c[index], y[index], info)
 
-    return CubSplits(part(train_idx), part(val_idx), part(test_idx), source)
+    return ConceptSplits(part(train_idx), part(val_idx), part(test_idx), source)
 
 
-def load_koh_pickles(pickle_dir: str | Path, cub_path: str | Path) -> CubSplits:
+def load_koh_pickles(pickle_dir: str | Path, cub_path: str | Path) -> ConceptSplits:
     """Koh et al.'s processed splits (``train.pkl``, ``val.pkl``, ``test.pkl``) with images from ``cub_path``.
 
     Each pickle is a list of dicts with 'img_path', 'class_label' and 'attribute_label' (112 values);
@@ -283,4 +269,4 @@ def load_koh_pickles(pickle_dir: str | Path, cub_path: str | Path) -> CubSplits:
     class_names = [archive.class_names[k] for k in sorted(archive.class_names)][:n_classes]
     info = ConceptInfo(names, class_names, concept_groups(names))
     train, val, test = (ImageConceptDataset(*splits[p], info) for p in ("train", "val", "test"))
-    return CubSplits(train, val, test, "Koh et al.'s processed pickles (class_attr_data_10)")
+    return ConceptSplits(train, val, test, "Koh et al.'s processed pickles (class_attr_data_10)")

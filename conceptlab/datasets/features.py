@@ -14,7 +14,6 @@ from tqdm import tqdm
 
 from ..models.encoders import backbone_weights_id, image_backbone
 from .base import ConceptDataset, ConceptSplits
-from .cub import CubSplits
 from .images import ImageConceptDataset
 from .transforms import image_transform
 
@@ -65,11 +64,11 @@ def extract_features(
     return features
 
 
-def feature_splits(splits: CubSplits, features_of: dict[Path, torch.Tensor]) -> ConceptSplits:
+def feature_splits(splits: ConceptSplits, features_of: dict[Path, torch.Tensor]) -> ConceptSplits:
     """Replace each image of ``splits`` by its feature vector."""
 
     def convert(part: ImageConceptDataset) -> ConceptDataset:
         x = torch.stack([features_of[p] for p in part.paths])
         return ConceptDataset(x, part.c, part.y, part.info)
 
-    return ConceptSplits(convert(splits.train), convert(splits.val), convert(splits.test))
+    return ConceptSplits(convert(splits.train), convert(splits.val), convert(splits.test), splits.concept_source)

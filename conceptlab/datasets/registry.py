@@ -7,8 +7,9 @@ from typing import Any
 
 import torch
 
+from ..settings import reject_unknown_keys
 from .base import ConceptSplits
-from .cub import CLASS_LEVEL_THRESHOLD, CubSplits, load_cub
+from .cub import CLASS_LEVEL_THRESHOLD, load_cub
 from .images import ImageConceptDataset
 from .synthetic import SYNTHETIC_DATASETS, make_synthetic
 
@@ -28,23 +29,17 @@ CUB_OPTIONS = {
 DATASETS: tuple[str, ...] = (*SYNTHETIC_DATASETS, "cub")
 
 
-def load_dataset(config: dict[str, Any], seed: int) -> ConceptSplits | CubSplits:
+def load_dataset(config: dict[str, Any], seed: int) -> ConceptSplits:
     """Build the dataset a config names, e.g. ``{"name": "xor", "size": 3000}``, for ``seed``."""
     options = dict(config)
     name = options.pop("name", None)
     if name in SYNTHETIC_DATASETS:
-        _check_options(name, options, {"size"})
+        reject_unknown_keys(options, {"size"}, f"option(s) for dataset {name!r}")
         return make_synthetic(name, size=int(options.get("size", 3000)), seed=seed)
     if name == "cub":
-        _check_options(name, options, set(CUB_OPTIONS))
+        reject_unknown_keys(options, CUB_OPTIONS, f"option(s) for dataset {name!r}")
         return load_cub_for_bench({**CUB_OPTIONS, **options}, seed)
     raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
-
-
-def _check_options(name: str, options: dict, known: set[str]) -> None:
-    unknown = sorted(set(options) - known)
-    if unknown:
-        raise ValueError(f"unknown option(s) {unknown} for dataset {name!r}; known: {sorted(known)}")
 
 
 def default_cache_dir() -> Path:
@@ -54,7 +49,7 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "conceptlab"
 
 
-def load_cub_for_bench(options: dict[str, Any], seed: int) -> ConceptSplits | CubSplits:
+def load_cub_for_bench(options: dict[str, Any], seed: int) -> ConceptSplits:
     """CUB as frozen-backbone feature tensors (cached) or as images for fine-tuning."""
     from .features import extract_features, feature_splits
     from .transforms import image_transform
@@ -65,7 +60,7 @@ def load_cub_for_bench(options: dict[str, Any], seed: int) -> ConceptSplits | Cu
                       options["threshold"])
     if options["mode"] == "finetune":
         size = options["image_size"]
-        return CubSplits(
+        return ConceptSplits(
             splits.train.with_transform(image_transform(size, train=True)),
             splits.val.with_transform(image_transform(size)),
             splits.test.with_transform(image_transform(size)),

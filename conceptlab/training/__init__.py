@@ -16,4 +16,5 @@ __all__ = [
     "fit",
     "recipe_stages",
     "seeded",
+    "task_loss",
 ]

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Literal
 
+from ..settings import reject_unknown_keys
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -42,8 +44,5 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, values: dict) -> TrainConfig:
         """Build from a mapping, rejecting keys that no field reads."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown training setting(s) {unknown}; known: {sorted(known)}")
+        reject_unknown_keys(values, (f.name for f in fields(cls)), "training setting(s)")
         return cls(**values)
