@@ -1,0 +1,111 @@
+from collections import OrderedDict
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from conceptlab.concepts.activations import capture_activations
+from conceptlab.concepts.cav import CAVBank
+from conceptlab.concepts.tcav import layer_gradients, significance, tcav_scores
+
+D = 64
+
+
+def _sets(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    direction = torch.randn(D, generator=g)
+    direction /= direction.norm()
+    sets = {f"concept{i}": torch.randn(50, D, generator=g) + 6 * direction for i in range(2)}
+    sets |= {f"random{r}": torch.randn(50, D, generator=g) for r in range(3)}
+    return sets, direction
+
+
+def test_torch_and_sklearn_solvers_agree():
+    sets, direction = _sets()
+    pairs = [(c, r) for c in ("concept0", "concept1") for r in ("random0", "random1", "random2")]
+    fast = CAVBank("torch").fit(sets, pairs)
+    reference = CAVBank("sklearn").fit(sets, pairs)
+    assert torch.allclose(fast.directions_.norm(dim=1), torch.ones(len(pairs)))
+    assert ((fast.directions_ * reference.directions_).sum(1) > 0.7).all()
+    assert (fast.directions_ @ direction > 0.6).all()
+    assert (fast.accuracy_ >= 0.9).all() and (reference.accuracy_ >= 0.75).all()
+    assert (fast.positive_mean_ > 0).all() and (fast.negative_mean_ < 0).all()
+    assert (fast.margin_max_ >= fast.positive_mean_).all() and (fast.margin_min_ <= fast.negative_mean_).all()
+    z = sets["concept0"][:5]
+    assert torch.allclose(fast.decision_function(z)[:, 0], z @ fast.directions_[0] + fast.intercepts_[0])
+
+
+def test_bank_input_errors():
+    sets, _ = _sets()
+    with pytest.raises(ValueError, match=r"not given"):
+        CAVBank().fit(sets, [("concept0", "stripes")])
+    with pytest.raises(ValueError, match="one shape"):
+        CAVBank().fit({"a": torch.randn(4, 3), "b": torch.randn(4, 5)}, [("a", "b")])
+    with pytest.raises(ValueError, match="solver must be"):
+        CAVBank("svm")
+
+
+def _planted_model(u: torch.Tensor) -> nn.Module:
+    """Class 1's logit is u . h for the hidden activations h: the concept 'u' drives class 1."""
+    model = nn.Sequential(OrderedDict(pre=nn.Linear(D, D), hidden=nn.ReLU(), head=nn.Linear(D, 3)))
+    with torch.no_grad():
+        model.pre.weight.copy_(torch.eye(D))
+        model.pre.bias.fill_(5.0)  # keep the ReLU active
+        model.head.weight.zero_()
+        model.head.bias.zero_()
+        model.head.weight[1] = u
+    return model
+
+
+def test_planted_concept_scores_high_and_is_significant():
+    g = torch.Generator().manual_seed(1)
+    u = torch.randn(D, generator=g)
+    u /= u.norm()
+    model = _planted_model(u)
+    concept = torch.randn(40, D, generator=g) + 3 * u
+    randoms = {f"random{r}": torch.randn(40, D, generator=g) for r in range(5)}
+    acts = {k: capture_activations(model, ["hidden"], v)["hidden"] for k, v in {"concept": concept, **randoms}.items()}
+    pairs = [("concept", r) for r in randoms]
+    bank = CAVBank().fit(acts, pairs)
+    grads = layer_gradients(model, "hidden", torch.randn(30, D, generator=g), target=1)
+    scores, magnitude = tcav_scores(grads, bank)
+    assert (scores >= 0.9).all() and (magnitude >= 0.9).all()
+    assert significance(scores, n_tests=1)["significant"]
+    loss_scores, _ = tcav_scores(layer_gradients(model, "hidden", torch.randn(30, D, generator=g), 1, "loss"), bank, "loss")
+    assert (loss_scores >= 0.9).all()  # the loss objective counts negative derivatives
+
+
+def test_random_concepts_are_rarely_significant_under_the_reference_test():
+    """A random 'concept' against 6 random sets, its scores tested against random-vs-random scores.
+
+    (The paper's one-sample test flags such concepts more often, 2-6 of 20 here: all CAVs of one
+    concept share its examples, so their scores move together.)
+    """
+    significant = 0
+    for seed in range(20):
+        g = torch.Generator().manual_seed(100 + seed)
+        model = nn.Sequential(OrderedDict(hidden=nn.Linear(D, 32), act=nn.Tanh(), out=nn.Linear(32, 3)))
+        torch.manual_seed(seed)
+        for p in model.parameters():
+            nn.init.normal_(p, std=0.5)
+        sets = {f"r{r}": torch.randn(100, D, generator=g) for r in range(12)}
+        acts = {k: capture_activations(model, ["hidden"], v)["hidden"] for k, v in sets.items()}
+        pairs = [("r0", f"r{r}") for r in range(1, 7)] + [(f"r{r}", f"r{r + 5}") for r in range(1, 7)]
+        scores, _ = tcav_scores(layer_gradients(model, "hidden", torch.randn(40, D, generator=g), 0), CAVBank().fit(acts, pairs))
+        significant += significance(scores[:6], scores[6:])["significant_reference"]
+    assert significant <= 2
+
+
+def test_significance_matches_scipy_on_fixed_numbers():
+    from scipy import stats
+
+    concept = np.array([0.9, 0.8, 0.85, 0.95, 0.7])
+    random = np.array([0.5, 0.4, 0.6, 0.55, 0.45])
+    result = significance(concept, random, n_tests=3)
+    assert result["p_paper"] == pytest.approx(min(1.0, 3 * stats.ttest_1samp(concept, 0.5).pvalue))
+    assert result["p_reference"] == pytest.approx(stats.ttest_ind(concept, random).pvalue)
+    assert result["significant"] and result["significant_reference"]
+    assert not significance(np.array([0.4, 0.6, 0.5, 0.55]))["significant"]
+    with pytest.raises(ValueError, match="at least 2"):
+        significance(np.array([0.9]))
