@@ -75,6 +75,76 @@ def _intervene(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load_examples(folder: Path, image_size: int):
+    """All examples in ``folder``: images (resized, centre-cropped, in [0, 1]) or .pt tensors."""
+    import torch
+
+    from .datasets.transforms import image_transform
+
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png", ".pt"})
+    if not files:
+        raise ValueError(f"{folder} holds no examples: put images (.jpg, .png) or tensors (.pt) in it")
+    transform = image_transform(image_size)
+    parts = []
+    for file in files:
+        if file.suffix == ".pt":
+            x = torch.load(file, weights_only=True)
+            parts.append(x.unsqueeze(0) if x.ndim in (1, 3) else x)
+        else:
+            from PIL import Image
+
+            with Image.open(file) as image:
+                parts.append(transform(image.convert("RGB")).unsqueeze(0))
+    return torch.cat(parts).float()
+
+
+def _example_sets(root: str, image_size: int, limit: int | None = None) -> dict:
+    folder = Path(root)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{root} is not a directory: expected one sub-directory of examples per set")
+    subdirs = sorted(p for p in folder.iterdir() if p.is_dir())
+    if not subdirs:
+        raise ValueError(f"{root} has no sub-directories: expected one folder of examples per concept or random set")
+    return {d.name: _load_examples(d, image_size) for d in subdirs[:limit]}
+
+
+def _tcav(args: argparse.Namespace) -> int:
+    import json
+
+    import torch
+
+    from .bench.store import write_atomic
+    from .concepts import run_tcav, tcav_plot, write_tcav_csv
+    from .models import load_model
+
+    path = Path(args.model)
+    try:
+        model, info, _ = load_model(path)
+        classes = list(info.task_names)
+    except ValueError:  # not a conceptlab file: a whole pickled or TorchScript module
+        if not path.is_file():
+            raise
+        model = torch.jit.load(path) if path.suffix == ".ts" else torch.load(path, weights_only=False)
+        classes = []
+    target = classes.index(args.target) if args.target in classes else int(args.target)
+    concepts = _example_sets(args.concepts, args.image_size)
+    randoms = _example_sets(args.random, args.image_size, args.runs)
+    inputs = _load_examples(Path(args.inputs), args.image_size)
+    layers = args.layers.split(",")
+    records = run_tcav(model, layers, concepts, randoms, inputs, target, args.objective, alpha=args.alpha)
+    out = Path(args.out or Path("results") / "tcav" / path.stem)
+    out.mkdir(parents=True, exist_ok=True)
+    write_tcav_csv(records, out / "tcav.csv")
+    write_atomic(out / "tcav.json", json.dumps(records, indent=1))
+    tcav_plot(records, out / "tcav.png", f"TCAV for class {args.target}")
+    print(f"{'concept':24s} {'layer':16s} score (mean ± std)  p (paper)  p (reference)  significant  CAV acc")
+    for r in records:
+        print(f"{r['concept']:24s} {r['layer']:16s} {r['score_mean']:.3f} ± {r['score_std']:.3f}      "
+              f"{r['p_paper']:.3g}      {r['p_reference']:.3g}        {str(r['significant']):5s}        {r['cav_accuracy']:.2f}")
+    print(f"results: {out}/tcav.csv, {out}/tcav.json, {out}/tcav.png")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="conceptlab", description="Concept-based interpretable machine learning.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
@@ -103,6 +173,20 @@ def build_parser() -> argparse.ArgumentParser:
     intervene.add_argument("--seed", type=int, default=0, help="seed of the random orders")
     intervene.add_argument("--out", help="output directory (default: results/interventions/CHECKPOINT)")
     intervene.set_defaults(handler=_intervene)
+
+    tcav = commands.add_parser("tcav", help="TCAV scores with significance for a model's class")
+    tcav.add_argument("--model", required=True, help="a conceptlab model file, a pickled nn.Module (.pt) or TorchScript (.ts)")
+    tcav.add_argument("--layers", required=True, help="comma-separated dotted layer names, e.g. layer3,layer4")
+    tcav.add_argument("--concepts", required=True, help="directory with one folder of examples (images or .pt) per concept")
+    tcav.add_argument("--random", required=True, help="directory with one folder of random examples per random set")
+    tcav.add_argument("--inputs", required=True, help="folder of the inputs to explain (examples of the target class)")
+    tcav.add_argument("--target", required=True, help="class index, or class name for conceptlab models")
+    tcav.add_argument("--runs", type=int, help="number of random sets to use (default: all)")
+    tcav.add_argument("--objective", default="logit", choices=["logit", "loss"], help="differentiate the logit or the loss")
+    tcav.add_argument("--alpha", type=float, default=0.05, help="significance level")
+    tcav.add_argument("--image-size", type=int, default=224, help="image examples are resized and centre-cropped to this")
+    tcav.add_argument("--out", help="output directory (default: results/tcav/MODEL)")
+    tcav.set_defaults(handler=_tcav)
     return parser
 
 

@@ -109,3 +109,49 @@ def test_significance_matches_scipy_on_fixed_numbers():
     assert not significance(np.array([0.4, 0.6, 0.5, 0.55]))["significant"]
     with pytest.raises(ValueError, match="at least 2"):
         significance(np.array([0.9]))
+
+
+def test_run_tcav_writes_records_csv_and_plot(tmp_path):
+    from conceptlab.concepts import run_tcav, tcav_plot, write_tcav_csv
+
+    g = torch.Generator().manual_seed(3)
+    u = torch.randn(D, generator=g)
+    u /= u.norm()
+    model = _planted_model(u)
+    concepts = {"planted": torch.randn(40, D, generator=g) + 3 * u, "noise": torch.randn(40, D, generator=g)}
+    randoms = {f"random{r}": torch.randn(40, D, generator=g) for r in range(5)}
+    records = run_tcav(model, ["hidden", "pre"], concepts, randoms, torch.randn(30, D, generator=g), target=1)
+    assert len(records) == 4
+    planted = next(r for r in records if r["concept"] == "planted" and r["layer"] == "hidden")
+    assert planted["score_mean"] >= 0.9 and planted["significant"] and planted["cav_accuracy"] >= 0.8
+    write_tcav_csv(records, tmp_path / "tcav.csv")
+    assert (tmp_path / "tcav.csv").read_text().startswith("concept,layer,class,score_mean")
+    tcav_plot(records, tmp_path / "tcav.png")
+    assert (tmp_path / "tcav.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(ValueError, match="at least 2 random sets"):
+        run_tcav(model, ["hidden"], concepts, {"random0": randoms["random0"]}, torch.randn(3, D), target=1)
+
+
+def test_cli_tcav_on_a_conceptlab_model_with_tensor_examples(tmp_path, capsys):
+    from conceptlab import cli
+    from conceptlab.datasets import ConceptInfo
+    from conceptlab.models import cbm, save_model
+
+    torch.manual_seed(0)
+    model = cbm(D, 2, 3, hidden=[16])
+    save_model(model, tmp_path / "m.pt", ConceptInfo(("a", "b"), ("cat", "dog", "zebra")))
+    g = torch.Generator().manual_seed(0)
+    for folder, n in [("concepts/striped", 30), ("concepts/dotted", 30), ("random/r0", 30), ("random/r1", 30),
+                      ("random/r2", 30), ("inputs", 20)]:
+        (tmp_path / folder).mkdir(parents=True)
+        torch.save(torch.randn(n, D, generator=g), tmp_path / folder / "x.pt")
+    code = cli.main(["tcav", "--model", str(tmp_path / "m.pt"), "--layers", "encoder.0,encoder.1",
+                     "--concepts", str(tmp_path / "concepts"), "--random", str(tmp_path / "random"),
+                     "--inputs", str(tmp_path / "inputs"), "--target", "zebra", "--out", str(tmp_path / "out")])
+    assert code == 0
+    assert "striped" in capsys.readouterr().out
+    assert len((tmp_path / "out" / "tcav.csv").read_text().splitlines()) == 1 + 2 * 2
+    assert cli.main(["tcav", "--model", str(tmp_path / "m.pt"), "--layers", "encoder.9",
+                     "--concepts", str(tmp_path / "concepts"), "--random", str(tmp_path / "random"),
+                     "--inputs", str(tmp_path / "inputs"), "--target", "0"]) == 2
+    assert "no layer 'encoder.9'" in capsys.readouterr().err

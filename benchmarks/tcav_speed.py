@@ -1,0 +1,80 @@
+"""TCAV end to end, conceptlab against captum in the same run (issue 5's setting).
+
+    pip install captum
+    python benchmarks/tcav_speed.py
+
+ResNet-18 (random init) at 112 px, layers layer2 / layer3 / layer4, 10 concepts x 50 images,
+10 random sets x 50 images, 64 inputs to explain, target class 0. conceptlab: activations, CAVs
+(torch solver) for every concept-random pair plus random-random pairs, gradients, scores and both
+significance tests. captum: TCAV.interpret on the same concept-random pairs (it has no
+significance step). One process, the machine's threads for both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+import warnings
+
+import torch
+import torchvision
+
+from conceptlab.concepts.tcav import run_tcav
+
+LAYERS = ["layer2", "layer3", "layer4"]
+
+
+def make_data(n_concepts: int, n_random: int, per_set: int, n_inputs: int, size: int):
+    g = torch.Generator().manual_seed(0)
+    concepts = {}
+    for i in range(n_concepts):
+        pattern = torch.rand(3, 1, 1, generator=g)  # a colour tint per concept
+        concepts[f"concept{i}"] = torch.rand(per_set, 3, size, size, generator=g) * 0.5 + pattern
+    randoms = {f"random{r}": torch.rand(per_set, 3, size, size, generator=g) for r in range(n_random)}
+    return concepts, randoms, torch.rand(n_inputs, 3, size, size, generator=g)
+
+
+def run_conceptlab(model, concepts, randoms, inputs, target: int) -> float:
+    start = time.perf_counter()
+    run_tcav(model, LAYERS, concepts, randoms, inputs, target, batch_size=100)
+    return time.perf_counter() - start
+
+
+def run_captum(model, concepts, randoms, inputs, target: int) -> float:
+    from captum.concept import TCAV, Concept
+
+    start = time.perf_counter()
+    all_sets = {**concepts, **randoms}
+    made = {name: Concept(i, name, [x]) for i, (name, x) in enumerate(all_sets.items())}
+    experimental = [[made[c], made[r]] for c in concepts for r in randoms]
+    with tempfile.TemporaryDirectory() as save_path, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        TCAV(model, LAYERS, save_path=save_path).interpret(inputs, experimental, target=target)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--concepts", type=int, default=10)
+    parser.add_argument("--random-sets", type=int, default=10)
+    parser.add_argument("--per-set", type=int, default=50)
+    parser.add_argument("--inputs", type=int, default=64)
+    parser.add_argument("--size", type=int, default=112)
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18(weights=None).eval()
+    data = make_data(args.concepts, args.random_sets, args.per_set, args.inputs, args.size)
+    ours = run_conceptlab(model, *data, target=0)
+    print(f"conceptlab TCAV (activations + CAVs + scores + significance): {ours:.1f} s", flush=True)
+    try:
+        theirs = run_captum(model, *data, target=0)
+    except ImportError:
+        print("captum is not installed: comparison skipped")
+        return
+    print(f"captum TCAV.interpret (no significance): {theirs:.1f} s")
+    print(f"captum / conceptlab: {theirs / ours:.1f}x")
+
+
+if __name__ == "__main__":
+    main()
