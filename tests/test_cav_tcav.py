@@ -155,3 +155,11 @@ def test_cli_tcav_on_a_conceptlab_model_with_tensor_examples(tmp_path, capsys):
                      "--concepts", str(tmp_path / "concepts"), "--random", str(tmp_path / "random"),
                      "--inputs", str(tmp_path / "inputs"), "--target", "0"]) == 2
     assert "no layer 'encoder.9'" in capsys.readouterr().err
+
+
+def test_several_layers_share_one_backward_pass():
+    model = _planted_model(torch.ones(D) / D**0.5)
+    x = torch.randn(7, D)
+    both = layer_gradients(model, ["hidden", "pre"], x, target=1, batch_size=3)
+    for layer in ("hidden", "pre"):
+        assert torch.allclose(both[layer], layer_gradients(model, layer, x, target=1, batch_size=5))

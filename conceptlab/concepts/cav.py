@@ -144,8 +144,9 @@ class CAVBank:
                 if previous is not None and torch.all((previous - loss).abs() <= self.tol * previous.abs().clamp_min(1e-12)):
                     break
                 previous = loss
-        weights = torch.einsum("pi,pid->pd", beta, pool[index])
-        return weights, bias[:, 0]
+        coefficients = torch.zeros(len(train), pool.shape[0])  # beta scattered onto the pooled examples
+        coefficients.scatter_add_(1, index, beta * (labels != 0))
+        return coefficients @ pool, bias[:, 0]
 
 
 def _split(rows: np.ndarray, fraction: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

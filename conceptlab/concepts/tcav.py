@@ -21,22 +21,31 @@ Objective = Literal["logit", "loss"]
 
 
 def layer_gradients(
-    model: nn.Module, layer: str, inputs: Tensor, target: int, objective: Objective = "logit", batch_size: int = 32
-) -> Tensor:
-    """(N, D) gradients of the ``target`` logit (or of the cross-entropy loss for ``target``) w.r.t. ``layer``."""
+    model: nn.Module,
+    layers: str | list[str],
+    inputs: Tensor,
+    target: int,
+    objective: Objective = "logit",
+    batch_size: int = 32,
+) -> Tensor | dict[str, Tensor]:
+    """(N, D) gradients of the ``target`` logit (or of the cross-entropy loss for ``target``) w.r.t. a layer.
+
+    With a list of layers, all are differentiated in the same forward/backward passes and a dict
+    layer -> gradients is returned. Memory is bounded by ``batch_size``, not by the number of inputs.
+    """
     if objective not in ("logit", "loss"):
         raise ValueError(f"objective must be 'logit' or 'loss'; got {objective!r}")
-    module = resolve_layer(model, layer)
+    names = [layers] if isinstance(layers, str) else list(layers)
+    modules = [resolve_layer(model, name) for name in names]
     device = next(model.parameters()).device
-    captured: list[Tensor] = []
-
-    def keep(module, args, output):
-        captured.append(output)
-
-    hook = module.register_forward_hook(keep)
+    captured: dict[str, Tensor] = {}
+    hooks = [
+        module.register_forward_hook(lambda m, a, output, name=name: captured.__setitem__(name, output))
+        for name, module in zip(names, modules)
+    ]
     was_training = model.training
     model.eval()
-    parts = []
+    parts: dict[str, list[Tensor]] = {name: [] for name in names}
     try:
         for start in range(0, inputs.shape[0], batch_size):
             captured.clear()
@@ -48,12 +57,15 @@ def layer_gradients(
                 value = logits[:, target].sum()
             else:
                 value = nn.functional.cross_entropy(logits, torch.full((x.shape[0],), target, device=device), reduction="sum")
-            (grad,) = torch.autograd.grad(value, captured[0])
-            parts.append(grad.flatten(1).detach().cpu())
+            grads = torch.autograd.grad(value, [captured[name] for name in names])
+            for name, grad in zip(names, grads):
+                parts[name].append(grad.flatten(1).detach().cpu())
     finally:
-        hook.remove()
+        for hook in hooks:
+            hook.remove()
         model.train(was_training)
-    return torch.cat(parts)
+    result = {name: torch.cat(chunks) for name, chunks in parts.items()}
+    return result[names[0]] if isinstance(layers, str) else result
 
 
 def tcav_scores(gradients: Tensor, bank: CAVBank, objective: Objective = "logit") -> tuple[Tensor, Tensor]:
@@ -134,11 +146,12 @@ def run_tcav(
     pairs += [(r, random_names[(i + 1) % len(random_names)]) for i, r in enumerate(random_names)]
     sizes = [sets[n].shape[0] for n in names]
     activations = capture_activations(model, layers, torch.cat([sets[n] for n in names]), batch_size, cache_dir=cache_dir)
+    gradients = layer_gradients(model, list(layers), inputs, target, objective, batch_size)
     n_tests = len(concepts) * len(layers)
     records = []
     for layer in layers:
         bank = CAVBank(solver).fit(dict(zip(names, torch.split(activations[layer], sizes))), pairs)
-        scores, magnitude = tcav_scores(layer_gradients(model, layer, inputs, target, objective, batch_size), bank, objective)
+        scores, magnitude = tcav_scores(gradients[layer], bank, objective)
         null = scores[len(concepts) * len(random_names) :]
         for i, concept in enumerate(concepts):
             part = slice(i * len(random_names), (i + 1) * len(random_names))
