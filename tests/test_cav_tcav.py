@@ -163,3 +163,18 @@ def test_several_layers_share_one_backward_pass():
     both = layer_gradients(model, ["hidden", "pre"], x, target=1, batch_size=3)
     for layer in ("hidden", "pre"):
         assert torch.allclose(both[layer], layer_gradients(model, layer, x, target=1, batch_size=5))
+
+
+def test_cav_cache_hits_and_retrains_on_changed_data_or_settings(tmp_path, monkeypatch):
+    sets, _ = _sets()
+    pairs = [("concept0", "random0"), ("concept1", "random1")]
+    first = CAVBank(cache_dir=tmp_path).fit(sets, pairs)
+    fits = []
+    real = CAVBank._fit_torch
+    monkeypatch.setattr(CAVBank, "_fit_torch", lambda self, *a: fits.append(1) or real(self, *a))
+    again = CAVBank(cache_dir=tmp_path).fit(sets, pairs)
+    assert fits == [] and torch.equal(again.directions_, first.directions_) and again.pairs_ == first.pairs_
+    changed = dict(sets, concept0=sets["concept0"] + 0.1)
+    CAVBank(cache_dir=tmp_path).fit(changed, pairs)  # changed examples retrain
+    CAVBank(alpha=0.1, cache_dir=tmp_path).fit(sets, pairs)  # changed hyperparameters retrain
+    assert fits == [1, 1] and len(list(tmp_path.glob("cavs-*.pt"))) == 3

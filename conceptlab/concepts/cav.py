@@ -34,6 +34,7 @@ class CAVBank:
         tol: float = 1e-3,
         test_fraction: float = 0.33,
         seed: int = 0,
+        cache_dir: str | None = None,
     ):
         if solver not in ("torch", "sklearn"):
             raise ValueError(f"solver must be 'torch' or 'sklearn'; got {solver!r}")
@@ -45,6 +46,26 @@ class CAVBank:
         self.tol = tol
         self.test_fraction = test_fraction
         self.seed = seed
+        self.cache_dir = cache_dir
+
+    _LEARNED = ("pairs_", "directions_", "intercepts_", "accuracy_", "margin_max_", "margin_min_",
+                "positive_mean_", "negative_mean_")
+
+    def _cache_path(self, sets: Mapping[str, Tensor], pairs: Sequence[tuple[str, str]]):
+        """Cache file for these example sets, pairs and hyperparameters (any change: another file)."""
+        import hashlib
+        import json
+        from pathlib import Path
+
+        from .activations import tensor_fingerprint
+
+        used = sorted({name for pair in pairs for name in pair})
+        blob = json.dumps({
+            "pairs": [list(p) for p in pairs],
+            "data": {name: tensor_fingerprint(sets[name]) for name in used},
+            "settings": [self.solver, self.alpha, self.max_iter, self.tol, self.test_fraction, self.seed],
+        })
+        return Path(self.cache_dir) / f"cavs-{hashlib.sha256(blob.encode()).hexdigest()[:20]}.pt"
 
     def fit(self, sets: Mapping[str, Tensor], pairs: Sequence[tuple[str, str]]) -> CAVBank:
         """Fit one CAV per (positive set, negative set) pair of ``sets`` (name -> (n, D) activations)."""
@@ -54,6 +75,11 @@ class CAVBank:
         dims = {name: tuple(x.shape[1:]) for name, x in sets.items()}
         if len(set(dims.values())) > 1:
             raise ValueError(f"all example sets need activations of one shape; got {dims}")
+        cache = self._cache_path(sets, pairs) if self.cache_dir else None
+        if cache is not None and cache.is_file():
+            for key, value in torch.load(cache, weights_only=False).items():
+                setattr(self, key, value)
+            return self
         names = sorted({name for pair in pairs for name in pair})
         pool = torch.cat([sets[n].flatten(1).float() for n in names])
         offsets = np.cumsum([0] + [sets[n].shape[0] for n in names])
@@ -89,6 +115,13 @@ class CAVBank:
         self.margin_min_ = torch.stack([m.min() for m in both])
         self.positive_mean_ = torch.stack([m.mean() for m in positive])
         self.negative_mean_ = torch.stack([m.mean() for m in negative])
+        if cache is not None:
+            import os
+
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
+            torch.save({key: getattr(self, key) for key in self._LEARNED}, tmp)
+            os.replace(tmp, cache)
         return self
 
     def _margins(self, z: Tensor) -> Tensor:

@@ -150,7 +150,7 @@ def run_tcav(
     n_tests = len(concepts) * len(layers)
     records = []
     for layer in layers:
-        bank = CAVBank(solver).fit(dict(zip(names, torch.split(activations[layer], sizes))), pairs)
+        bank = CAVBank(solver, cache_dir=cache_dir).fit(dict(zip(names, torch.split(activations[layer], sizes))), pairs)
         scores, magnitude = tcav_scores(gradients[layer], bank, objective)
         null = scores[len(concepts) * len(random_names) :]
         for i, concept in enumerate(concepts):
