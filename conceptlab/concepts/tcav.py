@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from ..models.base import ConceptOutput
-from .activations import capture_activations, resolve_layer
+from .activations import capture_activations, prepare_batch, resolve_layer
 from .cav import CAVBank
 
 Objective = Literal["logit", "loss"]
@@ -49,7 +49,7 @@ def layer_gradients(
     try:
         for start in range(0, inputs.shape[0], batch_size):
             captured.clear()
-            x = inputs[start : start + batch_size].to(device)
+            x = prepare_batch(inputs[start : start + batch_size], device)
             logits = model(x)
             if isinstance(logits, ConceptOutput):  # conceptlab models: explain their task logits
                 logits = logits.task_logits
