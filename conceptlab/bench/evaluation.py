@@ -6,11 +6,10 @@ import time
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-import torch
 
 from ..datasets.base import ConceptDataset
 from ..metrics import concept_alignment_score, concept_representations, summarize
-from ..models.base import ConceptModel, predict
+from ..models.base import ConceptModel, decode_all, encode_all
 from ..models.interventions import POLICIES, intervention_curve
 from ..settings import reject_unknown_keys
 
@@ -45,15 +44,15 @@ class EvaluationSettings:
 def evaluate_run(model: ConceptModel, test: ConceptDataset, settings: EvaluationSettings, seed: int) -> dict[str, Any]:
     """Metrics, intervention curves and CAS of one trained model on the test split."""
     start = time.perf_counter()
-    with torch.no_grad():
-        output = predict(model, test.inputs)
+    codes = encode_all(model, test.inputs)  # encoded once for the metrics and every curve
+    output = decode_all(model, codes)
     record: dict[str, Any] = dict(summarize(output, test, settings.binary_threshold))
     record["interventions"] = record["interventions_std"] = None
     if model.n_concepts and settings.intervention_policies:
         curves = [
             intervention_curve(
                 model, test, policy, settings.intervention_groups, competence,
-                settings.intervention_repeats, seed, settings.binary_threshold,
+                settings.intervention_repeats, seed, settings.binary_threshold, codes,
             )
             for competence in settings.intervention_competence
             for policy in settings.intervention_policies

@@ -133,11 +133,13 @@ def intervention_curve(
     repeats: int = 5,
     seed: int = 0,
     binary_threshold: float = 0.0,
+    codes: Tensor | None = None,
 ) -> InterventionCurve:
     """Intervene on the first n units of each sample's policy order, for n = 0..G.
 
     Units are the concept groups of ``data.info`` (``groups=True``) or single concepts. Each
-    repeat draws new random orders (and new wrong values when ``competence`` < 1).
+    repeat draws new random orders (and new wrong values when ``competence`` < 1). ``codes``
+    (``encode_all(model, data.inputs)``) saves re-encoding the data when several curves are drawn.
     """
     from ..metrics import task_accuracy
     from .base import decode_all, encode_all
@@ -153,7 +155,8 @@ def intervention_curve(
         units, names = torch.eye(info.n_concepts, dtype=torch.bool), info.concept_names
     rank_policy = resolve_policy(policy)
     generator = torch.Generator().manual_seed(seed)
-    codes = encode_all(model, data.inputs)  # interventions only change what comes after the encoding
+    if codes is None:
+        codes = encode_all(model, data.inputs)  # interventions only change what comes after the encoding
     probs = decode_all(model, codes).concept_probs
     accuracies = torch.zeros(repeats, units.shape[0] + 1)
     for r in range(repeats):
