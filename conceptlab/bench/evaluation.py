@@ -6,7 +6,6 @@ import time
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-
 from ..datasets.base import ConceptDataset
 from ..metrics import concept_alignment_score, concept_representations, summarize
 from ..models.base import ConceptModel, decode_all, encode_all

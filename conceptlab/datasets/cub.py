@@ -80,7 +80,9 @@ def _read_table(path: Path, columns: int, what: str) -> list[list[str]]:
     return rows
 
 
-def _ids(rows: list[list[str]], path: Path, what: str) -> dict[int, list[str]]:
+def _id_table(path: Path, what: str) -> dict[int, list[str]]:
+    """A two-column index file keyed by its integer first column; errors name the file and format."""
+    rows = _read_table(path, 2, what)
     try:
         return {int(r[0]): r[1:] for r in rows}
     except ValueError as err:
@@ -90,18 +92,13 @@ def _ids(rows: list[list[str]], path: Path, what: str) -> dict[int, list[str]]:
 def read_archive(path: str | Path) -> CubArchive:
     """Read the index files of the official archive."""
     root = find_cub_root(path)
-    images = _ids(_read_table(root / "images.txt", 2, "'<image id> <relative path>' per line"), root / "images.txt",
-                  "'<image id> <relative path>' per line")
-    labels = _ids(_read_table(root / "image_class_labels.txt", 2, "'<image id> <class id>' per line"),
-                  root / "image_class_labels.txt", "'<image id> <class id>' per line")
-    split = _ids(_read_table(root / "train_test_split.txt", 2, "'<image id> <1 train | 0 test>' per line"),
-                 root / "train_test_split.txt", "'<image id> <1 train | 0 test>' per line")
-    classes = _ids(_read_table(root / "classes.txt", 2, "'<class id> <name>' per line"), root / "classes.txt",
-                   "'<class id> <name>' per line")
+    images = _id_table(root / "images.txt", "'<image id> <relative path>' per line")
+    labels = _id_table(root / "image_class_labels.txt", "'<image id> <class id>' per line")
+    split = _id_table(root / "train_test_split.txt", "'<image id> <1 train | 0 test>' per line")
+    classes = _id_table(root / "classes.txt", "'<class id> <name>' per line")
     attribute_file = next((p for p in (root / "attributes.txt", root.parent / "attributes.txt",
                                        root / "attributes" / "attributes.txt") if p.is_file()), root.parent / "attributes.txt")
-    attributes = _ids(_read_table(attribute_file, 2, "'<attribute id> <group::value>' per line (312 lines)"),
-                      attribute_file, "'<attribute id> <group::value>' per line")
+    attributes = _id_table(attribute_file, "'<attribute id> <group::value>' per line (312 lines)")
     ids = sorted(images)
     missing = [i for i in ids if i not in labels or i not in split]
     if missing:
