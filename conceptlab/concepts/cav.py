@@ -16,6 +16,7 @@ Two solvers minimise the same objective, mean hinge loss + alpha/2 ||w||^2 (scik
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -55,7 +56,6 @@ class CAVBank:
         """Cache file for these example sets, pairs and hyperparameters (any change: another file)."""
         import hashlib
         import json
-        from pathlib import Path
 
         from .activations import tensor_fingerprint
 
@@ -123,6 +123,41 @@ class CAVBank:
             torch.save({key: getattr(self, key) for key in self._LEARNED}, tmp)
             os.replace(tmp, cache)
         return self
+
+    def save(self, path: str | Path, **metadata) -> Path:
+        """Write the hyperparameters, learned CAVs and ``metadata`` (e.g. the layer) atomically."""
+        import os
+
+        if not hasattr(self, "directions_"):
+            raise ValueError("the bank is not fitted: call fit(...) before save(...)")
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        payload = {
+            "format": "conceptlab-cavs/1",
+            "settings": {k: getattr(self, k) for k in ("solver", "alpha", "max_iter", "tol", "test_fraction", "seed")},
+            "learned": {key: getattr(self, key) for key in self._LEARNED},
+            "metadata": metadata,
+        }
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> CAVBank:
+        """A bank written by ``save``; its metadata is in ``metadata_``."""
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"no concept bank at {path}; write one with CAVBank.fit(...).save(path)")
+        payload = torch.load(path, weights_only=True)
+        if not isinstance(payload, dict) or payload.get("format") != "conceptlab-cavs/1":
+            raise ValueError(f"{path} is not a conceptlab concept bank (expected format 'conceptlab-cavs/1')")
+        bank = cls(**payload["settings"])
+        for key, value in payload["learned"].items():
+            setattr(bank, key, value)
+        bank.pairs_ = [tuple(p) for p in bank.pairs_]
+        bank.metadata_ = dict(payload["metadata"])
+        return bank
 
     def _margins(self, z: Tensor) -> Tensor:
         return z.flatten(1).float() @ self.directions_.T + self.intercepts_
