@@ -13,7 +13,13 @@ log = logging.getLogger("conceptlab")
 def _bench(args: argparse.Namespace) -> int:
     from .bench import load_spec, run_grid, write_reports
     from .bench.runner import keep_freed_memory
+    from .bench.spec import load_config
 
+    configs = [load_config(target) for target in args.targets]
+    if any(raw.get("benchmark") == "counterfactuals" for raw, _ in configs):
+        if len(configs) > 1:
+            raise ValueError("run the counterfactual benchmark (cce) on its own: conceptlab bench cce --root PATH")
+        return _bench_cce(args, *configs[0])
     keep_freed_memory()  # this process may train too (one worker)
 
     specs = [
@@ -38,6 +44,25 @@ def _bench(args: argparse.Namespace) -> int:
     print(f"results: {out}/runs.jsonl, {out}/table.md, {out}/table.csv, {out}/accuracy.png")
     failed = [r for r in store.records() if r.get("status") != "ok"]
     return 1 if failed else 0
+
+
+def _bench_cce(args: argparse.Namespace, raw: dict, name: str) -> int:
+    from .bench.cce_bench import parse_cce_spec, run_cce_bench
+    from .bench.cce_report import write_cce_reports
+
+    ignored = [flag for flag, value in (("--models", args.models), ("--seeds", args.seeds), ("--max-epochs", args.max_epochs),
+                                        ("--device", args.device), ("--workers", args.workers)) if value]
+    if ignored:
+        raise ValueError(f"{', '.join(ignored)} do not apply to the counterfactual benchmark; set its config instead")
+    spec = parse_cce_spec(raw, default_name=name, quick=args.quick, root=args.root)
+    spec.check_ready()
+    out = Path(args.out or Path("results") / (spec.name + ("-quick" if args.quick else "")))
+    log.info("writing results to %s", out)
+    store = run_cce_bench(spec, out, progress=not args.no_progress)
+    print(write_cce_reports(store.records(), spec, out))
+    print(f"results: {out}/runs.jsonl, {out}/table.md, {out}/table.csv, {out}/precision.png, "
+          f"{out}/explanation.png; demo model and bank: {out}/model.pt, {out}/bank.pt")
+    return 0
 
 
 def _intervene(args: argparse.Namespace) -> int:
@@ -108,25 +133,39 @@ def _example_sets(root: str, image_size: int, limit: int | None = None) -> dict:
     return {d.name: _load_examples(d, image_size) for d in subdirs[:limit]}
 
 
-def _tcav(args: argparse.Namespace) -> int:
-    import json
-
+def _any_model(path: Path):
+    """(model, class names) from a conceptlab model file, a pickled nn.Module (.pt) or TorchScript (.ts)."""
     import torch
 
-    from .bench.store import write_atomic
-    from .concepts import run_tcav, tcav_plot, write_tcav_csv
     from .models import load_model
 
-    path = Path(args.model)
     try:
         model, info, _ = load_model(path)
-        classes = list(info.task_names)
+        return model, list(info.task_names)
     except ValueError:  # not a conceptlab file: a whole pickled or TorchScript module
         if not path.is_file():
             raise
-        model = torch.jit.load(path) if path.suffix == ".ts" else torch.load(path, weights_only=False)
-        classes = []
-    target = classes.index(args.target) if args.target in classes else int(args.target)
+        return (torch.jit.load(path) if path.suffix == ".ts" else torch.load(path, weights_only=False)), []
+
+
+def _class_index(target: str, classes: list[str]) -> int:
+    if target in classes:
+        return classes.index(target)
+    if target.lstrip("-").isdigit():
+        return int(target)
+    hint = f"; classes include {', '.join(classes[:5])}" if classes else ""
+    raise ValueError(f"unknown target class {target!r}: give a class index or a class name{hint}")
+
+
+def _tcav(args: argparse.Namespace) -> int:
+    import json
+
+    from .bench.store import write_atomic
+    from .concepts import run_tcav, tcav_plot, write_tcav_csv
+
+    path = Path(args.model)
+    model, classes = _any_model(path)
+    target = _class_index(args.target, classes)
     concepts = _example_sets(args.concepts, args.image_size)
     randoms = _example_sets(args.random, args.image_size, args.runs)
     inputs = _load_examples(Path(args.inputs), args.image_size)
@@ -145,14 +184,80 @@ def _tcav(args: argparse.Namespace) -> int:
     return 0
 
 
+def _image_files(paths: list[str]) -> list[Path]:
+    files: list[Path] = []
+    for item in map(Path, paths):
+        if item.is_dir():
+            files += sorted(p for p in item.iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png"})
+        elif item.is_file():
+            files.append(item)
+        else:
+            raise FileNotFoundError(f"no image at {item}")
+    if not files:
+        raise ValueError(f"no images (.jpg, .png) found in {', '.join(paths)}")
+    return files
+
+
+def _cce(args: argparse.Namespace) -> int:
+    import json
+
+    import torch
+    from PIL import Image
+
+    from .bench.store import write_atomic
+    from .concepts import CAVBank
+    from .concepts.activations import layer_inputs, resolve_layer
+    from .concepts.cce import CCE
+    from .concepts.cce_plot import explanation_plot
+    from .datasets.transforms import image_transform
+
+    model, classes = _any_model(Path(args.model))
+    bank = CAVBank.load(args.bank)
+    classes = classes or list(bank.metadata_.get("classes", []))
+    head_name = args.head or bank.metadata_.get("head")
+    if not head_name:
+        raise ValueError("the bank does not say which layer's input it was fitted on: pass --head NAME "
+                         "(the module that maps the embedding to logits, e.g. fc)")
+    head = resolve_layer(model, head_name)
+    target = _class_index(args.target, classes)
+    size = args.image_size or int(bank.metadata_.get("image_size", 224))
+    files = _image_files(args.images)
+    transform = image_transform(size)
+    pictures = []
+    for file in files:
+        with Image.open(file) as image:
+            pictures.append(transform(image.convert("RGB")))
+    x = torch.stack(pictures)
+    embeddings = layer_inputs(model, head_name, x)
+    result = CCE(bank, head, steps=args.steps, alpha=args.alpha, beta=args.beta, lr=args.lr,
+                 early_stop=args.early_stop).explain(embeddings.to(next(head.parameters()).device), target)
+    name = lambda k: classes[k] if k < len(classes) else str(k)  # noqa: E731
+    out = Path(args.out or Path("results") / "cce" / Path(args.model).stem)
+    records = []
+    for i, file in enumerate(files):
+        explanation = result.explanation(i, args.top)
+        print(f"{file.name}: predicted {name(int(result.original_prediction[i]))}; counterfactual "
+              f"{'reaches' if bool(result.success[i]) else 'does not reach'} {name(target)} "
+              f"(p = {float(result.target_probability[i]):.2f})")
+        print("  add:    " + (", ".join(f"{c} ({w:+.2f})" for c, w in explanation["add"]) or "-"))
+        print("  remove: " + (", ".join(f"{c} ({w:+.2f})" for c, w in explanation["remove"]) or "-"))
+        explanation_plot(x[i], result, i, out / f"{file.stem}.png", f"{file.name}: towards {name(target)}", args.top)
+        records.append({"image": str(file), "target": name(target), "prediction": name(int(result.original_prediction[i])),
+                        "success": bool(result.success[i]), "target_probability": float(result.target_probability[i]),
+                        **explanation})
+    write_atomic(out / "cce.json", json.dumps(records, indent=1))
+    print(f"figures and cce.json in {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="conceptlab", description="Concept-based interpretable machine learning.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     commands = parser.add_subparsers(dest="command", required=True)
 
     bench = commands.add_parser("bench", help="run a benchmark grid (datasets x models x seeds) and write tables and plots")
-    bench.add_argument("targets", nargs="+", help="bundled benchmark names (xor, trig, dot, cub100, cub) or .yaml config paths")
-    bench.add_argument("--root", help="CUB only: the directory holding CUB_200_2011/")
+    bench.add_argument("targets", nargs="+", help="bundled benchmark names (xor, trig, dot, cub100, cub, cce) or .yaml config paths")
+    bench.add_argument("--root", help="CUB and cce only: the directory holding CUB_200_2011/")
     bench.add_argument("--models", help="comma-separated model keys (default: all in the config)")
     bench.add_argument("--seeds", type=int, help="number of seeds; each seed draws new data and a new initialisation")
     bench.add_argument("--max-epochs", type=int, help="override the epoch limit")
@@ -187,6 +292,22 @@ def build_parser() -> argparse.ArgumentParser:
     tcav.add_argument("--image-size", type=int, default=224, help="image examples are resized and centre-cropped to this")
     tcav.add_argument("--out", help="output directory (default: results/tcav/MODEL)")
     tcav.set_defaults(handler=_tcav)
+
+    cce = commands.add_parser("cce", help="conceptual counterfactuals: which concepts to add or remove to reach a class")
+    cce.add_argument("--model", required=True, help="a conceptlab model file, a pickled nn.Module (.pt) or TorchScript (.ts)")
+    cce.add_argument("--bank", required=True, help="a concept bank written by CAVBank.save (e.g. by `conceptlab bench cce`)")
+    cce.add_argument("--images", required=True, nargs="+", help="image files or folders of images to explain")
+    cce.add_argument("--target", required=True, help="class index, or class name when the model or bank names classes")
+    cce.add_argument("--head", help="module whose input is the embedding the bank was fitted on (default: the bank's)")
+    cce.add_argument("--steps", type=int, default=100, help="solver steps")
+    cce.add_argument("--alpha", type=float, default=0.1, help="L1 penalty weight (sparser explanations when larger)")
+    cce.add_argument("--beta", type=float, default=0.01, help="L2 penalty weight")
+    cce.add_argument("--lr", type=float, default=0.01, help="SGD learning rate (momentum 0.9)")
+    cce.add_argument("--early-stop", action="store_true", help="stop each image once its counterfactual reaches the target")
+    cce.add_argument("--top", type=int, default=5, help="concepts listed per direction")
+    cce.add_argument("--image-size", type=int, help="resize and centre-crop side (default: the bank's, else 224)")
+    cce.add_argument("--out", help="output directory (default: results/cce/MODEL)")
+    cce.set_defaults(handler=_cce)
     return parser
 
 

@@ -34,7 +34,7 @@ def test_bundled_configs_hold_the_paper_settings():
 def test_grid_writes_runs_tables_and_checkpoints(tmp_path):
     spec = _spec()
     store = run_grid([spec], tmp_path, workers=1, progress=False)
-    lines = [json.loads(l) for l in (tmp_path / "runs.jsonl").read_text().splitlines()]
+    lines = [json.loads(line) for line in (tmp_path / "runs.jsonl").read_text().splitlines()]
     assert len(lines) == 4 and {r["status"] for r in lines} == {"ok"}
     for r in lines:
         for key in ("dataset", "model", "seed", "task_accuracy", "concept_accuracy", "concept_auc",
@@ -81,7 +81,7 @@ def test_parallel_workers_give_the_same_results(tmp_path):
     spec = _spec(models=("cbm-fuzzy",), seeds=2)
     serial = run_grid([spec], tmp_path / "a", workers=1, progress=False).records()
     parallel = run_grid([spec], tmp_path / "b", workers=2, progress=False).records()
-    key = lambda r: r["seed"]
+    key = lambda r: r["seed"]  # noqa: E731
     assert [r["task_accuracy"] for r in sorted(serial, key=key)] == [r["task_accuracy"] for r in sorted(parallel, key=key)]
 
 

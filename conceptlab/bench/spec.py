@@ -98,8 +98,8 @@ def bundled_configs() -> list[str]:
     return sorted(p.name[:-5] for p in _config_dir().iterdir() if p.name.endswith(".yaml"))
 
 
-def load_spec(target: str, quick: bool = False) -> BenchSpec:
-    """Load a bundled config by name ('xor') or a YAML file by path; ``quick`` applies its quick block."""
+def load_config(target: str) -> tuple[dict[str, Any], str]:
+    """The raw YAML of a bundled config name ('xor') or a file path, and its default name."""
     path = Path(target)
     if target.endswith((".yaml", ".yml")) or path.exists():
         if not path.is_file():
@@ -111,7 +111,15 @@ def load_spec(target: str, quick: bool = False) -> BenchSpec:
             raise ValueError(f"unknown benchmark {target!r}; choose one of {', '.join(bundled_configs())} or pass a .yaml path")
         text = config.read_text()
     raw = yaml.safe_load(text) or {}
-    return parse_spec(raw, default_name=path.stem, quick=quick)
+    if not isinstance(raw, dict):
+        raise ValueError(f"config {target} must be a YAML mapping of settings")
+    return raw, path.stem
+
+
+def load_spec(target: str, quick: bool = False) -> BenchSpec:
+    """Load a bundled config by name ('xor') or a YAML file by path; ``quick`` applies its quick block."""
+    raw, name = load_config(target)
+    return parse_spec(raw, default_name=name, quick=quick)
 
 
 def parse_spec(raw: dict[str, Any], default_name: str = "bench", quick: bool = False) -> BenchSpec:

@@ -100,3 +100,22 @@ def capture_activations(
             torch.save(result[name], tmp)
             os.replace(tmp, paths[name])
     return {name: result[name] for name in layers}
+
+
+@torch.no_grad()
+def layer_inputs(model: nn.Module, layer: str, inputs: Tensor, batch_size: int = 64) -> Tensor:
+    """What ``model`` feeds into ``layer`` for ``inputs`` (N, ...), flattened to (N, D): e.g. the
+    embedding a classifier head ``fc`` receives."""
+    module = resolve_layer(model, layer)
+    collected: list[Tensor] = []
+    hook = module.register_forward_pre_hook(lambda m, args: collected.append(args[0].flatten(1).float().cpu()))
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    try:
+        for start in range(0, inputs.shape[0], batch_size):
+            model(prepare_batch(inputs[start : start + batch_size], device))
+    finally:
+        hook.remove()
+        model.train(was_training)
+    return torch.cat(collected)

@@ -16,14 +16,16 @@ from ..models.encoders import backbone_weights_id, image_backbone
 from .base import ConceptDataset, ConceptSplits
 from .images import ImageConceptDataset
 from .transforms import image_transform
+from .visual_concepts import visual_concept
 
 log = logging.getLogger(__name__)
 
 
-def feature_cache_key(paths: list[Path], backbone: str, weights: str | None, transform) -> str:
-    """Hash of what determines the features: backbone and weights, transform, files (paths and sizes)."""
+def feature_cache_key(paths: list[Path], backbone: str, weights: str | None, transform, edit: str | None = None) -> str:
+    """Hash of what determines the features: backbone and weights, transform, edit, files (paths and sizes)."""
     files = [(str(p), p.stat().st_size if p.exists() else -1) for p in paths]
-    blob = json.dumps([backbone_weights_id(backbone, weights), repr(transform), files])
+    parts = [backbone_weights_id(backbone, weights), repr(transform), files] + ([edit] if edit else [])
+    blob = json.dumps(parts)
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 
@@ -38,13 +40,18 @@ def extract_features(
     device: str = "cpu",
     num_workers: int = 0,
     progress: bool = True,
+    edit: str | None = None,
 ) -> torch.Tensor:
-    """(N, D) features of ``dataset``'s images in order; read from ``cache_dir`` when cached there."""
+    """(N, D) features of ``dataset``'s images in order; read from ``cache_dir`` when cached there.
+
+    ``edit`` names a visual concept (``VISUAL_CONCEPTS``) applied to every image before the backbone.
+    """
     transform = image_transform(image_size, train=False)
+    change = visual_concept(edit) if edit else (lambda x: x)
     cache = None
     if cache_dir is not None:
-        key = feature_cache_key(dataset.paths, backbone, weights, transform)
-        cache = Path(cache_dir) / f"features-{backbone}-{key}.pt"
+        key = feature_cache_key(dataset.paths, backbone, weights, transform, edit)
+        cache = Path(cache_dir) / f"features-{backbone}{'-' + edit if edit else ''}-{key}.pt"
         if cache.is_file():
             log.info("feature cache hit: %s", cache)
             return torch.load(cache, weights_only=True)
@@ -54,7 +61,8 @@ def extract_features(
         raise FileNotFoundError(f"{len(missing)} image file(s) are missing, e.g. {missing[0]}")
     net = image_backbone(backbone, weights).to(device).eval()
     loader = DataLoader(dataset.with_transform(transform), batch_size=batch_size, num_workers=num_workers)
-    parts = [net(x.to(device)).float().cpu() for x, _, _ in tqdm(loader, desc=f"{backbone} features", disable=not progress)]
+    desc = f"{backbone} features" + (f" ({edit})" if edit else "")
+    parts = [net(change(x.to(device))).float().cpu() for x, _, _ in tqdm(loader, desc=desc, disable=not progress)]
     features = torch.cat(parts)
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +45,10 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tu
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no model file at {path}; pass a checkpoint written by conceptlab (e.g. by `conceptlab bench`)")
-    payload = torch.load(path, map_location=map_location, weights_only=True)
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:  # e.g. a whole pickled nn.Module
+        raise ValueError(f"{path} is not a conceptlab model file: it holds objects other than tensors") from err
     if not isinstance(payload, dict) or payload.get("format") != "conceptlab-model/1":
         raise ValueError(f"{path} is not a conceptlab model file (expected format 'conceptlab-model/1')")
     spec = payload["build_spec"]

@@ -1,0 +1,104 @@
+"""Tables and plot of the planted-spurious-concept benchmark."""
+
+from __future__ import annotations
+
+import csv
+import io
+import statistics
+from pathlib import Path
+from typing import Any
+
+from .cce_bench import METHODS, CCEBenchSpec
+from .store import write_atomic
+
+METRICS = ("precision_at_3", "mean_rank", "success_rate", "seconds_per_sample")
+
+
+def _current(records: list[dict[str, Any]], spec: CCEBenchSpec) -> list[dict[str, Any]]:
+    config_hash = spec.config_hash()
+    return sorted((r for r in records if r["config_hash"] == config_hash and r.get("status") == "ok"
+                   and r["scenario"] < spec.scenarios), key=lambda r: r["scenario"])
+
+
+def _mean_std(values: list[float]) -> str:
+    if not values:
+        return "-"
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.fmean(values):.3g} ± {std:.2g}"
+
+
+def summary(records: list[dict[str, Any]], spec: CCEBenchSpec) -> dict[str, dict[str, list[float]]]:
+    """Method -> metric -> the per-scenario values (scenarios with at least one mistake)."""
+    rows = _current(records, spec)
+    return {m: {k: [r[k] for r in rows if r["model"] == m and r.get(k) is not None] for k in METRICS} for m in METHODS}
+
+
+def write_cce_reports(records: list[dict[str, Any]], spec: CCEBenchSpec, out: Path) -> str:
+    """Write table.md, table.csv and precision.png; return the markdown."""
+    rows = _current(records, spec)
+    stats = summary(records, spec)
+    concepts = rows[0]["concepts"] if rows else 0
+    scenarios = sorted({r["scenario"] for r in rows})
+    explained = [r for r in rows if r["model"] == "cce" and r["mistakes"]]
+    lines = [
+        f"# {spec.name}: planted spurious concepts ({len(scenarios)} scenarios, {concepts} concepts in the bank; "
+        f"chance Precision@3 = {3 / concepts if concepts else 0:.3f})",
+        "",
+        f"Mean ± std over the {len(explained)} scenarios with misclassified images; success = the counterfactual "
+        "reaches the true class (baselines change nothing).",
+        "",
+        "| method | Precision@3 | mean rank of S | success rate | seconds / sample |",
+        "|---|---|---|---|---|",
+    ]
+    for m in METHODS:
+        s = stats[m]
+        success = _mean_std(s["success_rate"]) if m == "cce" else "n/a"
+        lines.append(f"| {m} | {_mean_std(s['precision_at_3'])} | {_mean_std(s['mean_rank'])} | {success} | "
+                     f"{_mean_std(s['seconds_per_sample'])} |")
+    lines += ["", "| scenario | class | spurious S | mistakes / images | head acc % | "
+              + " | ".join(f"{m} P@3 | {m} rank" for m in METHODS) + " |",
+              "|---|---|---|---|---|" + "---|---|" * len(METHODS)]
+    for i in scenarios:
+        by_method = {r["model"]: r for r in rows if r["scenario"] == i}
+        first = next(iter(by_method.values()))
+        cells = []
+        for m in METHODS:
+            r = by_method.get(m, {})
+            cells += [f"{r['precision_at_3']:.2f}" if r.get("precision_at_3") is not None else "-",
+                      f"{r['mean_rank']:.1f}" if r.get("mean_rank") is not None else "-"]
+        lines.append(f"| {i} | {first['class']} | {first['spurious']} | {first['mistakes']} / {first['class_test_images']} | "
+                     f"{100 * first['head_accuracy']:.1f} | " + " | ".join(cells) + " |")
+    markdown = "\n".join(lines) + "\n"
+    write_atomic(out / "table.md", markdown)
+    buffer = io.StringIO()
+    fields = ["scenario", "class", "spurious", "model", "mistakes", "class_test_images", "head_accuracy", *METRICS]
+    writer = csv.DictWriter(buffer, fields, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_atomic(out / "table.csv", buffer.getvalue())
+    if rows:
+        precision_plot(rows, out / "precision.png", spec.name)
+    return markdown
+
+
+def precision_plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
+    """Precision@3 of each method per scenario (grouped bars)."""
+    from .report import _pyplot, _save
+
+    plt = _pyplot()
+    scenarios = sorted({r["scenario"] for r in rows})
+    labels = [next(f"{r['spurious']}\n{r['class'].split('.')[-1][:14]}" for r in rows if r["scenario"] == i) for i in scenarios]
+    width = 0.8 / len(METHODS)
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.75 * len(scenarios)), 3.8))
+    for j, m in enumerate(METHODS):
+        values = [next((r.get("precision_at_3") or 0.0 for r in rows if r["scenario"] == i and r["model"] == m), 0.0)
+                  for i in scenarios]
+        ax.bar([k + j * width for k in range(len(scenarios))], values, width, label=m)
+    ax.set_xticks([k + width for k in range(len(scenarios))], labels, fontsize=7, rotation=45, ha="right")
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("Precision@3 of the planted concept")
+    ax.set_title(f"{title}: is the planted spurious concept among the top 3 to add?", fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    _save(fig, path)
+    plt.close(fig)

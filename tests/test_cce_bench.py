@@ -1,0 +1,117 @@
+"""Visual concepts, the planted-spurious-concept benchmark on a tiny CUB archive, and `conceptlab cce`."""
+
+import json
+from collections import OrderedDict
+
+import pytest
+import torch
+from torch import nn
+
+from conceptlab.bench import cce_bench
+from conceptlab.bench.cce_bench import parse_cce_spec, run_cce_bench
+from conceptlab.bench.cce_report import write_cce_reports
+from conceptlab.cli import main
+from conceptlab.concepts import CAVBank
+from conceptlab.concepts.activations import layer_inputs
+from conceptlab.datasets.visual_concepts import VISUAL_CONCEPTS, visual_concept
+from tests.cub_fixture import build_cub
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory):
+    return build_cub(tmp_path_factory.mktemp("cub"), image_labels=False)
+
+
+def test_visual_concepts_are_deterministic_in_range_and_change_the_image():
+    x = torch.rand(2, 3, 48, 48, generator=torch.Generator().manual_seed(0))
+    assert len(VISUAL_CONCEPTS) >= 12
+    for name, edit in VISUAL_CONCEPTS.items():
+        edited = edit(x)
+        assert edited.shape == x.shape, name
+        assert edited.min() >= 0 and edited.max() <= 1, name
+        assert torch.equal(edited, edit(x)), name
+        assert (edited - x).abs().mean() > 0.02, name
+    with pytest.raises(ValueError, match="unknown visual concept 'stars'"):
+        visual_concept("stars")
+
+
+def test_spec_rejects_unknown_keys_and_concepts():
+    with pytest.raises(ValueError, match="solver option"):
+        parse_cce_spec({"solver": {"gamma": 1}})
+    with pytest.raises(ValueError, match="unknown visual concept"):
+        parse_cce_spec({"bank": {"visual": ["grayscale", "stars"]}})
+    with pytest.raises(ValueError, match="--root"):
+        parse_cce_spec({}).check_ready()
+    assert parse_cce_spec({}, quick=True).scenarios == 3
+
+
+def test_benchmark_runs_resumes_and_reports_on_a_tiny_archive(archive, tmp_path, monkeypatch):
+    raw = {"dataset": {"root": str(archive), "backbone": "resnet18", "weights": None, "image_size": 32,
+                       "cache_dir": str(tmp_path / "cache")},
+           "bank": {"visual": ["grayscale", "red_tint", "border"], "examples": 3},
+           "scenarios": {"count": 3}, "solver": {"steps": 20}}
+    spec = parse_cce_spec(raw)
+    out = tmp_path / "out"
+    store = run_cce_bench(spec, out, progress=False)
+    records = store.records()
+    assert len(records) == 3 * 3
+    assert {r["spurious"] for r in records} == {"grayscale", "red_tint", "border"}
+    bank = CAVBank.load(out / "bank.pt")
+    assert [p for p, _ in bank.pairs_] == ["grayscale", "red_tint", "border"]  # attributes: too few images
+    assert bank.metadata_["head"] == "head" and len(bank.metadata_["classes"]) == 3
+    with_mistakes = [r for r in records if r["mistakes"]]
+    for r in with_mistakes:
+        assert 1 <= r["mean_rank"] <= 3 and 0 <= r["precision_at_3"] <= 1
+    markdown = write_cce_reports(records, spec, out)
+    assert "| cce |" in markdown and (out / "table.csv").is_file()
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a finished scenario was trained again")
+
+    monkeypatch.setattr(cce_bench, "fit_linear_head", no_training)
+    assert len(run_cce_bench(spec, out, progress=False).records()) == 9
+
+
+def test_linear_head_probe_learns_separable_classes():
+    generator = torch.Generator().manual_seed(0)
+    y = torch.arange(3).repeat_interleave(30)
+    x = torch.randn(90, 8, generator=generator) + 3 * nn.functional.one_hot(y, 8).float()
+    head = cce_bench.fit_linear_head(x, y, 3, weight_decay=1e-3)
+    assert (head(x).argmax(1) == y).float().mean() > 0.95
+
+
+def _tiny_model() -> nn.Module:
+    torch.manual_seed(0)
+    backbone = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    return nn.Sequential(OrderedDict(backbone=backbone, fc=nn.Linear(8, 3))).eval()
+
+
+def test_cli_explains_images_and_writes_figures(archive, tmp_path, capsys):
+    from conceptlab.datasets.cub import load_cub
+    from conceptlab.datasets.transforms import image_transform
+
+    model = _tiny_model()
+    torch.save(model, tmp_path / "model.pt")
+    images = load_cub(archive, val_fraction=0.0).train
+    x = torch.stack([image_transform(32)(images[i][0]) for i in range(len(images))])
+    pairs, sets = [], {}
+    for name in ("grayscale", "red_tint"):
+        sets[name] = layer_inputs(model, "fc", visual_concept(name)(x[:6]))
+        sets[f"{name}:neg"] = layer_inputs(model, "fc", x[6:])
+        pairs.append((name, f"{name}:neg"))
+    CAVBank().fit(sets, pairs).save(tmp_path / "bank.pt", head="fc", classes=["a", "b", "c"], image_size=32)
+    paths = [str(p) for p in images.paths[:2]]
+    code = main(["cce", "--model", str(tmp_path / "model.pt"), "--bank", str(tmp_path / "bank.pt"), "--images", *paths,
+                 "--target", "b", "--out", str(tmp_path / "out")])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "add:" in printed and "remove:" in printed
+    records = json.loads((tmp_path / "out" / "cce.json").read_text())
+    assert len(records) == 2 and records[0]["target"] == "b"
+    assert all((tmp_path / "out" / f"{images.paths[i].stem}.png").is_file() for i in range(2))
+    assert main(["cce", "--model", str(tmp_path / "model.pt"), "--bank", str(tmp_path / "bank.pt"),
+                 "--images", paths[0], "--target", "zebra"]) == 2
+    assert "unknown target class 'zebra'" in capsys.readouterr().err
+    assert main(["cce", "--model", str(tmp_path / "model.pt"), "--bank", str(tmp_path / "bank.pt"),
+                 "--images", str(tmp_path / "nope.jpg"), "--target", "1"]) == 2
+    assert "no image at" in capsys.readouterr().err
