@@ -20,11 +20,11 @@ def _current(records: list[dict[str, Any]], spec: CCEBenchSpec) -> list[dict[str
                    and r["scenario"] < spec.scenarios), key=lambda r: r["scenario"])
 
 
-def _mean_std(values: list[float]) -> str:
+def _mean_std(values: list[float], scale: float = 1.0, digits: int = 2) -> str:
     if not values:
         return "-"
     std = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.fmean(values):.3g} ± {std:.2g}"
+    return f"{scale * statistics.fmean(values):.{digits}f} ± {scale * std:.{digits}f}"
 
 
 def summary(records: list[dict[str, Any]], spec: CCEBenchSpec) -> dict[str, dict[str, list[float]]]:
@@ -47,14 +47,14 @@ def write_cce_reports(records: list[dict[str, Any]], spec: CCEBenchSpec, out: Pa
         f"Mean ± std over the {len(explained)} scenarios with misclassified images; success = the counterfactual "
         "reaches the true class (baselines change nothing).",
         "",
-        "| method | Precision@3 | mean rank of S | success rate | seconds / sample |",
+        "| method | Precision@3 | mean rank of S | success rate | ms / sample |",
         "|---|---|---|---|---|",
     ]
     for m in METHODS:
         s = stats[m]
-        success = _mean_std(s["success_rate"]) if m == "cce" else "n/a"
-        lines.append(f"| {m} | {_mean_std(s['precision_at_3'])} | {_mean_std(s['mean_rank'])} | {success} | "
-                     f"{_mean_std(s['seconds_per_sample'])} |")
+        success = _mean_std(s["success_rate"], digits=3) if m == "cce" else "n/a"
+        lines.append(f"| {m} | {_mean_std(s['precision_at_3'], digits=3)} | {_mean_std(s['mean_rank'])} | {success} | "
+                     f"{_mean_std(s['seconds_per_sample'], scale=1000, digits=3)} |")
     lines += ["", "| scenario | class | spurious S | mistakes / images | head acc % | "
               + " | ".join(f"{m} P@3 | {m} rank" for m in METHODS) + " |",
               "|---|---|---|---|---|" + "---|---|" * len(METHODS)]
@@ -95,10 +95,11 @@ def precision_plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
                   for i in scenarios]
         ax.bar([k + j * width for k in range(len(scenarios))], values, width, label=m)
     ax.set_xticks([k + width for k in range(len(scenarios))], labels, fontsize=7, rotation=45, ha="right")
-    ax.set_ylim(0, 1.05)
+    ax.set_ylim(0, 1.25)
+    ax.set_yticks([0, 0.25, 0.5, 0.75, 1.0])
     ax.set_ylabel("Precision@3 of the planted concept")
     ax.set_title(f"{title}: is the planted spurious concept among the top 3 to add?", fontsize=10)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, ncol=len(METHODS), loc="upper center")
     fig.tight_layout()
     _save(fig, path)
     plt.close(fig)
