@@ -2,6 +2,7 @@
 
     pip install captum
     python benchmarks/tcav_speed.py
+    python benchmarks/tcav_speed.py --only-conceptlab --inputs 640   # peak memory, 10x the inputs
 
 ResNet-18 (random init) at 112 px, layers layer2 / layer3 / layer4, 10 concepts x 50 images,
 10 random sets x 50 images, 64 inputs to explain, target class 0. conceptlab: activations, CAVs
@@ -61,12 +62,20 @@ def main() -> None:
     parser.add_argument("--per-set", type=int, default=50)
     parser.add_argument("--inputs", type=int, default=64)
     parser.add_argument("--size", type=int, default=112)
+    parser.add_argument("--only-conceptlab", action="store_true",
+                        help="skip captum and report this process's peak memory (compare --inputs 64 with 640)")
     args = parser.parse_args()
     torch.manual_seed(0)
     model = torchvision.models.resnet18(weights=None).eval()
     data = make_data(args.concepts, args.random_sets, args.per_set, args.inputs, args.size)
     ours = run_conceptlab(model, *data, target=0)
     print(f"conceptlab TCAV (activations + CAVs + scores + significance): {ours:.1f} s", flush=True)
+    if args.only_conceptlab:
+        import resource
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(f"{args.inputs} inputs: peak resident memory of the process {peak:.0f} MiB")
+        return
     try:
         theirs = run_captum(model, *data, target=0)
     except ImportError:

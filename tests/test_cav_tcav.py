@@ -163,6 +163,11 @@ def test_several_layers_share_one_backward_pass():
     both = layer_gradients(model, ["hidden", "pre"], x, target=1, batch_size=3)
     for layer in ("hidden", "pre"):
         assert torch.allclose(both[layer], layer_gradients(model, layer, x, target=1, batch_size=5))
+    directions = {layer: torch.nn.functional.normalize(torch.randn(4, both[layer].shape[1]), dim=1) for layer in both}
+    projected = layer_gradients(model, ["hidden", "pre"], x, target=1, batch_size=3, directions=directions)
+    for layer in ("hidden", "pre"):  # per-batch projection: (N, P) derivatives instead of (N, D) gradients
+        assert projected[layer].shape == (7, 4)
+        assert torch.allclose(projected[layer], both[layer] @ directions[layer].T, atol=1e-6)
 
 
 def test_cav_cache_hits_and_retrains_on_changed_data_or_settings(tmp_path, monkeypatch):

@@ -7,6 +7,7 @@ are computed once per (layer, class) in mini-batches, then scored against every 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Literal
 
 import numpy as np
@@ -27,11 +28,14 @@ def layer_gradients(
     target: int,
     objective: Objective = "logit",
     batch_size: int = 32,
+    directions: Mapping[str, Tensor] | None = None,
 ) -> Tensor | dict[str, Tensor]:
     """(N, D) gradients of the ``target`` logit (or of the cross-entropy loss for ``target``) w.r.t. a layer.
 
     With a list of layers, all are differentiated in the same forward/backward passes and a dict
-    layer -> gradients is returned. Memory is bounded by ``batch_size``, not by the number of inputs.
+    layer -> gradients is returned. With ``directions`` (layer -> (P, D) unit CAVs), each batch's
+    gradients are projected at once and the (N, P) directional derivatives are returned instead,
+    so memory is bounded by ``batch_size`` and the number of CAVs, not by the number of inputs.
     """
     if objective not in ("logit", "loss"):
         raise ValueError(f"objective must be 'logit' or 'loss'; got {objective!r}")
@@ -59,7 +63,10 @@ def layer_gradients(
                 value = nn.functional.cross_entropy(logits, torch.full((x.shape[0],), target, device=device), reduction="sum")
             grads = torch.autograd.grad(value, [captured[name] for name in names])
             for name, grad in zip(names, grads):
-                parts[name].append(grad.flatten(1).detach().cpu())
+                grad = grad.detach().flatten(1)
+                if directions is not None:
+                    grad = grad.float() @ directions[name].to(grad.device).T
+                parts[name].append(grad.cpu())
     finally:
         for hook in hooks:
             hook.remove()
@@ -75,7 +82,11 @@ def tcav_scores(gradients: Tensor, bank: CAVBank, objective: Objective = "logit"
     for the loss objective, whose gradient points the other way). Magnitude: the positive part of
     S's mass over its total absolute mass, in [0, 1].
     """
-    sensitivity = gradients.float() @ bank.directions_.T  # (N, P)
+    return sensitivity_scores(gradients.float() @ bank.directions_.T, objective)
+
+
+def sensitivity_scores(sensitivity: Tensor, objective: Objective = "logit") -> tuple[Tensor, Tensor]:
+    """TCAV score and magnitude per CAV from directional derivatives (N, P), as ``tcav_scores``."""
     if objective == "loss":
         sensitivity = -sensitivity
     scores = (sensitivity > 0).float().mean(0)
@@ -146,12 +157,17 @@ def run_tcav(
     pairs += [(r, random_names[(i + 1) % len(random_names)]) for i, r in enumerate(random_names)]
     sizes = [sets[n].shape[0] for n in names]
     activations = capture_activations(model, layers, torch.cat([sets[n] for n in names]), batch_size, cache_dir=cache_dir)
-    gradients = layer_gradients(model, list(layers), inputs, target, objective, batch_size)
+    banks = {
+        layer: CAVBank(solver, cache_dir=cache_dir).fit(dict(zip(names, torch.split(activations.pop(layer), sizes))), pairs)
+        for layer in layers
+    }
+    derivatives = layer_gradients(model, list(layers), inputs, target, objective, batch_size,
+                                  directions={layer: bank.directions_ for layer, bank in banks.items()})
     n_tests = len(concepts) * len(layers)
     records = []
     for layer in layers:
-        bank = CAVBank(solver, cache_dir=cache_dir).fit(dict(zip(names, torch.split(activations[layer], sizes))), pairs)
-        scores, magnitude = tcav_scores(gradients[layer], bank, objective)
+        bank = banks[layer]
+        scores, magnitude = sensitivity_scores(derivatives[layer], objective)
         null = scores[len(concepts) * len(random_names) :]
         for i, concept in enumerate(concepts):
             part = slice(i * len(random_names), (i + 1) * len(random_names))
