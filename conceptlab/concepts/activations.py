@@ -77,21 +77,12 @@ def capture_activations(
     todo = [name for name in layers if name not in result]
     if not todo:
         return {name: result[name] for name in layers}
-    device = next(model.parameters()).device
     collected: dict[str, list[Tensor]] = {name: [] for name in todo}
     hooks = [
         modules[name].register_forward_hook(lambda m, i, out, name=name: collected[name].append(_reduce(out, reduce).cpu()))
         for name in todo
     ]
-    was_training = model.training
-    model.eval()
-    try:
-        for start in range(0, inputs.shape[0], batch_size):
-            model(prepare_batch(inputs[start : start + batch_size], device))
-    finally:
-        for hook in hooks:
-            hook.remove()
-        model.train(was_training)
+    _forward_in_batches(model, inputs, batch_size, hooks)
     for name in todo:
         result[name] = torch.cat(collected[name])
         if name in paths:
@@ -109,6 +100,12 @@ def layer_inputs(model: nn.Module, layer: str, inputs: Tensor, batch_size: int =
     module = resolve_layer(model, layer)
     collected: list[Tensor] = []
     hook = module.register_forward_pre_hook(lambda m, args: collected.append(args[0].flatten(1).float().cpu()))
+    _forward_in_batches(model, inputs, batch_size, [hook])
+    return torch.cat(collected)
+
+
+def _forward_in_batches(model: nn.Module, inputs: Tensor, batch_size: int, hooks: list) -> None:
+    """Run ``model`` in eval mode over ``inputs`` in mini-batches on its device; remove ``hooks`` after."""
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -116,6 +113,6 @@ def layer_inputs(model: nn.Module, layer: str, inputs: Tensor, batch_size: int =
         for start in range(0, inputs.shape[0], batch_size):
             model(prepare_batch(inputs[start : start + batch_size], device))
     finally:
-        hook.remove()
+        for hook in hooks:
+            hook.remove()
         model.train(was_training)
-    return torch.cat(collected)
