@@ -200,8 +200,10 @@ def intervention_plot(rows: list[Row], specs: list[BenchSpec], path: Path) -> bo
             ax.set_ylabel("task accuracy (%)")
             ax.grid(alpha=0.3)
     handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="upper center", ncol=min(len(labels), 8), fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight()))
+    ncol = max(1, min(len(labels), int(2.2 * len(specs)) + 1))  # what fits the figure's width
+    rows = -(-len(labels) // ncol)
+    fig.legend(handles, labels, loc="upper center", ncol=ncol, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 1 - (0.1 + 0.22 * rows) / fig.get_figheight()))
     _save(fig, path)
     plt.close(fig)
     return True
