@@ -8,12 +8,14 @@ ResNet-18 (random init) at 112 px, layers layer2 / layer3 / layer4, 10 concepts 
 10 random sets x 50 images, 64 inputs to explain, target class 0. conceptlab: activations, CAVs
 (torch solver) for every concept-random pair plus random-random pairs, gradients, scores and both
 significance tests. captum: TCAV.interpret on the same concept-random pairs (it has no
-significance step). One process, the machine's threads for both.
+significance step). One process, the machine's threads for both; the two libraries alternate for
+--repeats runs (default 3) after one warm-up forward, and the medians are compared.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import tempfile
 import time
 import warnings
@@ -62,28 +64,37 @@ def main() -> None:
     parser.add_argument("--per-set", type=int, default=50)
     parser.add_argument("--inputs", type=int, default=64)
     parser.add_argument("--size", type=int, default=112)
+    parser.add_argument("--repeats", type=int, default=3, help="alternating runs of each library; medians reported")
     parser.add_argument("--only-conceptlab", action="store_true",
                         help="skip captum and report this process's peak memory (compare --inputs 64 with 640)")
     args = parser.parse_args()
     torch.manual_seed(0)
     model = torchvision.models.resnet18(weights=None).eval()
     data = make_data(args.concepts, args.random_sets, args.per_set, args.inputs, args.size)
-    ours = run_conceptlab(model, *data, target=0)
-    print(f"conceptlab TCAV (activations + CAVs + scores + significance): {ours:.1f} s", flush=True)
+    with torch.no_grad():  # warm-up: the first convolutions of a process pay for kernel selection
+        model(data[2][:8])
     if args.only_conceptlab:
+        ours = run_conceptlab(model, *data, target=0)
+        print(f"conceptlab TCAV (activations + CAVs + scores + significance): {ours:.1f} s", flush=True)
         import resource
 
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(f"{args.inputs} inputs: peak resident memory of the process {peak:.0f} MiB")
         return
-    try:
-        theirs = run_captum(model, *data, target=0)
-    except ImportError:
-        print("captum is not installed: comparison skipped")
-        return
-    print(f"captum TCAV.interpret (no significance): {theirs:.1f} s")
-    print(f"captum / conceptlab: {theirs / ours:.1f}x")
-
+    ours, theirs = [], []
+    for repeat in range(args.repeats):  # alternate, so that drifts of machine speed hit both
+        ours.append(run_conceptlab(model, *data, target=0))
+        try:
+            theirs.append(run_captum(model, *data, target=0))
+        except ImportError:
+            print("captum is not installed: comparison skipped")
+            return
+        print(f"run {repeat + 1}: conceptlab {ours[-1]:.1f} s, captum {theirs[-1]:.1f} s, "
+              f"ratio {theirs[-1] / ours[-1]:.1f}x", flush=True)
+    ours_median, theirs_median = statistics.median(ours), statistics.median(theirs)
+    print(f"conceptlab TCAV (activations + CAVs + scores + significance), median: {ours_median:.1f} s")
+    print(f"captum TCAV.interpret (no significance), median: {theirs_median:.1f} s")
+    print(f"captum / conceptlab (medians): {theirs_median / ours_median:.1f}x")
 
 if __name__ == "__main__":
     main()
