@@ -230,7 +230,7 @@ def _cce(args: argparse.Namespace) -> int:
     x = torch.stack(pictures)
     embeddings = layer_inputs(model, head_name, x)
     result = CCE(bank, head, steps=args.steps, alpha=args.alpha, beta=args.beta, lr=args.lr,
-                 early_stop=args.early_stop).explain(embeddings.to(next(head.parameters()).device), target)
+                 early_stop=args.early_stop).explain(embeddings, target)
     name = lambda k: classes[k] if k < len(classes) else str(k)  # noqa: E731
     out = Path(args.out or Path("results") / "cce" / Path(args.model).stem)
     records = []

@@ -125,7 +125,8 @@ def _check_inputs(bank: CAVBank, head: nn.Module, embeddings: Tensor, targets: T
         )
     if not torch.isfinite(embeddings).all():
         raise ValueError("embeddings contain NaN or infinite values")
-    z = embeddings.detach().float()
+    device = next((p.device for p in head.parameters()), embeddings.device)  # solve where the head lives
+    z = embeddings.detach().float().to(device)
     targets = torch.as_tensor(targets, device=z.device).long()
     if targets.ndim == 0:
         targets = targets.expand(z.shape[0])
