@@ -115,3 +115,12 @@ def test_cli_explains_images_and_writes_figures(archive, tmp_path, capsys):
     assert main(["cce", "--model", str(tmp_path / "model.pt"), "--bank", str(tmp_path / "bank.pt"),
                  "--images", str(tmp_path / "nope.jpg"), "--target", "1"]) == 2
     assert "no image at" in capsys.readouterr().err
+
+
+def test_bench_cli_asks_for_the_images_and_runs_cce_alone(capsys):
+    assert main(["bench", "cce"]) == 2
+    assert "pass --root PATH" in capsys.readouterr().err
+    assert main(["bench", "cce", "xor"]) == 2
+    assert "on its own" in capsys.readouterr().err
+    assert main(["bench", "cce", "--root", "/nonexistent", "--seeds", "2"]) == 2
+    assert "--seeds do not apply" in capsys.readouterr().err
