@@ -111,6 +111,19 @@ def test_significance_matches_scipy_on_fixed_numbers():
         significance(np.array([0.9]))
 
 
+def test_significance_without_spread_is_decided_without_scipy_warnings():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # scipy's precision-loss warning would fail the test
+        same = significance(np.ones(5), np.ones(5))
+        apart = significance(np.ones(5), np.full(5, 0.5))
+        nearly = significance(np.array([1.0, 1.0, 1.0, 1.0, 1.0 - 1e-12]), np.full(5, 0.5))
+    assert same["p_paper"] == 0.0 and same["p_reference"] == 1.0 and not same["significant_reference"]
+    assert apart["p_reference"] == 0.0 and apart["significant_reference"]
+    assert nearly["significant"]
+
+
 def test_run_tcav_writes_records_csv_and_plot(tmp_path):
     from conceptlab.concepts import run_tcav, tcav_plot, write_tcav_csv
 

@@ -107,23 +107,34 @@ def significance(
     concept's scores against random-vs-random scores (tensorflow/tcav). ``significant`` uses the
     paper's test; ``significant_reference`` the reference code's.
     """
-    from scipy import stats
-
     scores = np.asarray(concept_scores, dtype=float)
     if scores.size < 2:
         raise ValueError("significance needs the scores of at least 2 random sets")
-    if np.all(scores == scores[0]):  # a t-test is undefined without spread
-        p_paper = 0.0 if scores[0] != 0.5 else 1.0
-    else:
-        p_paper = float(stats.ttest_1samp(scores, 0.5).pvalue)
-    p_paper = min(1.0, p_paper * n_tests)
+    p_paper = min(1.0, _t_test_p(scores, 0.5) * n_tests)
     result: dict[str, float | bool | None] = {"p_paper": p_paper, "significant": p_paper <= alpha,
                                               "p_reference": None, "significant_reference": None}
     if random_scores is not None:
-        p_ref = float(stats.ttest_ind(scores, np.asarray(random_scores, dtype=float)).pvalue)
+        p_ref = _t_test_p(scores, np.asarray(random_scores, dtype=float))
         result["p_reference"] = p_ref
         result["significant_reference"] = bool(p_ref <= alpha)
     return result
+
+
+def _t_test_p(scores: np.ndarray, other: float | np.ndarray) -> float:
+    """Two-sided p-value of a one-sample t-test against a number, or a two-sample one against
+    other scores; without any spread the test is undefined and the p-value is 0 (means differ) or 1."""
+    import warnings
+
+    from scipy import stats
+
+    values = np.atleast_1d(other)
+    if np.all(scores == scores[0]) and np.all(values == values[0]):
+        return 0.0 if scores[0] != values[0] else 1.0
+    with warnings.catch_warnings():  # near-constant scores: scipy warns of precision loss; p stays usable
+        warnings.simplefilter("ignore", RuntimeWarning)
+        if np.ndim(other) == 0:
+            return float(stats.ttest_1samp(scores, float(other)).pvalue)
+        return float(stats.ttest_ind(scores, values).pvalue)
 
 
 def run_tcav(
