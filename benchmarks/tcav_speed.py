@@ -9,7 +9,8 @@ ResNet-18 (random init) at 112 px, layers layer2 / layer3 / layer4, 10 concepts 
 (torch solver) for every concept-random pair plus random-random pairs, gradients, scores and both
 significance tests. captum: TCAV.interpret on the same concept-random pairs (it has no
 significance step). One process, the machine's threads for both; the two libraries alternate for
---repeats runs (default 3) after one warm-up forward, and the medians are compared.
+--repeats runs (default 3) after one warm-up forward, and the medians are compared. glibc is
+told to keep freed memory (as the conceptlab commands do), for both libraries.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import warnings
 import torch
 import torchvision
 
+from conceptlab.bench.runner import keep_freed_memory
 from conceptlab.concepts.tcav import run_tcav
 
 LAYERS = ["layer2", "layer3", "layer4"]
@@ -68,6 +70,7 @@ def main() -> None:
     parser.add_argument("--only-conceptlab", action="store_true",
                         help="skip captum and report this process's peak memory (compare --inputs 64 with 640)")
     args = parser.parse_args()
+    keep_freed_memory()  # as `conceptlab tcav` does; without it the first run pays ~2.5 s of page faults
     torch.manual_seed(0)
     model = torchvision.models.resnet18(weights=None).eval()
     data = make_data(args.concepts, args.random_sets, args.per_set, args.inputs, args.size)

@@ -160,9 +160,11 @@ def _class_index(target: str, classes: list[str]) -> int:
 def _tcav(args: argparse.Namespace) -> int:
     import json
 
+    from .bench.runner import keep_freed_memory
     from .bench.store import write_atomic
     from .concepts import run_tcav, tcav_plot, write_tcav_csv
 
+    keep_freed_memory()  # large activation batches: reuse freed memory instead of fresh pages each batch
     path = Path(args.model)
     model, classes = _any_model(path)
     target = _class_index(args.target, classes)
