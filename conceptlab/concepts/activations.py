@@ -12,6 +12,8 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from ..models.base import evaluating
+
 Reduce = Literal["flatten", "mean"]
 
 
@@ -107,12 +109,10 @@ def layer_inputs(model: nn.Module, layer: str, inputs: Tensor, batch_size: int =
 def _forward_in_batches(model: nn.Module, inputs: Tensor, batch_size: int, hooks: list) -> None:
     """Run ``model`` in eval mode over ``inputs`` in mini-batches on its device; remove ``hooks`` after."""
     device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
     try:
-        for start in range(0, inputs.shape[0], batch_size):
-            model(prepare_batch(inputs[start : start + batch_size], device))
+        with evaluating(model):
+            for start in range(0, inputs.shape[0], batch_size):
+                model(prepare_batch(inputs[start : start + batch_size], device))
     finally:
         for hook in hooks:
             hook.remove()
-        model.train(was_training)

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..models.base import ConceptOutput
+from ..models.base import ConceptOutput, evaluating
 from .activations import capture_activations, prepare_batch, resolve_layer
 from .cav import CAVBank
 
@@ -47,30 +47,28 @@ def layer_gradients(
         module.register_forward_hook(lambda m, a, output, name=name: captured.__setitem__(name, output))
         for name, module in zip(names, modules)
     ]
-    was_training = model.training
-    model.eval()
     parts: dict[str, list[Tensor]] = {name: [] for name in names}
     try:
-        for start in range(0, inputs.shape[0], batch_size):
-            captured.clear()
-            x = prepare_batch(inputs[start : start + batch_size], device)
-            logits = model(x)
-            if isinstance(logits, ConceptOutput):  # conceptlab models: explain their task logits
-                logits = logits.task_logits
-            if objective == "logit":
-                value = logits[:, target].sum()
-            else:
-                value = nn.functional.cross_entropy(logits, torch.full((x.shape[0],), target, device=device), reduction="sum")
-            grads = torch.autograd.grad(value, [captured[name] for name in names])
-            for name, grad in zip(names, grads):
-                grad = grad.detach().flatten(1)
-                if directions is not None:
-                    grad = grad.float() @ directions[name].to(grad.device).T
-                parts[name].append(grad.cpu())
+        with evaluating(model):
+            for start in range(0, inputs.shape[0], batch_size):
+                captured.clear()
+                x = prepare_batch(inputs[start : start + batch_size], device)
+                logits = model(x)
+                if isinstance(logits, ConceptOutput):  # conceptlab models: explain their task logits
+                    logits = logits.task_logits
+                if objective == "logit":
+                    value = logits[:, target].sum()
+                else:
+                    value = nn.functional.cross_entropy(logits, torch.full((x.shape[0],), target, device=device), reduction="sum")
+                grads = torch.autograd.grad(value, [captured[name] for name in names])
+                for name, grad in zip(names, grads):
+                    grad = grad.detach().flatten(1)
+                    if directions is not None:
+                        grad = grad.float() @ directions[name].to(grad.device).T
+                    parts[name].append(grad.cpu())
     finally:
         for hook in hooks:
             hook.remove()
-        model.train(was_training)
     result = {name: torch.cat(chunks) for name, chunks in parts.items()}
     return result[names[0]] if isinstance(layers, str) else result
 

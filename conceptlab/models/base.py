@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
 
 import torch
@@ -117,16 +119,23 @@ def predict(
     return decode_all(model, encode_all(model, inputs, batch_size, num_workers), intervention, batch_size)
 
 
+@contextmanager
+def evaluating(module: nn.Module) -> Iterator[nn.Module]:
+    """Put ``module`` in evaluation mode for the block, then restore its training flag."""
+    was_training = module.training
+    module.eval()
+    try:
+        yield module
+    finally:
+        module.train(was_training)
+
+
 @torch.no_grad()
 def encode_all(model: ConceptModel, inputs: Tensor | Dataset, batch_size: int = 4096, num_workers: int = 0) -> Tensor:
     """``model.encode`` over all inputs in evaluation mode, concatenated on the model's device."""
-    was_training = model.training
-    model.eval()
     device = next(model.parameters()).device
-    try:
+    with evaluating(model):
         return torch.cat([model.encode(x.to(device)) for x in _batches(inputs, batch_size, num_workers)])
-    finally:
-        model.train(was_training)
 
 
 @torch.no_grad()
@@ -134,15 +143,11 @@ def decode_all(
     model: ConceptModel, codes: Tensor, intervention: Intervention | None = None, batch_size: int = 4096
 ) -> ConceptOutput:
     """``model.decode`` over encoded inputs (from ``encode_all``) with an optional intervention."""
-    was_training = model.training
-    model.eval()
     device = codes.device
-    try:
-        parts = []
+    parts = []
+    with evaluating(model):
         for start in range(0, codes.shape[0], batch_size):
             sl = slice(start, start + batch_size)
             batch_iv = intervention.slice(sl).to(device) if intervention is not None else None
             parts.append(model.decode(codes[sl], batch_iv))
-    finally:
-        model.train(was_training)
     return _merge(parts)
