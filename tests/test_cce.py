@@ -213,3 +213,19 @@ def test_a_bank_survives_save_and_load(tmp_path):
         CAVBank.load(tmp_path / "other.pt")
     with pytest.raises(ValueError, match="not fitted"):
         CAVBank().save(tmp_path / "empty.pt")
+
+
+def test_a_head_in_training_mode_is_solved_and_judged_in_eval_mode():
+    bank, _, z, targets = random_problem(4, d=10)
+    torch.manual_seed(4)
+    head = nn.Sequential(nn.Linear(10, 16), nn.BatchNorm1d(16), nn.Dropout(0.5), nn.Linear(16, 5))
+    head(torch.randn(64, 10))  # give BatchNorm running statistics
+    expected = CCE(bank, head.eval(), lr=0.5, steps=30).explain(z, targets)
+    head.train()
+    for explain in (lambda: CCE(bank, head, lr=0.5, steps=30).explain(z, targets),
+                    lambda: univariate_scores(bank, head, z, targets), lambda: random_scores(bank, head, z, targets)):
+        result = explain()  # a one-row BatchNorm batch in training mode would raise
+        assert head.training
+        assert torch.equal(result.original_prediction, expected.original_prediction)
+    solved = CCE(bank, head, lr=0.5, steps=30).explain(z, targets)
+    assert torch.allclose(solved.weights, expected.weights) and torch.equal(solved.success, expected.success)

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..models.base import evaluating
 from .cav import CAVBank
 
 Kappa = Literal["mean", "zero"]
@@ -180,23 +181,19 @@ class CCE:
 
     def explain(self, embeddings: Tensor, targets: Tensor | int) -> Counterfactuals:
         """Solve for every row of ``embeddings`` (B, D) towards ``targets`` (one class or B)."""
-        z, targets = _check_inputs(self.bank, self.head, embeddings, targets)
-        was_training = self.head.training
-        self.head.eval()
-        try:
+        with evaluating(self.head):
+            z, targets = _check_inputs(self.bank, self.head, embeddings, targets)
             parts = [self._solve(z[i : i + self.batch_size], targets[i : i + self.batch_size])
                      for i in range(0, z.shape[0], self.batch_size)]
-        finally:
-            self.head.train(was_training)
-        weights, original, steps = (torch.cat(p) for p in zip(*parts))
-        moved = z + weights @ concept_box(self.bank, z[:1], self.kappa).steps
-        return _outcome(self.head, concept_names(self.bank), moved, weights, targets, original, steps)
+        weights, original, steps, logits = (torch.cat(p) for p in zip(*parts))
+        return _outcome(concept_names(self.bank), logits, weights, targets, original, steps)
 
     def score(self, embeddings: Tensor, targets: Tensor | int) -> float:
         """Fraction of samples whose counterfactual reaches its target."""
         return float(self.explain(embeddings, targets).success.float().mean())
 
-    def _solve(self, z: Tensor, targets: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def _solve(self, z: Tensor, targets: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Weights, original prediction, steps taken and counterfactual logits of one chunk."""
         box = concept_box(self.bank, z, self.kappa)
         n_concepts = box.steps.shape[0]
         weights = torch.zeros(z.shape[0], n_concepts, device=z.device)
@@ -226,14 +223,15 @@ class CCE:
                 velocity = self.momentum * velocity + grad
                 moved = torch.clamp(weights - self.lr * velocity, box.lower, box.upper)
                 weights = torch.where(active[:, None], moved, weights)
-        return weights.detach(), original, taken
+        weights = weights.detach()
+        with torch.no_grad():
+            logits = self.head(z + weights @ box.steps)
+        return weights, original, taken, logits
 
 
-def _outcome(head: nn.Module, names: list[str], counterfactual: Tensor, weights: Tensor, targets: Tensor,
-             original: Tensor, steps: Tensor) -> Counterfactuals:
-    """Scores plus what the head predicts for the ``counterfactual`` embeddings."""
-    with torch.no_grad():
-        logits = head(counterfactual)
+def _outcome(names: list[str], logits: Tensor, weights: Tensor, targets: Tensor, original: Tensor,
+             steps: Tensor) -> Counterfactuals:
+    """Scores plus what the head predicts for the counterfactual embeddings (their ``logits``)."""
     probability = logits.softmax(1).gather(1, targets[:, None])[:, 0]
     return Counterfactuals(names, weights.cpu(), targets.cpu(), original.cpu(), logits.argmax(1).cpu(),
                            probability.cpu(), steps.cpu())
@@ -243,31 +241,29 @@ def _outcome(head: nn.Module, names: list[str], counterfactual: Tensor, weights:
 def univariate_scores(bank: CAVBank, head: nn.Module, embeddings: Tensor, targets: Tensor | int,
                       kappa: Kappa | None = "mean", chunk: int = 64) -> Counterfactuals:
     """Baseline: add each concept alone, as far as its box allows; score = gain in target probability."""
-    z, targets = _check_inputs(bank, head, embeddings, targets)
-    was_training = head.training
-    head.eval()
-    try:
+    with evaluating(head):
+        z, targets = _check_inputs(bank, head, embeddings, targets)
+        logits = head(z)
+        before = logits.softmax(1).gather(1, targets[:, None])  # (B, 1)
         gains = []
         for i in range(0, z.shape[0], chunk):
             rows, goal = z[i : i + chunk], targets[i : i + chunk]
             box = concept_box(bank, rows, kappa)
-            before = head(rows).softmax(1).gather(1, goal[:, None])  # (b, 1)
             moved = rows[:, None, :] + box.upper[:, :, None] * box.steps[None]  # (b, K, D)
             after = head(moved.flatten(0, 1)).softmax(1).view(len(rows), moved.shape[1], -1)
             after = after.gather(2, goal[:, None, None].expand(-1, moved.shape[1], 1))[..., 0]
-            gains.append(after - before)
-        original = head(z).argmax(1)
-    finally:
-        head.train(was_training)
-    return _outcome(head, concept_names(bank), z, torch.cat(gains), targets, original, torch.zeros_like(targets))
+            gains.append(after - before[i : i + chunk])
+    original = logits.argmax(1)
+    return _outcome(concept_names(bank), logits, torch.cat(gains), targets, original, torch.zeros_like(targets))
 
 
+@torch.no_grad()
 def random_scores(bank: CAVBank, head: nn.Module, embeddings: Tensor, targets: Tensor | int,
                   seed: int = 0) -> Counterfactuals:
     """Baseline: a uniformly random concept ranking per sample (chance level)."""
-    z, targets = _check_inputs(bank, head, embeddings, targets)
+    with evaluating(head):
+        z, targets = _check_inputs(bank, head, embeddings, targets)
+        logits = head(z)
     generator = torch.Generator().manual_seed(seed)
     scores = torch.rand(z.shape[0], bank.directions_.shape[0], generator=generator)
-    with torch.no_grad():
-        original = head(z).argmax(1)
-    return _outcome(head, concept_names(bank), z, scores, targets, original, torch.zeros_like(targets))
+    return _outcome(concept_names(bank), logits, scores, targets, logits.argmax(1), torch.zeros_like(targets))
