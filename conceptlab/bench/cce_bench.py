@@ -30,7 +30,7 @@ from ..datasets.base import ConceptInfo
 from ..datasets.cub import CLASS_LEVEL_THRESHOLD, load_cub
 from ..datasets.features import extract_features
 from ..datasets.images import ImageConceptDataset
-from ..datasets.registry import default_cache_dir
+from ..datasets.registry import default_cache_dir, features_by_path
 from ..datasets.visual_concepts import VISUAL_CONCEPTS, visual_concept
 from ..settings import reject_unknown_keys
 from .store import RunStore
@@ -170,12 +170,11 @@ def explain(method: str, bank: CAVBank, head: nn.Module, z: Tensor, target: int,
 
 def _evaluate(result: Counterfactuals, spurious: str, seconds: float) -> dict[str, Any]:
     ranks = result.ranks(spurious).float()
-    n = len(ranks)
     return {
-        "precision_at_3": float((ranks <= 3).float().mean()) if n else None,
-        "mean_rank": float(ranks.mean()) if n else None,
-        "success_rate": float(result.success.float().mean()) if n else None,
-        "seconds_per_sample": seconds / n if n else None,
+        "precision_at_3": float((ranks <= 3).float().mean()),
+        "mean_rank": float(ranks.mean()),
+        "success_rate": float(result.success.float().mean()),
+        "seconds_per_sample": seconds / len(ranks),
     }
 
 
@@ -187,8 +186,7 @@ def run_cce_bench(spec: CCEBenchSpec, out: Path, progress: bool = True) -> RunSt
     info = splits.info
     train, test = splits.train, splits.test
     features = _Features(spec, info, progress)
-    every = sorted([*train.paths, *test.paths])  # the same file list, hence cache, as `bench cub100`
-    base_of = dict(zip(every, features(every)))
+    base_of = features_by_path(splits, spec.dataset, progress)  # the same cache as `bench cub100`
     train_x = torch.stack([base_of[p] for p in train.paths])
     test_x = torch.stack([base_of[p] for p in test.paths])
     bank = build_bank(spec, train.paths, train_x, train.c, list(info.concept_names), features)

@@ -51,7 +51,7 @@ def default_cache_dir() -> Path:
 
 def load_cub_for_bench(options: dict[str, Any], seed: int) -> ConceptSplits:
     """CUB as frozen-backbone feature tensors (cached) or as images for fine-tuning."""
-    from .features import extract_features, feature_splits
+    from .features import feature_splits
     from .transforms import image_transform
 
     if not options["root"]:
@@ -68,10 +68,20 @@ def load_cub_for_bench(options: dict[str, Any], seed: int) -> ConceptSplits:
         )
     if options["mode"] != "frozen":
         raise ValueError(f"cub mode must be 'frozen' or 'finetune'; got {options['mode']!r}")
-    every = [*splits.train.paths, *splits.val.paths, *splits.test.paths]
-    every = sorted(every)  # one cache for all seeds: the split only chooses rows
+    return feature_splits(splits, features_by_path(splits, options))
+
+
+def features_by_path(splits: ConceptSplits, options: dict[str, Any], progress: bool = True) -> dict[Path, torch.Tensor]:
+    """Frozen-backbone features of every image of ``splits`` (cached), keyed by path.
+
+    The cache key covers the sorted file list, so every seed and every benchmark that reads the
+    same images (the CUB and the counterfactual benchmarks) shares one extraction.
+    """
+    from .features import extract_features
+
+    every = sorted([*splits.train.paths, *splits.val.paths, *splits.test.paths])
     images = ImageConceptDataset(every, torch.zeros(len(every), splits.info.n_concepts), torch.zeros(len(every)), splits.info)
-    cache_dir = options["cache_dir"] or default_cache_dir()
     features = extract_features(images, options["backbone"], options["weights"], options["image_size"],
-                                options["batch_size"], cache_dir, num_workers=1)
-    return feature_splits(splits, dict(zip(every, features)))
+                                options["batch_size"], options["cache_dir"] or default_cache_dir(), num_workers=1,
+                                progress=progress)
+    return dict(zip(every, features))
