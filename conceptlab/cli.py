@@ -100,13 +100,24 @@ def _intervene(args: argparse.Namespace) -> int:
     return 0
 
 
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
+
+
+def _read_image(file: Path, transform):
+    """One image file as a [0, 1] tensor (3, H, W) through ``transform``."""
+    from PIL import Image
+
+    with Image.open(file) as image:
+        return transform(image.convert("RGB"))
+
+
 def _load_examples(folder: Path, image_size: int):
     """All examples in ``folder``: images (resized, centre-cropped, in [0, 1]) or .pt tensors."""
     import torch
 
     from .datasets.transforms import image_transform
 
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png", ".pt"})
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES | {".pt"})
     if not files:
         raise ValueError(f"{folder} holds no examples: put images (.jpg, .png) or tensors (.pt) in it")
     transform = image_transform(image_size)
@@ -116,10 +127,7 @@ def _load_examples(folder: Path, image_size: int):
             x = torch.load(file, weights_only=True)
             parts.append(x.unsqueeze(0) if x.ndim in (1, 3) else x)
         else:
-            from PIL import Image
-
-            with Image.open(file) as image:
-                parts.append(transform(image.convert("RGB")).unsqueeze(0))
+            parts.append(_read_image(file, transform).unsqueeze(0))
     return torch.cat(parts).float()
 
 
@@ -190,7 +198,7 @@ def _image_files(paths: list[str]) -> list[Path]:
     files: list[Path] = []
     for item in map(Path, paths):
         if item.is_dir():
-            files += sorted(p for p in item.iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png"})
+            files += sorted(p for p in item.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         elif item.is_file():
             files.append(item)
         else:
@@ -204,7 +212,6 @@ def _cce(args: argparse.Namespace) -> int:
     import json
 
     import torch
-    from PIL import Image
 
     from .bench.store import write_atomic
     from .concepts import CAVBank
@@ -225,11 +232,7 @@ def _cce(args: argparse.Namespace) -> int:
     size = args.image_size or int(bank.metadata_.get("image_size", 224))
     files = _image_files(args.images)
     transform = image_transform(size)
-    pictures = []
-    for file in files:
-        with Image.open(file) as image:
-            pictures.append(transform(image.convert("RGB")))
-    x = torch.stack(pictures)
+    x = torch.stack([_read_image(file, transform) for file in files])
     embeddings = layer_inputs(model, head_name, x)
     result = CCE(bank, head, steps=args.steps, alpha=args.alpha, beta=args.beta, lr=args.lr,
                  early_stop=args.early_stop).explain(embeddings, target)
