@@ -68,8 +68,8 @@ def _bench_cce(args: argparse.Namespace, raw: dict, name: str) -> int:
 def _intervene(args: argparse.Namespace) -> int:
     import json
 
+    from .atomic import write_atomic
     from .bench.report import curve_plot
-    from .bench.store import write_atomic
     from .datasets.registry import load_dataset
     from .models import load_model
     from .models.interventions import intervention_curve
@@ -168,8 +168,8 @@ def _class_index(target: str, classes: list[str]) -> int:
 def _tcav(args: argparse.Namespace) -> int:
     import json
 
+    from .atomic import write_atomic
     from .bench.runner import keep_freed_memory
-    from .bench.store import write_atomic
     from .concepts import run_tcav, tcav_plot, write_tcav_csv
 
     keep_freed_memory()  # large activation batches: reuse freed memory instead of fresh pages each batch
@@ -213,7 +213,7 @@ def _cce(args: argparse.Namespace) -> int:
 
     import torch
 
-    from .bench.store import write_atomic
+    from .atomic import write_atomic
     from .concepts import CAVBank
     from .concepts.activations import layer_inputs, resolve_layer
     from .concepts.cce import CCE

@@ -8,8 +8,8 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from ..atomic import write_atomic
 from .cce_bench import METHODS, CCEBenchSpec
-from .store import write_atomic
 
 METRICS = ("precision_at_3", "mean_rank", "success_rate", "seconds_per_sample")
 

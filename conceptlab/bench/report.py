@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..atomic import write_atomic
 from .spec import BenchSpec
-from .store import write_atomic
 
 METRICS = ("task_accuracy", "concept_accuracy", "concept_auc", "concept_alignment")
 CURVE_FRACTIONS = (0.0, 0.25, 0.5, 0.75, 1.0)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import difflib
 import hashlib
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
@@ -12,6 +11,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from ..atomic import save_atomic
 from ..models.base import evaluating
 
 Reduce = Literal["flatten", "mean"]
@@ -88,10 +88,7 @@ def capture_activations(
     for name in todo:
         result[name] = torch.cat(collected[name])
         if name in paths:
-            paths[name].parent.mkdir(parents=True, exist_ok=True)
-            tmp = paths[name].with_name(f".{paths[name].name}.{os.getpid()}.tmp")
-            torch.save(result[name], tmp)
-            os.replace(tmp, paths[name])
+            save_atomic(result[name], paths[name])
     return {name: result[name] for name in layers}
 
 

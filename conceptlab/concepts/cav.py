@@ -23,6 +23,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..atomic import save_atomic
+
 
 class CAVBank:
     """Unit-norm CAVs with intercepts, held-out accuracy and margin statistics, one per pair."""
@@ -116,32 +118,20 @@ class CAVBank:
         self.positive_mean_ = torch.stack([m.mean() for m in positive])
         self.negative_mean_ = torch.stack([m.mean() for m in negative])
         if cache is not None:
-            import os
-
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
-            torch.save({key: getattr(self, key) for key in self._LEARNED}, tmp)
-            os.replace(tmp, cache)
+            save_atomic({key: getattr(self, key) for key in self._LEARNED}, cache)
         return self
 
     def save(self, path: str | Path, **metadata) -> Path:
         """Write the hyperparameters, learned CAVs and ``metadata`` (e.g. the layer) atomically."""
-        import os
-
         if not hasattr(self, "directions_"):
             raise ValueError("the bank is not fitted: call fit(...) before save(...)")
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         payload = {
             "format": "conceptlab-cavs/1",
             "settings": {k: getattr(self, k) for k in ("solver", "alpha", "max_iter", "tol", "test_fraction", "seed")},
             "learned": {key: getattr(self, key) for key in self._LEARNED},
             "metadata": metadata,
         }
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-        return path
+        return save_atomic(payload, path)
 
     @classmethod
     def load(cls, path: str | Path) -> CAVBank:

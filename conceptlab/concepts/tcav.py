@@ -195,7 +195,7 @@ def write_tcav_csv(records: list[dict], path) -> None:
     import csv
     import io
 
-    from ..bench.store import write_atomic
+    from ..atomic import write_atomic
 
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=list(records[0]))

@@ -5,13 +5,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from ..atomic import save_atomic
 from ..models.encoders import backbone_weights_id, image_backbone
 from .base import ConceptDataset, ConceptSplits
 from .images import ImageConceptDataset
@@ -65,10 +65,7 @@ def extract_features(
     parts = [net(change(x.to(device))).float().cpu() for x, _, _ in tqdm(loader, desc=desc, disable=not progress)]
     features = torch.cat(parts)
     if cache is not None:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
-        torch.save(features, tmp)
-        os.replace(tmp, cache)
+        save_atomic(features, cache)
     return features
 
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import pickle
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from ..atomic import save_atomic
 from ..datasets.base import ConceptInfo
 from .base import ConceptModel
 from .blackbox import black_box
@@ -25,8 +25,6 @@ def save_model(model: ConceptModel, path: str | Path, info: ConceptInfo, **metad
             "only models made by conceptlab's builder functions (cbm, cem, black_box) can be saved "
             "with save_model; save a custom module's state_dict with torch.save instead"
         )
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "format": "conceptlab-model/1",
         "build_spec": model.build_spec,
@@ -34,10 +32,7 @@ def save_model(model: ConceptModel, path: str | Path, info: ConceptInfo, **metad
         "info": info.to_dict(),
         "metadata": metadata,
     }
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
-    return path
+    return save_atomic(payload, path)
 
 
 def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[ConceptModel, ConceptInfo, dict]:
