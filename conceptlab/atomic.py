@@ -2,33 +2,39 @@
 
 from __future__ import annotations
 
+import io
 import os
+import uuid
 from pathlib import Path
 from typing import Any
 
 
-def _temporary(path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` (flushed to disk before it replaces the old file)."""
+def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` (flushed to disk before it replaces the old file), creating its directory."""
     path = Path(path)
-    tmp = _temporary(path)
-    with open(tmp, "w") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def write_atomic(path: str | Path, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    return write_bytes_atomic(path, text.encode())
 
 
 def save_atomic(obj: Any, path: str | Path) -> Path:
-    """``torch.save`` of ``obj`` to ``path``, creating its directory."""
+    """``torch.save`` of ``obj`` to ``path`` atomically, creating its directory."""
     import torch
 
-    path = Path(path)
-    tmp = _temporary(path)
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-    return path
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return write_bytes_atomic(path, buffer.getvalue())
