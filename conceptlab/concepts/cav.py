@@ -5,16 +5,26 @@ state with a trailing underscore after ``fit``. Each CAV is fitted for a *pair* 
 (positive, negative), so one bank holds concept-vs-random CAVs for several random sets, relative
 CAVs (concept vs concept) and random-vs-random CAVs for significance tests.
 
-Two solvers minimise the same objective, mean hinge loss + alpha/2 ||w||^2 (scikit-learn's
-``SGDClassifier(loss="hinge")``):
-- ``"sklearn"`` fits one ``SGDClassifier`` per pair (the reference implementations' choice);
-- ``"torch"`` fits all pairs at once by full-batch Pegasos steps written in the span of each
-  pair's training examples (w = X^T beta), so an iteration costs a Gram-matrix product over the
-  examples instead of one over the (often 10^4-10^5) activation dimensions.
+A pair's CAV depends on that pair's examples only: its two example sets are split into training
+and held-out rows by a draw seeded with ``seed`` and the pair's names (so the split does not move
+when other pairs or sets change, and differs between pairs, as in the reference code), and each
+pair's SVM sees its own training rows and nothing else. Both solvers minimise
+
+    mean hinge loss + alpha / 2 ||w||^2      (free intercept)
+
+- ``"torch"`` (default) solves every pair's SVM exactly, all at once on the activations' device,
+  by a batched interior-point method (:mod:`conceptlab.concepts.svm`); each pair stops when its relative duality gap
+  is at most ``tol``, which bounds its objective within ``tol`` of the exact optimum;
+- ``"sklearn"`` fits one ``SGDClassifier(loss="hinge")`` per pair (the reference implementations'
+  choice; stochastic, so its objective is only approximately minimal).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import warnings
+import zlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Literal
@@ -24,25 +34,42 @@ import torch
 from torch import Tensor
 
 from ..atomic import save_atomic
+from ..cache import load_cached, store_cached
+from .activations import tensor_fingerprint
+from .svm import fit_linear_svms
+
+BANK_FORMAT = "conceptlab-cavs/2"
 
 
 class CAVBank:
-    """Unit-norm CAVs with intercepts, held-out accuracy and margin statistics, one per pair."""
+    """Unit-norm CAVs with intercepts, held-out accuracy and margin statistics, one per pair.
+
+    Learned attributes (one entry per pair): ``directions_`` (P, D), ``intercepts_`` (so that
+    ``decision_function`` gives signed distances), ``norms_`` (||w||: the SVM's weights are
+    ``directions_ * norms_``, its intercept ``intercepts_ * norms_``), ``accuracy_`` on held-out rows, ``objective_``
+    (the SVM objective reached), ``duality_gap_`` (torch solver: relative gap certified at the
+    solution; NaN for sklearn), ``n_iter_``, and training-margin statistics: ``margin_max_``,
+    ``margin_min_``, ``positive_mean_`` / ``negative_mean_`` (mean margin of the positive /
+    negative examples) and ``above_mean_`` / ``below_mean_`` (mean of the margins above / below
+    zero, whichever example they belong to, as the CCE reference code groups them).
+    """
 
     def __init__(
         self,
         solver: Literal["torch", "sklearn"] = "torch",
         alpha: float = 0.01,
-        max_iter: int = 1000,
+        max_iter: int | None = None,
         tol: float = 1e-3,
         test_fraction: float = 0.33,
         seed: int = 0,
-        cache_dir: str | None = None,
+        cache_dir: str | Path | None = None,
     ):
         if solver not in ("torch", "sklearn"):
             raise ValueError(f"solver must be 'torch' or 'sklearn'; got {solver!r}")
         if not 0 <= test_fraction < 1:
             raise ValueError(f"test_fraction must lie in [0, 1); got {test_fraction}")
+        if not alpha > 0 or not tol > 0:
+            raise ValueError(f"alpha and tol must be positive; got alpha={alpha}, tol={tol}")
         self.solver = solver
         self.alpha = alpha
         self.max_iter = max_iter
@@ -51,61 +78,66 @@ class CAVBank:
         self.seed = seed
         self.cache_dir = cache_dir
 
-    _LEARNED = ("pairs_", "directions_", "intercepts_", "accuracy_", "margin_max_", "margin_min_",
-                "positive_mean_", "negative_mean_")
+    _LEARNED = ("pairs_", "directions_", "intercepts_", "norms_", "accuracy_", "objective_", "duality_gap_", "n_iter_",
+                "margin_max_", "margin_min_", "positive_mean_", "negative_mean_", "above_mean_", "below_mean_")
+    _SETTINGS = ("solver", "alpha", "max_iter", "tol", "test_fraction", "seed")
 
-    def _cache_path(self, sets: Mapping[str, Tensor], pairs: Sequence[tuple[str, str]]):
+    def _cache_path(self, sets: Mapping[str, Tensor], pairs: Sequence[tuple[str, str]]) -> Path:
         """Cache file for these example sets, pairs and hyperparameters (any change: another file)."""
-        import hashlib
-        import json
-
-        from .activations import tensor_fingerprint
-
         used = sorted({name for pair in pairs for name in pair})
         blob = json.dumps({
+            "format": BANK_FORMAT,
             "pairs": [list(p) for p in pairs],
             "data": {name: tensor_fingerprint(sets[name]) for name in used},
-            "settings": [self.solver, self.alpha, self.max_iter, self.tol, self.test_fraction, self.seed],
+            "settings": [getattr(self, k) for k in self._SETTINGS],
         })
-        return Path(self.cache_dir) / f"cavs-{hashlib.sha256(blob.encode()).hexdigest()[:20]}.pt"
+        return Path(self.cache_dir) / f"cavs-{hashlib.sha256(blob.encode()).hexdigest()[:24]}.pt"
 
     def fit(self, sets: Mapping[str, Tensor], pairs: Sequence[tuple[str, str]]) -> CAVBank:
-        """Fit one CAV per (positive set, negative set) pair of ``sets`` (name -> (n, D) activations)."""
-        missing = sorted({name for pair in pairs for name in pair} - set(sets))
-        if missing:
-            raise ValueError(f"pairs name example sets {missing} that are not given; sets: {sorted(sets)}")
-        dims = {name: tuple(x.shape[1:]) for name, x in sets.items()}
-        if len(set(dims.values())) > 1:
-            raise ValueError(f"all example sets need activations of one shape; got {dims}")
-        cache = self._cache_path(sets, pairs) if self.cache_dir else None
-        if cache is not None and cache.is_file():
-            for key, value in torch.load(cache, weights_only=False).items():
+        """Fit one CAV per (positive set, negative set) pair of ``sets`` (name -> (n, ...) activations)."""
+        pairs = [(str(p), str(n)) for p, n in pairs]
+        _check_sets(sets, pairs)
+        cache = self._cache_path(sets, pairs) if self.cache_dir is not None else None
+        cached = load_cached(cache) if cache is not None else None
+        if isinstance(cached, dict) and set(cached) == set(self._LEARNED):
+            for key, value in cached.items():
                 setattr(self, key, value)
+            self.pairs_ = [tuple(p) for p in self.pairs_]
             return self
         names = sorted({name for pair in pairs for name in pair})
-        pool = torch.cat([sets[n].flatten(1).float() for n in names])
+        pool = torch.cat([sets[n].detach().flatten(1).float() for n in names])
         offsets = np.cumsum([0] + [sets[n].shape[0] for n in names])
         rows = {n: np.arange(offsets[i], offsets[i + 1]) for i, n in enumerate(names)}
-        rng = np.random.default_rng(self.seed)
-        train, test = [], []
-        for positive, negative in pairs:
-            tr_p, te_p = _split(rows[positive], self.test_fraction, rng)
-            tr_n, te_n = _split(rows[negative], self.test_fraction, rng)
-            train.append((tr_p, tr_n))
-            test.append((te_p, te_n))
+        splits = [self._split(pair, rows[pair[0]], rows[pair[1]]) for pair in pairs]
+        train = [(p[0], n[0]) for p, n in splits]
+        test = [(p[1], n[1]) for p, n in splits]
         if self.solver == "torch":
-            # the SVM is translation invariant (free intercept): fit on centred activations, then
-            # move the intercept back; Pegasos converges far better on centred data
-            centre = pool.mean(0)
-            weights, intercepts = self._fit_torch(pool - centre, train)
-            intercepts = intercepts - weights @ centre
+            solution = fit_linear_svms(pool, [(torch.as_tensor(p), torch.as_tensor(n)) for p, n in train], self.alpha,
+                                       self.tol, self.max_iter or 200)
+            weights, intercepts = solution.weights.cpu(), solution.intercepts.cpu()
+            self.duality_gap_ = solution.gap.float().cpu()
+            self.n_iter_ = solution.iterations.cpu()
+            if (self.duality_gap_ > self.tol).any():
+                worst = int(self.duality_gap_.argmax())
+                warnings.warn(f"{int((self.duality_gap_ > self.tol).sum())} CAV(s) stopped at max_iter before their duality "
+                              f"gap reached tol={self.tol} (worst: {pairs[worst]} at {float(self.duality_gap_[worst]):.2g}); "
+                              "raise max_iter", RuntimeWarning, stacklevel=2)
         else:
-            weights, intercepts = self._fit_sklearn(pool, train)
+            weights, intercepts = self._fit_sklearn(pool.cpu(), train)
+            self.duality_gap_ = torch.full((len(pairs),), float("nan"))
+            self.n_iter_ = torch.full((len(pairs),), -1)
+        pool = pool.cpu()
         norms = weights.norm(dim=1).clamp_min(1e-12)
-        self.pairs_ = [tuple(p) for p in pairs]
+        self.pairs_ = pairs
+        self.norms_ = norms
         self.directions_ = weights / norms[:, None]
         self.intercepts_ = intercepts / norms  # so that margins are (v . z + b) in activation units
-        margins = self._margins(pool)  # (M, P)
+        margins = self._margins(pool)  # (M, P): every pooled row against every CAV
+        self.objective_ = torch.stack([
+            torch.cat([1 - margins[p, k] * norms[k], 1 + margins[n, k] * norms[k]]).clamp_min(0).mean()
+            + self.alpha / 2 * norms[k] ** 2
+            for k, (p, n) in enumerate(train)
+        ])
         self.accuracy_ = torch.tensor([
             _accuracy(margins[np.concatenate([p, n]), k], len(p)) if len(p) + len(n) else float("nan")
             for k, (p, n) in enumerate(test)
@@ -117,17 +149,30 @@ class CAVBank:
         self.margin_min_ = torch.stack([m.min() for m in both])
         self.positive_mean_ = torch.stack([m.mean() for m in positive])
         self.negative_mean_ = torch.stack([m.mean() for m in negative])
+        self.above_mean_ = torch.stack([_mean_where(m, m > 0) for m in both])
+        self.below_mean_ = torch.stack([_mean_where(m, m < 0) for m in both])
         if cache is not None:
-            save_atomic({key: getattr(self, key) for key in self._LEARNED}, cache)
+            store_cached({key: getattr(self, key) for key in self._LEARNED}, cache)
         return self
+
+    def _split(self, pair: tuple[str, str], positive: np.ndarray, negative: np.ndarray) -> tuple[tuple, tuple]:
+        """(train, held-out) rows of a pair's positive and negative set, drawn from the seed and the
+        pair's names only; each set is split alike (stratified) and keeps at least one training row."""
+        rng = np.random.default_rng([self.seed, zlib.crc32(pair[0].encode()), zlib.crc32(pair[1].encode())])
+        parts = []
+        for rows in (positive, negative):
+            order = rng.permutation(rows)
+            n_test = min(int(round(self.test_fraction * len(order))), len(order) - 1)
+            parts.append((np.sort(order[n_test:]), np.sort(order[:n_test])))
+        return parts[0], parts[1]
 
     def save(self, path: str | Path, **metadata) -> Path:
         """Write the hyperparameters, learned CAVs and ``metadata`` (e.g. the layer) atomically."""
         if not hasattr(self, "directions_"):
             raise ValueError("the bank is not fitted: call fit(...) before save(...)")
         payload = {
-            "format": "conceptlab-cavs/1",
-            "settings": {k: getattr(self, k) for k in ("solver", "alpha", "max_iter", "tol", "test_fraction", "seed")},
+            "format": BANK_FORMAT,
+            "settings": {k: getattr(self, k) for k in self._SETTINGS},
             "learned": {key: getattr(self, key) for key in self._LEARNED},
             "metadata": metadata,
         }
@@ -135,13 +180,18 @@ class CAVBank:
 
     @classmethod
     def load(cls, path: str | Path) -> CAVBank:
-        """A bank written by ``save``; its metadata is in ``metadata_``."""
+        """A bank written by ``save``; its metadata is in ``metadata_``. Loads tensors only, never code."""
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"no concept bank at {path}; write one with CAVBank.fit(...).save(path)")
-        payload = torch.load(path, weights_only=True)
-        if not isinstance(payload, dict) or payload.get("format") != "conceptlab-cavs/1":
-            raise ValueError(f"{path} is not a conceptlab concept bank (expected format 'conceptlab-cavs/1')")
+        try:
+            payload = torch.load(path, weights_only=True)
+        except Exception as err:
+            raise ValueError(f"{path} is not a readable conceptlab concept bank ({type(err).__name__}: {err})") from err
+        if not isinstance(payload, dict) or payload.get("format") != BANK_FORMAT:
+            found = payload.get("format") if isinstance(payload, dict) else None
+            hint = "; it was written by an older conceptlab: fit and save it again" if found == "conceptlab-cavs/1" else ""
+            raise ValueError(f"{path} is not a conceptlab concept bank (expected format {BANK_FORMAT!r}){hint}")
         bank = cls(**payload["settings"])
         for key, value in payload["learned"].items():
             setattr(bank, key, value)
@@ -165,57 +215,39 @@ class CAVBank:
         x = pool.numpy()
         weights, intercepts = [], []
         for p, n in train:
-            clf = SGDClassifier(loss="hinge", alpha=self.alpha, max_iter=self.max_iter, tol=self.tol,
+            clf = SGDClassifier(loss="hinge", alpha=self.alpha, max_iter=self.max_iter or 1000, tol=self.tol,
                                 random_state=self.seed)
             clf.fit(x[np.concatenate([p, n])], np.r_[np.ones(len(p)), np.zeros(len(n))])
             weights.append(torch.as_tensor(clf.coef_[0], dtype=torch.float32))
             intercepts.append(float(clf.intercept_[0]))
         return torch.stack(weights), torch.tensor(intercepts)
 
-    def _fit_torch(self, pool: Tensor, train: list) -> tuple[Tensor, Tensor]:
-        """Full-batch Pegasos for every pair at once, in the span of its training examples."""
-        n_max = max(len(p) + len(n) for p, n in train)
-        index = torch.zeros(len(train), n_max, dtype=torch.long)
-        labels = torch.zeros(len(train), n_max)  # +1 / -1, 0 for padding
-        for k, (p, n) in enumerate(train):
-            members = np.concatenate([p, n])
-            index[k, : len(members)] = torch.as_tensor(members)
-            labels[k, : len(p)], labels[k, len(p) : len(members)] = 1.0, -1.0
-        gram = pool @ pool.T  # (M, M): the only pass over the activation dimensions
-        kernel = gram[index[:, :, None], index[:, None, :]] * (labels != 0)[:, :, None] * (labels != 0)[:, None, :]
-        counts = (labels != 0).sum(1, keepdim=True).float()
-        beta = torch.zeros_like(labels)
-        kernel_beta = torch.zeros_like(labels)  # K beta, kept up to date with one product per step
-        bias = torch.zeros(len(train), 1)
-        radius = 1.0 / np.sqrt(self.alpha)
-        previous = None
-        for t in range(1, self.max_iter + 1):
-            margins = kernel_beta + bias
-            violated = ((labels * margins) < 1) & (labels != 0)
-            grad = -(labels * violated) / counts  # d mean-hinge / d margin
-            step = 1.0 / (self.alpha * (t + 1))
-            decay = 1 - step * self.alpha
-            beta = decay * beta - step * grad
-            kernel_beta = decay * kernel_beta - step * (kernel * grad[:, None, :]).sum(2)  # 4x faster than bmm here
-            bias = bias - step * grad.sum(1, keepdim=True)  # the intercept is not regularised
-            norm = (beta * kernel_beta).sum(1).clamp_min(0).sqrt()
-            shrink = torch.clamp(radius / norm.clamp_min(1e-12), max=1.0)[:, None]
-            beta, kernel_beta = beta * shrink, kernel_beta * shrink
-            if t % 10 == 0:
-                loss = (torch.clamp(1 - labels * margins, min=0) * (labels != 0)).sum(1) / counts[:, 0] + self.alpha / 2 * norm**2
-                if previous is not None and torch.all((previous - loss).abs() <= self.tol * previous.abs().clamp_min(1e-12)):
-                    break
-                previous = loss
-        coefficients = torch.zeros(len(train), pool.shape[0])  # beta scattered onto the pooled examples
-        coefficients.scatter_add_(1, index, beta * (labels != 0))
-        return coefficients @ pool, bias[:, 0]
+
+def _check_sets(sets: Mapping[str, Tensor], pairs: Sequence[tuple[str, str]]) -> None:
+    if not pairs:
+        raise ValueError("pairs is empty: give at least one (positive set, negative set) pair")
+    missing = sorted({name for pair in pairs for name in pair} - set(sets))
+    if missing:
+        raise ValueError(f"pairs name example sets {missing} that are not given; sets: {sorted(sets)}")
+    same = [p for p in pairs if p[0] == p[1]]
+    if same:
+        raise ValueError(f"a pair needs two different example sets; got {same[0]}")
+    used = sorted({name for pair in pairs for name in pair})
+    dims = {name: tuple(sets[name].shape[1:]) for name in used}
+    if len(set(dims.values())) > 1:
+        raise ValueError(f"all example sets need activations of one shape; got {dims}")
+    for name in used:
+        x = sets[name]
+        if not isinstance(x, Tensor) or x.ndim < 2:
+            raise ValueError(f"example set {name!r} must be a tensor (n_examples, ...) of activations")
+        if x.shape[0] < 2:
+            raise ValueError(f"example set {name!r} has {x.shape[0]} example(s); each set needs at least 2")
+        if not torch.isfinite(x).all():
+            raise ValueError(f"example set {name!r} contains NaN or infinite activations")
 
 
-def _split(rows: np.ndarray, fraction: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Random train / held-out split of one class's rows (stratified: each class split alike)."""
-    order = rng.permutation(rows)
-    n_test = int(round(fraction * len(order))) if len(order) > 1 else 0
-    return order[n_test:], order[:n_test]
+def _mean_where(values: Tensor, keep: Tensor) -> Tensor:
+    return values[keep].mean() if keep.any() else values.new_zeros(())
 
 
 def _accuracy(margins: Tensor, n_positive: int) -> float:
