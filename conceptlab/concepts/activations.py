@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import difflib
 import hashlib
-from collections.abc import Sequence
+import inspect
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Literal
 
 import torch
 from torch import Tensor, nn
 
-from ..atomic import save_atomic
+from ..cache import load_cached, store_cached
 from ..models.base import evaluating
 
 Reduce = Literal["flatten", "mean"]
@@ -40,17 +41,38 @@ def prepare_batch(x: Tensor, device: torch.device) -> Tensor:
     return x.contiguous(memory_format=torch.channels_last) if x.ndim == 4 else x
 
 
+def _class_source(cls: type) -> str:
+    try:
+        return inspect.getsource(cls)
+    except (OSError, TypeError):  # built in, or defined where no source is kept
+        return ""
+
+
 def model_fingerprint(model: nn.Module) -> str:
-    """Hash of a model's class and parameter/buffer values: changed weights give another fingerprint."""
-    digest = hashlib.sha256(type(model).__qualname__.encode())
-    for key, value in model.state_dict().items():
-        digest.update(key.encode())
-        digest.update(value.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()[:16]
+    """Hash of everything that decides a model's activations: each submodule's class (name and
+    source), its plain settings (e.g. ``negative_slope``, ``stride``), and every parameter and
+    buffer (name, dtype, shape, values). A swapped parameter-free module gives another fingerprint."""
+    digest = hashlib.sha256()
+    sources: dict[type, str] = {}
+    for name, module in model.named_modules():
+        cls = type(module)
+        if cls not in sources:
+            sources[cls] = hashlib.sha256(_class_source(cls).encode()).hexdigest()
+        settings = sorted((k, repr(v)) for k, v in vars(module).items()
+                          if not k.startswith("_") and isinstance(v, (bool, int, float, str, tuple, type(None))))
+        digest.update(repr((name, cls.__module__, cls.__qualname__, sources[cls], settings, module.extra_repr())).encode())
+    tensors = [*model.named_parameters(remove_duplicate=False), *model.named_buffers(remove_duplicate=False)]
+    for key, value in tensors:
+        digest.update(repr((key, str(value.dtype), tuple(value.shape))).encode())
+        digest.update(value.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:20]
 
 
 def tensor_fingerprint(x: Tensor) -> str:
-    return hashlib.sha256(x.detach().cpu().contiguous().numpy().tobytes()).hexdigest()[:16]
+    """Hash of a tensor's dtype, shape and values (a reshaped tensor gets another fingerprint)."""
+    digest = hashlib.sha256(repr((str(x.dtype), tuple(x.shape))).encode())
+    digest.update(x.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:20]
 
 
 @torch.no_grad()
@@ -65,30 +87,31 @@ def capture_activations(
     """Activations (N, D) of each layer for ``inputs``, in mini-batches on the model's device.
 
     ``reduce="mean"`` averages convolutional maps over space; ``"flatten"`` keeps every unit.
-    With ``cache_dir``, results are stored under a key of model fingerprint, layer, reduction and
-    input hash, so a changed model or changed inputs are recomputed.
+    The forward pass of each batch stops once every requested layer has produced its output
+    (a module called several times in one pass is captured at its first call).
+    With ``cache_dir``, results are stored under a key of the model's fingerprint (structure,
+    settings, parameters, buffers), the layer, the reduction and the inputs' dtype, shape and
+    values; a damaged cache file is reported and recomputed.
     """
     if reduce not in ("flatten", "mean"):
         raise ValueError(f"reduce must be 'flatten' or 'mean'; got {reduce!r}")
     modules = {name: resolve_layer(model, name) for name in layers}
     paths: dict[str, Path] = {}
     if cache_dir is not None:
-        key = f"{model_fingerprint(model)}-{tensor_fingerprint(inputs)}-{reduce}"
+        key = hashlib.sha256(f"{model_fingerprint(model)}-{tensor_fingerprint(inputs)}-{reduce}".encode()).hexdigest()[:24]
         paths = {name: Path(cache_dir) / f"act-{name}-{key}.pt" for name in layers}
-    result = {name: torch.load(p, weights_only=True) for name, p in paths.items() if p.is_file()}
-    todo = [name for name in layers if name not in result]
-    if not todo:
-        return {name: result[name] for name in layers}
-    collected: dict[str, list[Tensor]] = {name: [] for name in todo}
-    hooks = [
-        modules[name].register_forward_hook(lambda m, i, out, name=name: collected[name].append(_reduce(out, reduce).cpu()))
-        for name in todo
-    ]
-    _forward_in_batches(model, inputs, batch_size, hooks)
-    for name in todo:
-        result[name] = torch.cat(collected[name])
-        if name in paths:
-            save_atomic(result[name], paths[name])
+    result = {}
+    for name, path in paths.items():
+        cached = load_cached(path)
+        if isinstance(cached, Tensor) and cached.shape[0] == inputs.shape[0]:
+            result[name] = cached
+    todo = {name: modules[name] for name in layers if name not in result}
+    if todo:
+        batches = forward_captures(model, todo, inputs, batch_size, lambda out: _reduce(out, reduce).cpu())
+        for name in todo:
+            result[name] = torch.cat(batches[name])
+            if name in paths:
+                store_cached(result[name], paths[name])
     return {name: result[name] for name in layers}
 
 
@@ -97,19 +120,53 @@ def layer_inputs(model: nn.Module, layer: str, inputs: Tensor, batch_size: int =
     """What ``model`` feeds into ``layer`` for ``inputs`` (N, ...), flattened to (N, D): e.g. the
     embedding a classifier head ``fc`` receives."""
     module = resolve_layer(model, layer)
-    collected: list[Tensor] = []
-    hook = module.register_forward_pre_hook(lambda m, args: collected.append(args[0].flatten(1).float().cpu()))
-    _forward_in_batches(model, inputs, batch_size, [hook])
-    return torch.cat(collected)
+    batches = forward_captures(model, {layer: module}, inputs, batch_size,
+                               lambda x: x.flatten(1).float().cpu(), inputs_of=True)
+    return torch.cat(batches[layer])
 
 
-def _forward_in_batches(model: nn.Module, inputs: Tensor, batch_size: int, hooks: list) -> None:
-    """Run ``model`` in eval mode over ``inputs`` in mini-batches on its device; remove ``hooks`` after."""
+class _Captured(Exception):
+    """Raised by a hook once every requested module has been seen: the rest of the pass is not needed."""
+
+
+def forward_captures(
+    model: nn.Module,
+    modules: dict[str, nn.Module],
+    inputs: Tensor,
+    batch_size: int,
+    keep: Callable[[Tensor], Tensor],
+    inputs_of: bool = False,
+) -> dict[str, list[Tensor]]:
+    """Per module, ``keep(output)`` (or of its first input, with ``inputs_of``) for every batch of
+    ``inputs``, from eval-mode forward passes on the model's device that stop after the last one."""
     device = next(model.parameters()).device
+    collected: dict[str, list[Tensor]] = {name: [] for name in modules}
+    seen: set[str] = set()
+
+    def hook(name: str):
+        def capture(module, args, output=None):
+            if name not in seen:
+                seen.add(name)
+                collected[name].append(keep(args[0] if inputs_of else output))
+            if len(seen) == len(modules):
+                raise _Captured
+
+        return capture
+
+    register = (lambda m, h: m.register_forward_pre_hook(h)) if inputs_of else (lambda m, h: m.register_forward_hook(h))
+    handles = [register(module, hook(name)) for name, module in modules.items()]
     try:
         with evaluating(model):
             for start in range(0, inputs.shape[0], batch_size):
-                model(prepare_batch(inputs[start : start + batch_size], device))
+                seen.clear()
+                try:
+                    model(prepare_batch(inputs[start : start + batch_size], device))
+                except _Captured:
+                    pass
+                missing = sorted(set(modules) - seen)
+                if missing:
+                    raise ValueError(f"layer(s) {missing} did not run in the model's forward pass; pick layers it uses")
     finally:
-        for hook in hooks:
-            hook.remove()
+        for handle in handles:
+            handle.remove()
+    return collected
