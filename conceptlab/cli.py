@@ -156,15 +156,6 @@ def _any_model(path: Path):
         return (torch.jit.load(path) if path.suffix == ".ts" else torch.load(path, weights_only=False)), []
 
 
-def _class_index(target: str, classes: list[str]) -> int:
-    if target in classes:
-        return classes.index(target)
-    if target.lstrip("-").isdigit():
-        return int(target)
-    hint = f"; classes include {', '.join(classes[:5])}" if classes else ""
-    raise ValueError(f"unknown target class {target!r}: give a class index or a class name{hint}")
-
-
 def _tcav(args: argparse.Namespace) -> int:
     import json
 
@@ -175,17 +166,17 @@ def _tcav(args: argparse.Namespace) -> int:
     keep_freed_memory()  # large activation batches: reuse freed memory instead of fresh pages each batch
     path = Path(args.model)
     model, classes = _any_model(path)
-    target = _class_index(args.target, classes)
     concepts = _example_sets(args.concepts, args.image_size)
     randoms = _example_sets(args.random, args.image_size, args.runs)
     inputs = _load_examples(Path(args.inputs), args.image_size)
     layers = args.layers.split(",")
-    records = run_tcav(model, layers, concepts, randoms, inputs, target, args.objective, alpha=args.alpha)
+    records = run_tcav(model, layers, concepts, randoms, inputs, args.target, args.objective, alpha=args.alpha,
+                       classes=classes or None)
     out = Path(args.out or Path("results") / "tcav" / path.stem)
     out.mkdir(parents=True, exist_ok=True)
     write_tcav_csv(records, out / "tcav.csv")
     write_atomic(out / "tcav.json", json.dumps(records, indent=1))
-    tcav_plot(records, out / "tcav.png", f"TCAV for class {args.target}")
+    tcav_plot(records, out / "tcav.png", f"TCAV for class {records[0]['class_name']} ({args.objective})")
     print(f"{'concept':24s} {'layer':16s} score (mean ± std)  p (paper)  p (reference)  significant  CAV acc")
     for r in records:
         print(f"{r['concept']:24s} {r['layer']:16s} {r['score_mean']:.3f} ± {r['score_std']:.3f}      "
@@ -218,6 +209,7 @@ def _cce(args: argparse.Namespace) -> int:
     from .concepts.activations import layer_inputs, resolve_layer
     from .concepts.cce import CCE
     from .concepts.cce_plot import explanation_plot
+    from .concepts.tcav import n_classes_of, resolve_class, task_logits
     from .datasets.transforms import image_transform
 
     model, classes = _any_model(Path(args.model))
@@ -228,14 +220,18 @@ def _cce(args: argparse.Namespace) -> int:
         raise ValueError("the bank does not say which layer's input it was fitted on: pass --head NAME "
                          "(the module that maps the embedding to logits, e.g. fc)")
     head = resolve_layer(model, head_name)
-    target = _class_index(args.target, classes)
     size = args.image_size or int(bank.metadata_.get("image_size", 224))
     files = _image_files(args.images)
     transform = image_transform(size)
     x = torch.stack([_read_image(file, transform) for file in files])
     embeddings = layer_inputs(model, head_name, x)
-    result = CCE(bank, head, steps=args.steps, alpha=args.alpha, beta=args.beta, lr=args.lr,
-                 early_stop=args.early_stop).explain(embeddings, target)
+    with torch.no_grad():
+        n_classes = n_classes_of(task_logits(head(embeddings[:1])))
+    target = resolve_class(args.target, n_classes, classes or None)
+    chosen = {k: v for k, v in (("steps", args.steps), ("alpha", args.alpha), ("beta", args.beta), ("lr", args.lr))
+              if v is not None} | {"early_stop": args.early_stop}
+    solver = CCE.published(bank, head, **chosen) if args.published else CCE(bank, head, **chosen)
+    result = solver.explain(embeddings, target)
     name = lambda k: classes[k] if k < len(classes) else str(k)  # noqa: E731
     out = Path(args.out or Path("results") / "cce" / Path(args.model).stem)
     records = []
@@ -243,13 +239,13 @@ def _cce(args: argparse.Namespace) -> int:
         explanation = result.explanation(i, args.top)
         print(f"{file.name}: predicted {name(int(result.original_prediction[i]))}; counterfactual "
               f"{'reaches' if bool(result.success[i]) else 'does not reach'} {name(target)} "
-              f"(p = {float(result.target_probability[i]):.2f})")
+              f"(p = {float(result.target_probability[i]):.2f}) with {int(result.support[i])} concept(s)")
         print("  add:    " + (", ".join(f"{c} ({w:+.2f})" for c, w in explanation["add"]) or "-"))
         print("  remove: " + (", ".join(f"{c} ({w:+.2f})" for c, w in explanation["remove"]) or "-"))
         explanation_plot(x[i], result, i, out / f"{file.stem}.png", f"{file.name}: towards {name(target)}", args.top)
         records.append({"image": str(file), "target": name(target), "prediction": name(int(result.original_prediction[i])),
                         "success": bool(result.success[i]), "target_probability": float(result.target_probability[i]),
-                        **explanation})
+                        "support": int(result.support[i]), **explanation})
     write_atomic(out / "cce.json", json.dumps(records, indent=1))
     print(f"figures and cce.json in {out}")
     return 0
@@ -304,10 +300,12 @@ def build_parser() -> argparse.ArgumentParser:
     cce.add_argument("--images", required=True, nargs="+", help="image files or folders of images to explain")
     cce.add_argument("--target", required=True, help="class index, or class name when the model or bank names classes")
     cce.add_argument("--head", help="module whose input is the embedding the bank was fitted on (default: the bank's)")
-    cce.add_argument("--steps", type=int, default=100, help="solver steps")
-    cce.add_argument("--alpha", type=float, default=0.1, help="L1 penalty weight (sparser explanations when larger)")
-    cce.add_argument("--beta", type=float, default=0.01, help="L2 penalty weight")
-    cce.add_argument("--lr", type=float, default=0.01, help="SGD learning rate (momentum 0.9)")
+    cce.add_argument("--published", action="store_true",
+                     help="the published solver (softmax then cross-entropy, subgradient L1, alpha 0.1) instead of the defaults")
+    cce.add_argument("--steps", type=int, help="solver steps (default 100)")
+    cce.add_argument("--alpha", type=float, help="L1 penalty weight: sparser explanations when larger (default 10)")
+    cce.add_argument("--beta", type=float, help="L2 penalty weight (default 0.01)")
+    cce.add_argument("--lr", type=float, help="SGD learning rate, momentum 0.9 (default 0.01)")
     cce.add_argument("--early-stop", action="store_true", help="stop each image once its counterfactual reaches the target")
     cce.add_argument("--top", type=int, default=5, help="concepts listed per direction")
     cce.add_argument("--image-size", type=int, help="resize and centre-crop side (default: the bank's, else 224)")

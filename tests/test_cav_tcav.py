@@ -136,9 +136,9 @@ def test_run_tcav_writes_records_csv_and_plot(tmp_path):
     records = run_tcav(model, ["hidden", "pre"], concepts, randoms, torch.randn(30, D, generator=g), target=1)
     assert len(records) == 4
     planted = next(r for r in records if r["concept"] == "planted" and r["layer"] == "hidden")
-    assert planted["score_mean"] >= 0.9 and planted["significant"] and planted["cav_accuracy"] >= 0.8
+    assert planted["score_mean"] >= 0.9 and planted["significant"] and planted["cav_accuracy"] >= 0.75
     write_tcav_csv(records, tmp_path / "tcav.csv")
-    assert (tmp_path / "tcav.csv").read_text().startswith("concept,layer,class,score_mean")
+    assert (tmp_path / "tcav.csv").read_text().startswith("concept,layer,class,class_name,score_mean")
     tcav_plot(records, tmp_path / "tcav.png")
     assert (tmp_path / "tcav.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(ValueError, match="at least 2 random sets"):
@@ -184,15 +184,18 @@ def test_several_layers_share_one_backward_pass():
 
 
 def test_cav_cache_hits_and_retrains_on_changed_data_or_settings(tmp_path, monkeypatch):
+    import conceptlab.concepts.cav as cav
+
     sets, _ = _sets()
     pairs = [("concept0", "random0"), ("concept1", "random1")]
     first = CAVBank(cache_dir=tmp_path).fit(sets, pairs)
     fits = []
-    real = CAVBank._fit_torch
-    monkeypatch.setattr(CAVBank, "_fit_torch", lambda self, *a: fits.append(1) or real(self, *a))
+    real = cav.fit_linear_svms
+    monkeypatch.setattr(cav, "fit_linear_svms", lambda *a, **k: fits.append(1) or real(*a, **k))
     again = CAVBank(cache_dir=tmp_path).fit(sets, pairs)
     assert fits == [] and torch.equal(again.directions_, first.directions_) and again.pairs_ == first.pairs_
     changed = dict(sets, concept0=sets["concept0"] + 0.1)
     CAVBank(cache_dir=tmp_path).fit(changed, pairs)  # changed examples retrain
     CAVBank(alpha=0.1, cache_dir=tmp_path).fit(sets, pairs)  # changed hyperparameters retrain
-    assert fits == [1, 1] and len(list(tmp_path.glob("cavs-*.pt"))) == 3
+    CAVBank(cache_dir=tmp_path).fit(dict(sets, concept0=sets["concept0"].double()), pairs)  # same values, other dtype
+    assert fits == [1, 1, 1] and len(list(tmp_path.glob("cavs-*.pt"))) == 4

@@ -1,17 +1,22 @@
 """TCAV: how often a class's prediction increases along a concept's activation vector (Kim et al., 2018).
 
-Gradients of the class logit (or of the loss, as tensorflow/tcav does) with respect to a layer
-are computed once per (layer, class) in mini-batches, then scored against every CAV of a
-``CAVBank`` with one matrix product.
+Gradients of the class logit (or of the model's training loss, as tensorflow/tcav does) with
+respect to a layer are computed once per (layer, class) in mini-batches, then scored against
+every CAV of a ``CAVBank`` with one matrix product.
+
+Heads of every shape are explained through the class asked for: a multiclass head through that
+class's logit (loss: cross-entropy); a single-logit binary head (every binary conceptlab model)
+through +logit for class 1 and -logit for class 0 (loss: binary cross-entropy with that label).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Literal
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..models.base import ConceptOutput, evaluating
@@ -19,6 +24,58 @@ from .activations import capture_activations, prepare_batch, resolve_layer
 from .cav import CAVBank
 
 Objective = Literal["logit", "loss"]
+
+
+def task_logits(output) -> Tensor:
+    """The (B, n_logits) logits of a model output: conceptlab models give their task logits; a
+    (B,) output is one logit per sample."""
+    logits = output.task_logits if isinstance(output, ConceptOutput) else output
+    if not isinstance(logits, Tensor):
+        raise ValueError(f"the model returned {type(logits).__name__}; TCAV needs a tensor of logits (or a ConceptOutput)")
+    return logits[:, None] if logits.ndim == 1 else logits.flatten(1)
+
+
+def n_classes_of(logits: Tensor) -> int:
+    """Classes a head distinguishes: 2 for a single logit, else one per logit."""
+    return 2 if logits.shape[1] == 1 else logits.shape[1]
+
+
+def resolve_class(target: int | str, n_classes: int, classes: Sequence[str] | None = None) -> int:
+    """Class index of ``target`` (an index or a class name), checked against the head's classes."""
+    names = list(classes or [])
+    listing = ", ".join(f"{i}={name}" for i, name in enumerate(names)) if names else f"0..{n_classes - 1}"
+    if isinstance(target, str):
+        if target in names:
+            index = names.index(target)
+        elif target.lstrip("-").isdigit():
+            index = int(target)
+        else:
+            raise ValueError(f"unknown target class {target!r}; the model's classes are {listing}")
+    else:
+        index = int(target)
+    if not 0 <= index < n_classes:
+        raise ValueError(f"target class {index} is out of range: the model's head distinguishes {n_classes} classes ({listing})")
+    if names and len(names) != n_classes:
+        raise ValueError(f"{len(names)} class names were given but the model's head distinguishes {n_classes} classes")
+    return index
+
+
+def objective_value(logits: Tensor, target: int, objective: Objective) -> Tensor:
+    """Summed class logit (single logit: signed by the class) or summed training loss for ``target``.
+
+    The loss is the model's training loss (binary cross-entropy for one logit, cross-entropy
+    otherwise), written so that its gradient never cancels: ``softplus(-z)`` for class 1 of a
+    single logit and ``softplus(logsumexp_{j != k}(z_j - z_k))`` for class k, in float64. The
+    textbook forms differentiate to ``sigmoid(z) - 1`` or ``p_k - 1``, which round to exactly 0 for
+    confident inputs, so those inputs would silently drop out of the TCAV count.
+    """
+    if objective == "logit":
+        return (logits[:, 0] if target == 1 else -logits[:, 0]).sum() if logits.shape[1] == 1 else logits[:, target].sum()
+    z = logits.double()
+    if z.shape[1] == 1:
+        return F.softplus(-z[:, 0] if target == 1 else z[:, 0]).sum()
+    others = torch.cat([z[:, :target], z[:, target + 1 :]], 1) - z[:, target : target + 1]
+    return F.softplus(torch.logsumexp(others, 1)).sum()
 
 
 def layer_gradients(
@@ -30,12 +87,15 @@ def layer_gradients(
     batch_size: int = 32,
     directions: Mapping[str, Tensor] | None = None,
 ) -> Tensor | dict[str, Tensor]:
-    """(N, D) gradients of the ``target`` logit (or of the cross-entropy loss for ``target``) w.r.t. a layer.
+    """(N, D) gradients of class ``target``'s logit (or of the training loss for ``target``) w.r.t. a layer.
 
-    With a list of layers, all are differentiated in the same forward/backward passes and a dict
-    layer -> gradients is returned. With ``directions`` (layer -> (P, D) unit CAVs), each batch's
-    gradients are projected at once and the (N, P) directional derivatives are returned instead,
-    so memory is bounded by ``batch_size`` and the number of CAVs, not by the number of inputs.
+    A single-logit binary head is differentiated through +logit for class 1 and -logit for
+    class 0; its loss is binary cross-entropy (multiclass heads: cross-entropy). ``target``
+    must be a class of the head. With a list of layers, all are differentiated in the same
+    forward/backward passes and a dict layer -> gradients is returned. With ``directions``
+    (layer -> (P, D) unit CAVs), each batch's gradients are projected at once and the (N, P)
+    directional derivatives are returned instead, so memory is bounded by ``batch_size`` and
+    the number of CAVs, not by the number of inputs.
     """
     if objective not in ("logit", "loss"):
         raise ValueError(f"objective must be 'logit' or 'loss'; got {objective!r}")
@@ -53,14 +113,10 @@ def layer_gradients(
             for start in range(0, inputs.shape[0], batch_size):
                 captured.clear()
                 x = prepare_batch(inputs[start : start + batch_size], device)
-                logits = model(x)
-                if isinstance(logits, ConceptOutput):  # conceptlab models: explain their task logits
-                    logits = logits.task_logits
-                if objective == "logit":
-                    value = logits[:, target].sum()
-                else:
-                    value = nn.functional.cross_entropy(logits, torch.full((x.shape[0],), target, device=device), reduction="sum")
-                grads = torch.autograd.grad(value, [captured[name] for name in names])
+                logits = task_logits(model(x))
+                if start == 0:
+                    resolve_class(target, n_classes_of(logits))
+                grads = torch.autograd.grad(objective_value(logits, target, objective), [captured[name] for name in names])
                 for name, grad in zip(names, grads):
                     grad = grad.detach().flatten(1)
                     if directions is not None:
@@ -141,24 +197,32 @@ def run_tcav(
     concepts: dict[str, Tensor],
     randoms: dict[str, Tensor],
     inputs: Tensor,
-    target: int,
+    target: int | str,
     objective: Objective = "logit",
     solver: str = "torch",
     batch_size: int = 64,
     alpha: float = 0.05,
     cache_dir: str | None = None,
+    classes: Sequence[str] | None = None,
 ) -> list[dict]:
     """TCAV of every concept against every random set, on every layer, with significance.
 
-    Returns one record per (concept, layer): score mean and std over the random sets, magnitude,
-    the paper's and the reference code's p-values and flags, and the mean held-out CAV accuracy.
-    Random-vs-random CAVs (each random set against the next) give the reference test's null scores.
+    ``target`` is a class index or, with ``classes`` (one name per class), a class name; it is
+    checked against the model's head before any work. Returns one record per (concept, layer):
+    score mean and std over the random sets, magnitude, the paper's and the reference code's
+    p-values and flags, and the mean held-out CAV accuracy. Random-vs-random CAVs (each random
+    set against the next) give the reference test's null scores.
     """
     if len(randoms) < 2:
         raise ValueError("TCAV needs at least 2 random sets for its significance tests")
     overlap = sorted(set(concepts) & set(randoms))
     if overlap:
         raise ValueError(f"concept and random set names must differ; both have {overlap}")
+    if inputs.shape[0] == 0:
+        raise ValueError("inputs is empty: give examples of the target class to explain")
+    with torch.no_grad(), evaluating(model):
+        probe = task_logits(model(prepare_batch(inputs[:1], next(model.parameters()).device)))
+    index = resolve_class(target, n_classes_of(probe), classes)
     sets = {**concepts, **randoms}
     names = list(sets)
     random_names = list(randoms)
@@ -170,19 +234,23 @@ def run_tcav(
         layer: CAVBank(solver, cache_dir=cache_dir).fit(dict(zip(names, torch.split(activations.pop(layer), sizes))), pairs)
         for layer in layers
     }
-    derivatives = layer_gradients(model, list(layers), inputs, target, objective, batch_size,
+    derivatives = layer_gradients(model, list(layers), inputs, index, objective, batch_size,
                                   directions={layer: bank.directions_ for layer, bank in banks.items()})
     n_tests = len(concepts) * len(layers)
     records = []
     for layer in layers:
         bank = banks[layer]
+        if not derivatives[layer].any():
+            raise ValueError(f"the {objective} of class {index} does not depend on layer {layer!r} for these inputs "
+                             "(every directional derivative is 0): pick a layer before the head, or another objective")
         scores, magnitude = sensitivity_scores(derivatives[layer], objective)
         null = scores[len(concepts) * len(random_names) :]
         for i, concept in enumerate(concepts):
             part = slice(i * len(random_names), (i + 1) * len(random_names))
             test = significance(scores[part], null, n_tests=n_tests, alpha=alpha)
             records.append({
-                "concept": concept, "layer": layer, "class": target,
+                "concept": concept, "layer": layer, "class": index,
+                "class_name": classes[index] if classes else str(index),
                 "score_mean": float(scores[part].mean()), "score_std": float(scores[part].std()),
                 "magnitude": float(magnitude[part].mean()), **test,
                 "cav_accuracy": float(bank.accuracy_[part].mean()),
