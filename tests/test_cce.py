@@ -18,9 +18,16 @@ def axis_bank(k: int = 6, margin: float = 2.0) -> CAVBank:
     bank.intercepts_ = torch.zeros(k)
     bank.margin_max_ = torch.full((k,), margin)
     bank.margin_min_ = torch.full((k,), -margin)
-    bank.positive_mean_ = torch.ones(k)
-    bank.negative_mean_ = -torch.ones(k)
-    bank.accuracy_ = torch.ones(k)
+    bank.positive_mean_ = bank.above_mean_ = torch.ones(k)
+    bank.negative_mean_ = bank.below_mean_ = -torch.ones(k)
+    return _fitted(bank)
+
+
+def _fitted(bank: CAVBank) -> CAVBank:
+    """The learned attributes a hand-built bank does not need for solving, as fit would set them."""
+    k = len(bank.pairs_)
+    bank.accuracy_, bank.norms_ = torch.ones(k), torch.ones(k)
+    bank.objective_, bank.duality_gap_, bank.n_iter_ = torch.zeros(k), torch.zeros(k), torch.zeros(k, dtype=torch.long)
     return bank
 
 
@@ -46,7 +53,9 @@ def random_problem(seed: int, k: int = 12, d: int = 10, n: int = 16, classes: in
     bank.margin_min_ = -1 - torch.rand(k, generator=generator)
     bank.positive_mean_ = 0.5 * torch.rand(k, generator=generator)
     bank.negative_mean_ = -0.5 * torch.rand(k, generator=generator)
-    bank.accuracy_ = torch.ones(k)
+    bank.above_mean_ = 0.6 + 0.3 * torch.rand(k, generator=generator)  # sign-grouped means differ from label means
+    bank.below_mean_ = -0.6 - 0.3 * torch.rand(k, generator=generator)
+    _fitted(bank)
     torch.manual_seed(seed)
     head = nn.Sequential(nn.Linear(d, 16), nn.Tanh(), nn.Linear(16, classes))
     z = torch.randn(n, d, generator=generator)
@@ -54,13 +63,31 @@ def random_problem(seed: int, k: int = 12, d: int = 10, n: int = 16, classes: in
     return bank, head, z, targets
 
 
-def test_solver_finds_the_known_optimum_of_a_linear_head():
+def _bisect(f, low: float, high: float) -> float:
+    for _ in range(100):
+        middle = (low + high) / 2
+        low, high = (middle, high) if f(middle) > 0 else (low, middle)
+    return (low + high) / 2
+
+
+@pytest.mark.parametrize("l1_step", ["proximal", "subgradient"])
+@pytest.mark.parametrize("objective", ["logits", "reference"])
+def test_solver_finds_the_known_optimum_of_a_linear_head(objective, l1_step):
     k, alpha, beta = 6, 0.1, 0.01
     head = two_class_head(k, axis=2, gain=4.0, bias=-1.0)  # class 1 needs concept c2 added
-    result = CCE(axis_bank(k), head, alpha=alpha, beta=beta, steps=3000).explain(torch.zeros(3, k), 1)
-    # stationarity for w = w2 > 0 (step 2 per unit weight): 8 (1 - sigmoid(8 w - 1)) = (alpha + beta) / k
-    residual = (alpha + beta) / k / 8
-    optimum = (math.log((1 - residual) / residual) + 1) / 8
+    result = CCE(axis_bank(k), head, alpha=alpha, beta=beta, steps=3000, objective=objective,
+                 l1_step=l1_step).explain(torch.zeros(3, k), 1)
+    # with w = w2 > 0 (step 2 per unit weight) the class-1 logit is 8 w - 1 and s = sigmoid(8 w - 1);
+    # stationarity: -d CE / dw = (alpha + beta) / k, where CE is
+    #   logits:    -log s,                         so  -dCE/dw = 8 (1 - s)
+    #   reference: log(1 + exp(1 - 2 s)) (CE of the probabilities), so -dCE/dw = 16 s (1 - s) sigmoid(1 - 2 s)
+    penalty = (alpha + beta) / k
+    if objective == "logits":
+        pull = lambda s: 8 * (1 - s)  # noqa: E731
+    else:
+        pull = lambda s: 16 * s * (1 - s) / (1 + math.exp(2 * s - 1))  # noqa: E731
+    s = _bisect(lambda s: pull(s) - penalty, 0.5, 1.0)  # pull falls as s rises towards 1
+    optimum = (math.log(s / (1 - s)) + 1) / 8
     assert torch.allclose(result.weights[:, 2], torch.full((3,), optimum), atol=2e-3)
     assert torch.count_nonzero(result.weights[:, [0, 1, 3, 4, 5]]) == 0
     assert result.success.all() and (result.original_prediction == 0).all()
@@ -79,15 +106,16 @@ def test_solver_removes_a_present_concept_when_that_fixes_the_prediction():
     assert result.explanation(1)["remove"][0][0] == "c3"
 
 
-@pytest.mark.parametrize("kappa", ["mean", "zero", None])
+@pytest.mark.parametrize("kappa,margin_means", [("mean", "sign"), ("mean", "label"), ("zero", "sign"), (None, "sign")])
 @pytest.mark.parametrize("seed", range(4))
-def test_box_and_validity_hold_after_every_step(kappa, seed):
+def test_box_and_validity_hold_after_every_step(kappa, margin_means, seed):
     bank, head, z, targets = random_problem(seed)
     margins = bank.decision_function(z)
-    present = bank.positive_mean_ if kappa == "mean" else torch.zeros(len(bank.pairs_))
-    absent = bank.negative_mean_ if kappa == "mean" else torch.zeros(len(bank.pairs_))
+    means = {"sign": (bank.above_mean_, bank.below_mean_), "label": (bank.positive_mean_, bank.negative_mean_)}
+    present, absent = means[margin_means] if kappa == "mean" else (torch.zeros(len(bank.pairs_)),) * 2
     for steps in range(1, 25, 3):  # the solver is deterministic: its state after `steps` steps
-        w = CCE(bank, head, lr=0.5, steps=steps, kappa=kappa).explain(z, targets).weights
+        w = CCE(bank, head, lr=0.5, steps=steps, kappa=kappa, margin_means=margin_means,
+                alpha=0.1).explain(z, targets).weights
         new = margins + w * bank.margin_max_
         assert (new <= torch.maximum(bank.margin_max_, margins) + 1e-5).all()
         assert (new >= torch.minimum(bank.margin_min_, margins) - 1e-5).all()
@@ -110,7 +138,7 @@ def test_success_is_judged_on_the_counterfactual():
     bank, head, z, _ = random_problem(1)
     predicted = head(z).argmax(1)
     targets = (predicted + 1) % 5  # every sample starts wrong
-    result = CCE(bank, head, lr=0.5, steps=200).explain(z, targets)
+    result = CCE(bank, head, lr=0.5, steps=200, alpha=0.1).explain(z, targets)
     moved = z + result.weights @ concept_box(bank, z).steps
     assert torch.equal(result.success, head(moved).argmax(1) == targets)
     assert torch.equal(result.original_prediction, predicted)
@@ -229,3 +257,104 @@ def test_a_head_in_training_mode_is_solved_and_judged_in_eval_mode():
         assert torch.equal(result.original_prediction, expected.original_prediction)
     solved = CCE(bank, head, lr=0.5, steps=30).explain(z, targets)
     assert torch.allclose(solved.weights, expected.weights) and torch.equal(solved.success, expected.success)
+
+
+def _paper_loop(bank, head, z, target, alpha=0.1, beta=0.01, lr=0.01, momentum=0.9, steps=100):
+    """Abid et al.'s algorithm for one image, written from the paper: momentum SGD on concept
+    weights w for CE(softmax(g(z + sum_i w_i M_i v_i)), target) + alpha |w|_1 / K + beta |w|_2 / K,
+    each step followed by projection on the box and the validity rule (means grouped by sign)."""
+    k = len(bank.pairs_)
+    margins = z @ bank.directions_.T + bank.intercepts_
+    upper = (bank.margin_max_ - margins) / bank.margin_max_
+    lower = (bank.margin_min_ - margins) / bank.margin_max_
+    upper[margins > bank.above_mean_] = 0.0
+    lower[margins < bank.below_mean_] = 0.0
+    upper, lower = upper.clamp_min(0), lower.clamp_max(0)
+    w = torch.zeros(k, requires_grad=True)
+    optimiser = torch.optim.SGD([w], lr=lr, momentum=momentum)
+    for _ in range(steps):
+        optimiser.zero_grad()
+        probabilities = head((z + (w * bank.margin_max_) @ bank.directions_)[None]).softmax(1)
+        loss = nn.functional.cross_entropy(probabilities, torch.tensor([target])) + alpha * w.abs().sum() / k \
+            + beta * w.norm() / k
+        loss.backward()
+        optimiser.step()
+        with torch.no_grad():
+            w.copy_(torch.maximum(torch.minimum(w, upper), lower))
+    return w.detach()
+
+
+def test_reference_settings_reproduce_the_papers_per_image_algorithm():
+    generator = torch.Generator().manual_seed(5)
+    d, names = 12, [f"k{i}" for i in range(10)]
+    sets = {}
+    for name in names:
+        sets[name] = torch.randn(40, d, generator=generator) + 0.8 * torch.randn(d, generator=generator).sign()  # overlapping
+        sets[f"{name}:neg"] = torch.randn(40, d, generator=generator)
+    bank = CAVBank().fit(sets, [(n, f"{n}:neg") for n in names])
+    assert not torch.equal(bank.above_mean_, bank.positive_mean_)  # the two groupings differ on this bank
+    torch.manual_seed(5)
+    head = nn.Sequential(nn.Linear(d, 24), nn.Tanh(), nn.Linear(24, 4))
+    z = torch.randn(6, d, generator=generator)
+    targets = (head(z).argmax(1) + 1) % 4
+    batched = CCE.published(bank, head, lr=0.05).explain(z, targets)
+    for i in range(len(z)):
+        alone = _paper_loop(bank, head, z[i], int(targets[i]), lr=0.05)
+        assert torch.allclose(batched.weights[i], alone, atol=1e-4), f"image {i}"
+    assert torch.count_nonzero(batched.weights) > 0
+
+
+def test_support_counts_the_concepts_an_explanation_names():
+    bank, head, z, targets = random_problem(6)
+    result = CCE(bank, head, lr=0.5, steps=50, support_threshold=0.05).explain(z, targets)
+    assert torch.equal(result.support, (result.weights.abs() > 0.05).sum(1))
+    for i in range(len(z)):
+        named = result.explanation(i, top=100)
+        assert len(named["add"]) + len(named["remove"]) == int(result.support[i])
+    assert CCE(bank, head, lr=0.5, steps=50, support_threshold=0.0).explain(z, targets).support.sum() >= result.support.sum()
+    with pytest.raises(ValueError, match="support_threshold"):
+        CCE(bank, head, support_threshold=-1)
+    with pytest.raises(ValueError, match="objective"):
+        CCE(bank, head, objective="softmax")
+
+
+def test_the_defaults_name_the_concept_the_head_uses_and_few_others():
+    """30 correlated CAVs; the head's class 1 reads one of them. The defaults (logits, proximal L1)
+    explain with that concept and exact zeros elsewhere; the published solver's subgradient L1 on
+    logits moves almost every concept."""
+    generator = torch.Generator().manual_seed(8)
+    k, d = 30, 16
+    bank = CAVBank()
+    bank.pairs_ = [(f"c{i}", "negatives") for i in range(k)]
+    bank.directions_ = torch.nn.functional.normalize(torch.randn(k, d, generator=generator), dim=1)
+    bank.intercepts_ = torch.zeros(k)
+    bank.margin_max_, bank.margin_min_ = torch.full((k,), 3.0), torch.full((k,), -3.0)
+    bank.positive_mean_ = bank.above_mean_ = torch.ones(k)
+    bank.negative_mean_ = bank.below_mean_ = -torch.ones(k)
+    _fitted(bank)
+    head = nn.Linear(d, 2)
+    with torch.no_grad():
+        head.weight.zero_()
+        head.weight[1] = 2.0 * bank.directions_[3]
+        head.bias.copy_(torch.tensor([0.0, -2.0]))
+    z = 0.3 * torch.randn(20, d, generator=generator)
+    z = z - (z @ bank.directions_[3])[:, None] * bank.directions_[3]  # c3 absent: class 0
+    sparse = CCE(bank, head).explain(z, 1)
+    dense = CCE.published(bank, head, objective="logits").explain(z, 1)
+    assert sparse.success.all() and (sparse.ranks("c3") == 1).all()
+    assert sparse.support.max() <= 3 and (sparse.weights == 0).sum(1).min() >= k - 3
+    assert dense.support.float().median() >= 20
+
+
+def test_a_single_logit_head_is_explained_as_two_classes():
+    bank = axis_bank(6)
+    head = nn.Linear(6, 1)
+    with torch.no_grad():
+        head.weight.zero_()
+        head.weight[0, 2] = 4.0
+        head.bias.fill_(-1.0)  # logit of class 1 = 4 z2 - 1
+    result = CCE(bank, head, steps=300, objective="logits").explain(torch.zeros(3, 6), 1)
+    assert result.success.all() and (result.ranks("c2") == 1).all()
+    assert (CCE(bank, head, steps=300).explain(torch.full((2, 6), 0.6), 0).weights[:, 2] < 0).all()  # class 0: remove c2
+    with pytest.raises(ValueError, match="distinguishes 2 classes"):
+        CCE(bank, head).explain(torch.zeros(1, 6), 2)

@@ -10,6 +10,12 @@ with each concept's new margin kept inside its training range ``[m_i, M_i]`` (bo
 ``kappa`` set, no adding of a concept already clearly present nor removing of one clearly absent
 (validity). ``w_i > 0`` reads "add concept i", ``w_i < 0`` "remove concept i".
 
+Two readings of CE: ``objective="reference"`` applies softmax and then cross-entropy, as the
+published code does (a bounded loss whose gradient vanishes when the target class has almost no
+probability, so many mistakes of a confident many-class head are never flipped);
+``objective="logits"`` takes cross-entropy of the logits (it always pulls towards the target,
+and with a proximal L1 step still names few concepts).
+
 Every sample has its own ``w`` and loss, so a whole batch is solved at once: the summed loss has
 per-row gradients equal to per-sample solving, and momentum SGD acts row by row.
 """
@@ -23,10 +29,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..models.base import evaluating
+from ..models.base import ConceptOutput, evaluating
 from .cav import CAVBank
 
 Kappa = Literal["mean", "zero"]
+Objective = Literal["reference", "logits"]
+MarginMeans = Literal["sign", "label"]
+L1Step = Literal["proximal", "subgradient"]
 
 
 @dataclass(frozen=True)
@@ -47,11 +56,16 @@ def concept_names(bank: CAVBank) -> list[str]:
     return names
 
 
-def concept_box(bank: CAVBank, embeddings: Tensor, kappa: Kappa | None = "mean") -> ConceptBox:
+def concept_box(bank: CAVBank, embeddings: Tensor, kappa: Kappa | None = "mean",
+                margin_means: MarginMeans = "sign") -> ConceptBox:
     """Bounds that keep each new margin in [min, max] training margin, plus the validity rule.
 
-    Margins already outside the training range leave ``w = 0`` feasible (the bounds are clipped to
-    contain 0). A concept whose largest training margin is not positive cannot be used (bounds 0).
+    With ``kappa="mean"`` a concept whose margin is above the "present" mean cannot be added and
+    one below the "absent" mean cannot be removed; ``margin_means`` says which means: ``"sign"``
+    the mean of the training margins above / below zero (the reference code), ``"label"`` the
+    mean margin of the positive / negative training examples. Margins already outside the
+    training range leave ``w = 0`` feasible (the bounds are clipped to contain 0). A concept whose
+    largest training margin is not positive cannot be used (bounds 0).
     """
     device = embeddings.device
     directions = bank.directions_.to(device)
@@ -63,7 +77,11 @@ def concept_box(bank: CAVBank, embeddings: Tensor, kappa: Kappa | None = "mean")
     lower = (margin_min - margins) / scale
     if kappa is not None:
         if kappa == "mean":
-            present, absent = bank.positive_mean_.to(device), bank.negative_mean_.to(device)
+            if margin_means not in ("sign", "label"):
+                raise ValueError(f"margin_means must be 'sign' or 'label'; got {margin_means!r}")
+            by_sign = margin_means == "sign"
+            present = (bank.above_mean_ if by_sign else bank.positive_mean_).to(device)
+            absent = (bank.below_mean_ if by_sign else bank.negative_mean_).to(device)
         elif kappa == "zero":
             present = absent = torch.zeros_like(margin_max)
         else:
@@ -81,7 +99,8 @@ class Counterfactuals:
 
     For CCE, ``weights`` are the solved concept weights (> 0 add, < 0 remove); for a baseline they
     are its ranking scores. ``success`` and ``target_probability`` describe the counterfactual
-    embedding (for baselines: the original one, as they change nothing).
+    embedding (for baselines: the original one, as they change nothing). A concept is in a
+    sample's explanation when ``|weight| > support_threshold``.
     """
 
     concepts: list[str]
@@ -91,11 +110,17 @@ class Counterfactuals:
     prediction: Tensor
     target_probability: Tensor
     steps: Tensor
+    support_threshold: float = 0.0
 
     @property
     def success(self) -> Tensor:
         """True where the counterfactual prediction equals the target."""
         return self.prediction == self.targets
+
+    @property
+    def support(self) -> Tensor:
+        """Number of concepts per sample with ``|weight| > support_threshold`` (the explanation's size)."""
+        return (self.weights.abs() > self.support_threshold).sum(1)
 
     def ranks(self, concept: str | int) -> Tensor:
         """Rank (1 = first) of ``concept`` among concepts to add, per sample; ties count against it."""
@@ -105,12 +130,23 @@ class Counterfactuals:
         return ahead + 1
 
     def explanation(self, sample: int, top: int = 5) -> dict[str, list[tuple[str, float]]]:
-        """The ``top`` concepts to add and to remove for one sample, strongest first."""
+        """At most ``top`` concepts to add and to remove for one sample (those in its support), strongest first."""
         w = self.weights[sample]
         order = torch.argsort(w, descending=True).tolist()
-        add = [(self.concepts[k], float(w[k])) for k in order if w[k] > 0][:top]
-        remove = [(self.concepts[k], float(w[k])) for k in reversed(order) if w[k] < 0][:top]
+        cut = self.support_threshold
+        add = [(self.concepts[k], float(w[k])) for k in order if w[k] > cut][:top]
+        remove = [(self.concepts[k], float(w[k])) for k in reversed(order) if w[k] < -cut][:top]
         return {"add": add, "remove": remove}
+
+
+def class_logits(head: nn.Module, z: Tensor) -> Tensor:
+    """The head's logits for ``z`` as (B, n_classes): a single-logit binary head gives [0, logit],
+    whose softmax is (1 - sigmoid, sigmoid), so class 1 is the positive class."""
+    logits = head(z)
+    if isinstance(logits, ConceptOutput):
+        logits = logits.task_logits
+    logits = logits[:, None] if logits.ndim == 1 else logits
+    return torch.cat([torch.zeros_like(logits), logits], 1) if logits.shape[1] == 1 else logits
 
 
 def _check_inputs(bank: CAVBank, head: nn.Module, embeddings: Tensor, targets: Tensor | int) -> tuple[Tensor, Tensor]:
@@ -128,34 +164,48 @@ def _check_inputs(bank: CAVBank, head: nn.Module, embeddings: Tensor, targets: T
         raise ValueError("embeddings contain NaN or infinite values")
     device = next((p.device for p in head.parameters()), embeddings.device)  # solve where the head lives
     z = embeddings.detach().float().to(device)
-    targets = torch.as_tensor(targets, device=z.device).long()
+    targets = torch.as_tensor(targets, device=z.device)
+    if targets.is_floating_point() and not torch.equal(targets, targets.round()):
+        raise ValueError("targets must be class indices, not scores")
+    targets = targets.long()
     if targets.ndim == 0:
         targets = targets.expand(z.shape[0])
     if targets.shape != (z.shape[0],):
         raise ValueError(f"targets must be one class or one per sample ({z.shape[0]}); got shape {tuple(targets.shape)}")
     with torch.no_grad():
-        n_classes = head(z[:1]).shape[-1]
+        n_classes = class_logits(head, z[:1]).shape[1]
     bad = targets[(targets < 0) | (targets >= n_classes)]
     if len(bad):
-        raise ValueError(f"target {int(bad[0])} is not a class of the head, which outputs {n_classes} logits")
+        raise ValueError(f"target {int(bad[0])} is not a class of the head, which distinguishes {n_classes} classes "
+                         f"(0..{n_classes - 1})")
     return z, targets
 
 
 class CCE:
     """Batched conceptual-counterfactual solver over a fitted ``CAVBank`` and a differentiable head.
 
-    Hyperparameters follow the reference: ``alpha`` (L1) 0.1, ``beta`` (L2) 0.01, SGD with learning
-    rate 0.01 and momentum 0.9 for 100 steps. ``kappa`` picks the validity thresholds ("mean": the
-    positive / negative training-margin means; "zero": the hyperplane; None: box only).
-    ``early_stop`` freezes a sample's weights at the first step whose counterfactual reaches the
-    target. ``batch_size`` bounds memory: larger batches are solved in chunks.
+    Defaults name few concepts and reach the target: cross-entropy of the logits
+    (``objective="logits"``) with an L1 term applied by a proximal step (``l1_step="proximal"``:
+    soft-thresholding after each momentum-SGD step, so weights the loss does not need stay
+    exactly 0) of strength ``alpha`` 10 (0.078 per unit weight for 128 concepts), ``beta`` (L2)
+    0.01, learning rate 0.01, momentum 0.9, 100 steps, and the validity rule ``kappa="mean"``
+    with means grouped by sign. ``CCE.published(bank, head)`` gives the published solver
+    instead: softmax then cross-entropy (``objective="reference"``), the L1 term in the gradient
+    (``l1_step="subgradient"``), ``alpha`` 0.1. ``margin_means="label"`` groups training margins
+    by the examples' labels; ``kappa`` picks the validity thresholds ("mean", "zero": the
+    hyperplane, None: box only). ``early_stop`` freezes a sample's weights at the first step
+    whose counterfactual reaches the target. A concept counts towards an explanation
+    (``support``) when ``|w| > support_threshold``. ``batch_size`` bounds memory.
     """
+
+    PUBLISHED = {"objective": "reference", "l1_step": "subgradient", "alpha": 0.1, "beta": 0.01, "lr": 0.01,
+                 "momentum": 0.9, "steps": 100, "kappa": "mean", "margin_means": "sign"}
 
     def __init__(
         self,
         bank: CAVBank,
         head: nn.Module,
-        alpha: float = 0.1,
+        alpha: float = 10.0,
         beta: float = 0.01,
         lr: float = 0.01,
         momentum: float = 0.9,
@@ -163,11 +213,23 @@ class CCE:
         kappa: Kappa | None = "mean",
         early_stop: bool = False,
         batch_size: int = 4096,
+        objective: Objective = "logits",
+        margin_means: MarginMeans = "sign",
+        support_threshold: float = 1e-3,
+        l1_step: L1Step = "proximal",
     ):
         if steps < 1 or batch_size < 1:
             raise ValueError(f"steps and batch_size must be positive; got {steps} and {batch_size}")
         if kappa not in ("mean", "zero", None):
             raise ValueError(f"kappa must be 'mean', 'zero' or None; got {kappa!r}")
+        if objective not in ("reference", "logits"):
+            raise ValueError(f"objective must be 'reference' or 'logits'; got {objective!r}")
+        if margin_means not in ("sign", "label"):
+            raise ValueError(f"margin_means must be 'sign' or 'label'; got {margin_means!r}")
+        if l1_step not in ("proximal", "subgradient"):
+            raise ValueError(f"l1_step must be 'proximal' or 'subgradient'; got {l1_step!r}")
+        if support_threshold < 0:
+            raise ValueError(f"support_threshold must be non-negative; got {support_threshold}")
         self.bank = bank
         self.head = head
         self.alpha = alpha
@@ -178,6 +240,15 @@ class CCE:
         self.kappa = kappa
         self.early_stop = early_stop
         self.batch_size = batch_size
+        self.objective = objective
+        self.margin_means = margin_means
+        self.support_threshold = support_threshold
+        self.l1_step = l1_step
+
+    @classmethod
+    def published(cls, bank: CAVBank, head: nn.Module, **overrides) -> CCE:
+        """The solver as Abid et al. published it (objective, L1 step, hyperparameters, validity rule)."""
+        return cls(bank, head, **{**cls.PUBLISHED, **overrides})
 
     def explain(self, embeddings: Tensor, targets: Tensor | int) -> Counterfactuals:
         """Solve for every row of ``embeddings`` (B, D) towards ``targets`` (one class or B)."""
@@ -186,15 +257,16 @@ class CCE:
             parts = [self._solve(z[i : i + self.batch_size], targets[i : i + self.batch_size])
                      for i in range(0, z.shape[0], self.batch_size)]
         weights, original, steps, logits = (torch.cat(p) for p in zip(*parts))
-        return _outcome(concept_names(self.bank), logits, weights, targets, original, steps)
+        return _outcome(concept_names(self.bank), logits, weights, targets, original, steps, self.support_threshold)
 
-    def score(self, embeddings: Tensor, targets: Tensor | int) -> float:
-        """Fraction of samples whose counterfactual reaches its target."""
-        return float(self.explain(embeddings, targets).success.float().mean())
+    def _loss(self, logits: Tensor, targets: Tensor) -> Tensor:
+        """Per-sample classification term: CE of softmax probabilities (reference) or of logits."""
+        scores = logits.softmax(1) if self.objective == "reference" else logits
+        return F.cross_entropy(scores, targets, reduction="none")
 
     def _solve(self, z: Tensor, targets: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Weights, original prediction, steps taken and counterfactual logits of one chunk."""
-        box = concept_box(self.bank, z, self.kappa)
+        box = concept_box(self.bank, z, self.kappa, self.margin_means)
         n_concepts = box.steps.shape[0]
         weights = torch.zeros(z.shape[0], n_concepts, device=z.device)
         velocity = torch.zeros_like(weights)
@@ -203,7 +275,7 @@ class CCE:
         original = None
         for step in range(self.steps):
             weights.requires_grad_(True)
-            logits = self.head(z + weights @ box.steps)
+            logits = class_logits(self.head, z + weights @ box.steps)
             if original is None:
                 original = logits.detach().argmax(1)
             if self.early_stop:
@@ -213,44 +285,49 @@ class CCE:
                 if not active.any():
                     weights = weights.detach()
                     break
-            loss = (
-                F.cross_entropy(logits, targets, reduction="none")
-                + self.alpha * weights.abs().sum(1) / n_concepts
-                + self.beta * torch.linalg.vector_norm(weights, dim=1) / n_concepts
-            )
+            l1 = self.alpha / n_concepts
+            loss = self._loss(logits, targets) + self.beta * torch.linalg.vector_norm(weights, dim=1) / n_concepts
+            if self.l1_step == "subgradient":
+                loss = loss + l1 * weights.abs().sum(1)
             (grad,) = torch.autograd.grad(loss.sum(), weights)
             with torch.no_grad():
                 velocity = self.momentum * velocity + grad
-                moved = torch.clamp(weights - self.lr * velocity, box.lower, box.upper)
+                moved = weights - self.lr * velocity
+                if self.l1_step == "proximal":
+                    # soft-thresholding, so weights the loss does not need stay exactly 0. Momentum scales
+                    # the smooth step by 1 / (1 - momentum) at a fixed point; the threshold is scaled
+                    # alike, so fixed points are exactly the optima of loss + alpha |w|_1 / K
+                    moved = moved.sign() * (moved.abs() - self.lr * l1 / (1 - self.momentum)).clamp_min(0)
+                moved = torch.clamp(moved, box.lower, box.upper)
                 weights = torch.where(active[:, None], moved, weights)
         weights = weights.detach()
         with torch.no_grad():
-            logits = self.head(z + weights @ box.steps)
+            logits = class_logits(self.head, z + weights @ box.steps)
         return weights, original, taken, logits
 
 
 def _outcome(names: list[str], logits: Tensor, weights: Tensor, targets: Tensor, original: Tensor,
-             steps: Tensor) -> Counterfactuals:
+             steps: Tensor, support_threshold: float = 0.0) -> Counterfactuals:
     """Scores plus what the head predicts for the counterfactual embeddings (their ``logits``)."""
     probability = logits.softmax(1).gather(1, targets[:, None])[:, 0]
     return Counterfactuals(names, weights.cpu(), targets.cpu(), original.cpu(), logits.argmax(1).cpu(),
-                           probability.cpu(), steps.cpu())
+                           probability.cpu(), steps.cpu(), support_threshold)
 
 
 @torch.no_grad()
 def univariate_scores(bank: CAVBank, head: nn.Module, embeddings: Tensor, targets: Tensor | int,
-                      kappa: Kappa | None = "mean", chunk: int = 64) -> Counterfactuals:
+                      kappa: Kappa | None = "mean", chunk: int = 64, margin_means: MarginMeans = "sign") -> Counterfactuals:
     """Baseline: add each concept alone, as far as its box allows; score = gain in target probability."""
     with evaluating(head):
         z, targets = _check_inputs(bank, head, embeddings, targets)
-        logits = head(z)
+        logits = class_logits(head, z)
         before = logits.softmax(1).gather(1, targets[:, None])  # (B, 1)
         gains = []
         for i in range(0, z.shape[0], chunk):
             rows, goal = z[i : i + chunk], targets[i : i + chunk]
-            box = concept_box(bank, rows, kappa)
+            box = concept_box(bank, rows, kappa, margin_means)
             moved = rows[:, None, :] + box.upper[:, :, None] * box.steps[None]  # (b, K, D)
-            after = head(moved.flatten(0, 1)).softmax(1).view(len(rows), moved.shape[1], -1)
+            after = class_logits(head, moved.flatten(0, 1)).softmax(1).view(len(rows), moved.shape[1], -1)
             after = after.gather(2, goal[:, None, None].expand(-1, moved.shape[1], 1))[..., 0]
             gains.append(after - before[i : i + chunk])
     original = logits.argmax(1)
@@ -263,7 +340,7 @@ def random_scores(bank: CAVBank, head: nn.Module, embeddings: Tensor, targets: T
     """Baseline: a uniformly random concept ranking per sample (chance level)."""
     with evaluating(head):
         z, targets = _check_inputs(bank, head, embeddings, targets)
-        logits = head(z)
+        logits = class_logits(head, z)
     generator = torch.Generator().manual_seed(seed)
     scores = torch.rand(z.shape[0], bank.directions_.shape[0], generator=generator)
     return _outcome(concept_names(bank), logits, scores, targets, logits.argmax(1), torch.zeros_like(targets))
