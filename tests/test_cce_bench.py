@@ -35,6 +35,32 @@ def test_visual_concepts_are_deterministic_in_range_and_change_the_image():
         visual_concept("stars")
 
 
+def test_an_edit_at_part_strength_blends_towards_the_full_edit():
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    full = visual_concept("sepia")(x)
+    assert torch.allclose(visual_concept("sepia@0.5")(x), 0.5 * x + 0.5 * full)
+    assert torch.equal(visual_concept("sepia@1")(x), full)
+    for bad in ("sepia@0", "sepia@1.5", "sepia@half"):
+        with pytest.raises(ValueError, match=r"strength .* must be a number in \(0, 1\]"):
+            visual_concept(bad)
+
+
+def test_spec_reads_faint_concepts_and_harder_scenarios():
+    spec = parse_cce_spec({"bank": {"visual": ["grayscale", "sepia"], "faint": ["blur@0.4"], "alpha": 0.5},
+                           "scenarios": {"count": 2, "harder": [{"plant": "sepia@0.5", "concept": "sepia"},
+                                                                {"plant": "blur@0.4"}]}})
+    kinds = [(s.plant, s.concept, s.kind) for s in spec.scenario_list()]
+    assert kinds == [("grayscale", "grayscale", "standard"), ("sepia", "sepia", "standard"),
+                     ("sepia@0.5", "sepia", "part strength"), ("blur@0.4", "blur@0.4", "faint")]
+    assert spec.bank_alpha == 0.5
+    with pytest.raises(ValueError, match="not in the bank"):
+        parse_cce_spec({"bank": {"visual": ["grayscale"]}, "scenarios": {"harder": [{"plant": "sepia"}]}})
+    with pytest.raises(ValueError, match="no scenarios"):
+        parse_cce_spec({"scenarios": {"count": 0}})
+    assert parse_cce_spec({"scenarios": {"harder": [{"plant": "grayscale@0.5", "concept": "grayscale"}]}},
+                          quick=True).harder == ()  # a quick run keeps to the standard scenarios
+
+
 def test_spec_rejects_unknown_keys_and_concepts():
     with pytest.raises(ValueError, match="solver option"):
         parse_cce_spec({"solver": {"gamma": 1}})
@@ -54,7 +80,7 @@ def test_benchmark_runs_resumes_and_reports_on_a_tiny_archive(archive, tmp_path,
     out = tmp_path / "out"
     store = run_cce_bench(spec, out, progress=False)
     records = store.records()
-    assert len(records) == 3 * 3
+    assert len(records) == 3 * len(cce_bench.METHODS)
     assert {r["spurious"] for r in records} == {"grayscale", "red_tint", "border"}
     bank = CAVBank.load(out / "bank.pt")
     assert [p for p, _ in bank.pairs_] == ["grayscale", "red_tint", "border"]  # attributes: too few images
@@ -69,7 +95,7 @@ def test_benchmark_runs_resumes_and_reports_on_a_tiny_archive(archive, tmp_path,
         raise AssertionError("a finished scenario was trained again")
 
     monkeypatch.setattr(cce_bench, "fit_linear_head", no_training)
-    assert len(run_cce_bench(spec, out, progress=False).records()) == 9
+    assert len(run_cce_bench(spec, out, progress=False).records()) == 3 * len(cce_bench.METHODS)
 
 
 def test_linear_head_probe_learns_separable_classes():

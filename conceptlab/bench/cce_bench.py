@@ -3,8 +3,13 @@
 For each scenario (class ``c``, visual concept ``S``): a linear classifier on frozen backbone
 features is trained where every training image of ``c`` carries ``S`` and no other image does.
 The class's clean test images that it then gets wrong are explained towards ``c``; the planted
-cause ``S`` should rank among the top concepts to add. CCE is compared with the univariate and
-random rankings over a bank of visual-edit concepts plus CUB attribute concepts.
+cause ``S`` should rank among the top concepts to add. CCE (with the published objective, and
+with cross-entropy of logits) is compared with the univariate and random rankings over a bank of
+visual-edit concepts plus CUB attribute concepts.
+
+Besides one standard scenario per visual concept, ``scenarios.harder`` lists scenarios where CCE
+is not expected to shine: an edit planted at part strength while the bank knows the full edit,
+and faint edits (``bank.faint``) whose CAVs separate edited from unedited images poorly.
 """
 
 from __future__ import annotations
@@ -37,11 +42,25 @@ from .store import RunStore
 
 log = logging.getLogger(__name__)
 
-METHODS = ("cce", "univariate", "random")
+# "cce": the configured solver (conceptlab's defaults unless the config says otherwise);
+# "cce-reference": the same with the published objective (softmax, then cross-entropy), so the
+# two objectives are measured side by side; "cce-published": the published solver as a whole
+METHODS = ("cce", "cce-reference", "cce-published", "univariate", "random")
 DATASET_DEFAULTS = {"root": None, "backbone": "efficientnet_lite0", "weights": "bundled", "image_size": 224,
                     "threshold": CLASS_LEVEL_THRESHOLD, "cache_dir": None, "batch_size": 64}
-SOLVER_DEFAULTS = {"alpha": 0.1, "beta": 0.01, "lr": 0.01, "momentum": 0.9, "steps": 100, "kappa": "mean"}
+SOLVER_DEFAULTS = {"alpha": 10.0, "beta": 0.01, "lr": 0.01, "momentum": 0.9, "steps": 100, "kappa": "mean",
+                   "objective": "logits", "l1_step": "proximal", "margin_means": "sign", "early_stop": False,
+                   "support_threshold": 1e-3}
 _TOP_LEVEL_KEYS = {"name", "benchmark", "dataset", "bank", "scenarios", "head", "solver", "quick"}
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """Plant the edit ``plant`` on one class; the bank concept that names the cause is ``concept``."""
+
+    plant: str
+    concept: str
+    kind: str  # "standard", "part strength" or "faint"
 
 
 @dataclass(frozen=True)
@@ -57,6 +76,15 @@ class CCEBenchSpec:
     seed: int
     head_weight_decay: float
     solver: dict[str, Any] = field(default_factory=lambda: dict(SOLVER_DEFAULTS))
+    faint: tuple[str, ...] = ()
+    harder: tuple[Scenario, ...] = ()
+    bank_alpha: float = 1.0
+
+    def scenario_list(self) -> list[Scenario]:
+        """The standard scenarios (visual concept i for scenario i), then the harder ones."""
+        standard = [Scenario(self.visual[i % len(self.visual)], self.visual[i % len(self.visual)], "standard")
+                    for i in range(self.scenarios)]
+        return standard + list(self.harder)
 
     def check_ready(self) -> None:
         from ..datasets.cub import find_cub_root
@@ -78,13 +106,22 @@ def parse_cce_spec(raw: dict[str, Any], default_name: str = "cce", quick: bool =
     if root is not None:
         dataset["root"] = str(root)
     bank = dict(raw.get("bank") or {})
-    reject_unknown_keys(bank, {"visual", "attributes", "examples"}, "bank option(s)")
+    reject_unknown_keys(bank, {"visual", "faint", "attributes", "examples", "alpha"}, "bank option(s)")
     visual = bank.get("visual", "all")
     visual = tuple(VISUAL_CONCEPTS) if visual == "all" else tuple(visual)
-    for name in visual:
+    faint = tuple(bank.get("faint") or ())
+    for name in (*visual, *faint):
         visual_concept(name)
     scenarios = dict(raw.get("scenarios") or {})
-    reject_unknown_keys(scenarios, {"count", "seed"}, "scenarios option(s)")
+    reject_unknown_keys(scenarios, {"count", "seed", "harder"}, "scenarios option(s)")
+    harder = []
+    for item in scenarios.get("harder") or ():
+        reject_unknown_keys(dict(item), {"plant", "concept"}, "harder scenario key(s)")
+        plant, concept = str(item["plant"]), str(item.get("concept", item["plant"]))
+        visual_concept(plant)
+        if concept not in (*visual, *faint):
+            raise ValueError(f"harder scenario concept {concept!r} is not in the bank; add it to bank.visual or bank.faint")
+        harder.append(Scenario(plant, concept, "faint" if concept in faint else "part strength"))
     head = dict(raw.get("head") or {})
     reject_unknown_keys(head, {"weight_decay"}, "head option(s)")
     solver = {**SOLVER_DEFAULTS, **dict(raw.get("solver") or {})}
@@ -94,11 +131,14 @@ def parse_cce_spec(raw: dict[str, Any], default_name: str = "cce", quick: bool =
         quick_cfg = dict(raw.get("quick") or {})
         reject_unknown_keys(quick_cfg, {"scenarios"}, "quick key(s)")
         count = int(quick_cfg.get("scenarios", min(count, 3)))
-    if count < 1 or count > len(visual) * 1000:
-        raise ValueError(f"scenarios.count must be positive; got {count}")
+        harder = []
+    if count < 0:
+        raise ValueError(f"scenarios.count must be 0 or more; got {count}")
+    if count + len(harder) == 0:
+        raise ValueError("the benchmark has no scenarios: set scenarios.count or scenarios.harder")
     return CCEBenchSpec(str(raw.get("name", default_name)), dataset, visual, bool(bank.get("attributes", True)),
                         int(bank.get("examples", 50)), count, int(scenarios.get("seed", 0)),
-                        float(head.get("weight_decay", 1e-3)), solver)
+                        float(head.get("weight_decay", 1e-3)), solver, faint, tuple(harder), float(bank.get("alpha", 1.0)))
 
 
 def fit_linear_head(x: Tensor, y: Tensor, n_classes: int, weight_decay: float, max_iter: int = 200) -> nn.Linear:
@@ -140,7 +180,7 @@ def build_bank(spec: CCEBenchSpec, paths: list[Path], base: Tensor, concepts: Te
     rng = np.random.default_rng(spec.seed)
     n = spec.examples
     sets: dict[str, Tensor] = {}
-    for name in spec.visual:
+    for name in (*spec.visual, *spec.faint):
         rows = rng.choice(len(paths), 2 * n, replace=False)
         sets[name] = features([paths[i] for i in rows[:n]], edit=name)
         sets[f"{name}:negatives"] = base[rows[n:]]
@@ -153,7 +193,7 @@ def build_bank(spec: CCEBenchSpec, paths: list[Path], base: Tensor, concepts: Te
             sets[name] = base[rng.choice(has, min(n, len(has)), replace=False)]
             sets[f"{name}:negatives"] = base[rng.choice(lacks, min(n, len(lacks)), replace=False)]
     pairs = [(name, f"{name}:negatives") for name in sets if not name.endswith(":negatives")]
-    return CAVBank(solver="torch", seed=spec.seed).fit(sets, pairs)
+    return CAVBank(alpha=spec.bank_alpha, seed=spec.seed).fit(sets, pairs)
 
 
 def explain(method: str, bank: CAVBank, head: nn.Module, z: Tensor, target: int, solver: dict[str, Any],
@@ -161,8 +201,12 @@ def explain(method: str, bank: CAVBank, head: nn.Module, z: Tensor, target: int,
     """Concept scores of one of ``METHODS`` for embeddings ``z`` towards ``target``."""
     if method == "cce":
         return CCE(bank, head, **solver).explain(z, target)
+    if method == "cce-reference":
+        return CCE(bank, head, **{**solver, "objective": "reference"}).explain(z, target)
+    if method == "cce-published":
+        return CCE.published(bank, head, support_threshold=solver["support_threshold"]).explain(z, target)
     if method == "univariate":
-        return univariate_scores(bank, head, z, target, kappa=solver["kappa"])
+        return univariate_scores(bank, head, z, target, kappa=solver["kappa"], margin_means=solver["margin_means"])
     if method == "random":
         return random_scores(bank, head, z, target, seed=seed)
     raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
@@ -174,6 +218,8 @@ def _evaluate(result: Counterfactuals, spurious: str, seconds: float) -> dict[st
         "precision_at_3": float((ranks <= 3).float().mean()),
         "mean_rank": float(ranks.mean()),
         "success_rate": float(result.success.float().mean()),
+        "successes": int(result.success.sum()),
+        "supports": result.support.tolist(),  # concepts per explanation, image by image
         "seconds_per_sample": seconds / len(ranks),
     }
 
@@ -198,31 +244,35 @@ def run_cce_bench(spec: CCEBenchSpec, out: Path, progress: bool = True) -> RunSt
     done = store.finished()
     config_hash = spec.config_hash()
     rng = np.random.default_rng(spec.seed)
-    classes = rng.choice(len(info.task_names), spec.scenarios, replace=spec.scenarios > len(info.task_names))
+    n_classes = len(info.task_names)
+    classes = rng.choice(n_classes, spec.scenarios, replace=spec.scenarios > n_classes).tolist()
+    classes += rng.choice(n_classes, len(spec.harder), replace=len(spec.harder) > n_classes).tolist()
+    concept_accuracy = {name: float(a) for (name, _), a in zip(bank.pairs_, bank.accuracy_)}
     solver = dict(spec.solver)
-    for i in tqdm(range(spec.scenarios), desc="cce scenarios", disable=not progress):
-        target, spurious = int(classes[i]), spec.visual[i % len(spec.visual)]
-        key = f"{info.task_names[target]}+{spurious}"
+    for i, scenario in enumerate(tqdm(spec.scenario_list(), desc="cce scenarios", disable=not progress)):
+        target = int(classes[i])
+        key = f"{info.task_names[target]}+{scenario.plant}"
         if all((key, m, i, config_hash) in done for m in METHODS):
             continue
         in_class = (train.y == target).nonzero()[:, 0]
         x = train_x.clone()
-        x[in_class] = features([train.paths[j] for j in in_class.tolist()], edit=spurious)
-        head = fit_linear_head(x, train.y, len(info.task_names), spec.head_weight_decay)
+        x[in_class] = features([train.paths[j] for j in in_class.tolist()], edit=scenario.plant)
+        head = fit_linear_head(x, train.y, n_classes, spec.head_weight_decay)
         with torch.no_grad():
             predicted = head(test_x).argmax(1)
         of_class = test.y == target
         mistakes = (of_class & (predicted != target)).nonzero()[:, 0]
         z = test_x[mistakes]
         common = {"dataset": key, "seed": i, "config_hash": config_hash, "status": "ok", "scenario": i,
-                  "class": info.task_names[target], "spurious": spurious, "concepts": len(bank.pairs_),
-                  "class_test_images": int(of_class.sum()), "mistakes": len(mistakes),
+                  "kind": scenario.kind, "class": info.task_names[target], "planted": scenario.plant,
+                  "spurious": scenario.concept, "concept_cav_accuracy": concept_accuracy[scenario.concept],
+                  "concepts": len(bank.pairs_), "class_test_images": int(of_class.sum()), "mistakes": len(mistakes),
                   "head_accuracy": float((predicted == test.y).float().mean())}
         for method in METHODS:
             start = time.perf_counter()
             result = explain(method, bank, head, z, target, solver, seed=i) if len(z) else None
             seconds = time.perf_counter() - start
-            metrics = _evaluate(result, spurious, seconds) if result is not None else {}
+            metrics = _evaluate(result, scenario.concept, seconds) if result is not None else {}
             store.add({**common, "model": method, **metrics})
             if i == 0 and method == "cce" and result is not None:
                 _write_demo(out, spec, head, result, [test.paths[j] for j in mistakes.tolist()], key)

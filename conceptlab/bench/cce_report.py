@@ -12,12 +12,14 @@ from ..atomic import write_atomic
 from .cce_bench import METHODS, CCEBenchSpec
 
 METRICS = ("precision_at_3", "mean_rank", "success_rate", "seconds_per_sample")
+SOLVERS = tuple(m for m in METHODS if m.startswith("cce"))  # methods whose explanations have a support and a success
 
 
 def _current(records: list[dict[str, Any]], spec: CCEBenchSpec) -> list[dict[str, Any]]:
     config_hash = spec.config_hash()
+    total = len(spec.scenario_list())
     return sorted((r for r in records if r["config_hash"] == config_hash and r.get("status") == "ok"
-                   and r["scenario"] < spec.scenarios), key=lambda r: r["scenario"])
+                   and r["scenario"] < total), key=lambda r: r["scenario"])
 
 
 def _mean_std(values: list[float], scale: float = 1.0, digits: int = 2) -> str:
@@ -27,37 +29,60 @@ def _mean_std(values: list[float], scale: float = 1.0, digits: int = 2) -> str:
     return f"{scale * statistics.fmean(values):.{digits}f} ± {scale * std:.{digits}f}"
 
 
-def summary(records: list[dict[str, Any]], spec: CCEBenchSpec) -> dict[str, dict[str, list[float]]]:
-    """Method -> metric -> the per-scenario values (scenarios with at least one mistake)."""
-    rows = _current(records, spec)
-    return {m: {k: [r[k] for r in rows if r["model"] == m and r.get(k) is not None] for k in METRICS} for m in METHODS}
+def summary(records: list[dict[str, Any]], spec: CCEBenchSpec, kind: str = "standard") -> dict[str, dict[str, Any]]:
+    """Method -> metric -> per-scenario values over the scenarios of ``kind`` with mistakes, plus the
+    image-level ``support`` (every explanation's size) and ``success`` (fraction of all images)."""
+    rows = [r for r in _current(records, spec) if r.get("kind", "standard") == kind and r.get("mistakes")]
+    result = {}
+    for m in METHODS:
+        mine = [r for r in rows if r["model"] == m]
+        stats: dict[str, Any] = {k: [r[k] for r in mine if r.get(k) is not None] for k in METRICS}
+        stats["support"] = [n for r in mine for n in r.get("supports", [])]
+        images = sum(r["mistakes"] for r in mine)
+        stats["success"] = sum(r.get("successes", 0) for r in mine) / images if images else None
+        result[m] = stats
+    return result
+
+
+def _method_table(stats: dict[str, dict[str, Any]], concepts: int) -> list[str]:
+    lines = ["| method | Precision@3 | mean rank of S | counterfactual reaches the class (images) | "
+             f"concepts per explanation, median [max] (of {concepts}) | ms / image |",
+             "|---|---|---|---|---|---|"]
+    for m in METHODS:
+        s = stats[m]
+        solver = m in SOLVERS and s["support"]
+        success = f"{s['success']:.3f}" if solver and s["success"] is not None else "n/a"
+        support = f"{statistics.median(s['support']):g} [{max(s['support'])}]" if solver else "n/a"
+        lines.append(f"| {m} | {_mean_std(s['precision_at_3'], digits=3)} | {_mean_std(s['mean_rank'])} | {success} | "
+                     f"{support} | {_mean_std(s['seconds_per_sample'], scale=1000, digits=3)} |")
+    return lines
 
 
 def write_cce_reports(records: list[dict[str, Any]], spec: CCEBenchSpec, out: Path) -> str:
     """Write table.md, table.csv and precision.png; return the markdown."""
     rows = _current(records, spec)
-    stats = summary(records, spec)
     concepts = rows[0]["concepts"] if rows else 0
     scenarios = sorted({r["scenario"] for r in rows})
-    explained = [r for r in rows if r["model"] == "cce" and r["mistakes"]]
+    standard = [r for r in rows if r["model"] == "cce" and r.get("kind", "standard") == "standard" and r["mistakes"]]
     lines = [
         f"# {spec.name}: planted spurious concepts ({len(scenarios)} scenarios, {concepts} concepts in the bank; "
         f"chance Precision@3 = {3 / concepts if concepts else 0:.3f})",
         "",
-        f"Mean ± std over the {len(explained)} scenarios with misclassified images; success = the counterfactual "
-        "reaches the true class (baselines change nothing).",
+        f"Standard scenarios: mean ± std over the {len(standard)} scenarios with misclassified images. "
+        f"cce: the configured solver ({spec.solver['objective']} objective, {spec.solver['l1_step']} L1, alpha "
+        f"{spec.solver['alpha']:g}); cce-reference: the same with the published objective (softmax, then "
+        "cross-entropy); cce-published: the published solver as a whole. A concept is in an explanation when "
+        f"|w| > {spec.solver['support_threshold']:g}; concepts with weight 0 tie, and ties count against S in its rank. "
+        "Baselines change nothing, so success is n/a.",
         "",
-        "| method | Precision@3 | mean rank of S | success rate | ms / sample |",
-        "|---|---|---|---|---|",
+        *_method_table(summary(records, spec), concepts),
     ]
-    for m in METHODS:
-        s = stats[m]
-        success = _mean_std(s["success_rate"], digits=3) if m == "cce" else "n/a"
-        lines.append(f"| {m} | {_mean_std(s['precision_at_3'], digits=3)} | {_mean_std(s['mean_rank'])} | {success} | "
-                     f"{_mean_std(s['seconds_per_sample'], scale=1000, digits=3)} |")
-    lines += ["", "| scenario | class | spurious S | mistakes / images | head acc % | "
+    kinds = [k for k in ("part strength", "faint") if any(r.get("kind") == k for r in rows)]
+    for kind in kinds:
+        lines += ["", f"Harder scenarios ({kind}):", "", *_method_table(summary(records, spec, kind), concepts)]
+    lines += ["", "| scenario | kind | class | planted | concept S (CAV acc) | mistakes / images | head acc % | "
               + " | ".join(f"{m} P@3 | {m} rank" for m in METHODS) + " |",
-              "|---|---|---|---|---|" + "---|---|" * len(METHODS)]
+              "|---|---|---|---|---|---|---|" + "---|---|" * len(METHODS)]
     for i in scenarios:
         by_method = {r["model"]: r for r in rows if r["scenario"] == i}
         first = next(iter(by_method.values()))
@@ -66,12 +91,16 @@ def write_cce_reports(records: list[dict[str, Any]], spec: CCEBenchSpec, out: Pa
             r = by_method.get(m, {})
             cells += [f"{r['precision_at_3']:.2f}" if r.get("precision_at_3") is not None else "-",
                       f"{r['mean_rank']:.1f}" if r.get("mean_rank") is not None else "-"]
-        lines.append(f"| {i} | {first['class']} | {first['spurious']} | {first['mistakes']} / {first['class_test_images']} | "
-                     f"{100 * first['head_accuracy']:.1f} | " + " | ".join(cells) + " |")
+        accuracy = first.get("concept_cav_accuracy")
+        concept = f"{first['spurious']} ({accuracy:.2f})" if accuracy is not None else first["spurious"]
+        lines.append(f"| {i} | {first.get('kind', 'standard')} | {first['class']} | {first.get('planted', first['spurious'])} | "
+                     f"{concept} | {first['mistakes']} / {first['class_test_images']} | {100 * first['head_accuracy']:.1f} | "
+                     + " | ".join(cells) + " |")
     markdown = "\n".join(lines) + "\n"
     write_atomic(out / "table.md", markdown)
     buffer = io.StringIO()
-    fields = ["scenario", "class", "spurious", "model", "mistakes", "class_test_images", "head_accuracy", *METRICS]
+    fields = ["scenario", "kind", "class", "planted", "spurious", "concept_cav_accuracy", "model", "mistakes",
+              "class_test_images", "head_accuracy", "successes", *METRICS]
     writer = csv.DictWriter(buffer, fields, extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)
@@ -87,7 +116,8 @@ def precision_plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
 
     plt = _pyplot()
     scenarios = sorted({r["scenario"] for r in rows})
-    labels = [next(f"{r['spurious']}\n{r['class'].split('.')[-1][:14]}" for r in rows if r["scenario"] == i) for i in scenarios]
+    labels = [next(f"{r.get('planted', r['spurious'])}\n{r['class'].split('.')[-1][:14]}" for r in rows if r["scenario"] == i)
+              for i in scenarios]
     width = 0.8 / len(METHODS)
     fig, ax = plt.subplots(figsize=(max(6.0, 0.75 * len(scenarios)), 3.8))
     for j, m in enumerate(METHODS):

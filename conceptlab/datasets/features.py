@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 def feature_cache_key(paths: list[Path], backbone: str, weights: str | None, transform, edit: str | None = None) -> str:
     """Hash of what determines the features: backbone and weights, transform, edit, files (paths and sizes)."""
-    files = [(str(p), p.stat().st_size if p.exists() else -1) for p in paths]
+    files = [(str(Path(p).resolve()), p.stat().st_size if p.exists() else -1) for p in paths]  # one key per file, however named
     parts = [backbone_weights_id(backbone, weights), repr(transform), files] + ([edit] if edit else [])
     blob = json.dumps(parts)
     return hashlib.sha256(blob.encode()).hexdigest()[:20]

@@ -119,7 +119,20 @@ VISUAL_CONCEPTS: dict[str, Edit] = {
 
 
 def visual_concept(name: str) -> Edit:
-    """The edit called ``name``; an unknown name lists the available ones."""
-    if name not in VISUAL_CONCEPTS:
-        raise ValueError(f"unknown visual concept {name!r}; choose from {', '.join(VISUAL_CONCEPTS)}")
-    return VISUAL_CONCEPTS[name]
+    """The edit called ``name``; ``"NAME@s"`` blends it in at strength ``s`` in (0, 1] (the image
+    moves the fraction ``s`` of the way to its fully edited version). An unknown name lists the
+    available ones."""
+    base, _, strength = name.partition("@")
+    if base not in VISUAL_CONCEPTS:
+        raise ValueError(f"unknown visual concept {base!r}; choose from {', '.join(VISUAL_CONCEPTS)} "
+                         "(optionally NAME@STRENGTH, e.g. sepia@0.5)")
+    edit = VISUAL_CONCEPTS[base]
+    if not strength:
+        return edit
+    try:
+        amount = float(strength)
+    except ValueError:
+        amount = float("nan")
+    if not 0 < amount <= 1:
+        raise ValueError(f"the strength in {name!r} must be a number in (0, 1], e.g. {base}@0.5")
+    return lambda x: _blend(x, edit(x), amount)
