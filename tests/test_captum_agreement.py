@@ -1,4 +1,5 @@
-"""TCAV scores agree with captum's, with shared CAV weights exactly and with our own CAVs closely."""
+"""TCAV scores agree with captum's: with shared CAV weights exactly, and with each library's own CAVs on a
+real concept (for irrelevant and random concepts they differ; benchmarks/captum_agreement.py measures how)."""
 
 from collections import OrderedDict
 
@@ -63,7 +64,7 @@ def test_same_cavs_give_captums_sign_counts(tmp_path):
     assert torch.allclose(ours, theirs.float(), atol=1e-6)
 
 
-def test_own_cavs_stay_within_005_of_captums(tmp_path):
+def test_own_cavs_agree_with_captums_on_a_real_concept(tmp_path):
     model, data, inputs = _setup(1)
     acts = {k: capture_activations(model, ["hidden"], v)["hidden"] for k, v in data.items()}
     bank = CAVBank().fit(acts, [("striped", f"random{r}") for r in range(4)])
