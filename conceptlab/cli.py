@@ -24,7 +24,7 @@ def _bench(args: argparse.Namespace) -> int:
 
     specs = [
         load_spec(target, quick=args.quick).with_overrides(
-            models=args.models.split(",") if args.models else None,
+            models=args.models.split(",") if args.models is not None else None,
             seeds=args.seeds,
             max_epochs=args.max_epochs,
             device=args.device,
@@ -38,6 +38,7 @@ def _bench(args: argparse.Namespace) -> int:
     if len(set(names)) != len(names):
         raise ValueError(f"benchmark names must differ; got {names}")
     out = Path(args.out or Path("results") / ("-".join(names) + ("-quick" if args.quick else "")))
+    _check_writable(out)
     log.info("writing results to %s", out)
     store = run_grid(specs, out, workers=args.workers, progress=not args.no_progress)
     print(write_reports(store.records(), specs, out))
@@ -46,17 +47,40 @@ def _bench(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _check_writable(out: Path) -> None:
+    """Fail before any work when results could not be written to ``out``."""
+    import tempfile
+
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".write-check-"):
+            pass
+    except OSError as err:
+        raise ValueError(f"cannot write results to {out} ({err.strerror or err}); pass --out with a writable directory") from None
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def _bench_cce(args: argparse.Namespace, raw: dict, name: str) -> int:
     from .bench.cce_bench import parse_cce_spec, run_cce_bench
     from .bench.cce_report import write_cce_reports
 
     ignored = [flag for flag, value in (("--models", args.models), ("--seeds", args.seeds), ("--max-epochs", args.max_epochs),
-                                        ("--device", args.device), ("--workers", args.workers)) if value]
+                                        ("--device", args.device), ("--workers", args.workers)) if value is not None]
     if ignored:
         raise ValueError(f"{', '.join(ignored)} do not apply to the counterfactual benchmark; set its config instead")
     spec = parse_cce_spec(raw, default_name=name, quick=args.quick, root=args.root)
     spec.check_ready()
     out = Path(args.out or Path("results") / (spec.name + ("-quick" if args.quick else "")))
+    _check_writable(out)
     log.info("writing results to %s", out)
     store = run_cce_bench(spec, out, progress=not args.no_progress)
     print(write_cce_reports(store.records(), spec, out))
@@ -73,6 +97,7 @@ def _intervene(args: argparse.Namespace) -> int:
     from .datasets.registry import load_dataset
     from .models import load_model
     from .models.interventions import intervention_curve
+    from .training.recipes import check_compatible
 
     model, info, meta = load_model(args.checkpoint)
     if "dataset" not in meta or "seed" not in meta:
@@ -81,6 +106,11 @@ def _intervene(args: argparse.Namespace) -> int:
             "conceptlab.models.interventions.intervention_curve(model, data) with your test data"
         )
     test = load_dataset(meta["dataset"], seed=meta["seed"]).test
+    if test.info.to_dict() != info.to_dict():
+        raise ValueError(f"{args.checkpoint} was trained with concepts {list(info.concept_names)[:5]} and classes "
+                         f"{list(info.task_names)[:5]}, but the dataset it records gives {list(test.info.concept_names)[:5]} "
+                         f"and {list(test.info.task_names)[:5]}: the checkpoint and its metadata disagree")
+    check_compatible(model, test)
     threshold = meta.get("evaluation", {}).get("binary_threshold", 0.0)
     curves = [
         intervention_curve(model, test, args.policy, args.groups, competence, args.repeats, args.seed, threshold)
@@ -260,10 +290,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("targets", nargs="+", help="bundled benchmark names (xor, trig, dot, cub100, cub, cce) or .yaml config paths")
     bench.add_argument("--root", help="CUB and cce only: the directory holding CUB_200_2011/")
     bench.add_argument("--models", help="comma-separated model keys (default: all in the config)")
-    bench.add_argument("--seeds", type=int, help="number of seeds; each seed draws new data and a new initialisation")
-    bench.add_argument("--max-epochs", type=int, help="override the epoch limit")
+    bench.add_argument("--seeds", type=_positive_int, help="number of seeds; each seed draws new data and a new initialisation")
+    bench.add_argument("--max-epochs", type=_positive_int, help="override the epoch limit")
     bench.add_argument("--device", choices=["auto", "cpu", "cuda", "gpu", "mps"], help="Lightning accelerator (default: config, auto)")
-    bench.add_argument("--workers", type=int, help="parallel runs (default: one per CPU core; 1 on a GPU)")
+    bench.add_argument("--workers", type=_positive_int, help="parallel runs (default: one per CPU core; 1 on a GPU)")
     bench.add_argument("--out", help="output directory (default: results/NAME)")
     bench.add_argument("--quick", action="store_true", help="few seeds and epochs: a smoke run of about a minute")
     bench.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -275,7 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
     intervene.add_argument("--groups", action="store_true", help="intervene on concept groups instead of single concepts")
     intervene.add_argument("--competence", type=float, nargs="+", default=[1.0],
                            help="fraction of correct intervention values (1: all correct, 0: all wrong); several allowed")
-    intervene.add_argument("--repeats", type=int, default=5, help="random orders drawn per curve")
+    intervene.add_argument("--repeats", type=_positive_int, default=5, help="random orders drawn per curve")
     intervene.add_argument("--seed", type=int, default=0, help="seed of the random orders")
     intervene.add_argument("--out", help="output directory (default: results/interventions/CHECKPOINT)")
     intervene.set_defaults(handler=_intervene)
@@ -287,10 +317,10 @@ def build_parser() -> argparse.ArgumentParser:
     tcav.add_argument("--random", required=True, help="directory with one folder of random examples per random set")
     tcav.add_argument("--inputs", required=True, help="folder of the inputs to explain (examples of the target class)")
     tcav.add_argument("--target", required=True, help="class index, or class name for conceptlab models")
-    tcav.add_argument("--runs", type=int, help="number of random sets to use (default: all)")
+    tcav.add_argument("--runs", type=_positive_int, help="number of random sets to use (default: all)")
     tcav.add_argument("--objective", default="logit", choices=["logit", "loss"], help="differentiate the logit or the loss")
     tcav.add_argument("--alpha", type=float, default=0.05, help="significance level")
-    tcav.add_argument("--image-size", type=int, default=224, help="image examples are resized and centre-cropped to this")
+    tcav.add_argument("--image-size", type=_positive_int, default=224, help="image examples are resized and centre-cropped to this")
     tcav.add_argument("--out", help="output directory (default: results/tcav/MODEL)")
     tcav.set_defaults(handler=_tcav)
 
@@ -302,13 +332,13 @@ def build_parser() -> argparse.ArgumentParser:
     cce.add_argument("--head", help="module whose input is the embedding the bank was fitted on (default: the bank's)")
     cce.add_argument("--published", action="store_true",
                      help="the published solver (softmax then cross-entropy, subgradient L1, alpha 0.1) instead of the defaults")
-    cce.add_argument("--steps", type=int, help="solver steps (default 100)")
+    cce.add_argument("--steps", type=_positive_int, help="solver steps (default 100)")
     cce.add_argument("--alpha", type=float, help="L1 penalty weight: sparser explanations when larger (default 10)")
     cce.add_argument("--beta", type=float, help="L2 penalty weight (default 0.01)")
     cce.add_argument("--lr", type=float, help="SGD learning rate, momentum 0.9 (default 0.01)")
     cce.add_argument("--early-stop", action="store_true", help="stop each image once its counterfactual reaches the target")
-    cce.add_argument("--top", type=int, default=5, help="concepts listed per direction")
-    cce.add_argument("--image-size", type=int, help="resize and centre-crop side (default: the bank's, else 224)")
+    cce.add_argument("--top", type=_positive_int, default=5, help="concepts listed per direction")
+    cce.add_argument("--image-size", type=_positive_int, help="resize and centre-crop side (default: the bank's, else 224)")
     cce.add_argument("--out", help="output directory (default: results/cce/MODEL)")
     cce.set_defaults(handler=_cce)
     return parser

@@ -62,8 +62,12 @@ def test_spec_reads_faint_concepts_and_harder_scenarios():
 
 
 def test_spec_rejects_unknown_keys_and_concepts():
-    with pytest.raises(ValueError, match="solver option"):
+    with pytest.raises(ValueError, match=r"solver.gamma: unknown key.*known: alpha, beta"):
         parse_cce_spec({"solver": {"gamma": 1}})
+    with pytest.raises(ValueError, match="dataset.mode: does not apply"):
+        parse_cce_spec({"dataset": {"mode": "finetune"}})
+    with pytest.raises(ValueError, match=r"solver.steps: Input should be a valid integer \(got 'ten'\)"):
+        parse_cce_spec({"solver": {"steps": "ten"}})
     with pytest.raises(ValueError, match="unknown visual concept"):
         parse_cce_spec({"bank": {"visual": ["grayscale", "stars"]}})
     with pytest.raises(ValueError, match="--root"):

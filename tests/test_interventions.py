@@ -184,7 +184,7 @@ def test_bench_records_curves_and_cas_and_writes_plots(tmp_path, capsys):
     assert "99.92" in markdown and "| cbm-fuzzy | random |" in markdown
     assert (tmp_path / "interventions.png").read_bytes()[:8] == PNG
 
-    checkpoint = tmp_path / "checkpoints" / "tiny-cbm-fuzzy-seed0.pt"
+    (checkpoint,) = (tmp_path / "checkpoints").glob("tiny-cbm-fuzzy-seed0-*.pt")
     assert cli.main(["intervene", str(checkpoint), "--policy", "uncertainty", "--competence", "1", "0",
                      "--out", str(tmp_path / "iv")]) == 0
     assert "uncertainty@competence=0" in capsys.readouterr().out

@@ -106,5 +106,7 @@ def test_model_and_data_must_agree(data):
         fit(cbm(2, 2, 5), data, "joint", TrainConfig(**FAST))
     with pytest.raises(ValueError, match="unknown recipe 'stacked'"):
         fit(cbm(2, 2, 2), data, "stacked", TrainConfig(**FAST))
-    with pytest.raises(ValueError, match="unknown training setting"):
+    with pytest.raises(ValueError, match=r"train.learning_rate: unknown key.*known: batch_size"):
         TrainConfig.from_dict({"learning_rate": 0.1})
+    with pytest.raises(ValueError, match="the model takes inputs of 5 features but the data's x has 2"):
+        fit(cbm(5, 2, 2), data, "joint", TrainConfig(**FAST))

@@ -19,9 +19,9 @@ import json
 import logging
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -32,12 +32,24 @@ from tqdm import tqdm
 from ..concepts.cav import CAVBank
 from ..concepts.cce import CCE, Counterfactuals, random_scores, univariate_scores
 from ..datasets.base import ConceptInfo
-from ..datasets.cub import CLASS_LEVEL_THRESHOLD, load_cub
+from ..datasets.cub import load_cub
 from ..datasets.features import extract_features
 from ..datasets.images import ImageConceptDataset
-from ..datasets.registry import default_cache_dir, features_by_path
+from ..datasets.registry import CubSettings, default_cache_dir, features_by_path, hashed_settings
 from ..datasets.visual_concepts import VISUAL_CONCEPTS, visual_concept
-from ..settings import reject_unknown_keys
+from ..settings import (
+    Bool,
+    Fraction,
+    Int,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    SettingsError,
+    Str,
+    settings,
+    validated,
+)
 from .store import RunStore
 
 log = logging.getLogger(__name__)
@@ -46,12 +58,74 @@ log = logging.getLogger(__name__)
 # "cce-reference": the same with the published objective (softmax, then cross-entropy), so the
 # two objectives are measured side by side; "cce-published": the published solver as a whole
 METHODS = ("cce", "cce-reference", "cce-published", "univariate", "random")
-DATASET_DEFAULTS = {"root": None, "backbone": "efficientnet_lite0", "weights": "bundled", "image_size": 224,
-                    "threshold": CLASS_LEVEL_THRESHOLD, "cache_dir": None, "batch_size": 64}
-SOLVER_DEFAULTS = {"alpha": 10.0, "beta": 0.01, "lr": 0.01, "momentum": 0.9, "steps": 100, "kappa": "mean",
-                   "objective": "logits", "l1_step": "proximal", "margin_means": "sign", "early_stop": False,
-                   "support_threshold": 1e-3}
-_TOP_LEVEL_KEYS = {"name", "benchmark", "dataset", "bank", "scenarios", "head", "solver", "quick"}
+_CUB_ONLY = ("mode", "concepts", "min_classes", "val_fraction")  # the benchmark fixes these itself
+
+
+@settings
+class BankSettings:
+    """The concept bank: visual edits, faint edits, CUB attributes, examples per concept, SVM alpha."""
+
+    visual: Literal["all"] | tuple[Str, ...] = "all"
+    faint: tuple[Str, ...] = ()
+    attributes: Bool = True
+    examples: PositiveInt = 50
+    alpha: PositiveFloat = 1.0  # the CCE reference's C = 0.01 on 50 + 50 examples
+
+
+@settings
+class HarderScenario:
+    """Plant ``plant`` (an edit, e.g. ``sepia@0.5``); ``concept`` names the bank concept that is the cause."""
+
+    plant: Str
+    concept: Str | None = None
+
+
+@settings
+class ScenarioSettings:
+    count: NonNegativeInt = 14
+    seed: Int = 0
+    harder: tuple[HarderScenario, ...] = ()
+
+
+@settings
+class HeadSettings:
+    weight_decay: NonNegativeFloat = 1e-3
+
+
+@settings
+class SolverSettings:
+    """``CCE`` hyperparameters of the "cce" rows (the other CCE rows derive from them)."""
+
+    alpha: NonNegativeFloat = 10.0
+    beta: NonNegativeFloat = 0.01
+    lr: PositiveFloat = 0.01
+    momentum: Fraction = 0.9
+    steps: PositiveInt = 100
+    kappa: Literal["mean", "zero"] | None = "mean"
+    objective: Literal["logits", "reference"] = "logits"
+    l1_step: Literal["proximal", "subgradient"] = "proximal"
+    margin_means: Literal["sign", "label"] = "sign"
+    early_stop: Bool = False
+    support_threshold: NonNegativeFloat = 1e-3
+
+
+@settings
+class CCEQuickSettings:
+    scenarios: PositiveInt | None = None
+
+
+@settings
+class CCEFile:
+    """The top level of a ``benchmark: counterfactuals`` config."""
+
+    benchmark: Literal["counterfactuals"]
+    name: Str | None = None
+    dataset: dict[str, Any] | None = None
+    bank: dict[str, Any] | None = None
+    scenarios: dict[str, Any] | None = None
+    head: dict[str, Any] | None = None
+    solver: dict[str, Any] | None = None
+    quick: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -68,14 +142,14 @@ class CCEBenchSpec:
     """What a `benchmark: counterfactuals` config says, validated."""
 
     name: str
-    dataset: dict[str, Any]
+    dataset: CubSettings
     visual: tuple[str, ...]
     attributes: bool
     examples: int
     scenarios: int
     seed: int
     head_weight_decay: float
-    solver: dict[str, Any] = field(default_factory=lambda: dict(SOLVER_DEFAULTS))
+    solver: SolverSettings = field(default_factory=SolverSettings)
     faint: tuple[str, ...] = ()
     harder: tuple[Scenario, ...] = ()
     bank_alpha: float = 1.0
@@ -89,56 +163,48 @@ class CCEBenchSpec:
     def check_ready(self) -> None:
         from ..datasets.cub import find_cub_root
 
-        if not self.dataset.get("root"):
+        if not self.dataset.root:
             raise ValueError(f"{self.name} needs CUB images: pass --root PATH (the directory holding CUB_200_2011/)")
-        find_cub_root(self.dataset["root"])
+        find_cub_root(self.dataset.root)
 
     def config_hash(self) -> str:
-        settings = {k: v for k, v in self.__dict__.items() if k not in ("name", "scenarios")}
-        settings["dataset"] = {k: v for k, v in self.dataset.items() if k not in ("cache_dir", "batch_size")}
-        return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:12]
+        settings_ = {k: v for k, v in asdict(self).items() if k not in ("name", "scenarios")}
+        settings_["dataset"] = hashed_settings(self.dataset)
+        return hashlib.sha256(json.dumps(settings_, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
 def parse_cce_spec(raw: dict[str, Any], default_name: str = "cce", quick: bool = False, root: str | None = None) -> CCEBenchSpec:
-    reject_unknown_keys(raw, _TOP_LEVEL_KEYS, "config key(s)")
-    dataset = {**DATASET_DEFAULTS, **dict(raw.get("dataset") or {})}
-    reject_unknown_keys(dataset, DATASET_DEFAULTS, "dataset option(s)")
+    """A validated spec from a ``benchmark: counterfactuals`` config; every problem names its key."""
+    top = validated(CCEFile, {"benchmark": "counterfactuals", **raw}, "")
+    given = dict(top.dataset or {})
+    misplaced = sorted(set(given) & set(_CUB_ONLY))
+    if misplaced:
+        raise SettingsError(f"dataset.{misplaced[0]}: does not apply to the counterfactual benchmark "
+                            "(it uses class-level concepts and the official train/test split)")
+    dataset = validated(CubSettings, {"name": "cub", **given}, "dataset")
     if root is not None:
-        dataset["root"] = str(root)
-    bank = dict(raw.get("bank") or {})
-    reject_unknown_keys(bank, {"visual", "faint", "attributes", "examples", "alpha"}, "bank option(s)")
-    visual = bank.get("visual", "all")
-    visual = tuple(VISUAL_CONCEPTS) if visual == "all" else tuple(visual)
-    faint = tuple(bank.get("faint") or ())
-    for name in (*visual, *faint):
+        dataset = replace(dataset, root=str(root))
+    bank = validated(BankSettings, top.bank, "bank")
+    visual = tuple(VISUAL_CONCEPTS) if bank.visual == "all" else tuple(bank.visual)
+    for name in (*visual, *bank.faint):
         visual_concept(name)
-    scenarios = dict(raw.get("scenarios") or {})
-    reject_unknown_keys(scenarios, {"count", "seed", "harder"}, "scenarios option(s)")
+    scenarios = validated(ScenarioSettings, top.scenarios, "scenarios")
     harder = []
-    for item in scenarios.get("harder") or ():
-        reject_unknown_keys(dict(item), {"plant", "concept"}, "harder scenario key(s)")
-        plant, concept = str(item["plant"]), str(item.get("concept", item["plant"]))
-        visual_concept(plant)
-        if concept not in (*visual, *faint):
-            raise ValueError(f"harder scenario concept {concept!r} is not in the bank; add it to bank.visual or bank.faint")
-        harder.append(Scenario(plant, concept, "faint" if concept in faint else "part strength"))
-    head = dict(raw.get("head") or {})
-    reject_unknown_keys(head, {"weight_decay"}, "head option(s)")
-    solver = {**SOLVER_DEFAULTS, **dict(raw.get("solver") or {})}
-    reject_unknown_keys(solver, SOLVER_DEFAULTS, "solver option(s)")
-    count = int(scenarios.get("count", 14))
+    for item in scenarios.harder:
+        concept = item.concept or item.plant
+        visual_concept(item.plant)
+        if concept not in (*visual, *bank.faint):
+            raise SettingsError(f"scenarios.harder: concept {concept!r} is not in the bank; add it to bank.visual or bank.faint")
+        harder.append(Scenario(item.plant, concept, "faint" if concept in bank.faint else "part strength"))
+    count = scenarios.count
     if quick:
-        quick_cfg = dict(raw.get("quick") or {})
-        reject_unknown_keys(quick_cfg, {"scenarios"}, "quick key(s)")
-        count = int(quick_cfg.get("scenarios", min(count, 3)))
+        count = validated(CCEQuickSettings, top.quick, "quick").scenarios or min(count, 3)
         harder = []
-    if count < 0:
-        raise ValueError(f"scenarios.count must be 0 or more; got {count}")
     if count + len(harder) == 0:
-        raise ValueError("the benchmark has no scenarios: set scenarios.count or scenarios.harder")
-    return CCEBenchSpec(str(raw.get("name", default_name)), dataset, visual, bool(bank.get("attributes", True)),
-                        int(bank.get("examples", 50)), count, int(scenarios.get("seed", 0)),
-                        float(head.get("weight_decay", 1e-3)), solver, faint, tuple(harder), float(bank.get("alpha", 1.0)))
+        raise SettingsError("the benchmark has no scenarios: set scenarios.count or scenarios.harder")
+    return CCEBenchSpec(top.name or default_name, dataset, visual, bank.attributes, bank.examples, count,
+                        scenarios.seed, validated(HeadSettings, top.head, "head").weight_decay,
+                        validated(SolverSettings, top.solver, "solver"), tuple(bank.faint), tuple(harder), bank.alpha)
 
 
 def fit_linear_head(x: Tensor, y: Tensor, n_classes: int, weight_decay: float, max_iter: int = 200) -> nn.Linear:
@@ -170,8 +236,8 @@ class _Features:
     def __call__(self, paths: list[Path], edit: str | None = None) -> Tensor:
         o = self.options
         images = ImageConceptDataset(paths, torch.zeros(len(paths), self.info.n_concepts), torch.zeros(len(paths)), self.info)
-        return extract_features(images, o["backbone"], o["weights"], o["image_size"], o["batch_size"],
-                                o["cache_dir"] or default_cache_dir(), progress=self.progress, edit=edit)
+        return extract_features(images, o.backbone, o.weights, o.image_size, o.batch_size,
+                                o.cache_dir or default_cache_dir(), progress=self.progress, edit=edit)
 
 
 def build_bank(spec: CCEBenchSpec, paths: list[Path], base: Tensor, concepts: Tensor, names: list[str],
@@ -227,8 +293,8 @@ def _evaluate(result: Counterfactuals, spurious: str, seconds: float) -> dict[st
 def run_cce_bench(spec: CCEBenchSpec, out: Path, progress: bool = True) -> RunStore:
     """Run every scenario not finished in ``out/runs.jsonl``; writes the bank and a demo model too."""
     out = Path(out)
-    splits = load_cub(spec.dataset["root"], seed=spec.seed, val_fraction=0.0, concepts="class-level",
-                      threshold=spec.dataset["threshold"])
+    splits = load_cub(spec.dataset.root, seed=spec.seed, val_fraction=0.0, concepts="class-level",
+                      threshold=spec.dataset.threshold)
     info = splits.info
     train, test = splits.train, splits.test
     features = _Features(spec, info, progress)
@@ -236,8 +302,8 @@ def run_cce_bench(spec: CCEBenchSpec, out: Path, progress: bool = True) -> RunSt
     train_x = torch.stack([base_of[p] for p in train.paths])
     test_x = torch.stack([base_of[p] for p in test.paths])
     bank = build_bank(spec, train.paths, train_x, train.c, list(info.concept_names), features)
-    bank.save(out / "bank.pt", head="head", classes=list(info.task_names), backbone=spec.dataset["backbone"],
-              weights=spec.dataset["weights"], image_size=spec.dataset["image_size"])
+    bank.save(out / "bank.pt", head="head", classes=list(info.task_names), backbone=spec.dataset.backbone,
+              weights=spec.dataset.weights, image_size=spec.dataset.image_size)
     log.info("concept bank: %d concepts, median held-out CAV accuracy %.2f", len(bank.pairs_), float(bank.accuracy_.median()))
 
     store = RunStore(out / "runs.jsonl")
@@ -248,7 +314,7 @@ def run_cce_bench(spec: CCEBenchSpec, out: Path, progress: bool = True) -> RunSt
     classes = rng.choice(n_classes, spec.scenarios, replace=spec.scenarios > n_classes).tolist()
     classes += rng.choice(n_classes, len(spec.harder), replace=len(spec.harder) > n_classes).tolist()
     concept_accuracy = {name: float(a) for (name, _), a in zip(bank.pairs_, bank.accuracy_)}
-    solver = dict(spec.solver)
+    solver = asdict(spec.solver)
     for i, scenario in enumerate(tqdm(spec.scenario_list(), desc="cce scenarios", disable=not progress)):
         target = int(classes[i])
         key = f"{info.task_names[target]}+{scenario.plant}"
@@ -288,9 +354,9 @@ def _write_demo(out: Path, spec: CCEBenchSpec, head: nn.Linear, result: Counterf
     from ..models.encoders import image_backbone
 
     o = spec.dataset
-    model = nn.Sequential(OrderedDict(backbone=image_backbone(o["backbone"], o["weights"]), head=head)).eval()
+    model = nn.Sequential(OrderedDict(backbone=image_backbone(o.backbone, o.weights), head=head)).eval()
     torch.save(model, out / "model.pt")
     with Image.open(paths[0]) as image:
-        picture = image_transform(o["image_size"])(image.convert("RGB"))
+        picture = image_transform(o.image_size)(image.convert("RGB"))
     explanation_plot(picture, result, 0, out / "explanation.png", f"{key}: {paths[0].name} explained towards its class")
     (out / "demo-images.txt").write_text("".join(f"{p}\n" for p in paths))

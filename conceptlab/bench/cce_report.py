@@ -69,10 +69,10 @@ def write_cce_reports(records: list[dict[str, Any]], spec: CCEBenchSpec, out: Pa
         f"chance Precision@3 = {3 / concepts if concepts else 0:.3f})",
         "",
         f"Standard scenarios: mean ± std over the {len(standard)} scenarios with misclassified images. "
-        f"cce: the configured solver ({spec.solver['objective']} objective, {spec.solver['l1_step']} L1, alpha "
-        f"{spec.solver['alpha']:g}); cce-reference: the same with the published objective (softmax, then "
+        f"cce: the configured solver ({spec.solver.objective} objective, {spec.solver.l1_step} L1, alpha "
+        f"{spec.solver.alpha:g}); cce-reference: the same with the published objective (softmax, then "
         "cross-entropy); cce-published: the published solver as a whole. A concept is in an explanation when "
-        f"|w| > {spec.solver['support_threshold']:g}; concepts with weight 0 tie, and ties count against S in its rank. "
+        f"|w| > {spec.solver.support_threshold:g}; concepts with weight 0 tie, and ties count against S in its rank. "
         "Baselines change nothing, so success is n/a.",
         "",
         *_method_table(summary(records, spec), concepts),

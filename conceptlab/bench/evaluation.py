@@ -3,38 +3,31 @@
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, fields
-from typing import Any
+from dataclasses import asdict
+from typing import Any, Literal
 
 from ..datasets.base import ConceptDataset
 from ..metrics import concept_alignment_score, concept_representations, summarize
 from ..models.base import ConceptModel, decode_all, encode_all
-from ..models.interventions import POLICIES, intervention_curve
-from ..settings import reject_unknown_keys
+from ..models.interventions import intervention_curve
+from ..settings import Bool, Float, Fraction, PositiveInt, settings, validated
 
 
-@dataclass(frozen=True)
+@settings
 class EvaluationSettings:
     """Test-time measurements of a benchmark (read from the config's ``evaluation`` block)."""
 
-    binary_threshold: float = 0.0  # 0.5 reproduces the official CEM code's scoring
-    intervention_policies: tuple[str, ...] = ("random", "uncertainty")
-    intervention_groups: bool = True  # intervene on concept groups (else single concepts)
-    intervention_repeats: int = 5  # random orders (and wrong values) drawn per curve
-    intervention_competence: tuple[float, ...] = (1.0, 0.0)  # 1: true values, 0: all wrong
-    concept_alignment: bool = True  # CAS of the CEM paper
+    binary_threshold: Float = 0.0  # 0.5 reproduces the official CEM code's scoring
+    intervention_policies: tuple[Literal["random", "uncertainty"], ...] = ("random", "uncertainty")
+    intervention_groups: Bool = True  # intervene on concept groups (else single concepts)
+    intervention_repeats: PositiveInt = 5  # random orders (and wrong values) drawn per curve
+    intervention_competence: tuple[Fraction, ...] = (1.0, 0.0)  # 1: true values, 0: all wrong
+    concept_alignment: Bool = True  # CAS of the CEM paper
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> EvaluationSettings:
-        reject_unknown_keys(values, (f.name for f in fields(cls)), "evaluation setting(s)")
-        values = dict(values)
-        for key in ("intervention_policies", "intervention_competence"):
-            if key in values:
-                values[key] = tuple(values[key])
-        bad = [p for p in values.get("intervention_policies", ()) if p not in POLICIES]
-        if bad:
-            raise ValueError(f"unknown intervention policy {bad}; choose from {', '.join(POLICIES)}")
-        return cls(**values)
+        """Build from a config's ``evaluation:`` block; unknown keys and bad values name the key."""
+        return validated(cls, values, "evaluation")
 
     def to_dict(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}

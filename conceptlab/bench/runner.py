@@ -9,7 +9,9 @@ import platform
 import time
 import traceback
 import warnings
+from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -18,7 +20,7 @@ import torch
 from tqdm import tqdm
 
 from .. import __version__
-from ..datasets.registry import load_dataset
+from ..datasets.registry import load_dataset, prepare_shared, settings_dict
 from ..models.io import save_model
 from ..training.recipes import fit, seeded
 from .evaluation import evaluate_run
@@ -38,7 +40,10 @@ class RunPlan:
 
     @property
     def checkpoint(self) -> Path:
-        return Path(self.out_dir) / "checkpoints" / f"{self.spec.name}-{self.model}-seed{self.seed}.pt"
+        """Named by the run's key, settings hash included: a record and its checkpoint always agree,
+        and a run with other settings never overwrites the checkpoint an older record points to."""
+        name = f"{self.spec.name}-{self.model}-seed{self.seed}-{self.spec.config_hash()}.pt"
+        return Path(self.out_dir) / "checkpoints" / name
 
 
 def versions() -> dict[str, str]:
@@ -76,8 +81,8 @@ def run_one(plan: RunPlan) -> dict[str, Any]:
         metrics = evaluate_run(model, splits.test, spec.evaluation, seed=plan.seed)
         save_model(
             model.cpu(), plan.checkpoint, splits.info,
-            bench=spec.name, model_key=plan.model, seed=plan.seed, dataset=spec.dataset,
-            evaluation=spec.evaluation.to_dict(),
+            bench=spec.name, model_key=plan.model, seed=plan.seed, dataset=settings_dict(spec.dataset),
+            evaluation=spec.evaluation.to_dict(), config_hash=record["config_hash"],
         )
         record.update(
             status="ok",
@@ -113,10 +118,36 @@ def keep_freed_memory() -> None:
         libc.mallopt(m_trim_threshold, 512 << 20)
 
 
-def _init_worker(threads: int) -> None:
+def _init_worker(threads: int, parent: int) -> None:
     torch.set_num_threads(threads)
     keep_freed_memory()
     warnings.filterwarnings("ignore", category=DeprecationWarning)
+    exit_with_parent(parent)
+
+
+def exit_with_parent(parent: int) -> None:
+    """End this worker process as soon as ``parent`` (the bench process) is gone.
+
+    On Linux the kernel delivers SIGKILL on the parent's death (prctl PR_SET_PDEATHSIG); a
+    watchdog thread checks the parent every second elsewhere, and catches a parent that died
+    before the prctl call. Without it, a killed bench left its workers training runs nobody records.
+    """
+    import ctypes
+    import ctypes.util
+    import signal
+    import threading
+
+    if platform.system() == "Linux":
+        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 def plan_runs(spec: BenchSpec, out_dir: Path, store: RunStore) -> list[RunPlan]:
@@ -147,6 +178,8 @@ def run_grid(specs: list[BenchSpec], out_dir: Path, workers: int | None = None, 
         log.info("resuming: %d finished run(s) found in %s are skipped", skipped, store.path)
     if not plans:
         return store
+    for spec in {plan.spec.name: plan.spec for plan in plans}.values():
+        prepare_shared(spec.dataset, progress=progress)  # e.g. CUB features: extracted once, not once per worker
     workers = min(workers or default_workers(specs[0].train.device), len(plans))
     bar = tqdm(total=len(plans), desc="runs", unit="run", disable=not progress)
     try:
@@ -161,19 +194,44 @@ def run_grid(specs: list[BenchSpec], out_dir: Path, workers: int | None = None, 
 
 
 def _run_parallel(plans: list[RunPlan], workers: int, store: RunStore, bar: tqdm) -> None:
+    """Runs on a spawned process pool; an interruption (Ctrl-C, SIGTERM, an error) cancels the
+    queued runs and terminates the running ones, whose records were never written."""
     threads = max(1, (os.cpu_count() or 1) // workers)
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(threads,)) as pool:
-        pending: set[Future] = {pool.submit(run_one, plan) for plan in plans}
-        try:
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(threads, os.getpid()))
+    try:
+        with _terminate_on_sigterm():
+            pending: set[Future] = {pool.submit(run_one, plan) for plan in plans}
             while pending:
                 finished, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for future in finished:
                     _record(store, future.result(), bar)
-        except BaseException:
-            for future in pending:
-                future.cancel()
-            raise
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        for child in multiprocessing.active_children():
+            child.terminate()
+        raise
+    pool.shutdown()
+
+
+@contextmanager
+def _terminate_on_sigterm() -> Iterator[None]:
+    """Turn SIGTERM into an exception in the main thread, so the pool is shut down in order."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, frame):
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _record(store: RunStore, record: dict[str, Any], bar: tqdm) -> None:

@@ -1,23 +1,48 @@
-"""Benchmark specifications: what a YAML config under experiments/configs says, validated."""
+"""Benchmark specifications: what a YAML config under experiments/configs says, validated.
+
+Every block is parsed into typed settings when the file is read, so a misspelled key, a number
+written as text or an out-of-range value fails before any run starts, naming the file and key.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from ..settings import reject_unknown_keys
+from ..datasets.registry import CubSettings, DatasetSettings, dataset_settings, hashed_settings
+from ..settings import PositiveInt, SettingsError, Str, settings, validated
 from ..training.config import TrainConfig
 from .evaluation import EvaluationSettings
 from .zoo import MODEL_KEYS, ModelSettings
 
-_TOP_LEVEL_KEYS = {"name", "dataset", "models", "seeds", "model", "train", "quick", "reference", "evaluation"}
-_QUICK_KEYS = {"seeds", "max_epochs"}
+
+@settings
+class QuickSettings:
+    """What ``--quick`` changes: fewer seeds and epochs."""
+
+    seeds: PositiveInt | None = None
+    max_epochs: PositiveInt | None = None
+
+
+@settings
+class BenchFile:
+    """The top level of a benchmark config; each block is validated by its own settings class."""
+
+    dataset: dict[str, Any]
+    name: Str | None = None
+    models: tuple[Str, ...] | None = None
+    seeds: PositiveInt = 5
+    model: dict[str, Any] | None = None
+    train: dict[str, Any] | None = None
+    evaluation: dict[str, Any] | None = None
+    quick: dict[str, Any] | None = None
+    reference: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -25,7 +50,7 @@ class BenchSpec:
     """One benchmark: a dataset, models, seeds, settings, and the published numbers to compare with."""
 
     name: str
-    dataset: dict[str, Any]
+    dataset: DatasetSettings
     models: tuple[str, ...]
     seeds: int
     model: ModelSettings
@@ -34,20 +59,29 @@ class BenchSpec:
     reference: dict[str, Any] = field(default_factory=dict)
 
     def check_ready(self) -> None:
-        """Fail before any run starts when the data cannot be found."""
-        if self.dataset.get("name") == "cub":
+        """Fail before any run starts when the data cannot be found or the device is missing."""
+        import torch
+
+        if isinstance(self.dataset, CubSettings):
             from ..datasets.cub import find_cub_root
 
-            if not self.dataset.get("root"):
+            if not self.dataset.root:
                 raise ValueError(f"{self.name} needs the CUB archive: pass --root PATH (the directory holding CUB_200_2011/)")
-            find_cub_root(self.dataset["root"])
+            find_cub_root(self.dataset.root)
+        if self.train.device in ("cuda", "gpu") and not torch.cuda.is_available():
+            raise ValueError(f"{self.name} asks for device {self.train.device!r} but torch sees no CUDA GPU here; "
+                             "use --device cpu (or auto)")
+        if self.train.device == "mps" and not torch.backends.mps.is_available():
+            raise ValueError(f"{self.name} asks for device 'mps' but this machine has no Apple GPU; use --device cpu")
 
     def config_dict(self) -> dict[str, Any]:
-        """The settings that determine a run's result (not the model list, seeds or references)."""
+        """The settings that determine a run's result (not the model list, seeds or references),
+        normalised: defaults are filled in, so equal settings always give equal dictionaries."""
+        ignored = ("device", "devices", "seed", "checkpoint_dir", "num_workers")
         return {
-            "dataset": self.dataset,
+            "dataset": hashed_settings(self.dataset),
             "model": self.model.to_dict(),
-            "train": {k: v for k, v in vars(self.train).items() if k not in ("device", "devices", "seed", "checkpoint_dir", "num_workers")},
+            "train": {k: v for k, v in asdict(self.train).items() if k not in ignored},
             "evaluation": self.evaluation.to_dict(),
         }
 
@@ -65,28 +99,30 @@ class BenchSpec:
     ) -> BenchSpec:
         spec = self
         if root is not None:
-            if self.dataset.get("name") != "cub":
+            if not isinstance(self.dataset, CubSettings):
                 raise ValueError(f"--root applies to CUB benchmarks; {self.name} draws its data from a generator")
-            spec = replace(spec, dataset={**spec.dataset, "root": str(root)})
-        if models:
-            spec = replace(spec, models=tuple(_check_models(models)))
+            spec = replace(spec, dataset=replace(spec.dataset, root=str(root)))
+        if models is not None:
+            spec = replace(spec, models=check_models(models))
         if seeds is not None:
             if seeds < 1:
                 raise ValueError(f"--seeds must be at least 1; got {seeds}")
             spec = replace(spec, seeds=seeds)
-        train = spec.train
-        if max_epochs is not None:
-            train = replace(train, max_epochs=max_epochs)
-        if device is not None:
-            train = replace(train, device=device)
-        return replace(spec, train=train)
+        overrides = {k: v for k, v in (("max_epochs", max_epochs), ("device", device)) if v is not None}
+        if overrides:
+            spec = replace(spec, train=validated(lambda **values: replace(spec.train, **values), overrides, "train"))
+        return spec
 
 
-def _check_models(models: list[str]) -> list[str]:
+def check_models(models: list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """The model keys, each known, at least one."""
+    models = [m.strip() for m in models if m.strip()]
+    if not models:
+        raise ValueError(f"no model keys given; choose from {', '.join(MODEL_KEYS)}")
     unknown = [m for m in models if m not in MODEL_KEYS]
     if unknown:
         raise ValueError(f"unknown model key(s) {unknown}; choose from {', '.join(MODEL_KEYS)}")
-    return list(models)
+    return tuple(models)
 
 
 def _config_dir():
@@ -99,48 +135,61 @@ def bundled_configs() -> list[str]:
 
 
 def load_config(target: str) -> tuple[dict[str, Any], str]:
-    """The raw YAML of a bundled config name ('xor') or a file path, and its default name."""
+    """The raw YAML of a bundled config name ('xor') or a file path, and its default name.
+
+    A YAML syntax error names the file, line and column.
+    """
     path = Path(target)
     if target.endswith((".yaml", ".yml")) or path.exists():
         if not path.is_file():
             raise FileNotFoundError(f"config file {target} does not exist")
-        text = path.read_text()
+        text, source = path.read_text(), str(path)
     else:
         config = _config_dir() / f"{target}.yaml"
         if not config.is_file():
             raise ValueError(f"unknown benchmark {target!r}; choose one of {', '.join(bundled_configs())} or pass a .yaml path")
-        text = config.read_text()
-    raw = yaml.safe_load(text) or {}
+        text, source = config.read_text(), f"{target}.yaml"
+    try:
+        raw = yaml.safe_load(text) or {}
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err)
+        raise ValueError(f"{source}{where}: not valid YAML ({problem})") from None
     if not isinstance(raw, dict):
-        raise ValueError(f"config {target} must be a YAML mapping of settings")
+        raise ValueError(f"config {source} must be a YAML mapping of settings")
     return raw, path.stem
 
 
 def load_spec(target: str, quick: bool = False) -> BenchSpec:
     """Load a bundled config by name ('xor') or a YAML file by path; ``quick`` applies its quick block."""
     raw, name = load_config(target)
-    return parse_spec(raw, default_name=name, quick=quick)
+    try:
+        return parse_spec(raw, default_name=name, quick=quick)
+    except SettingsError as err:
+        raise SettingsError(f"{target}: {err}") from None
 
 
 def parse_spec(raw: dict[str, Any], default_name: str = "bench", quick: bool = False) -> BenchSpec:
-    reject_unknown_keys(raw, _TOP_LEVEL_KEYS, "config key(s)")
-    if "dataset" not in raw or "name" not in raw["dataset"]:
-        raise ValueError("a benchmark config needs `dataset: {name: ...}`")
-    models = _check_models(list(raw.get("models") or MODEL_KEYS))
-    train = TrainConfig.from_dict(dict(raw.get("train") or {}))
-    seeds = int(raw.get("seeds", 5))
+    """A validated ``BenchSpec`` from a config mapping; every problem names its key."""
+    if "dataset" not in raw:
+        raise SettingsError("a benchmark config needs `dataset: {name: ...}`")
+    top = validated(BenchFile, raw, "")
+    dataset = dataset_settings(top.dataset)
+    models = check_models(list(top.models if top.models is not None else MODEL_KEYS))
+    train = TrainConfig.from_dict(top.train)
+    seeds = top.seeds
     if quick:
-        quick_cfg = dict(raw.get("quick") or {})
-        reject_unknown_keys(quick_cfg, _QUICK_KEYS, "quick key(s)")
-        seeds = int(quick_cfg.get("seeds", min(seeds, 2)))
-        train = replace(train, max_epochs=int(quick_cfg.get("max_epochs", min(train.max_epochs, 30))))
+        fast = validated(QuickSettings, top.quick, "quick")
+        seeds = fast.seeds or min(seeds, 2)
+        train = replace(train, max_epochs=fast.max_epochs or min(train.max_epochs, 30))
     return BenchSpec(
-        name=str(raw.get("name", default_name)),
-        dataset=dict(raw["dataset"]),
-        models=tuple(models),
+        name=top.name or default_name,
+        dataset=dataset,
+        models=models,
         seeds=seeds,
-        model=ModelSettings.from_dict(dict(raw.get("model") or {})),
+        model=ModelSettings.from_dict(top.model),
         train=train,
-        evaluation=EvaluationSettings.from_dict(dict(raw.get("evaluation") or {})),
-        reference=dict(raw.get("reference") or {}),
+        evaluation=EvaluationSettings.from_dict(top.evaluation),
+        reference=dict(top.reference or {}),
     )

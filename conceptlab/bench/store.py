@@ -1,4 +1,9 @@
-"""The results store: one JSON object per run in runs.jsonl, rewritten atomically on every append."""
+"""The results store: one JSON object per run in runs.jsonl, shared safely between processes.
+
+Every write takes a file lock (``runs.jsonl.lock``, the filelock package), reads what other
+processes wrote meanwhile, adds its record and replaces the file atomically; so two benches on
+one output directory both keep their records, and a reader never sees half a file.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +12,36 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock
+
 from ..atomic import write_atomic
 
 log = logging.getLogger(__name__)
 
+RunKey = tuple[str, str, int, str]
 
-def run_key(record: dict[str, Any]) -> tuple[str, str, int, str]:
+
+def run_key(record: dict[str, Any]) -> RunKey:
     return record["dataset"], record["model"], int(record["seed"]), record["config_hash"]
+
+
+def read_records(path: Path) -> dict[RunKey, dict[str, Any]]:
+    """The records of a runs.jsonl file, by run key; a later record of a run replaces an earlier
+    one, and lines that are not JSON objects with a run key are skipped with a warning."""
+    records: dict[RunKey, dict[str, Any]] = {}
+    if not path.exists():
+        return records
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            if not isinstance(record, dict):
+                raise ValueError(f"expected a JSON object, got {type(record).__name__}")
+            records[run_key(record)] = record
+        except (ValueError, KeyError, TypeError) as err:
+            log.warning("skipping unreadable line %d of %s: %s", number, path, err)
+    return records
 
 
 class RunStore:
@@ -21,24 +49,21 @@ class RunStore:
 
     def __init__(self, path: Path):
         self.path = Path(path)
-        self._records: dict[tuple, dict[str, Any]] = {}
-        if self.path.exists():
-            for number, line in enumerate(self.path.read_text().splitlines(), 1):
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                    self._records[run_key(record)] = record
-                except (json.JSONDecodeError, KeyError) as err:
-                    log.warning("skipping unreadable line %d of %s: %s", number, self.path, err)
+        self._lock = FileLock(str(self.path) + ".lock")
+        self._records = read_records(self.path)
 
     def records(self) -> list[dict[str, Any]]:
         return list(self._records.values())
 
-    def finished(self) -> set[tuple]:
+    def finished(self) -> set[RunKey]:
         """Keys of the runs that completed successfully (failed runs are retried)."""
         return {key for key, r in self._records.items() if r.get("status") == "ok"}
 
     def add(self, record: dict[str, Any]) -> None:
-        self._records[run_key(record)] = record
-        write_atomic(self.path, "".join(json.dumps(r) + "\n" for r in self._records.values()))
+        """Record one run, merged with whatever other processes wrote since this store last looked."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._lock:
+            records = read_records(self.path)
+            records[run_key(record)] = record
+            write_atomic(self.path, "".join(json.dumps(r) + "\n" for r in records.values()))
+        self._records = records

@@ -3,32 +3,31 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
+from typing import Literal
 
 from ..datasets.base import ConceptInfo
 from ..models import ConceptModel, black_box, cbm, cem
-from ..settings import reject_unknown_keys
+from ..settings import Fraction, PositiveInt, Str, settings, validated
 from ..training.config import TrainConfig
 
 
-@dataclass(frozen=True)
+@settings
 class ModelSettings:
     """Architecture settings shared by the models of one benchmark (SPEC §2)."""
 
-    hidden: tuple[int, ...] = (128, 128)  # MLP encoder widths
-    latent_dim: int = 128  # CEM encoder output
-    embedding_size: int = 128  # CEM m; hybrid CBM and black box use k * m bottleneck units
-    randint: float = 0.25  # CEM training-intervention probability
-    randint_per: str = "sample"  # "sample" (paper) or "batch" (official code)
-    backbone: str | None = None  # image backbone trained end to end (datasets in finetune mode)
-    backbone_weights: str | None = None  # local weights file, "bundled" or null (random init)
+    hidden: tuple[PositiveInt, ...] = (128, 128)  # MLP encoder widths
+    latent_dim: PositiveInt = 128  # CEM encoder output
+    embedding_size: PositiveInt = 128  # CEM m; hybrid CBM and black box use k * m bottleneck units
+    randint: Fraction = 0.25  # CEM training-intervention probability
+    randint_per: Literal["sample", "batch"] = "sample"  # "sample" (paper) or "batch" (official code)
+    backbone: Str | None = None  # image backbone trained end to end (datasets in finetune mode)
+    backbone_weights: Str | None = None  # local weights file, "bundled" or null (random init)
 
     @classmethod
     def from_dict(cls, values: dict) -> ModelSettings:
-        reject_unknown_keys(values, (f.name for f in fields(cls)), "model setting(s)")
-        if "hidden" in values:
-            values = {**values, "hidden": tuple(values["hidden"])}
-        return cls(**values)
+        """Build from a config's ``model:`` block; unknown keys and bad values name the key."""
+        return validated(cls, values, "model")
 
     def to_dict(self) -> dict:
         return {**asdict(self), "hidden": list(self.hidden)}

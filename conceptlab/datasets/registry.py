@@ -2,44 +2,90 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import torch
+from pydantic import Field
 
-from ..settings import reject_unknown_keys
+from ..settings import Float, PositiveInt, SettingsError, Str, settings, validated
 from .base import ConceptSplits
 from .cub import CLASS_LEVEL_THRESHOLD, load_cub
 from .images import ImageConceptDataset
 from .synthetic import SYNTHETIC_DATASETS, make_synthetic
 
-CUB_OPTIONS = {
-    "root": None,  # directory holding CUB_200_2011/ (or that directory itself)
-    "mode": "frozen",  # frozen: cached backbone features as tensors; finetune: images for end-to-end training
-    "backbone": "efficientnet_lite0",
-    "weights": "bundled",  # local weights file, "bundled" (EfficientNet-Lite0) or null (random init)
-    "image_size": 224,
-    "concepts": "auto",  # auto | image-labels | class-level
-    "threshold": CLASS_LEVEL_THRESHOLD,  # % for the class-level fallback
-    "min_classes": 10,  # keep attributes present in at least this many classes (majority-vote rule)
-    "val_fraction": 0.2,
-    "cache_dir": None,  # default: $XDG_CACHE_HOME/conceptlab or ~/.cache/conceptlab
-    "batch_size": 64,  # feature extraction batch
-}
+
+@settings
+class SyntheticSettings:
+    """A generated dataset of the CEM paper: ``name`` xor, trig or dot, ``size`` samples in all."""
+
+    name: Literal["xor", "trig", "dot"]
+    size: Annotated[PositiveInt, Field(ge=10)] = 3000
+
+
+@settings
+class CubSettings:
+    """CUB-200-2011 from its official archive, as features of a frozen backbone or as images."""
+
+    name: Literal["cub"] = "cub"
+    root: Str | None = None  # directory holding CUB_200_2011/ (or that directory itself)
+    mode: Literal["frozen", "finetune"] = "frozen"  # cached backbone features, or images for end-to-end training
+    backbone: Str = "efficientnet_lite0"
+    weights: Str | None = "bundled"  # local weights file, "bundled" (EfficientNet-Lite0) or null (random init)
+    image_size: PositiveInt = 224
+    concepts: Literal["auto", "image-labels", "class-level"] = "auto"
+    threshold: Annotated[Float, Field(ge=0, le=100)] = CLASS_LEVEL_THRESHOLD  # % for the class-level fallback
+    min_classes: PositiveInt = 10  # keep attributes present in at least this many classes (majority-vote rule)
+    val_fraction: Annotated[Float, Field(ge=0, lt=1)] = 0.2
+    cache_dir: Str | None = None  # default: $XDG_CACHE_HOME/conceptlab or ~/.cache/conceptlab
+    batch_size: PositiveInt = 64  # feature extraction batch
+
+    def __post_init__(self) -> None:
+        from ..models.encoders import BACKBONES
+
+        if self.backbone not in BACKBONES:
+            raise SettingsError(f"dataset.backbone: unknown backbone {self.backbone!r}; choose from {', '.join(BACKBONES)}")
+
+
+DatasetSettings = SyntheticSettings | CubSettings
 DATASETS: tuple[str, ...] = (*SYNTHETIC_DATASETS, "cub")
+# settings that change how a result is computed but never the result: left out of run hashes
+_NOT_HASHED = ("cache_dir", "batch_size")
 
 
-def load_dataset(config: dict[str, Any], seed: int) -> ConceptSplits:
-    """Build the dataset a config names, e.g. ``{"name": "xor", "size": 3000}``, for ``seed``."""
-    options = dict(config)
-    name = options.pop("name", None)
+def dataset_settings(config: Mapping[str, Any] | DatasetSettings) -> DatasetSettings:
+    """Validated settings of the dataset a config block names, e.g. ``{"name": "xor", "size": 3000}``."""
+    if isinstance(config, (SyntheticSettings, CubSettings)):
+        return config
+    if not isinstance(config, Mapping):
+        raise SettingsError(f"dataset must be a mapping such as {{name: xor}}; got {config!r}")
+    name = config.get("name")
     if name in SYNTHETIC_DATASETS:
-        reject_unknown_keys(options, {"size"}, f"option(s) for dataset {name!r}")
-        return make_synthetic(name, size=int(options.get("size", 3000)), seed=seed)
+        return validated(SyntheticSettings, config, "dataset")
     if name == "cub":
-        reject_unknown_keys(options, CUB_OPTIONS, f"option(s) for dataset {name!r}")
-        return load_cub_for_bench({**CUB_OPTIONS, **options}, seed)
-    raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+        return validated(CubSettings, config, "dataset")
+    raise SettingsError(f"dataset.name: unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+
+
+def settings_dict(config: DatasetSettings) -> dict[str, Any]:
+    """Every setting, defaults included: what a checkpoint records."""
+    return dataclasses.asdict(config)
+
+
+def hashed_settings(config: DatasetSettings) -> dict[str, Any]:
+    """The settings that decide results, defaults included, so that ``{name: xor}`` and
+    ``{name: xor, size: 3000}`` name the same runs."""
+    return {k: v for k, v in dataclasses.asdict(config).items() if k not in _NOT_HASHED}
+
+
+def load_dataset(config: Mapping[str, Any] | DatasetSettings, seed: int) -> ConceptSplits:
+    """Build the dataset a config names, e.g. ``{"name": "xor", "size": 3000}``, for ``seed``."""
+    config = dataset_settings(config)
+    if isinstance(config, SyntheticSettings):
+        return make_synthetic(config.name, size=config.size, seed=seed)
+    return load_cub_for_bench(config, seed)
 
 
 def default_cache_dir() -> Path:
@@ -49,29 +95,36 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "conceptlab"
 
 
-def load_cub_for_bench(options: dict[str, Any], seed: int) -> ConceptSplits:
+def load_cub_for_bench(options: CubSettings, seed: int) -> ConceptSplits:
     """CUB as frozen-backbone feature tensors (cached) or as images for fine-tuning."""
     from .features import feature_splits
     from .transforms import image_transform
 
-    if not options["root"]:
+    if not options.root:
         raise ValueError("the cub dataset needs a root: pass --root PATH (the directory holding CUB_200_2011/)")
-    splits = load_cub(options["root"], seed, options["val_fraction"], options["concepts"], options["min_classes"],
-                      options["threshold"])
-    if options["mode"] == "finetune":
-        size = options["image_size"]
+    splits = load_cub(options.root, seed, options.val_fraction, options.concepts, options.min_classes, options.threshold)
+    if options.mode == "finetune":
+        size = options.image_size
         return ConceptSplits(
             splits.train.with_transform(image_transform(size, train=True)),
             splits.val.with_transform(image_transform(size)),
             splits.test.with_transform(image_transform(size)),
             splits.concept_source,
         )
-    if options["mode"] != "frozen":
-        raise ValueError(f"cub mode must be 'frozen' or 'finetune'; got {options['mode']!r}")
     return feature_splits(splits, features_by_path(splits, options))
 
 
-def features_by_path(splits: ConceptSplits, options: dict[str, Any], progress: bool = True) -> dict[Path, torch.Tensor]:
+def prepare_shared(config: DatasetSettings, seed: int = 0, progress: bool = True) -> None:
+    """Compute what every run of a grid on this dataset reads (CUB features), once, before the runs.
+
+    The feature cache key covers the whole file list, so one extraction serves every seed.
+    """
+    if isinstance(config, CubSettings) and config.mode == "frozen":
+        splits = load_cub(config.root, seed, config.val_fraction, config.concepts, config.min_classes, config.threshold)
+        features_by_path(splits, config, progress)
+
+
+def features_by_path(splits: ConceptSplits, options: CubSettings, progress: bool = True) -> dict[Path, torch.Tensor]:
     """Frozen-backbone features of every image of ``splits`` (cached), keyed by path.
 
     The cache key covers the sorted file list, so every seed and every benchmark that reads the
@@ -81,7 +134,7 @@ def features_by_path(splits: ConceptSplits, options: dict[str, Any], progress: b
 
     every = sorted([*splits.train.paths, *splits.val.paths, *splits.test.paths])
     images = ImageConceptDataset(every, torch.zeros(len(every), splits.info.n_concepts), torch.zeros(len(every)), splits.info)
-    features = extract_features(images, options["backbone"], options["weights"], options["image_size"],
-                                options["batch_size"], options["cache_dir"] or default_cache_dir(), num_workers=1,
+    features = extract_features(images, options.backbone, options.weights, options.image_size,
+                                options.batch_size, options.cache_dir or default_cache_dir(), num_workers=1,
                                 progress=progress)
     return dict(zip(every, features))

@@ -95,8 +95,10 @@ def seeded(seed: int, device: torch.device | None = None) -> Iterator[None]:
         yield
 
 
-def check_compatible(model: ConceptModel, splits: ConceptSplits) -> None:
-    info = splits.info
+def check_compatible(model: ConceptModel, data: ConceptSplits | ConceptDataset) -> None:
+    """Fail with the fix when ``model`` cannot read ``data``: concepts, classes, input width, samples."""
+    parts = [data.train, data.val, data.test] if isinstance(data, ConceptSplits) else [data]
+    info = parts[0].info
     if model.n_concepts and model.n_concepts != info.n_concepts:
         raise ValueError(
             f"the model predicts {model.n_concepts} concepts but the data has {info.n_concepts}; "
@@ -107,6 +109,11 @@ def check_compatible(model: ConceptModel, splits: ConceptSplits) -> None:
             f"the model predicts {model.n_classes} classes but the data has {info.n_classes}; "
             f"build the model with n_classes={info.n_classes}"
         )
+    width = (model.build_spec or {}).get("kwargs", {}).get("in_features")
+    x = getattr(parts[0], "x", None)
+    if width and x is not None and x.ndim == 2 and x.shape[1] != width:
+        raise ValueError(f"the model takes inputs of {width} features but the data's x has {x.shape[1]}; "
+                         f"build the model with in_features={x.shape[1]}")
 
 
 def fit(
@@ -119,6 +126,10 @@ def fit(
     """
     config = config or TrainConfig()
     check_compatible(model, splits)
+    for part, name in ((splits.train, "training"), (splits.val, "validation")):
+        if len(part) == 0:
+            hint = " (early stopping and the learning-rate schedule read it)" if name == "validation" else ""
+            raise ValueError(f"the {name} split is empty{hint}; give it samples, e.g. split_dataset(data, (0.7, 0.1, 0.2))")
     stages = recipe_stages(recipe, config)
     if model.n_concepts == 0:
         stages = [s for s in stages if s.task_weight > 0]
