@@ -6,7 +6,6 @@ from typing import Literal
 
 from ..settings import (
     Bool,
-    Float,
     Fraction,
     Int,
     NonNegativeFloat,
