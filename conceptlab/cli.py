@@ -85,7 +85,7 @@ def _bench_cce(args: argparse.Namespace, raw: dict, name: str) -> int:
     store = run_cce_bench(spec, out, progress=not args.no_progress)
     print(write_cce_reports(store.records(), spec, out))
     print(f"results: {out}/runs.jsonl, {out}/table.md, {out}/table.csv, {out}/precision.png, "
-          f"{out}/explanation.png; demo model and bank: {out}/model.pt, {out}/bank.pt")
+          f"{out}/explanation.png; demo model and bank: {out}/model.pt2, {out}/bank.pt")
     return 0
 
 
@@ -130,75 +130,21 @@ def _intervene(args: argparse.Namespace) -> int:
     return 0
 
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
-
-
-def _read_image(file: Path, transform):
-    """One image file as a [0, 1] tensor (3, H, W) through ``transform``."""
-    from PIL import Image
-
-    with Image.open(file) as image:
-        return transform(image.convert("RGB"))
-
-
-def _load_examples(folder: Path, image_size: int):
-    """All examples in ``folder``: images (resized, centre-cropped, in [0, 1]) or .pt tensors."""
-    import torch
-
-    from .datasets.transforms import image_transform
-
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES | {".pt"})
-    if not files:
-        raise ValueError(f"{folder} holds no examples: put images (.jpg, .png) or tensors (.pt) in it")
-    transform = image_transform(image_size)
-    parts = []
-    for file in files:
-        if file.suffix == ".pt":
-            x = torch.load(file, weights_only=True)
-            parts.append(x.unsqueeze(0) if x.ndim in (1, 3) else x)
-        else:
-            parts.append(_read_image(file, transform).unsqueeze(0))
-    return torch.cat(parts).float()
-
-
-def _example_sets(root: str, image_size: int, limit: int | None = None) -> dict:
-    folder = Path(root)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"{root} is not a directory: expected one sub-directory of examples per set")
-    subdirs = sorted(p for p in folder.iterdir() if p.is_dir())
-    if not subdirs:
-        raise ValueError(f"{root} has no sub-directories: expected one folder of examples per concept or random set")
-    return {d.name: _load_examples(d, image_size) for d in subdirs[:limit]}
-
-
-def _any_model(path: Path):
-    """(model, class names) from a conceptlab model file, a pickled nn.Module (.pt) or TorchScript (.ts)."""
-    import torch
-
-    from .models import load_model
-
-    try:
-        model, info, _ = load_model(path)
-        return model, list(info.task_names)
-    except ValueError:  # not a conceptlab file: a whole pickled or TorchScript module
-        if not path.is_file():
-            raise
-        return (torch.jit.load(path) if path.suffix == ".ts" else torch.load(path, weights_only=False)), []
-
-
 def _tcav(args: argparse.Namespace) -> int:
     import json
 
     from .atomic import write_atomic
     from .bench.runner import keep_freed_memory
     from .concepts import run_tcav, tcav_plot, write_tcav_csv
+    from .concepts.examples import example_sets, load_examples
+    from .models.io import load_any_model
 
     keep_freed_memory()  # large activation batches: reuse freed memory instead of fresh pages each batch
     path = Path(args.model)
-    model, classes = _any_model(path)
-    concepts = _example_sets(args.concepts, args.image_size)
-    randoms = _example_sets(args.random, args.image_size, args.runs)
-    inputs = _load_examples(Path(args.inputs), args.image_size)
+    model, classes = load_any_model(path, trust_code=args.trust_model_file)
+    concepts = example_sets(args.concepts, args.image_size)
+    randoms = example_sets(args.random, args.image_size, args.runs)
+    inputs = load_examples(args.inputs, args.image_size)
     layers = args.layers.split(",")
     records = run_tcav(model, layers, concepts, randoms, inputs, args.target, args.objective, alpha=args.alpha,
                        classes=classes or None)
@@ -215,20 +161,6 @@ def _tcav(args: argparse.Namespace) -> int:
     return 0
 
 
-def _image_files(paths: list[str]) -> list[Path]:
-    files: list[Path] = []
-    for item in map(Path, paths):
-        if item.is_dir():
-            files += sorted(p for p in item.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        elif item.is_file():
-            files.append(item)
-        else:
-            raise FileNotFoundError(f"no image at {item}")
-    if not files:
-        raise ValueError(f"no images (.jpg, .png) found in {', '.join(paths)}")
-    return files
-
-
 def _cce(args: argparse.Namespace) -> int:
     import json
 
@@ -239,10 +171,12 @@ def _cce(args: argparse.Namespace) -> int:
     from .concepts.activations import layer_inputs, resolve_layer
     from .concepts.cce import CCE
     from .concepts.cce_plot import explanation_plot
+    from .concepts.examples import image_files, read_image
     from .concepts.tcav import n_classes_of, resolve_class, task_logits
+    from .models.io import load_any_model
     from .datasets.transforms import image_transform
 
-    model, classes = _any_model(Path(args.model))
+    model, classes = load_any_model(args.model, trust_code=args.trust_model_file)
     bank = CAVBank.load(args.bank)
     classes = classes or list(bank.metadata_.get("classes", []))
     head_name = args.head or bank.metadata_.get("head")
@@ -251,9 +185,9 @@ def _cce(args: argparse.Namespace) -> int:
                          "(the module that maps the embedding to logits, e.g. fc)")
     head = resolve_layer(model, head_name)
     size = args.image_size or int(bank.metadata_.get("image_size", 224))
-    files = _image_files(args.images)
+    files = image_files(args.images)
     transform = image_transform(size)
-    x = torch.stack([_read_image(file, transform) for file in files])
+    x = torch.stack([read_image(file, transform) for file in files])
     embeddings = layer_inputs(model, head_name, x)
     with torch.no_grad():
         n_classes = n_classes_of(task_logits(head(embeddings[:1])))
@@ -311,7 +245,10 @@ def build_parser() -> argparse.ArgumentParser:
     intervene.set_defaults(handler=_intervene)
 
     tcav = commands.add_parser("tcav", help="TCAV scores with significance for a model's class")
-    tcav.add_argument("--model", required=True, help="a conceptlab model file, a pickled nn.Module (.pt) or TorchScript (.ts)")
+    tcav.add_argument("--model", required=True, help="a conceptlab model file or TorchScript archive (a pickled nn.Module "
+                      "needs --trust-model-file)")
+    tcav.add_argument("--trust-model-file", action="store_true",
+                      help="allow a pickled nn.Module: loading it runs code stored in the file; only for trusted files")
     tcav.add_argument("--layers", required=True, help="comma-separated dotted layer names, e.g. layer3,layer4")
     tcav.add_argument("--concepts", required=True, help="directory with one folder of examples (images or .pt) per concept")
     tcav.add_argument("--random", required=True, help="directory with one folder of random examples per random set")
@@ -325,7 +262,10 @@ def build_parser() -> argparse.ArgumentParser:
     tcav.set_defaults(handler=_tcav)
 
     cce = commands.add_parser("cce", help="conceptual counterfactuals: which concepts to add or remove to reach a class")
-    cce.add_argument("--model", required=True, help="a conceptlab model file, a pickled nn.Module (.pt) or TorchScript (.ts)")
+    cce.add_argument("--model", required=True, help="a conceptlab model file or TorchScript archive (a pickled nn.Module "
+                     "needs --trust-model-file)")
+    cce.add_argument("--trust-model-file", action="store_true",
+                     help="allow a pickled nn.Module: loading it runs code stored in the file; only for trusted files")
     cce.add_argument("--bank", required=True, help="a concept bank written by CAVBank.save (e.g. by `conceptlab bench cce`)")
     cce.add_argument("--images", required=True, nargs="+", help="image files or folders of images to explain")
     cce.add_argument("--target", required=True, help="class index, or class name when the model or bank names classes")

@@ -121,9 +121,9 @@ def test_cli_explains_images_and_writes_figures(archive, tmp_path, capsys):
     from conceptlab.datasets.transforms import image_transform
 
     model = _tiny_model()
-    torch.save(model, tmp_path / "model.pt")
     images = load_cub(archive, val_fraction=0.0).train
     x = torch.stack([image_transform(32)(images[i][0]) for i in range(len(images))])
+    cce_bench.save_program(model, x[:1], tmp_path / "model.pt2")  # a torch.export program: no pickle
     pairs, sets = [], {}
     for name in ("grayscale", "red_tint"):
         sets[name] = layer_inputs(model, "fc", visual_concept(name)(x[:6]))
@@ -131,7 +131,7 @@ def test_cli_explains_images_and_writes_figures(archive, tmp_path, capsys):
         pairs.append((name, f"{name}:neg"))
     CAVBank().fit(sets, pairs).save(tmp_path / "bank.pt", head="fc", classes=["a", "b", "c"], image_size=32)
     paths = [str(p) for p in images.paths[:2]]
-    code = main(["cce", "--model", str(tmp_path / "model.pt"), "--bank", str(tmp_path / "bank.pt"), "--images", *paths,
+    code = main(["cce", "--model", str(tmp_path / "model.pt2"), "--bank", str(tmp_path / "bank.pt"), "--images", *paths,
                  "--target", "b", "--out", str(tmp_path / "out")])
     assert code == 0
     printed = capsys.readouterr().out
@@ -139,10 +139,10 @@ def test_cli_explains_images_and_writes_figures(archive, tmp_path, capsys):
     records = json.loads((tmp_path / "out" / "cce.json").read_text())
     assert len(records) == 2 and records[0]["target"] == "b"
     assert all((tmp_path / "out" / f"{images.paths[i].stem}.png").is_file() for i in range(2))
-    assert main(["cce", "--model", str(tmp_path / "model.pt"), "--bank", str(tmp_path / "bank.pt"),
+    assert main(["cce", "--model", str(tmp_path / "model.pt2"), "--bank", str(tmp_path / "bank.pt"),
                  "--images", paths[0], "--target", "zebra"]) == 2
     assert "unknown target class 'zebra'" in capsys.readouterr().err
-    assert main(["cce", "--model", str(tmp_path / "model.pt"), "--bank", str(tmp_path / "bank.pt"),
+    assert main(["cce", "--model", str(tmp_path / "model.pt2"), "--bank", str(tmp_path / "bank.pt"),
                  "--images", str(tmp_path / "nope.jpg"), "--target", "1"]) == 2
     assert "no image at" in capsys.readouterr().err
 

@@ -345,6 +345,22 @@ def run_cce_bench(spec: CCEBenchSpec, out: Path, progress: bool = True) -> RunSt
     return store
 
 
+def save_program(model: nn.Module, example: Tensor, path: Path) -> Path:
+    """``model`` as a ``torch.export`` program with a free batch size: a file that loads without pickle."""
+    import io
+    import warnings
+
+    from ..atomic import write_bytes_atomic
+
+    batch = torch.export.Dim("batch", min=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        program = torch.export.export(model, (torch.cat([example, example]),), dynamic_shapes=({0: batch},))
+    buffer = io.BytesIO()
+    torch.export.save(program, buffer)
+    return write_bytes_atomic(path, buffer.getvalue())
+
+
 def _write_demo(out: Path, spec: CCEBenchSpec, head: nn.Linear, result: Counterfactuals, paths: list[Path], key: str) -> None:
     """The first scenario's model (backbone + head) and the explanation figure of its first mistake."""
     from PIL import Image
@@ -355,8 +371,8 @@ def _write_demo(out: Path, spec: CCEBenchSpec, head: nn.Linear, result: Counterf
 
     o = spec.dataset
     model = nn.Sequential(OrderedDict(backbone=image_backbone(o.backbone, o.weights), head=head)).eval()
-    torch.save(model, out / "model.pt")
     with Image.open(paths[0]) as image:
         picture = image_transform(o.image_size)(image.convert("RGB"))
+    save_program(model, picture[None], out / "model.pt2")
     explanation_plot(picture, result, 0, out / "explanation.png", f"{key}: {paths[0].name} explained towards its class")
     (out / "demo-images.txt").write_text("".join(f"{p}\n" for p in paths))

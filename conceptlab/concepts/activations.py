@@ -20,6 +20,10 @@ Reduce = Literal["flatten", "mean"]
 
 def resolve_layer(model: nn.Module, name: str) -> nn.Module:
     """The submodule at dotted path ``name``; an unknown name lists the closest existing ones."""
+    if isinstance(model, torch.jit.ScriptModule):
+        raise ValueError("a TorchScript module cannot show its hidden layers (TorchScript runs no Python hooks, which "
+                         "reading a layer needs): export the model with torch.export.save(torch.export.export(model, "
+                         "(example,)), 'model.pt2') and pass the .pt2 file, or save a conceptlab model file")
     modules = dict(model.named_modules())
     if name not in modules or not name:
         close = difflib.get_close_matches(name, [n for n in modules if n], n=5, cutoff=0.4)

@@ -23,8 +23,12 @@ class ConceptInfo:
     concept_groups: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "concept_names", tuple(self.concept_names))
-        object.__setattr__(self, "task_names", tuple(self.task_names))
+        object.__setattr__(self, "concept_names", tuple(str(n) for n in self.concept_names))
+        object.__setattr__(self, "task_names", tuple(str(n) for n in self.task_names))
+        for what, names in (("concept_names", self.concept_names), ("task_names", self.task_names)):
+            repeated = sorted({n for n in names if names.count(n) > 1})
+            if repeated:
+                raise ValueError(f"{what} must be unique; {repeated} appear more than once")
         if len(self.task_names) < 2:
             raise ValueError(
                 f"task_names needs one name per class (at least 2, e.g. ('no', 'yes') for a binary "
@@ -94,8 +98,9 @@ class ConceptDataset:
                 "pass one concept name per column of c"
             )
         x = x.float()
-        if torch.isnan(x).any():
-            raise ValueError("x contains NaN; impute or drop those rows before building the dataset")
+        if not torch.isfinite(x).all():
+            bad = int((~torch.isfinite(x)).flatten(1).any(1).sum()) if x.ndim else 1
+            raise ValueError(f"x contains NaN or infinite values in {bad} row(s); impute or drop those rows before building the dataset")
         c = c.float()
         if torch.isnan(c).any() or (c < 0).any() or (c > 1).any():
             raise ValueError("c must hold concept labels in [0, 1] without NaN")

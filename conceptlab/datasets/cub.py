@@ -64,53 +64,89 @@ def find_cub_root(path: str | Path) -> Path:
     )
 
 
-def _read_table(path: Path, columns: int, what: str) -> list[list[str]]:
-    """Whitespace-separated rows with at least ``columns`` fields; errors name the file and format."""
+N_ATTRIBUTES = 312  # lines of the official attributes.txt
+
+
+def _read_table(path: Path, columns: int, what: str) -> list[tuple[int, list[str]]]:
+    """(line number, fields) of whitespace-separated rows with at least ``columns`` fields;
+    errors name the file, the line and the expected format."""
     if not path.is_file():
         raise FileNotFoundError(f"missing {path}: expected {what}")
     rows = []
-    with open(path) as handle:
+    with open(path, errors="replace") as handle:
         for number, line in enumerate(handle, 1):
             if not line.strip():
                 continue
             fields = line.split(maxsplit=columns - 1) if columns <= 2 else line.split()
             if len(fields) < columns:
                 raise ValueError(f"{path}, line {number}: expected {what}; got {line.strip()!r}")
-            rows.append(fields)
+            rows.append((number, fields))
+    if not rows:
+        raise ValueError(f"{path} is empty: expected {what}")
     return rows
 
 
 def _id_table(path: Path, what: str) -> dict[int, list[str]]:
-    """A two-column index file keyed by its integer first column; errors name the file and format."""
-    rows = _read_table(path, 2, what)
-    try:
-        return {int(r[0]): r[1:] for r in rows}
-    except ValueError as err:
-        raise ValueError(f"{path}: expected {what}; {err}") from None
+    """A two-column index file keyed by its integer first column; a non-integer or repeated id
+    names the file and line."""
+    table: dict[int, list[str]] = {}
+    first_line: dict[int, int] = {}
+    for number, fields in _read_table(path, 2, what):
+        try:
+            key = int(fields[0])
+        except ValueError:
+            raise ValueError(f"{path}, line {number}: the id must be a whole number; got {fields[0]!r}") from None
+        if key in table:
+            raise ValueError(f"{path}, line {number}: id {key} appears again (first on line {first_line[key]}); "
+                             "each id must be listed once")
+        table[key], first_line[key] = fields[1:], number
+    return table
+
+
+def _integer_column(table: dict[int, list[str]], path: Path, what: str, allowed: set[int] | None = None) -> dict[int, int]:
+    values = {}
+    for key, fields in table.items():
+        text = fields[0].strip()
+        try:
+            value = int(text)
+        except ValueError:
+            raise ValueError(f"{path}: image {key}: {what} must be a whole number; got {text!r}") from None
+        if allowed is not None and value not in allowed:
+            raise ValueError(f"{path}: image {key}: {what} must be one of {sorted(allowed)}; got {value}")
+        values[key] = value
+    return values
 
 
 def read_archive(path: str | Path) -> CubArchive:
-    """Read the index files of the official archive."""
+    """Read the index files of the official archive; every problem names its file (and line)."""
     root = find_cub_root(path)
     images = _id_table(root / "images.txt", "'<image id> <relative path>' per line")
-    labels = _id_table(root / "image_class_labels.txt", "'<image id> <class id>' per line")
-    split = _id_table(root / "train_test_split.txt", "'<image id> <1 train | 0 test>' per line")
+    labels_path, split_path = root / "image_class_labels.txt", root / "train_test_split.txt"
+    labels = _integer_column(_id_table(labels_path, "'<image id> <class id>' per line"), labels_path, "the class id")
+    split = _integer_column(_id_table(split_path, "'<image id> <1 train | 0 test>' per line"), split_path,
+                            "the split flag (1 train, 0 test)", {0, 1})
     classes = _id_table(root / "classes.txt", "'<class id> <name>' per line")
     attribute_file = next((p for p in (root / "attributes.txt", root.parent / "attributes.txt",
                                        root / "attributes" / "attributes.txt") if p.is_file()), root.parent / "attributes.txt")
-    attributes = _id_table(attribute_file, "'<attribute id> <group::value>' per line (312 lines)")
+    attributes = _id_table(attribute_file, f"'<attribute id> <group::value>' per line ({N_ATTRIBUTES} lines)")
+    if sorted(attributes) != list(range(1, N_ATTRIBUTES + 1)):
+        missing = sorted(set(range(1, N_ATTRIBUTES + 1)) - set(attributes))
+        where = f"attribute ids {missing[:5]} are missing" if missing else "ids beyond 312 are listed"
+        raise ValueError(f"{attribute_file}: expected the {N_ATTRIBUTES} attributes of the official archive, ids 1..{N_ATTRIBUTES}; "
+                         f"{where} (the file has {len(attributes)} lines: is it truncated?)")
     ids = sorted(images)
     missing = [i for i in ids if i not in labels or i not in split]
     if missing:
-        raise ValueError(f"image ids {missing[:5]} of images.txt have no class label or no train/test split entry")
-    try:
-        class_ids = np.array([int(labels[i][0]) for i in ids])
-        is_train = np.array([int(split[i][0]) == 1 for i in ids])
-    except ValueError as err:
-        raise ValueError(f"class labels and split flags must be integers: {err}") from None
+        raise ValueError(f"image ids {missing[:5]} of images.txt have no class label ({labels_path.name}) or no "
+                         f"train/test split entry ({split_path.name})")
+    class_ids = np.array([labels[i] for i in ids])
+    is_train = np.array([split[i] == 1 for i in ids])
+    for wanted, name in ((True, "training"), (False, "test")):
+        if not (is_train == wanted).any():
+            raise ValueError(f"{split_path}: no image is marked for {name} ({int(wanted)}); the official split has both")
     unknown = sorted(set(class_ids.tolist()) - set(classes))
     if unknown:
-        raise ValueError(f"image_class_labels.txt names class ids {unknown[:5]} that classes.txt does not list")
+        raise ValueError(f"{labels_path} names class ids {unknown[:5]} that classes.txt does not list")
     return CubArchive(
         root=root,
         image_paths=[images[i][0].strip() for i in ids],
@@ -126,10 +162,12 @@ def read_image_attributes(root: Path, n_images: int, n_attributes: int) -> tuple
     path = root / "attributes" / "image_attribute_labels.txt"
     what = "'<image id> <attribute id> <is_present 0|1> <certainty 1-4> [time]' per line"
     rows = _read_table(path, 4, what)
-    try:
-        table = np.array([[int(r[0]), int(r[1]), int(r[2]), int(r[3])] for r in rows], dtype=np.int64)
-    except ValueError as err:
-        raise ValueError(f"{path}: expected {what}; {err}") from None
+    table = np.zeros((len(rows), 4), dtype=np.int64)
+    for k, (number, fields) in enumerate(rows):
+        try:
+            table[k] = [int(f) for f in fields[:4]]
+        except ValueError:
+            raise ValueError(f"{path}, line {number}: expected {what}; got {' '.join(fields)!r}") from None
     if table[:, 0].max() > n_images or table[:, 1].max() > n_attributes or table[:, 0].min() < 1:
         raise ValueError(f"{path}: image or attribute ids out of range (images 1..{n_images}, attributes 1..{n_attributes})")
     present = np.zeros((n_images, n_attributes), dtype=np.int8)

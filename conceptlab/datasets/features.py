@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from ..atomic import save_atomic
+from ..cache import load_cached, store_cached
 from ..models.encoders import backbone_weights_id, image_backbone
 from .base import ConceptDataset, ConceptSplits
 from .images import ImageConceptDataset
@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 def feature_cache_key(paths: list[Path], backbone: str, weights: str | None, transform, edit: str | None = None) -> str:
     """Hash of what determines the features: backbone and weights, transform, edit, files (paths and sizes)."""
     files = [(str(Path(p).resolve()), p.stat().st_size if p.exists() else -1) for p in paths]  # one key per file, however named
-    parts = [backbone_weights_id(backbone, weights), repr(transform), files] + ([edit] if edit else [])
+    parts = ["checksummed cache files", backbone_weights_id(backbone, weights), repr(transform), files] + ([edit] if edit else [])
     blob = json.dumps(parts)
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
@@ -45,6 +45,8 @@ def extract_features(
     """(N, D) features of ``dataset``'s images in order; read from ``cache_dir`` when cached there.
 
     ``edit`` names a visual concept (``VISUAL_CONCEPTS``) applied to every image before the backbone.
+    Cache files carry a checksum: a damaged one is reported with its path and extracted again;
+    a cache directory that cannot be written is reported and the features are used uncached.
     """
     transform = image_transform(image_size, train=False)
     change = visual_concept(edit) if edit else (lambda x: x)
@@ -52,20 +54,23 @@ def extract_features(
     if cache_dir is not None:
         key = feature_cache_key(dataset.paths, backbone, weights, transform, edit)
         cache = Path(cache_dir) / f"features-{backbone}{'-' + edit if edit else ''}-{key}.pt"
-        if cache.is_file():
+        cached = load_cached(cache)
+        if isinstance(cached, torch.Tensor) and cached.shape[0] == len(dataset):
             log.info("feature cache hit: %s", cache)
-            return torch.load(cache, weights_only=True)
+            return cached
         log.info("feature cache miss: extracting %d images with %s into %s", len(dataset), backbone, cache)
     missing = [p for p in dataset.paths if not p.is_file()]
     if missing:
         raise FileNotFoundError(f"{len(missing)} image file(s) are missing, e.g. {missing[0]}")
-    net = image_backbone(backbone, weights).to(device).eval()
+    with torch.random.fork_rng():  # a random-init backbone (weights=None) is the same one on every call
+        torch.manual_seed(0)
+        net = image_backbone(backbone, weights).to(device).eval()
     loader = DataLoader(dataset.with_transform(transform), batch_size=batch_size, num_workers=num_workers)
     desc = f"{backbone} features" + (f" ({edit})" if edit else "")
     parts = [net(change(x.to(device))).float().cpu() for x, _, _ in tqdm(loader, desc=desc, disable=not progress)]
     features = torch.cat(parts)
     if cache is not None:
-        save_atomic(features, cache)
+        store_cached(features, cache)
     return features
 
 

@@ -70,15 +70,17 @@ class ConceptModel(nn.Module):
     def calibrate_interventions(self, train_concept_logits: Tensor) -> None:
         """Learn intervention values from training-set concept logits; most models need none."""
 
-    def check_intervention(self, intervention: Intervention, batch_size: int) -> None:
+    def check_intervention(self, intervention: Intervention, like: Tensor) -> Intervention:
+        """``intervention`` checked against this model and a batch ``like``, on ``like``'s device."""
         if self.n_concepts == 0:
             raise ValueError(f"{type(self).__name__} has no concepts to intervene on")
-        expected = (batch_size, self.n_concepts)
+        expected = (like.shape[0], self.n_concepts)
         if tuple(intervention.mask.shape) != expected:
             raise ValueError(
                 f"intervention mask has shape {tuple(intervention.mask.shape)}; "
                 f"expected (batch, n_concepts) = {expected}"
             )
+        return intervention if intervention.mask.device == like.device else intervention.to(like.device)
 
 
 def task_outputs(n_classes: int) -> int:

@@ -28,7 +28,7 @@ class BlackBoxModel(ConceptModel):
 
     def decode(self, latent: Tensor, intervention: Intervention | None = None) -> ConceptOutput:
         if intervention is not None:
-            self.check_intervention(intervention, latent.shape[0])
+            self.check_intervention(intervention, latent)
         return ConceptOutput(self.head(latent), latent)
 
 

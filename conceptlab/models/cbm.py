@@ -69,7 +69,7 @@ class ConceptBottleneckModel(ConceptModel):
         return ConceptOutput(self.head(bottleneck), bottleneck, logits, probs)
 
     def _intervene(self, concepts: Tensor, intervention: Intervention) -> Tensor:
-        self.check_intervention(intervention, concepts.shape[0])
+        intervention = self.check_intervention(intervention, concepts)
         values = intervention.values.to(concepts.dtype)
         if self.bottleneck_kind == "logit":
             if torch.isnan(self.intervention_low).any():

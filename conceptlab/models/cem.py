@@ -50,7 +50,7 @@ class ConceptEmbeddingModel(ConceptModel):
         probs = torch.sigmoid(logits)
         mix = probs
         if intervention is not None:
-            self.check_intervention(intervention, context.shape[0])
+            intervention = self.check_intervention(intervention, context)
             mix = torch.where(intervention.mask, intervention.values.to(probs.dtype), probs)
         positive, negative = context.split(self.embedding_size, dim=-1)
         mix = mix.unsqueeze(-1)

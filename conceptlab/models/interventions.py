@@ -31,13 +31,22 @@ class Intervention:
     values: Tensor
 
     def __post_init__(self) -> None:
-        if self.mask.shape != self.values.shape:
+        mask, values = _as_tensor(self.mask, "mask"), _as_tensor(self.values, "values")
+        if values.device != mask.device:
+            values = values.to(mask.device)
+        if mask.shape != values.shape or mask.ndim != 2:
             raise ValueError(
-                f"intervention mask {tuple(self.mask.shape)} and values {tuple(self.values.shape)} "
+                f"intervention mask {tuple(mask.shape)} and values {tuple(values.shape)} "
                 "must have the same (batch, n_concepts) shape"
             )
-        object.__setattr__(self, "mask", self.mask.bool())
-        object.__setattr__(self, "values", self.values.float())
+        if mask.dtype != torch.bool and not ((mask == 0) | (mask == 1)).all():
+            raise ValueError("the intervention mask must hold booleans (or 0 / 1): True where a concept is overwritten")
+        values = values.float()
+        if not torch.isfinite(values).all() or (values < 0).any() or (values > 1).any():
+            raise ValueError("intervention values must be concept labels in [0, 1] without NaN; "
+                             "pass the true labels (e.g. data.c), not logits or probabilities outside that range")
+        object.__setattr__(self, "mask", mask.bool())
+        object.__setattr__(self, "values", values)
 
     @classmethod
     def all(cls, values: Tensor) -> Intervention:
@@ -49,6 +58,17 @@ class Intervention:
 
     def to(self, device: torch.device | str) -> Intervention:
         return Intervention(self.mask.to(device), self.values.to(device))
+
+
+def _as_tensor(value, what: str) -> Tensor:
+    """Lists and numpy arrays become tensors; anything else is refused with a message."""
+    if isinstance(value, Tensor):
+        return value
+    try:
+        return torch.as_tensor(value)
+    except (TypeError, ValueError, RuntimeError):
+        raise ValueError(f"intervention {what} must be a tensor, numpy array or nested list of numbers; "
+                         f"got {type(value).__name__}") from None
 
 
 # A policy maps (concept probabilities (B, k), unit membership (G, k) bool, generator) to

@@ -1,12 +1,21 @@
-"""Save a model with what is needed to rebuild it; load it back without knowing its class."""
+"""Save a model with what is needed to rebuild it; load it back without knowing its class.
+
+Loading never runs code stored in a file unless the caller says so: conceptlab model files hold
+tensors and plain data only (``weights_only=True``); programs written by ``torch.export.save``
+(``.pt2``) load with ``torch.export.load`` and are unflattened back into their module tree;
+TorchScript archives load with ``torch.jit.load``; a whole pickled ``nn.Module`` needs
+``trust_code=True``, because unpickling it runs whatever code the file carries.
+"""
 
 from __future__ import annotations
 
-import pickle
+import warnings
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from ..atomic import save_atomic
 from ..datasets.base import ConceptInfo
@@ -35,18 +44,88 @@ def save_model(model: ConceptModel, path: str | Path, info: ConceptInfo, **metad
     return save_atomic(payload, path)
 
 
-def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[ConceptModel, ConceptInfo, dict]:
-    """Rebuild a model saved by ``save_model``; returns (model, info, metadata)."""
-    path = Path(path)
+def _read_payload(path: Path, map_location) -> Any:
     if not path.is_file():
         raise FileNotFoundError(f"no model file at {path}; pass a checkpoint written by conceptlab (e.g. by `conceptlab bench`)")
+    if path.stat().st_size == 0:
+        raise ValueError(f"{path} is empty: the file was not written completely; write the model again")
     try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as err:  # e.g. a whole pickled nn.Module
-        raise ValueError(f"{path} is not a conceptlab model file: it holds objects other than tensors") from err
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # truncated, text, foreign, or a pickle that carries code
+        raise ValueError(f"{path} is not a readable conceptlab model file ({_reason(err)})") from None
+
+
+def _reason(err: Exception) -> str:
+    text = str(err).strip().splitlines()[0] if str(err).strip() else ""
+    return f"{type(err).__name__}: {text[:160]}" if text else type(err).__name__
+
+
+def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[ConceptModel, ConceptInfo, dict]:
+    """Rebuild a model saved by ``save_model``; returns (model, info, metadata).
+
+    Reads tensors and plain data only; a truncated, empty, text or foreign file is a ValueError
+    that names the file.
+    """
+    path = Path(path)
+    payload = _read_payload(path, map_location)
     if not isinstance(payload, dict) or payload.get("format") != "conceptlab-model/1":
         raise ValueError(f"{path} is not a conceptlab model file (expected format 'conceptlab-model/1')")
-    spec = payload["build_spec"]
-    model = BUILDERS[spec["builder"]](**spec["kwargs"])  # image backbones start random; the state dict fills them
-    model.load_state_dict(payload["state_dict"])
-    return model.to(map_location), ConceptInfo.from_dict(payload["info"]), payload["metadata"]
+    try:
+        spec = payload["build_spec"]
+        model = BUILDERS[spec["builder"]](**spec["kwargs"])  # image backbones start random; the state dict fills them
+        model.load_state_dict(payload["state_dict"])
+        info = ConceptInfo.from_dict(payload["info"])
+    except (KeyError, TypeError, RuntimeError, ValueError) as err:
+        raise ValueError(f"{path} is a damaged conceptlab model file ({_reason(err)})") from None
+    return model.to(map_location), info, dict(payload.get("metadata") or {})
+
+
+def archive_kind(path: Path) -> str | None:
+    """"export" for a ``torch.export.save`` program, "torchscript" for a ``torch.jit.save`` archive, else None."""
+    if not path.is_file() or not zipfile.is_zipfile(path):
+        return None
+    with zipfile.ZipFile(path) as archive:
+        names = archive.namelist()
+    if any(name.endswith("models/model.json") for name in names):
+        return "export"
+    if any(name.endswith("constants.pkl") or "/code/" in name for name in names):
+        return "torchscript"
+    return None
+
+
+def load_any_model(path: str | Path, trust_code: bool = False) -> tuple[nn.Module, list[str]]:
+    """(model, class names) from a conceptlab model file, a ``torch.export`` program (``.pt2``), a
+    TorchScript archive or, with ``trust_code=True`` only, a whole pickled ``nn.Module``.
+
+    A pickled module is refused by default: unpickling it runs code stored in the file. Pass
+    ``trust_code=True`` (CLI: ``--trust-model-file``) only for files from a source you trust.
+    """
+    path = Path(path)
+    kind = archive_kind(path)
+    try:
+        if kind == "export":
+            return torch.export.unflatten(torch.export.load(str(path))), []
+        if kind == "torchscript":
+            return torch.jit.load(str(path), map_location="cpu"), []
+    except Exception as err:
+        raise ValueError(f"{path} is a damaged {kind} archive ({_reason(err)})") from None
+    try:
+        model, info, _ = load_model(path)
+        return model, list(info.task_names)
+    except ValueError:
+        if not trust_code:
+            raise ValueError(
+                f"{path} is not a conceptlab model file, torch.export program or TorchScript archive. If it is a whole "
+                "pickled nn.Module, loading it runs code stored in the file: pass --trust-model-file (API: "
+                "trust_code=True) only if you trust its source, or save the model with torch.export.save (.pt2) or "
+                "conceptlab.models.save_model instead"
+            ) from None
+    warnings.warn(f"loading {path} with pickle: this runs any code the file carries (trusted on request)", stacklevel=2)
+    try:
+        model = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:
+        raise ValueError(f"{path} could not be unpickled ({_reason(err)})") from None
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"{path} holds a {type(model).__name__}, not an nn.Module; for a state dict, build the model "
+                         "and call load_state_dict")
+    return model, []

@@ -1,0 +1,104 @@
+"""Guarantee: no file runs code unless the user says so; every model file kind loads or says why not."""
+
+import os
+import subprocess
+import sys
+import warnings
+
+import pytest
+import torch
+from torch import nn
+
+from conceptlab.datasets import ConceptInfo
+from conceptlab.models import cbm, load_model, save_model
+from conceptlab.models.io import load_any_model
+
+
+class Payload:
+    """Unpickling this runs a shell command that leaves a marker file."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def _malicious(path, marker):
+    torch.save({"model": Payload(marker)}, path)
+    return path
+
+
+def _example_folders(root, d=4):
+    for folder in ("concepts/a", "random/r0", "random/r1", "inputs"):
+        (root / folder).mkdir(parents=True)
+        torch.save(torch.randn(6, d), root / folder / "x.pt")
+
+
+@pytest.mark.parametrize("command", ["tcav", "cce"])
+def test_a_crafted_model_file_never_runs_through_the_cli(tmp_path, command):
+    marker = tmp_path / "ran"
+    evil = _malicious(tmp_path / "evil.pt", marker)
+    _example_folders(tmp_path)
+    args = {"tcav": ["--layers", "0", "--concepts", str(tmp_path / "concepts"), "--random", str(tmp_path / "random"),
+                     "--inputs", str(tmp_path / "inputs"), "--target", "0"],
+            "cce": ["--bank", str(tmp_path / "missing-bank.pt"), "--images", str(tmp_path / "none.jpg"), "--target", "0"]}
+    result = subprocess.run([sys.executable, "-m", "conceptlab.cli", command, "--model", str(evil), *args[command]],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert "--trust-model-file" in result.stderr and "runs code" in result.stderr
+    assert not marker.exists(), "the payload ran"
+
+
+def test_pickled_modules_load_only_when_trusted_and_with_a_warning(tmp_path):
+    module = nn.Sequential(nn.Linear(3, 2))
+    torch.save(module, tmp_path / "whole.pt")
+    with pytest.raises(ValueError, match="trust_code=True"):
+        load_any_model(tmp_path / "whole.pt")
+    with pytest.warns(UserWarning, match="runs any code the file carries"):
+        loaded, classes = load_any_model(tmp_path / "whole.pt", trust_code=True)
+    assert isinstance(loaded, nn.Sequential) and classes == []
+
+
+def test_torchscript_loads_and_says_why_it_cannot_show_layers(tmp_path):
+    from conceptlab.concepts import capture_activations
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        torch.jit.save(torch.jit.script(nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))), tmp_path / "m.ts")
+        model, _ = load_any_model(tmp_path / "m.ts")
+    assert model(torch.randn(5, 3)).shape == (5, 2)
+    with pytest.raises(ValueError, match="TorchScript module cannot show its hidden layers.*torch.export"):
+        capture_activations(model, ["1"], torch.randn(5, 3))
+
+
+def test_an_exported_program_loads_with_its_layers(tmp_path):
+    from conceptlab.bench.cce_bench import save_program
+    from conceptlab.concepts import capture_activations
+
+    torch.manual_seed(0)
+    module = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2)).eval()
+    save_program(module, torch.randn(1, 3), tmp_path / "m.pt2")
+    model, _ = load_any_model(tmp_path / "m.pt2")
+    x = torch.randn(7, 3)
+    assert torch.allclose(capture_activations(model, ["1"], x)["1"], module[1](module[0](x)), atol=1e-6)
+
+
+@pytest.mark.parametrize("content", [b"", b"hello, this is text\n", "truncate"])
+def test_damaged_model_files_are_errors_that_name_the_file(tmp_path, content):
+    path = tmp_path / "model.pt"
+    if content == "truncate":
+        save_model(cbm(2, 2, 2, hidden=[4]), path, ConceptInfo(("a", "b"), ("no", "yes")))
+        content = path.read_bytes()[:200]
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match=str(path)):
+        load_model(path)
+    with pytest.raises(ValueError, match=str(path)):
+        load_any_model(path)
+
+
+def test_loading_a_model_file_never_unpickles_code(tmp_path):
+    marker = tmp_path / "ran"
+    with pytest.raises(ValueError, match="not a readable conceptlab model file"):
+        load_model(_malicious(tmp_path / "evil.pt", marker))
+    assert not marker.exists()
