@@ -173,8 +173,8 @@ def _cce(args: argparse.Namespace) -> int:
     from .concepts.cce_plot import explanation_plot
     from .concepts.examples import image_files, read_image
     from .concepts.tcav import n_classes_of, resolve_class, task_logits
-    from .models.io import load_any_model
     from .datasets.transforms import image_transform
+    from .models.io import load_any_model
 
     model, classes = load_any_model(args.model, trust_code=args.trust_model_file)
     bank = CAVBank.load(args.bank)
