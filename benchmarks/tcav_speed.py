@@ -24,7 +24,7 @@ import warnings
 import torch
 import torchvision
 
-from conceptlab.bench.runner import keep_freed_memory
+from conceptlab.runtime import keep_freed_memory
 from conceptlab.concepts.tcav import run_tcav
 
 LAYERS = ["layer2", "layer3", "layer4"]

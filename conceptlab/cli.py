@@ -12,7 +12,7 @@ log = logging.getLogger("conceptlab")
 
 def _bench(args: argparse.Namespace) -> int:
     from .bench import load_spec, run_grid, write_reports
-    from .bench.runner import keep_freed_memory
+    from .runtime import keep_freed_memory
     from .bench.spec import load_config
 
     configs = [load_config(target) for target in args.targets]
@@ -93,10 +93,9 @@ def _intervene(args: argparse.Namespace) -> int:
     import json
 
     from .atomic import write_atomic
-    from .bench.report import curve_plot
     from .datasets.registry import load_dataset
     from .models import load_model
-    from .models.interventions import intervention_curve
+    from .interventions import curve_plot, intervention_curve
     from .training.recipes import check_compatible
 
     model, info, meta = load_model(args.checkpoint)
@@ -134,7 +133,7 @@ def _tcav(args: argparse.Namespace) -> int:
     import json
 
     from .atomic import write_atomic
-    from .bench.runner import keep_freed_memory
+    from .runtime import keep_freed_memory
     from .concepts import run_tcav, tcav_plot, write_tcav_csv
     from .concepts.examples import example_sets, load_examples
     from .models.io import load_any_model

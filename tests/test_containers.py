@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from conceptlab.datasets import ConceptDataset, ConceptInfo, TensorBatches, split_dataset
+from conceptlab.datasets import ConceptDataset, ConceptInfo, split_dataset
+from conceptlab.training.data import TensorBatches
 
 INFO = ConceptInfo(("a", "b"), ("no", "yes"))
 

@@ -4,11 +4,11 @@ from torch import nn
 
 from conceptlab import cli
 from conceptlab.bench import parse_spec, run_grid, write_reports
-from conceptlab.bench.report import curve_plot
 from conceptlab.datasets import xor
 from conceptlab.metrics import concept_alignment_score
 from conceptlab.models import ConceptBottleneckModel, ConceptEmbeddingModel, Intervention, cem
-from conceptlab.models.interventions import (
+from conceptlab.interventions import (
+    curve_plot,
     intervention_curve,
     random_policy,
     uncertainty_policy,
@@ -195,3 +195,13 @@ def test_curve_plot_is_a_png(trained_cem, tmp_path):
     model, data = trained_cem
     curve_plot([intervention_curve(model, data.test, repeats=1)], tmp_path / "c.png", "xor cem")
     assert (tmp_path / "c.png").read_bytes()[:8] == PNG
+
+
+def test_the_old_import_path_still_works_with_a_deprecation_warning():
+    import conceptlab.interventions as moved
+    from conceptlab.models import interventions as old
+
+    with pytest.warns(DeprecationWarning, match="moved to conceptlab.interventions.intervention_curve"):
+        assert old.intervention_curve is moved.intervention_curve
+    with pytest.raises(AttributeError):
+        old.no_such_name  # noqa: B018

@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from ..concepts.cav import CAVBank
 from ..concepts.cce import CCE, Counterfactuals, random_scores, univariate_scores
-from ..datasets.base import ConceptInfo
+from ..info import ConceptInfo
 from ..datasets.cub import load_cub
 from ..datasets.features import extract_features
 from ..datasets.images import ImageConceptDataset

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..atomic import write_atomic
+from ..plotting import pyplot, save_figure
 from .cce_bench import METHODS, CCEBenchSpec
 
 METRICS = ("precision_at_3", "mean_rank", "success_rate", "seconds_per_sample")
@@ -112,9 +113,7 @@ def write_cce_reports(records: list[dict[str, Any]], spec: CCEBenchSpec, out: Pa
 
 def precision_plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
     """Precision@3 of each method per scenario (grouped bars)."""
-    from .report import _pyplot, _save
-
-    plt = _pyplot()
+    plt = pyplot()
     scenarios = sorted({r["scenario"] for r in rows})
     labels = [next(f"{r.get('planted', r['spurious'])}\n{r['class'].split('.')[-1][:14]}" for r in rows if r["scenario"] == i)
               for i in scenarios]
@@ -131,5 +130,4 @@ def precision_plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
     ax.set_title(f"{title}: is the planted spurious concept among the top 3 to add?", fontsize=10)
     ax.legend(fontsize=8, ncol=len(METHODS), loc="upper center")
     fig.tight_layout()
-    _save(fig, path)
-    plt.close(fig)
+    save_figure(fig, path)

@@ -9,7 +9,7 @@ from typing import Any, Literal
 from ..datasets.base import ConceptDataset
 from ..metrics import concept_alignment_score, concept_representations, summarize
 from ..models.base import ConceptModel, decode_all, encode_all
-from ..models.interventions import intervention_curve
+from ..interventions import intervention_curve
 from ..settings import Bool, Float, Fraction, PositiveInt, settings, validated
 
 

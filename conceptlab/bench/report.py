@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..atomic import write_atomic
+from ..plotting import pyplot, save_figure
 from .spec import BenchSpec
 
 METRICS = ("task_accuracy", "concept_accuracy", "concept_auc", "concept_alignment")
@@ -137,25 +138,9 @@ def csv_table(rows: list[Row]) -> str:
     return out.getvalue()
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=120)
-    fig.clf()
-    tmp.replace(path)
-
-
 def accuracy_plot(rows: list[Row], specs: list[BenchSpec], path: Path) -> None:
     """One panel per dataset: our task accuracy (bars, std error bars) and the reference (markers)."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(specs), figsize=(4.5 * len(specs), 3.6), squeeze=False)
     for ax, spec in zip(axes[0], specs):
         cells = [r for r in rows if r.dataset == spec.name and r.metrics["task_accuracy"]]
@@ -171,8 +156,7 @@ def accuracy_plot(rows: list[Row], specs: list[BenchSpec], path: Path) -> None:
         ax.set_ylabel("task accuracy (%)")
     axes[0][0].legend(loc="lower left", fontsize=8)
     fig.tight_layout()
-    _save(fig, path)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def intervention_plot(rows: list[Row], specs: list[BenchSpec], path: Path) -> bool:
@@ -180,7 +164,7 @@ def intervention_plot(rows: list[Row], specs: list[BenchSpec], path: Path) -> bo
     names = sorted({n for r in rows for n in r.curves}, key=lambda n: ("@" in n, n))
     if not names:
         return False
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(len(names), len(specs), figsize=(4.5 * len(specs), 3.4 * len(names)), squeeze=False)
     colours = plt.get_cmap("tab10")
     for i, name in enumerate(names):
@@ -204,31 +188,8 @@ def intervention_plot(rows: list[Row], specs: list[BenchSpec], path: Path) -> bo
     rows = -(-len(labels) // ncol)
     fig.legend(handles, labels, loc="upper center", ncol=ncol, fontsize=8, frameon=False)
     fig.tight_layout(rect=(0, 0, 1, 1 - (0.1 + 0.22 * rows) / fig.get_figheight()))
-    _save(fig, path)
-    plt.close(fig)
+    save_figure(fig, path)
     return True
-
-
-def curve_plot(curves: list, path: Path, title: str, unit: str = "concept groups") -> None:
-    """Plot ``InterventionCurve``s of one model: accuracy (%) against units intervened, std band."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    for curve in curves:
-        xs = list(range(len(curve.accuracy_mean)))
-        mean = [100 * v for v in curve.accuracy_mean]
-        std = [100 * v for v in curve.accuracy_std]
-        ax.plot(xs, mean, marker="o", ms=3, label=curve.name)
-        ax.fill_between(xs, [m - s for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)], alpha=0.15)
-    ax.set_xlabel(f"{unit} intervened")
-    ax.xaxis.get_major_locator().set_params(integer=True)
-    ax.set_ylabel("task accuracy (%)")
-    ax.set_title(title, fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _save(fig, path)
-    plt.close(fig)
 
 
 def write_reports(records: list[dict[str, Any]], specs: list[BenchSpec], out_dir: Path) -> str:

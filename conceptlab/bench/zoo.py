@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from typing import Literal
 
-from ..datasets.base import ConceptInfo
+from ..info import ConceptInfo
 from ..models import ConceptModel, black_box, cbm, cem
 from ..settings import Fraction, PositiveInt, Str, settings, validated
 from ..training.config import TrainConfig

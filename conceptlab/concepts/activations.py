@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from ..cache import load_cached, store_cached
-from ..models.base import evaluating
+from ..runtime import evaluating
 
 Reduce = Literal["flatten", "mean"]
 

@@ -29,7 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..models.base import ConceptOutput, evaluating
+from ..models.base import ConceptOutput
+from ..runtime import evaluating
 from .cav import CAVBank
 
 Kappa = Literal["mean", "zero"]

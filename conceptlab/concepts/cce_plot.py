@@ -6,15 +6,14 @@ from pathlib import Path
 
 from torch import Tensor
 
+from ..plotting import pyplot, save_figure
 from .cce import Counterfactuals
 
 
 def explanation_plot(image: Tensor | None, result: Counterfactuals, sample: int, path: str | Path,
                      title: str = "", top: int = 5) -> None:
     """Image (3, H, W in [0, 1], or None) beside bars of concept weights: green add, red remove."""
-    from ..bench.report import _pyplot, _save
-
-    plt = _pyplot()
+    plt = pyplot()
     explanation = result.explanation(sample, top)
     items = explanation["add"] + explanation["remove"][::-1]
     panels = 2 if image is not None else 1
@@ -35,6 +34,4 @@ def explanation_plot(image: Tensor | None, result: Counterfactuals, sample: int,
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    _save(fig, Path(path))
-    plt.close(fig)
+    save_figure(fig, path)

@@ -19,7 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..models.base import ConceptOutput, evaluating
+from ..models.base import ConceptOutput
+from ..plotting import pyplot, save_figure
+from ..runtime import evaluating
 from .activations import capture_activations, prepare_batch, resolve_layer
 from .cav import CAVBank
 
@@ -274,9 +276,7 @@ def write_tcav_csv(records: list[dict], path) -> None:
 
 def tcav_plot(records: list[dict], path, title: str = "TCAV") -> None:
     """Bars of mean score per concept and layer with std error bars; non-significant bars hatched and pale."""
-    from ..bench.report import _pyplot, _save
-
-    plt = _pyplot()
+    plt = pyplot()
     concepts = list(dict.fromkeys(r["concept"] for r in records))
     layers = list(dict.fromkeys(r["layer"] for r in records))
     width = 0.8 / len(layers)
@@ -295,5 +295,4 @@ def tcav_plot(records: list[dict], path, title: str = "TCAV") -> None:
     ax.set_title(f"{title} (hatched: not significant)", fontsize=10)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    _save(fig, path)
-    plt.close(fig)
+    save_figure(fig, path)

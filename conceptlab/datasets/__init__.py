@@ -1,18 +1,27 @@
-"""Concept-annotated datasets: tensors plus named concepts."""
+"""Concept-annotated datasets: tensors or image files plus named concepts."""
 
-from .base import ConceptDataModule, ConceptDataset, ConceptInfo, ConceptSplits, TensorBatches, split_dataset
-from .registry import load_dataset
+from ..info import ConceptInfo
+from .base import ConceptDataset, ConceptSplits, split_dataset
+from .cub import load_cub, load_koh_pickles
+from .features import extract_features
+from .images import ImageConceptDataset
+from .registry import CubSettings, SyntheticSettings, dataset_settings, load_dataset
 from .synthetic import SYNTHETIC_DATASETS, dot, make_synthetic, trig, xor
 
 __all__ = [
-    "ConceptDataModule",
+    "SYNTHETIC_DATASETS",
     "ConceptDataset",
     "ConceptInfo",
     "ConceptSplits",
-    "SYNTHETIC_DATASETS",
-    "TensorBatches",
+    "CubSettings",
+    "ImageConceptDataset",
+    "SyntheticSettings",
+    "dataset_settings",
     "dot",
+    "extract_features",
+    "load_cub",
     "load_dataset",
+    "load_koh_pickles",
     "make_synthetic",
     "split_dataset",
     "trig",

@@ -1,79 +1,14 @@
-"""Containers for concept-annotated data: tensors plus named concepts, split helpers, batching."""
+"""Containers for concept-annotated data: tensors plus named concepts, and split helpers."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 
-import lightning as L
 import torch
 from torch import Tensor
 
-
-@dataclass(frozen=True)
-class ConceptInfo:
-    """Names that give the tensors meaning.
-
-    ``concept_groups`` maps a group name to the indices of its concepts; by default every concept
-    is its own group. ``task_names`` holds one name per class (two for a binary task).
-    """
-
-    concept_names: tuple[str, ...]
-    task_names: tuple[str, ...]
-    concept_groups: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "concept_names", tuple(str(n) for n in self.concept_names))
-        object.__setattr__(self, "task_names", tuple(str(n) for n in self.task_names))
-        for what, names in (("concept_names", self.concept_names), ("task_names", self.task_names)):
-            repeated = sorted({n for n in names if names.count(n) > 1})
-            if repeated:
-                raise ValueError(f"{what} must be unique; {repeated} appear more than once")
-        if len(self.task_names) < 2:
-            raise ValueError(
-                f"task_names needs one name per class (at least 2, e.g. ('no', 'yes') for a binary "
-                f"task); got {self.task_names!r}"
-            )
-        groups = self.concept_groups or {name: (i,) for i, name in enumerate(self.concept_names)}
-        groups = {str(name): tuple(int(i) for i in idx) for name, idx in groups.items()}
-        k = len(self.concept_names)
-        covered = sorted(i for idx in groups.values() for i in idx)
-        if covered != list(range(k)):
-            raise ValueError(
-                f"concept_groups must cover each of the {k} concepts exactly once; "
-                f"they cover indices {covered}"
-            )
-        object.__setattr__(self, "concept_groups", groups)
-
-    @property
-    def n_concepts(self) -> int:
-        return len(self.concept_names)
-
-    @property
-    def n_classes(self) -> int:
-        return len(self.task_names)
-
-    @property
-    def group_names(self) -> tuple[str, ...]:
-        return tuple(self.concept_groups)
-
-    def group_matrix(self) -> Tensor:
-        """Boolean (n_groups, n_concepts) membership matrix."""
-        matrix = torch.zeros(len(self.concept_groups), self.n_concepts, dtype=torch.bool)
-        for g, idx in enumerate(self.concept_groups.values()):
-            matrix[g, list(idx)] = True
-        return matrix
-
-    def to_dict(self) -> dict:
-        return {
-            "concept_names": list(self.concept_names),
-            "task_names": list(self.task_names),
-            "concept_groups": {k: list(v) for k, v in self.concept_groups.items()},
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping) -> ConceptInfo:
-        return cls(data["concept_names"], data["task_names"], data.get("concept_groups") or {})
+from ..info import ConceptInfo
 
 
 @dataclass(frozen=True)
@@ -165,61 +100,3 @@ def split_dataset(
         data.subset(order[n_train : n_train + n_val]),
         data.subset(order[n_train + n_val :]),
     )
-
-
-class TensorBatches:
-    """Mini-batches sliced from tensors that already sit on the target device.
-
-    No per-sample Python: each batch is one index into the whole tensors. Shuffling draws a fresh
-    permutation every epoch from a private generator, so runs are reproducible without touching
-    global random state.
-    """
-
-    def __init__(self, data: ConceptDataset, batch_size: int, shuffle: bool = False, seed: int = 0):
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be positive; got {batch_size}")
-        self.data = data
-        self.batch_size = batch_size
-        self.shuffle = shuffle
-        self._generator = torch.Generator().manual_seed(seed)
-
-    def __len__(self) -> int:
-        return -(-len(self.data) // self.batch_size)
-
-    def __iter__(self) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
-        n = len(self.data)
-        if self.shuffle:
-            order = torch.randperm(n, generator=self._generator).to(self.data.x.device)
-            for start in range(0, n, self.batch_size):
-                idx = order[start : start + self.batch_size]
-                yield self.data.x[idx], self.data.c[idx], self.data.y[idx]
-        else:
-            for start in range(0, n, self.batch_size):
-                end = start + self.batch_size
-                yield self.data.x[start:end], self.data.c[start:end], self.data.y[start:end]
-
-
-class ConceptDataModule(L.LightningDataModule):
-    """Serves ``ConceptSplits`` as tensor batches on the trainer's device (moved once, in ``setup``)."""
-
-    def __init__(self, splits: ConceptSplits, batch_size: int = 256, eval_batch_size: int = 4096, seed: int = 0):
-        super().__init__()
-        self.splits = splits
-        self.batch_size = batch_size
-        self.eval_batch_size = eval_batch_size
-        self.seed = seed
-
-    def setup(self, stage: str | None = None) -> None:
-        if self.trainer is not None:
-            device = self.trainer.strategy.root_device
-            s = self.splits
-            self.splits = ConceptSplits(s.train.to(device), s.val.to(device), s.test.to(device), s.concept_source)
-
-    def train_dataloader(self) -> TensorBatches:
-        return TensorBatches(self.splits.train, self.batch_size, shuffle=True, seed=self.seed)
-
-    def val_dataloader(self) -> TensorBatches:
-        return TensorBatches(self.splits.val, self.eval_batch_size)
-
-    def test_dataloader(self) -> TensorBatches:
-        return TensorBatches(self.splits.test, self.eval_batch_size)

@@ -24,7 +24,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .base import ConceptInfo, ConceptSplits
+from ..info import ConceptInfo
+from .base import ConceptSplits
 from .images import ImageConceptDataset
 
 # 0-based indices of the 112 attributes Koh et al. kept (SPEC §6)

@@ -1,15 +1,14 @@
-"""Image datasets with concepts, and their Lightning DataModule."""
+"""Image datasets with concepts: image files read on demand, with concept and class labels."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
 
-import lightning as L
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
-from .base import ConceptInfo
+from ..info import ConceptInfo
 
 
 class ImageConceptDataset(Dataset):
@@ -44,30 +43,3 @@ class ImageConceptDataset(Dataset):
 
     def with_transform(self, transform) -> ImageConceptDataset:
         return ImageConceptDataset(self.paths, self.c, self.y, self.info, transform)
-
-
-class ImageDataModule(L.LightningDataModule):
-    """DataLoaders over train / val / test ``ImageConceptDataset``s (shuffled training batches)."""
-
-    def __init__(self, splits, batch_size: int = 64, num_workers: int = 2, seed: int = 0):
-        super().__init__()
-        self.splits = splits
-        self.batch_size = batch_size
-        self.num_workers = num_workers
-        self.seed = seed
-
-    def _loader(self, data: ImageConceptDataset, shuffle: bool) -> DataLoader:
-        import torch
-
-        generator = torch.Generator().manual_seed(self.seed) if shuffle else None
-        return DataLoader(data, self.batch_size, shuffle=shuffle, generator=generator, num_workers=self.num_workers,
-                          persistent_workers=self.num_workers > 0, pin_memory=torch.cuda.is_available())
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.splits.train, shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.splits.val, shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader(self.splits.test, shuffle=False)

@@ -10,6 +10,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
+from ..runtime import evaluating
 from .interventions import Intervention
 
 
@@ -119,17 +120,6 @@ def predict(
     of ``intervention`` applies to item ``i``.
     """
     return decode_all(model, encode_all(model, inputs, batch_size, num_workers), intervention, batch_size)
-
-
-@contextmanager
-def evaluating(module: nn.Module) -> Iterator[nn.Module]:
-    """Put ``module`` in evaluation mode for the block, then restore its training flag."""
-    was_training = module.training
-    module.eval()
-    try:
-        yield module
-    finally:
-        module.train(was_training)
 
 
 @torch.no_grad()

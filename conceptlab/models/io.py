@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from ..atomic import save_atomic
-from ..datasets.base import ConceptInfo
+from ..info import ConceptInfo
 from .base import ConceptModel
 from .blackbox import black_box
 from .cbm import cbm

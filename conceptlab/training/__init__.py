@@ -3,7 +3,8 @@
 from .config import TrainConfig
 from .learner import ConceptLearner, Stage
 from .losses import concept_loss, concept_pos_weight, task_loss
-from .recipes import RECIPES, FitReport, fit, recipe_stages, seeded
+from ..runtime import seeded
+from .recipes import RECIPES, FitReport, fit, recipe_stages
 
 __all__ = [
     "RECIPES",

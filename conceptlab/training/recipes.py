@@ -14,10 +14,11 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 
-from ..datasets.base import ConceptDataModule, ConceptDataset, ConceptSplits
-from ..datasets.images import ImageDataModule
+from ..datasets.base import ConceptDataset, ConceptSplits
 from ..models.base import ConceptModel, predict
+from ..runtime import seeded
 from .config import TrainConfig
+from .data import ConceptDataModule, ImageDataModule
 from .learner import ConceptLearner, Stage
 from .losses import concept_pos_weight
 
@@ -84,15 +85,6 @@ def _quiet_lightning() -> Iterator[None]:
     finally:
         for lg, level in zip(loggers, levels):
             lg.setLevel(level)
-
-
-@contextmanager
-def seeded(seed: int, device: torch.device | None = None) -> Iterator[None]:
-    """Run a block with torch's random generators seeded, restoring their state afterwards."""
-    cuda = [device.index or 0] if device is not None and device.type == "cuda" else []
-    with torch.random.fork_rng(devices=cuda):
-        torch.manual_seed(seed)
-        yield
 
 
 def check_compatible(model: ConceptModel, data: ConceptSplits | ConceptDataset) -> None:

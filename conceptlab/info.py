@@ -1,0 +1,75 @@
+"""The shared vocabulary: which concepts and classes a tensor's columns and labels stand for."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+
+@dataclass(frozen=True)
+class ConceptInfo:
+    """Names that give the tensors meaning.
+
+    ``concept_groups`` maps a group name to the indices of its concepts; by default every concept
+    is its own group. ``task_names`` holds one name per class (two for a binary task).
+    """
+
+    concept_names: tuple[str, ...]
+    task_names: tuple[str, ...]
+    concept_groups: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "concept_names", tuple(str(n) for n in self.concept_names))
+        object.__setattr__(self, "task_names", tuple(str(n) for n in self.task_names))
+        for what, names in (("concept_names", self.concept_names), ("task_names", self.task_names)):
+            repeated = sorted({n for n in names if names.count(n) > 1})
+            if repeated:
+                raise ValueError(f"{what} must be unique; {repeated} appear more than once")
+        if len(self.task_names) < 2:
+            raise ValueError(
+                f"task_names needs one name per class (at least 2, e.g. ('no', 'yes') for a binary "
+                f"task); got {self.task_names!r}"
+            )
+        groups = self.concept_groups or {name: (i,) for i, name in enumerate(self.concept_names)}
+        groups = {str(name): tuple(int(i) for i in idx) for name, idx in groups.items()}
+        k = len(self.concept_names)
+        covered = sorted(i for idx in groups.values() for i in idx)
+        if covered != list(range(k)):
+            raise ValueError(
+                f"concept_groups must cover each of the {k} concepts exactly once; "
+                f"they cover indices {covered}"
+            )
+        object.__setattr__(self, "concept_groups", groups)
+
+    @property
+    def n_concepts(self) -> int:
+        return len(self.concept_names)
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.task_names)
+
+    @property
+    def group_names(self) -> tuple[str, ...]:
+        return tuple(self.concept_groups)
+
+    def group_matrix(self) -> Tensor:
+        """Boolean (n_groups, n_concepts) membership matrix."""
+        matrix = torch.zeros(len(self.concept_groups), self.n_concepts, dtype=torch.bool)
+        for g, idx in enumerate(self.concept_groups.values()):
+            matrix[g, list(idx)] = True
+        return matrix
+
+    def to_dict(self) -> dict:
+        return {
+            "concept_names": list(self.concept_names),
+            "task_names": list(self.task_names),
+            "concept_groups": {k: list(v) for k, v in self.concept_groups.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> ConceptInfo:
+        return cls(data["concept_names"], data["task_names"], data.get("concept_groups") or {})
