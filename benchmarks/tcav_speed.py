@@ -24,8 +24,8 @@ import warnings
 import torch
 import torchvision
 
-from conceptlab.runtime import keep_freed_memory
 from conceptlab.concepts.tcav import run_tcav
+from conceptlab.runtime import keep_freed_memory
 
 LAYERS = ["layer2", "layer3", "layer4"]
 

@@ -12,8 +12,8 @@ log = logging.getLogger("conceptlab")
 
 def _bench(args: argparse.Namespace) -> int:
     from .bench import load_spec, run_grid, write_reports
-    from .runtime import keep_freed_memory
     from .bench.spec import load_config
+    from .runtime import keep_freed_memory
 
     configs = [load_config(target) for target in args.targets]
     if any(raw.get("benchmark") == "counterfactuals" for raw, _ in configs):
@@ -70,20 +70,19 @@ def _positive_int(text: str) -> int:
 
 
 def _bench_cce(args: argparse.Namespace, raw: dict, name: str) -> int:
-    from .bench.cce_bench import parse_cce_spec, run_cce_bench
-    from .bench.cce_report import write_cce_reports
+    from .bench.counterfactuals import parse_counterfactual_spec, run_counterfactual_bench, write_counterfactual_reports
 
     ignored = [flag for flag, value in (("--models", args.models), ("--seeds", args.seeds), ("--max-epochs", args.max_epochs),
                                         ("--device", args.device), ("--workers", args.workers)) if value is not None]
     if ignored:
         raise ValueError(f"{', '.join(ignored)} do not apply to the counterfactual benchmark; set its config instead")
-    spec = parse_cce_spec(raw, default_name=name, quick=args.quick, root=args.root)
+    spec = parse_counterfactual_spec(raw, default_name=name, quick=args.quick, root=args.root)
     spec.check_ready()
     out = Path(args.out or Path("results") / (spec.name + ("-quick" if args.quick else "")))
     _check_writable(out)
     log.info("writing results to %s", out)
-    store = run_cce_bench(spec, out, progress=not args.no_progress)
-    print(write_cce_reports(store.records(), spec, out))
+    store = run_counterfactual_bench(spec, out, progress=not args.no_progress)
+    print(write_counterfactual_reports(store.records(), spec, out))
     print(f"results: {out}/runs.jsonl, {out}/table.md, {out}/table.csv, {out}/precision.png, "
           f"{out}/explanation.png; demo model and bank: {out}/model.pt2, {out}/bank.pt")
     return 0
@@ -94,8 +93,8 @@ def _intervene(args: argparse.Namespace) -> int:
 
     from .atomic import write_atomic
     from .datasets.registry import load_dataset
-    from .models import load_model
     from .interventions import curve_plot, intervention_curve
+    from .models import load_model
     from .training.recipes import check_compatible
 
     model, info, meta = load_model(args.checkpoint)
@@ -133,10 +132,10 @@ def _tcav(args: argparse.Namespace) -> int:
     import json
 
     from .atomic import write_atomic
-    from .runtime import keep_freed_memory
     from .concepts import run_tcav, tcav_plot, write_tcav_csv
     from .concepts.examples import example_sets, load_examples
     from .models.io import load_any_model
+    from .runtime import keep_freed_memory
 
     keep_freed_memory()  # large activation batches: reuse freed memory instead of fresh pages each batch
     path = Path(args.model)

@@ -73,12 +73,12 @@ def test_torchscript_loads_and_says_why_it_cannot_show_layers(tmp_path):
 
 
 def test_an_exported_program_loads_with_its_layers(tmp_path):
-    from conceptlab.bench.cce_bench import save_program
     from conceptlab.concepts import capture_activations
+    from conceptlab.models.io import save_exported
 
     torch.manual_seed(0)
     module = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2)).eval()
-    save_program(module, torch.randn(1, 3), tmp_path / "m.pt2")
+    save_exported(module, torch.randn(1, 3), tmp_path / "m.pt2")
     model, _ = load_any_model(tmp_path / "m.pt2")
     x = torch.randn(7, 3)
     assert torch.allclose(capture_activations(model, ["1"], x)["1"], module[1](module[0](x)), atol=1e-6)

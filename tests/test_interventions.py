@@ -5,8 +5,6 @@ from torch import nn
 from conceptlab import cli
 from conceptlab.bench import parse_spec, run_grid, write_reports
 from conceptlab.datasets import xor
-from conceptlab.metrics import concept_alignment_score
-from conceptlab.models import ConceptBottleneckModel, ConceptEmbeddingModel, Intervention, cem
 from conceptlab.interventions import (
     curve_plot,
     intervention_curve,
@@ -16,6 +14,8 @@ from conceptlab.interventions import (
     units_to_concepts,
     with_competence,
 )
+from conceptlab.metrics import concept_alignment_score
+from conceptlab.models import ConceptBottleneckModel, ConceptEmbeddingModel, Intervention, cem
 from conceptlab.training import TrainConfig, fit, seeded
 
 PNG = b"\x89PNG\r\n\x1a\n"

@@ -1,7 +1,7 @@
 """Benchmark grids: config -> runs -> results store -> tables and plots."""
 
 from .report import write_reports
-from .runner import run_grid, run_one
+from .runner import RunPlan, run_grid, run_one
 from .spec import BenchSpec, bundled_configs, load_spec, parse_spec
 from .store import RunStore
 from .zoo import MODEL_KEYS, ModelSettings
@@ -10,6 +10,7 @@ __all__ = [
     "MODEL_KEYS",
     "BenchSpec",
     "ModelSettings",
+    "RunPlan",
     "RunStore",
     "bundled_configs",
     "load_spec",

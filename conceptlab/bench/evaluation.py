@@ -7,9 +7,9 @@ from dataclasses import asdict
 from typing import Any, Literal
 
 from ..datasets.base import ConceptDataset
+from ..interventions import intervention_curve
 from ..metrics import concept_alignment_score, concept_representations, summarize
 from ..models.base import ConceptModel, decode_all, encode_all
-from ..interventions import intervention_curve
 from ..settings import Bool, Float, Fraction, PositiveInt, settings, validated
 
 

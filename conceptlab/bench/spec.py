@@ -177,6 +177,10 @@ def parse_spec(raw: dict[str, Any], default_name: str = "bench", quick: bool = F
     top = validated(BenchFile, raw, "")
     dataset = dataset_settings(top.dataset)
     models = check_models(list(top.models if top.models is not None else MODEL_KEYS))
+    doubled = sorted(set(top.train or {}) & {"intervention_prob", "intervention_per"})
+    if doubled:
+        raise SettingsError(f"train.{doubled[0]}: a benchmark sets RandInt once, as model.randint (and model.randint_per); "
+                            "it applies to the model keys that train with interventions (cem)")
     train = TrainConfig.from_dict(top.train)
     seeds = top.seeds
     if quick:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable, Hashable
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +23,14 @@ RunKey = tuple[str, str, int, str]
 
 
 def run_key(record: dict[str, Any]) -> RunKey:
+    """A training run: (benchmark name, model key, seed, settings hash)."""
     return record["dataset"], record["model"], int(record["seed"]), record["config_hash"]
 
 
-def read_records(path: Path) -> dict[RunKey, dict[str, Any]]:
-    """The records of a runs.jsonl file, by run key; a later record of a run replaces an earlier
-    one, and lines that are not JSON objects with a run key are skipped with a warning."""
-    records: dict[RunKey, dict[str, Any]] = {}
+def read_records(path: Path, key: Callable[[dict[str, Any]], Hashable] = run_key) -> dict[Hashable, dict[str, Any]]:
+    """The records of a runs.jsonl file, by ``key``; a later record of a run replaces an earlier
+    one, and lines that are not JSON objects with a key are skipped with a warning."""
+    records: dict[Hashable, dict[str, Any]] = {}
     if not path.exists():
         return records
     for number, line in enumerate(path.read_text().splitlines(), 1):
@@ -38,24 +40,28 @@ def read_records(path: Path) -> dict[RunKey, dict[str, Any]]:
             record = json.loads(line)
             if not isinstance(record, dict):
                 raise ValueError(f"expected a JSON object, got {type(record).__name__}")
-            records[run_key(record)] = record
+            records[key(record)] = record
         except (ValueError, KeyError, TypeError) as err:
             log.warning("skipping unreadable line %d of %s: %s", number, path, err)
     return records
 
 
 class RunStore:
-    """Runs of a benchmark directory; a later record of the same run replaces an earlier one."""
+    """Runs of a benchmark directory; a later record of the same run replaces an earlier one.
 
-    def __init__(self, path: Path):
+    ``key`` names a run from its record (default: a training run's ``run_key``).
+    """
+
+    def __init__(self, path: Path, key: Callable[[dict[str, Any]], Hashable] = run_key):
         self.path = Path(path)
+        self.key = key
         self._lock = FileLock(str(self.path) + ".lock")
-        self._records = read_records(self.path)
+        self._records = read_records(self.path, key)
 
     def records(self) -> list[dict[str, Any]]:
         return list(self._records.values())
 
-    def finished(self) -> set[RunKey]:
+    def finished(self) -> set[Hashable]:
         """Keys of the runs that completed successfully (failed runs are retried)."""
         return {key for key, r in self._records.items() if r.get("status") == "ok"}
 
@@ -63,7 +69,7 @@ class RunStore:
         """Record one run, merged with whatever other processes wrote since this store last looked."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._lock:
-            records = read_records(self.path)
-            records[run_key(record)] = record
+            records = read_records(self.path, self.key)
+            records[self.key(record)] = record
             write_atomic(self.path, "".join(json.dumps(r) + "\n" for r in records.values()))
         self._records = records

@@ -14,7 +14,7 @@ from ..training.config import TrainConfig
 
 @settings
 class ModelSettings:
-    """Architecture settings shared by the models of one benchmark (SPEC §2)."""
+    """Architecture settings shared by the models of one benchmark (CEM paper, App. A)."""
 
     hidden: tuple[PositiveInt, ...] = (128, 128)  # MLP encoder widths
     latent_dim: PositiveInt = 128  # CEM encoder output

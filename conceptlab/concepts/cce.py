@@ -23,7 +23,7 @@ per-row gradients equal to per-sample solving, and momentum SGD acts row by row.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -37,6 +37,12 @@ Kappa = Literal["mean", "zero"]
 Objective = Literal["reference", "logits"]
 MarginMeans = Literal["sign", "label"]
 L1Step = Literal["proximal", "subgradient"]
+
+# conceptlab's solver defaults, in one place (the benchmark's settings read them too)
+CCE_DEFAULTS: dict[str, Any] = {
+    "alpha": 10.0, "beta": 0.01, "lr": 0.01, "momentum": 0.9, "steps": 100, "kappa": "mean", "early_stop": False,
+    "objective": "logits", "margin_means": "sign", "support_threshold": 1e-3, "l1_step": "proximal",
+}
 
 
 @dataclass(frozen=True)
@@ -206,18 +212,18 @@ class CCE:
         self,
         bank: CAVBank,
         head: nn.Module,
-        alpha: float = 10.0,
-        beta: float = 0.01,
-        lr: float = 0.01,
-        momentum: float = 0.9,
-        steps: int = 100,
-        kappa: Kappa | None = "mean",
-        early_stop: bool = False,
+        alpha: float = CCE_DEFAULTS["alpha"],
+        beta: float = CCE_DEFAULTS["beta"],
+        lr: float = CCE_DEFAULTS["lr"],
+        momentum: float = CCE_DEFAULTS["momentum"],
+        steps: int = CCE_DEFAULTS["steps"],
+        kappa: Kappa | None = CCE_DEFAULTS["kappa"],
+        early_stop: bool = CCE_DEFAULTS["early_stop"],
         batch_size: int = 4096,
-        objective: Objective = "logits",
-        margin_means: MarginMeans = "sign",
-        support_threshold: float = 1e-3,
-        l1_step: L1Step = "proximal",
+        objective: Objective = CCE_DEFAULTS["objective"],
+        margin_means: MarginMeans = CCE_DEFAULTS["margin_means"],
+        support_threshold: float = CCE_DEFAULTS["support_threshold"],
+        l1_step: L1Step = CCE_DEFAULTS["l1_step"],
     ):
         if steps < 1 or batch_size < 1:
             raise ValueError(f"steps and batch_size must be positive; got {steps} and {batch_size}")

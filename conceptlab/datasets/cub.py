@@ -2,7 +2,7 @@
 
 Reads the official archive layout (``CUB_200_2011/images.txt`` and friends, ``attributes.txt``
 in the archive's root or inside ``CUB_200_2011/``) or Koh's processed pickles
-(``class_attr_data_10/{train,val,test}.pkl``). Concepts, per SPEC §6:
+(``class_attr_data_10/{train,val,test}.pkl``). Concepts, as Koh et al. built them:
 
 - with per-image labels (``attributes/image_attribute_labels.txt``): per (class, attribute) a
   majority vote over the *training* images, where "not visible" negatives do not vote and ties
@@ -28,7 +28,7 @@ from ..info import ConceptInfo
 from .base import ConceptSplits
 from .images import ImageConceptDataset
 
-# 0-based indices of the 112 attributes Koh et al. kept (SPEC §6)
+# 0-based indices of the 112 attributes Koh et al. kept (their processed CUB data)
 KOH_ATTRIBUTES: tuple[int, ...] = (
     1, 4, 6, 7, 10, 14, 15, 20, 21, 23, 25, 29, 30, 35, 36, 38, 40, 44, 45, 50, 51, 53, 54, 56, 57, 59,
     63, 64, 69, 70, 72, 75, 80, 84, 90, 91, 93, 99, 101, 106, 110, 111, 116, 117, 119, 125, 126, 131,
@@ -39,6 +39,8 @@ KOH_ATTRIBUTES: tuple[int, ...] = (
 )
 NOT_VISIBLE = 1  # certainty id of "not visible" in attributes/certainties.txt
 CLASS_LEVEL_THRESHOLD = 45.0  # % of a class's images annotated with an attribute (fallback rule)
+MIN_CLASSES = 10  # keep an attribute present in at least this many classes (Koh et al.'s rule)
+VAL_FRACTION = 0.2  # share of the official training split held out for validation
 
 
 @dataclass(frozen=True)
@@ -225,9 +227,9 @@ def concept_groups(names: Sequence[str]) -> dict[str, tuple[int, ...]]:
 def load_cub(
     path: str | Path,
     seed: int = 0,
-    val_fraction: float = 0.2,
+    val_fraction: float = VAL_FRACTION,
     concepts: str = "auto",
-    min_classes: int = 10,
+    min_classes: int = MIN_CLASSES,
     threshold: float = CLASS_LEVEL_THRESHOLD,
 ) -> ConceptSplits:
     """CUB splits with class-level concepts; ``concepts`` is 'auto', 'image-labels' or 'class-level'.

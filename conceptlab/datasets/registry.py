@@ -12,7 +12,7 @@ from pydantic import Field
 
 from ..settings import Float, PositiveInt, SettingsError, Str, settings, validated
 from .base import ConceptSplits
-from .cub import CLASS_LEVEL_THRESHOLD, load_cub
+from .cub import CLASS_LEVEL_THRESHOLD, MIN_CLASSES, VAL_FRACTION, load_cub
 from .images import ImageConceptDataset
 from .synthetic import SYNTHETIC_DATASETS, make_synthetic
 
@@ -37,8 +37,8 @@ class CubSettings:
     image_size: PositiveInt = 224
     concepts: Literal["auto", "image-labels", "class-level"] = "auto"
     threshold: Annotated[Float, Field(ge=0, le=100)] = CLASS_LEVEL_THRESHOLD  # % for the class-level fallback
-    min_classes: PositiveInt = 10  # keep attributes present in at least this many classes (majority-vote rule)
-    val_fraction: Annotated[Float, Field(ge=0, lt=1)] = 0.2
+    min_classes: PositiveInt = MIN_CLASSES  # keep attributes present in at least this many classes (majority vote)
+    val_fraction: Annotated[Float, Field(ge=0, lt=1)] = VAL_FRACTION
     cache_dir: Str | None = None  # default: $XDG_CACHE_HOME/conceptlab or ~/.cache/conceptlab
     batch_size: PositiveInt = 64  # feature extraction batch
 

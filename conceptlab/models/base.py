@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, fields
 
 import torch
@@ -55,10 +53,6 @@ class ConceptModel(nn.Module):
 
     def forward(self, x: Tensor, intervention: Intervention | None = None) -> ConceptOutput:
         return self.decode(self.encode(x), intervention)
-
-    @property
-    def n_task_outputs(self) -> int:
-        return task_outputs(self.n_classes)
 
     def concept_parameters(self) -> list[nn.Parameter]:
         """Parameters of the input-to-concept part (everything but the head)."""

@@ -102,7 +102,7 @@ def cbm(
     backbone: str | None = None,
     backbone_weights: str | None = None,
 ) -> ConceptBottleneckModel:
-    """CBM with the MLP encoder of SPEC §2; ``n_extra > 0`` gives the hybrid CBM.
+    """CBM with the MLP encoder of the CEM paper's synthetic experiments; ``n_extra > 0`` gives the hybrid CBM.
 
     With ``backbone`` (e.g. ``"resnet18"``) the MLP sits on an image backbone, for end-to-end
     training on images; ``in_features`` is then ignored.

@@ -69,7 +69,7 @@ def cem(
     backbone: str | None = None,
     backbone_weights: str | None = None,
 ) -> ConceptEmbeddingModel:
-    """CEM with the MLP encoder of SPEC §2 (m = 128 in the synthetic experiments, 16 on CUB).
+    """CEM with the MLP encoder of the CEM paper (m = 128 in its synthetic experiments, 16 on CUB).
 
     With ``backbone`` the MLP sits on an image backbone (``in_features`` is then ignored).
     """

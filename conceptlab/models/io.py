@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..atomic import save_atomic
+from ..atomic import save_atomic, write_bytes_atomic
 from ..info import ConceptInfo
 from .base import ConceptModel
 from .blackbox import black_box
@@ -129,3 +129,17 @@ def load_any_model(path: str | Path, trust_code: bool = False) -> tuple[nn.Modul
         raise ValueError(f"{path} holds a {type(model).__name__}, not an nn.Module; for a state dict, build the model "
                          "and call load_state_dict")
     return model, []
+
+
+def save_exported(model: nn.Module, example: torch.Tensor, path: str | Path) -> Path:
+    """``model`` as a ``torch.export`` program with a free batch size: a file that loads without pickle."""
+    import io
+    import warnings
+
+    batch = torch.export.Dim("batch", min=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        program = torch.export.export(model, (torch.cat([example, example]),), dynamic_shapes=({0: batch},))
+    buffer = io.BytesIO()
+    torch.export.save(program, buffer)
+    return write_bytes_atomic(path, buffer.getvalue())

@@ -1,9 +1,9 @@
 """Training with Lightning: losses, the concept learner, and the joint / sequential / independent recipes."""
 
+from ..runtime import seeded
 from .config import TrainConfig
 from .learner import ConceptLearner, Stage
 from .losses import concept_loss, concept_pos_weight, task_loss
-from ..runtime import seeded
 from .recipes import RECIPES, FitReport, fit, recipe_stages
 
 __all__ = [

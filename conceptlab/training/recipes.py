@@ -11,7 +11,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import lightning as L
-import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 
 from ..datasets.base import ConceptDataset, ConceptSplits
@@ -26,7 +25,7 @@ RECIPES: tuple[str, ...] = ("joint", "sequential", "independent")
 
 
 def recipe_stages(recipe: str, config: TrainConfig) -> list[Stage]:
-    """The stages of ``recipe`` (SPEC §2).
+    """The stages of ``recipe`` (Koh et al., ICML 2020).
 
     joint: one stage, L_task + concept_weight * L_concept, all parameters.
     sequential: x->c on the concept loss, then c->y on the *predicted* concepts (encoder frozen).

@@ -8,15 +8,15 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from ..atomic import write_atomic
-from ..plotting import pyplot, save_figure
-from .cce_bench import METHODS, CCEBenchSpec
+from ...atomic import write_atomic
+from ...plotting import pyplot, save_figure
+from .settings import METHODS, CounterfactualSpec
 
 METRICS = ("precision_at_3", "mean_rank", "success_rate", "seconds_per_sample")
 SOLVERS = tuple(m for m in METHODS if m.startswith("cce"))  # methods whose explanations have a support and a success
 
 
-def _current(records: list[dict[str, Any]], spec: CCEBenchSpec) -> list[dict[str, Any]]:
+def _current(records: list[dict[str, Any]], spec: CounterfactualSpec) -> list[dict[str, Any]]:
     config_hash = spec.config_hash()
     total = len(spec.scenario_list())
     return sorted((r for r in records if r["config_hash"] == config_hash and r.get("status") == "ok"
@@ -30,13 +30,13 @@ def _mean_std(values: list[float], scale: float = 1.0, digits: int = 2) -> str:
     return f"{scale * statistics.fmean(values):.{digits}f} ± {scale * std:.{digits}f}"
 
 
-def summary(records: list[dict[str, Any]], spec: CCEBenchSpec, kind: str = "standard") -> dict[str, dict[str, Any]]:
+def summary(records: list[dict[str, Any]], spec: CounterfactualSpec, kind: str = "standard") -> dict[str, dict[str, Any]]:
     """Method -> metric -> per-scenario values over the scenarios of ``kind`` with mistakes, plus the
     image-level ``support`` (every explanation's size) and ``success`` (fraction of all images)."""
-    rows = [r for r in _current(records, spec) if r.get("kind", "standard") == kind and r.get("mistakes")]
+    rows = [r for r in _current(records, spec) if r["kind"] == kind and r.get("mistakes")]
     result = {}
     for m in METHODS:
-        mine = [r for r in rows if r["model"] == m]
+        mine = [r for r in rows if r["method"] == m]
         stats: dict[str, Any] = {k: [r[k] for r in mine if r.get(k) is not None] for k in METRICS}
         stats["support"] = [n for r in mine for n in r.get("supports", [])]
         images = sum(r["mistakes"] for r in mine)
@@ -59,12 +59,12 @@ def _method_table(stats: dict[str, dict[str, Any]], concepts: int) -> list[str]:
     return lines
 
 
-def write_cce_reports(records: list[dict[str, Any]], spec: CCEBenchSpec, out: Path) -> str:
+def write_counterfactual_reports(records: list[dict[str, Any]], spec: CounterfactualSpec, out: Path) -> str:
     """Write table.md, table.csv and precision.png; return the markdown."""
     rows = _current(records, spec)
     concepts = rows[0]["concepts"] if rows else 0
     scenarios = sorted({r["scenario"] for r in rows})
-    standard = [r for r in rows if r["model"] == "cce" and r.get("kind", "standard") == "standard" and r["mistakes"]]
+    standard = [r for r in rows if r["method"] == "cce" and r["kind"] == "standard" and r["mistakes"]]
     lines = [
         f"# {spec.name}: planted spurious concepts ({len(scenarios)} scenarios, {concepts} concepts in the bank; "
         f"chance Precision@3 = {3 / concepts if concepts else 0:.3f})",
@@ -85,7 +85,7 @@ def write_cce_reports(records: list[dict[str, Any]], spec: CCEBenchSpec, out: Pa
               + " | ".join(f"{m} P@3 | {m} rank" for m in METHODS) + " |",
               "|---|---|---|---|---|---|---|" + "---|---|" * len(METHODS)]
     for i in scenarios:
-        by_method = {r["model"]: r for r in rows if r["scenario"] == i}
+        by_method = {r["method"]: r for r in rows if r["scenario"] == i}
         first = next(iter(by_method.values()))
         cells = []
         for m in METHODS:
@@ -93,14 +93,14 @@ def write_cce_reports(records: list[dict[str, Any]], spec: CCEBenchSpec, out: Pa
             cells += [f"{r['precision_at_3']:.2f}" if r.get("precision_at_3") is not None else "-",
                       f"{r['mean_rank']:.1f}" if r.get("mean_rank") is not None else "-"]
         accuracy = first.get("concept_cav_accuracy")
-        concept = f"{first['spurious']} ({accuracy:.2f})" if accuracy is not None else first["spurious"]
-        lines.append(f"| {i} | {first.get('kind', 'standard')} | {first['class']} | {first.get('planted', first['spurious'])} | "
+        concept = f"{first['concept']} ({accuracy:.2f})" if accuracy is not None else first["spurious"]
+        lines.append(f"| {i} | {first['kind']} | {first['class']} | {first['planted']} | "
                      f"{concept} | {first['mistakes']} / {first['class_test_images']} | {100 * first['head_accuracy']:.1f} | "
                      + " | ".join(cells) + " |")
     markdown = "\n".join(lines) + "\n"
     write_atomic(out / "table.md", markdown)
     buffer = io.StringIO()
-    fields = ["scenario", "kind", "class", "planted", "spurious", "concept_cav_accuracy", "model", "mistakes",
+    fields = ["scenario", "kind", "class", "planted", "concept", "concept_cav_accuracy", "method", "mistakes",
               "class_test_images", "head_accuracy", "successes", *METRICS]
     writer = csv.DictWriter(buffer, fields, extrasaction="ignore")
     writer.writeheader()
@@ -115,12 +115,12 @@ def precision_plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
     """Precision@3 of each method per scenario (grouped bars)."""
     plt = pyplot()
     scenarios = sorted({r["scenario"] for r in rows})
-    labels = [next(f"{r.get('planted', r['spurious'])}\n{r['class'].split('.')[-1][:14]}" for r in rows if r["scenario"] == i)
+    labels = [next(f"{r['planted']}\n{r['class'].split('.')[-1][:14]}" for r in rows if r["scenario"] == i)
               for i in scenarios]
     width = 0.8 / len(METHODS)
     fig, ax = plt.subplots(figsize=(max(6.0, 0.75 * len(scenarios)), 3.8))
     for j, m in enumerate(METHODS):
-        values = [next((r.get("precision_at_3") or 0.0 for r in rows if r["scenario"] == i and r["model"] == m), 0.0)
+        values = [next((r.get("precision_at_3") or 0.0 for r in rows if r["scenario"] == i and r["method"] == m), 0.0)
                   for i in scenarios]
         ax.bar([k + j * width for k in range(len(scenarios))], values, width, label=m)
     ax.set_xticks([k + width for k in range(len(scenarios))], labels, fontsize=7, rotation=45, ha="right")

@@ -7,13 +7,18 @@ import pytest
 import torch
 from torch import nn
 
-from conceptlab.bench import cce_bench
-from conceptlab.bench.cce_bench import parse_cce_spec, run_cce_bench
-from conceptlab.bench.cce_report import write_cce_reports
+from conceptlab.bench.counterfactuals import (
+    METHODS,
+    parse_counterfactual_spec,
+    run_counterfactual_bench,
+    write_counterfactual_reports,
+)
+from conceptlab.bench.counterfactuals import runner as counterfactual_runner
 from conceptlab.cli import main
 from conceptlab.concepts import CAVBank
 from conceptlab.concepts.activations import layer_inputs
 from conceptlab.datasets.visual_concepts import VISUAL_CONCEPTS, visual_concept
+from conceptlab.models.io import save_exported
 from tests.cub_fixture import build_cub
 
 
@@ -46,7 +51,7 @@ def test_an_edit_at_part_strength_blends_towards_the_full_edit():
 
 
 def test_spec_reads_faint_concepts_and_harder_scenarios():
-    spec = parse_cce_spec({"bank": {"visual": ["grayscale", "sepia"], "faint": ["blur@0.4"], "alpha": 0.5},
+    spec = parse_counterfactual_spec({"bank": {"visual": ["grayscale", "sepia"], "faint": ["blur@0.4"], "alpha": 0.5},
                            "scenarios": {"count": 2, "harder": [{"plant": "sepia@0.5", "concept": "sepia"},
                                                                 {"plant": "blur@0.4"}]}})
     kinds = [(s.plant, s.concept, s.kind) for s in spec.scenario_list()]
@@ -54,25 +59,25 @@ def test_spec_reads_faint_concepts_and_harder_scenarios():
                      ("sepia@0.5", "sepia", "part strength"), ("blur@0.4", "blur@0.4", "faint")]
     assert spec.bank_alpha == 0.5
     with pytest.raises(ValueError, match="not in the bank"):
-        parse_cce_spec({"bank": {"visual": ["grayscale"]}, "scenarios": {"harder": [{"plant": "sepia"}]}})
+        parse_counterfactual_spec({"bank": {"visual": ["grayscale"]}, "scenarios": {"harder": [{"plant": "sepia"}]}})
     with pytest.raises(ValueError, match="no scenarios"):
-        parse_cce_spec({"scenarios": {"count": 0}})
-    assert parse_cce_spec({"scenarios": {"harder": [{"plant": "grayscale@0.5", "concept": "grayscale"}]}},
+        parse_counterfactual_spec({"scenarios": {"count": 0}})
+    assert parse_counterfactual_spec({"scenarios": {"harder": [{"plant": "grayscale@0.5", "concept": "grayscale"}]}},
                           quick=True).harder == ()  # a quick run keeps to the standard scenarios
 
 
 def test_spec_rejects_unknown_keys_and_concepts():
     with pytest.raises(ValueError, match=r"solver.gamma: unknown key.*known: alpha, beta"):
-        parse_cce_spec({"solver": {"gamma": 1}})
+        parse_counterfactual_spec({"solver": {"gamma": 1}})
     with pytest.raises(ValueError, match="dataset.mode: does not apply"):
-        parse_cce_spec({"dataset": {"mode": "finetune"}})
+        parse_counterfactual_spec({"dataset": {"mode": "finetune"}})
     with pytest.raises(ValueError, match=r"solver.steps: Input should be a valid integer \(got 'ten'\)"):
-        parse_cce_spec({"solver": {"steps": "ten"}})
+        parse_counterfactual_spec({"solver": {"steps": "ten"}})
     with pytest.raises(ValueError, match="unknown visual concept"):
-        parse_cce_spec({"bank": {"visual": ["grayscale", "stars"]}})
+        parse_counterfactual_spec({"bank": {"visual": ["grayscale", "stars"]}})
     with pytest.raises(ValueError, match="--root"):
-        parse_cce_spec({}).check_ready()
-    assert parse_cce_spec({}, quick=True).scenarios == 3
+        parse_counterfactual_spec({}).check_ready()
+    assert parse_counterfactual_spec({}, quick=True).scenarios == 3
 
 
 def test_benchmark_runs_resumes_and_reports_on_a_tiny_archive(archive, tmp_path, monkeypatch):
@@ -80,33 +85,33 @@ def test_benchmark_runs_resumes_and_reports_on_a_tiny_archive(archive, tmp_path,
                        "cache_dir": str(tmp_path / "cache")},
            "bank": {"visual": ["grayscale", "red_tint", "border"], "examples": 3},
            "scenarios": {"count": 3}, "solver": {"steps": 20}}
-    spec = parse_cce_spec(raw)
+    spec = parse_counterfactual_spec(raw)
     out = tmp_path / "out"
-    store = run_cce_bench(spec, out, progress=False)
+    store = run_counterfactual_bench(spec, out, progress=False)
     records = store.records()
-    assert len(records) == 3 * len(cce_bench.METHODS)
-    assert {r["spurious"] for r in records} == {"grayscale", "red_tint", "border"}
+    assert len(records) == 3 * len(METHODS)
+    assert {r["concept"] for r in records} == {"grayscale", "red_tint", "border"}
     bank = CAVBank.load(out / "bank.pt")
     assert [p for p, _ in bank.pairs_] == ["grayscale", "red_tint", "border"]  # attributes: too few images
     assert bank.metadata_["head"] == "head" and len(bank.metadata_["classes"]) == 3
     with_mistakes = [r for r in records if r["mistakes"]]
     for r in with_mistakes:
         assert 1 <= r["mean_rank"] <= 3 and 0 <= r["precision_at_3"] <= 1
-    markdown = write_cce_reports(records, spec, out)
+    markdown = write_counterfactual_reports(records, spec, out)
     assert "| cce |" in markdown and (out / "table.csv").is_file()
 
     def no_training(*args, **kwargs):
         raise AssertionError("a finished scenario was trained again")
 
-    monkeypatch.setattr(cce_bench, "fit_linear_head", no_training)
-    assert len(run_cce_bench(spec, out, progress=False).records()) == 3 * len(cce_bench.METHODS)
+    monkeypatch.setattr(counterfactual_runner, "fit_linear_head", no_training)
+    assert len(run_counterfactual_bench(spec, out, progress=False).records()) == 3 * len(METHODS)
 
 
 def test_linear_head_probe_learns_separable_classes():
     generator = torch.Generator().manual_seed(0)
     y = torch.arange(3).repeat_interleave(30)
     x = torch.randn(90, 8, generator=generator) + 3 * nn.functional.one_hot(y, 8).float()
-    head = cce_bench.fit_linear_head(x, y, 3, weight_decay=1e-3)
+    head = counterfactual_runner.fit_linear_head(x, y, 3, weight_decay=1e-3)
     assert (head(x).argmax(1) == y).float().mean() > 0.95
 
 
@@ -123,7 +128,7 @@ def test_cli_explains_images_and_writes_figures(archive, tmp_path, capsys):
     model = _tiny_model()
     images = load_cub(archive, val_fraction=0.0).train
     x = torch.stack([image_transform(32)(images[i][0]) for i in range(len(images))])
-    cce_bench.save_program(model, x[:1], tmp_path / "model.pt2")  # a torch.export program: no pickle
+    save_exported(model, x[:1], tmp_path / "model.pt2")  # a torch.export program: no pickle
     pairs, sets = [], {}
     for name in ("grayscale", "red_tint"):
         sets[name] = layer_inputs(model, "fc", visual_concept(name)(x[:6]))
