@@ -41,10 +41,29 @@ def _bench(args: argparse.Namespace) -> int:
     _check_writable(out)
     log.info("writing results to %s", out)
     store = run_grid(specs, out, workers=args.workers, progress=not args.no_progress)
-    print(write_reports(store.records(), specs, out))
+    print(write_reports(store.records(), specs, out, select=args.select, curves=args.curves))
     print(f"results: {out}/runs.jsonl, {out}/table.md, {out}/table.csv, {out}/accuracy.png")
     failed = [r for r in store.records() if r.get("status") != "ok"]
     return 1 if failed else 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from .bench import write_reports
+    from .bench.runner import load_specs
+    from .bench.store import read_records
+
+    records: dict = {}
+    specs: dict = {}
+    for folder in map(Path, args.dirs):
+        if not (folder / "runs.jsonl").is_file():
+            raise FileNotFoundError(f"{folder} holds no runs.jsonl: pass folders written by `conceptlab bench`")
+        records.update(read_records(folder / "runs.jsonl"))
+        specs.update({spec.name: spec for spec in load_specs(folder)})
+    out = Path(args.out or args.dirs[0])
+    _check_writable(out)
+    print(write_reports(list(records.values()), list(specs.values()), out, select=args.select, curves=args.curves))
+    print(f"{len(records)} runs from {len(args.dirs)} folder(s); tables and plots in {out}")
+    return 0
 
 
 def _check_writable(out: Path) -> None:
@@ -213,6 +232,13 @@ def _cce(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--select", default="val_task_accuracy",
+                        choices=["val_task_accuracy", "val_concept_accuracy", "val_concept_auc"],
+                        help="validation metric that picks each model's sweep point (never a test metric)")
+    parser.add_argument("--curves", action="store_true", help="also plot per-epoch training and validation losses")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="conceptlab", description="Concept-based interpretable machine learning.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
@@ -229,7 +255,14 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--out", help="output directory (default: results/NAME)")
     bench.add_argument("--quick", action="store_true", help="few seeds and epochs: a smoke run of about a minute")
     bench.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    _report_options(bench)
     bench.set_defaults(handler=_bench)
+
+    report = commands.add_parser("report", help="render tables and plots again from result folders, merging them")
+    report.add_argument("dirs", nargs="+", help="folders written by `conceptlab bench` (runs.jsonl and specs.json)")
+    report.add_argument("--out", help="where to write the tables and plots (default: the first folder)")
+    _report_options(report)
+    report.set_defaults(handler=_report)
 
     intervene = commands.add_parser("intervene", help="intervention curve of a saved model on its test data")
     intervene.add_argument("checkpoint", help="a model file written by conceptlab (e.g. DIR/checkpoints/*.pt of a bench)")

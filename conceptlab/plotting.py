@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
+
+from .atomic import write_bytes_atomic
 
 
 def pyplot():
@@ -16,11 +19,9 @@ def pyplot():
 
 
 def save_figure(fig, path: str | Path, dpi: int = 120) -> Path:
-    """Write ``fig`` as a PNG to ``path`` atomically (creating its folder) and close it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=dpi)
-    tmp.replace(path)
+    """Write ``fig`` as a PNG to ``path`` atomically (creating its folder) and close it; two
+    processes writing the same figure at once each replace it whole."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, dpi=dpi, format="png")
     pyplot().close(fig)
-    return path
+    return write_bytes_atomic(path, buffer.getvalue())

@@ -33,6 +33,11 @@ class EvaluationSettings:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
 
+def evaluate_split(model: ConceptModel, data: ConceptDataset, settings: EvaluationSettings) -> dict[str, Any]:
+    """Task and concept metrics on one split (the validation split, for model selection)."""
+    return dict(summarize(decode_all(model, encode_all(model, data.inputs)), data, settings.binary_threshold))
+
+
 def evaluate_run(model: ConceptModel, test: ConceptDataset, settings: EvaluationSettings, seed: int) -> dict[str, Any]:
     """Metrics, intervention curves and CAS of one trained model on the test split."""
     start = time.perf_counter()

@@ -15,6 +15,7 @@ from .spec import BenchSpec
 
 METRICS = ("task_accuracy", "concept_accuracy", "concept_auc", "concept_alignment")
 CURVE_FRACTIONS = (0.0, 0.25, 0.5, 0.75, 1.0)
+SELECTABLE = ("val_task_accuracy", "val_concept_accuracy", "val_concept_auc")
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,8 @@ class Row:
     epochs: float | None
     train_seconds: float | None
     curves: dict[str, tuple[list[float], list[float]]]  # policy -> (mean, std over seeds) per unit count
+    chosen: dict[str, Any] | None = None  # the sweep point selected on the validation split
+    points: int = 1  # sweep points this row was selected from
 
 
 def _mean_std(values: list[float]) -> tuple[float, float] | None:
@@ -40,23 +43,35 @@ def _mean_std(values: list[float]) -> tuple[float, float] | None:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
-def summarize(records: list[dict[str, Any]], specs: list[BenchSpec]) -> list[Row]:
-    """Aggregate the runs of the current configs, model by model in config order."""
+def summarize(records: list[dict[str, Any]], specs: list[BenchSpec], select: str = "val_task_accuracy") -> list[Row]:
+    """Aggregate the runs of the current configs, model by model in config order.
+
+    With a sweep, each model's row is the point whose mean ``select`` (a validation metric) over
+    seeds is highest; its test metrics are reported and no test number takes part in the choice.
+    """
+    if select not in SELECTABLE:
+        raise ValueError(f"unknown selection metric {select!r}; choose from {', '.join(SELECTABLE)}")
     rows = []
     for spec in specs:
-        config_hash = spec.config_hash()
         reference = (spec.reference or {}).get("task_accuracy", {})
         reference_cas = (spec.reference or {}).get("concept_alignment", {})
+        points = spec.points()
         for model in spec.models:
-            runs = [r for r in records if r["dataset"] == spec.name and r["model"] == model and r["config_hash"] == config_hash]
-            ok = [r for r in runs if r.get("status") == "ok"]
+            candidates = []
+            for point in points:
+                config_hash = point.config_hash()
+                runs = [r for r in records if r["dataset"] == spec.name and r["model"] == model and r["config_hash"] == config_hash]
+                ok = [r for r in runs if r.get("status") == "ok"]
+                score = _mean_std([r.get(select) for r in ok])
+                candidates.append((score[0] if score else float("-inf"), point, runs, ok))
+            _, point, runs, ok = max(candidates, key=lambda c: c[0]) if len(candidates) > 1 else candidates[0]
             metrics = {m: _mean_std([100 * r[m] if r.get(m) is not None else None for r in ok]) for m in METRICS}
             epochs = _mean_std([r["epochs"] for r in ok])
             seconds = _mean_std([r["train_seconds"] for r in ok])
             rows.append(
                 Row(spec.name, model, len(ok), len(runs) - len(ok), metrics, reference.get(model),
                     reference_cas.get(model), epochs[0] if epochs else None, seconds[0] if seconds else None,
-                    _curves(ok))
+                    _curves(ok), dict(point.point) if spec.sweep else None, len(points))
             )
     return rows
 
@@ -77,19 +92,28 @@ def _fmt(value: tuple[float, float] | None) -> str:
     return "n/a" if value is None else f"{value[0]:.2f} ± {value[1]:.2f}"
 
 
-def markdown_table(rows: list[Row], specs: list[BenchSpec]) -> str:
+def _point(chosen: dict[str, Any] | None) -> str:
+    return ", ".join(f"{k}={v}" for k, v in chosen.items()) if chosen else ""
+
+
+def markdown_table(rows: list[Row], specs: list[BenchSpec], select: str = "val_task_accuracy") -> str:
     out = io.StringIO()
     for spec in specs:
         source = (spec.reference or {}).get("source", "published")
         out.write(f"## {spec.name}\n\nTask accuracy on the test split, % (mean ± std over seeds). Reference: {source}.\n\n")
+        if spec.sweep:
+            out.write(f"Sweep over {', '.join(k for k, _ in spec.sweep)}: each row is the point with the best mean "
+                      f"{select} over seeds (validation split only), out of {len(spec.points())}; its test metrics "
+                      "are shown.\n\n")
         out.write("| model | task accuracy | reference | concept accuracy | concept AUC | CAS | CAS reference "
                   "| epochs | train s | runs |\n")
         out.write("|---|---|---|---|---|---|---|---|---|---|\n")
         cells = [r for r in rows if r.dataset == spec.name]
         for r in cells:
             runs = f"{r.runs}" + (f" ({r.failed} failed)" if r.failed else "")
+            model = f"{r.model} ({_point(r.chosen)})" if r.chosen else r.model
             out.write(
-                f"| {r.model} | {_fmt(r.metrics['task_accuracy'])} | {_opt(r.reference_task_accuracy)} "
+                f"| {model} | {_fmt(r.metrics['task_accuracy'])} | {_opt(r.reference_task_accuracy)} "
                 f"| {_fmt(r.metrics['concept_accuracy'])} | {_fmt(r.metrics['concept_auc'])} "
                 f"| {_fmt(r.metrics['concept_alignment'])} | {_opt(r.reference_alignment)} "
                 f"| {_opt(r.epochs, 0)} | {_opt(r.train_seconds, 1)} | {runs} |\n"
@@ -128,12 +152,13 @@ def csv_table(rows: list[Row]) -> str:
     header = ["dataset", "model", "runs", "failed"]
     for m in METRICS:
         header += [f"{m}_mean", f"{m}_std"]
-    writer.writerow(header + ["reference_task_accuracy", "reference_concept_alignment", "epochs_mean", "train_seconds_mean"])
+    writer.writerow(header + ["reference_task_accuracy", "reference_concept_alignment", "epochs_mean", "train_seconds_mean",
+                              "chosen"])
     for r in rows:
         values: list[Any] = [r.dataset, r.model, r.runs, r.failed]
         for m in METRICS:
             values += list(r.metrics[m]) if r.metrics[m] else ["", ""]
-        extras = (r.reference_task_accuracy, r.reference_alignment, r.epochs, r.train_seconds)
+        extras = (r.reference_task_accuracy, r.reference_alignment, r.epochs, r.train_seconds, _point(r.chosen) or None)
         writer.writerow(values + ["" if v is None else v for v in extras])
     return out.getvalue()
 
@@ -192,12 +217,49 @@ def intervention_plot(rows: list[Row], specs: list[BenchSpec], path: Path) -> bo
     return True
 
 
-def write_reports(records: list[dict[str, Any]], specs: list[BenchSpec], out_dir: Path) -> str:
-    """Write table.md, table.csv, accuracy.png and interventions.png into ``out_dir``; return the markdown."""
-    rows = summarize(records, specs)
-    markdown = markdown_table(rows, specs)
+def write_reports(records: list[dict[str, Any]], specs: list[BenchSpec], out_dir: Path,
+                  select: str = "val_task_accuracy", curves: bool = False) -> str:
+    """Write table.md, table.csv, accuracy.png and interventions.png (and, with ``curves``,
+    losses.png) into ``out_dir``; return the markdown."""
+    rows = summarize(records, specs, select)
+    markdown = markdown_table(rows, specs, select)
     write_atomic(out_dir / "table.md", markdown)
     write_atomic(out_dir / "table.csv", csv_table(rows))
     accuracy_plot(rows, specs, out_dir / "accuracy.png")
     intervention_plot(rows, specs, out_dir / "interventions.png")
+    if curves:
+        loss_plot(records, rows, specs, out_dir / "losses.png")
     return markdown
+
+
+def loss_plot(records: list[dict[str, Any]], rows: list[Row], specs: list[BenchSpec], path: Path) -> None:
+    """Per dataset, the mean training (dashed) and validation (solid) loss per epoch of each
+    model's reported runs; the stages of sequential and independent recipes follow each other."""
+    plt = pyplot()
+    fig, axes = plt.subplots(1, len(specs), figsize=(5.2 * len(specs), 3.8), squeeze=False)
+    colours = plt.get_cmap("tab10")
+    for ax, spec in zip(axes[0], specs):
+        hashes = {r.model: _row_hash(r, spec) for r in rows if r.dataset == spec.name}
+        for k, (model, config_hash) in enumerate(hashes.items()):
+            runs = [r for r in records if r["dataset"] == spec.name and r["model"] == model and r["config_hash"] == config_hash
+                    and r.get("history")]
+            for kind, style in (("train_loss", "--"), ("val_loss", "-")):
+                series = [[v for stage in r["history"].values() for v in stage[kind]] for r in runs]
+                if not series:
+                    continue
+                length = max(len(s) for s in series)
+                mean = [statistics.fmean(s[i] for s in series if i < len(s)) for i in range(length)]
+                ax.plot(range(1, length + 1), mean, style, color=colours(k % 10), lw=1.2,
+                        label=model if kind == "val_loss" else None)
+        ax.set_title(spec.name, fontsize=10)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("loss (dashed: training, solid: validation)")
+        ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def _row_hash(row: Row, spec: BenchSpec) -> str:
+    return (spec.at(row.chosen) if row.chosen else spec).config_hash()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import multiprocessing
 import os
@@ -24,7 +25,7 @@ from ..datasets.registry import load_dataset, prepare_shared, settings_dict
 from ..models.io import save_model
 from ..runtime import keep_freed_memory, seeded
 from ..training.recipes import fit
-from .evaluation import evaluate_run
+from .evaluation import evaluate_run, evaluate_split
 from .spec import BenchSpec
 from .store import RunStore
 from .zoo import MODEL_KEYS
@@ -69,6 +70,7 @@ def run_one(plan: RunPlan) -> dict[str, Any]:
         "seed": plan.seed,
         "config_hash": spec.config_hash(),
         "config": spec.config_dict(),
+        "sweep_point": dict(spec.point),
         "versions": versions(),
     }
     started = time.perf_counter()
@@ -80,6 +82,7 @@ def run_one(plan: RunPlan) -> dict[str, Any]:
         train_config = key.train_config(replace(spec.train, seed=plan.seed), spec.model)
         report = fit(model, splits, key.recipe, train_config)
         metrics = evaluate_run(model, splits.test, spec.evaluation, seed=plan.seed)
+        validation = evaluate_split(model, splits.val, spec.evaluation)
         save_model(
             model.cpu(), plan.checkpoint, splits.info,
             bench=spec.name, model_key=plan.model, seed=plan.seed, dataset=settings_dict(spec.dataset),
@@ -88,6 +91,8 @@ def run_one(plan: RunPlan) -> dict[str, Any]:
         record.update(
             status="ok",
             **metrics,
+            **{f"val_{k}": v for k, v in validation.items()},
+            history=report.history,
             epochs=report.epochs,
             stage_epochs=report.stage_epochs,
             train_seconds=round(report.seconds, 3),
@@ -131,14 +136,47 @@ def exit_with_parent(parent: int) -> None:
     threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
+SPECS_FILE = "specs.json"
+
+
+def record_specs(specs: list[BenchSpec], out_dir: Path) -> None:
+    """Keep each benchmark's full settings beside its runs (``specs.json``), so that
+    ``conceptlab report`` can render the tables again without the original config files."""
+    from filelock import FileLock
+
+    from ..atomic import write_atomic
+
+    path = out_dir / SPECS_FILE
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(path) + ".lock"):
+        known = json.loads(path.read_text()) if path.is_file() else {}
+        known.update({spec.name: spec.to_config() for spec in specs})
+        write_atomic(path, json.dumps(known, indent=1, sort_keys=True))
+
+
+def load_specs(out_dir: Path) -> list[BenchSpec]:
+    """The benchmarks a result folder holds, from its ``specs.json``."""
+    from .spec import parse_spec
+
+    path = Path(out_dir) / SPECS_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: {out_dir} is not a folder written by `conceptlab bench`")
+    try:
+        configs = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is not valid JSON ({err})") from None
+    return [parse_spec(config, default_name=name) for name, config in configs.items()]
+
+
 def plan_runs(spec: BenchSpec, out_dir: Path, store: RunStore) -> list[RunPlan]:
+    """Every (sweep point, seed, model) not finished in ``store``."""
     done = store.finished()
-    config_hash = spec.config_hash()
     return [
-        RunPlan(spec, model, seed, str(out_dir))
+        RunPlan(point, model, seed, str(out_dir))
+        for point in spec.points()
         for seed in range(spec.seeds)
         for model in spec.models
-        if (spec.name, model, seed, config_hash) not in done
+        if (spec.name, model, seed, point.config_hash()) not in done
     ]
 
 
@@ -152,9 +190,10 @@ def default_workers(device: str) -> int:
 def run_grid(specs: list[BenchSpec], out_dir: Path, workers: int | None = None, progress: bool = True) -> RunStore:
     """Run every missing (spec, model, seed) and append each result to ``out_dir/runs.jsonl``."""
     out_dir = Path(out_dir)
+    record_specs(specs, out_dir)
     store = RunStore(out_dir / "runs.jsonl")
     plans = [plan for spec in specs for plan in plan_runs(spec, out_dir, store)]
-    skipped = sum(spec.seeds * len(spec.models) for spec in specs) - len(plans)
+    skipped = sum(len(spec.points()) * spec.seeds * len(spec.models) for spec in specs) - len(plans)
     if skipped:
         log.info("resuming: %d finished run(s) found in %s are skipped", skipped, store.path)
     if not plans:

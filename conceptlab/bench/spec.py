@@ -7,6 +7,7 @@ written as text or an out-of-range value fails before any run starts, naming the
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 from dataclasses import asdict, dataclass, field, replace
 from importlib import resources
@@ -15,8 +16,8 @@ from typing import Any
 
 import yaml
 
-from ..datasets.registry import CubSettings, DatasetSettings, dataset_settings, hashed_settings
-from ..settings import PositiveInt, SettingsError, Str, settings, validated
+from ..datasets.registry import CubSettings, DatasetSettings, dataset_settings, hashed_settings, settings_dict
+from ..settings import NonNegativeFloat, PositiveFloat, PositiveInt, SettingsError, Str, settings, validated
 from ..training.config import TrainConfig
 from .evaluation import EvaluationSettings
 from .zoo import MODEL_KEYS, ModelSettings
@@ -43,6 +44,19 @@ class BenchFile:
     evaluation: dict[str, Any] | None = None
     quick: dict[str, Any] | None = None
     reference: dict[str, Any] | None = None
+    sweep: dict[str, list[Any]] | None = None
+    resources: dict[str, Any] | None = None
+
+
+@settings
+class ResourceSettings:
+    """What one run asks of a Ray cluster (``--backend ray``); the local pool ignores it."""
+
+    cpus: PositiveFloat = 1.0
+    gpus: NonNegativeFloat = 0.0
+
+
+SWEEPABLE = ("model", "train")
 
 
 @dataclass(frozen=True)
@@ -57,6 +71,26 @@ class BenchSpec:
     train: TrainConfig
     evaluation: EvaluationSettings = field(default_factory=EvaluationSettings)
     reference: dict[str, Any] = field(default_factory=dict)
+    sweep: tuple[tuple[str, tuple[Any, ...]], ...] = ()  # ("train.lr", (0.01, 0.001)), ...
+    point: tuple[tuple[str, Any], ...] = ()  # the sweep values this spec was set to
+    resources: ResourceSettings = field(default_factory=ResourceSettings)
+
+    def points(self) -> list[BenchSpec]:
+        """One spec per point of the sweep (every combination of the listed values), or itself."""
+        if not self.sweep:
+            return [self]
+        keys = [key for key, _ in self.sweep]
+        return [self.at(dict(zip(keys, values))) for values in itertools.product(*(values for _, values in self.sweep))]
+
+    def at(self, values: dict[str, Any]) -> BenchSpec:
+        """This spec with ``values`` ("block.key" -> value) set, and recorded as its sweep point."""
+        blocks = {"model": {}, "train": {}}
+        for key, value in values.items():
+            block, name = key.split(".", 1)
+            blocks[block][name] = value
+        model = validated(lambda **v: replace(self.model, **v), blocks["model"], "sweep.model")
+        train = validated(lambda **v: replace(self.train, **v), blocks["train"], "sweep.train")
+        return replace(self, model=model, train=train, point=tuple(values.items()))
 
     def check_ready(self) -> None:
         """Fail before any run starts when the data cannot be found or the device is missing."""
@@ -88,6 +122,16 @@ class BenchSpec:
     def config_hash(self) -> str:
         blob = json.dumps(self.config_dict(), sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
+
+    def to_config(self) -> dict[str, Any]:
+        """A config mapping that ``parse_spec`` turns back into this spec (overrides included)."""
+        train = {k: v for k, v in asdict(self.train).items() if k not in ("intervention_prob", "intervention_per")}
+        return {
+            "name": self.name, "dataset": settings_dict(self.dataset), "models": list(self.models), "seeds": self.seeds,
+            "model": self.model.to_dict(), "train": train, "evaluation": self.evaluation.to_dict(),
+            "reference": self.reference, "sweep": {k: list(v) for k, v in self.sweep} or None,
+            "resources": asdict(self.resources),
+        }
 
     def with_overrides(
         self,
@@ -187,7 +231,7 @@ def parse_spec(raw: dict[str, Any], default_name: str = "bench", quick: bool = F
         fast = validated(QuickSettings, top.quick, "quick")
         seeds = fast.seeds or min(seeds, 2)
         train = replace(train, max_epochs=fast.max_epochs or min(train.max_epochs, 30))
-    return BenchSpec(
+    spec = BenchSpec(
         name=top.name or default_name,
         dataset=dataset,
         models=models,
@@ -196,4 +240,23 @@ def parse_spec(raw: dict[str, Any], default_name: str = "bench", quick: bool = F
         train=train,
         evaluation=EvaluationSettings.from_dict(top.evaluation),
         reference=dict(top.reference or {}),
+        resources=validated(ResourceSettings, top.resources, "resources"),
     )
+    return replace(spec, sweep=_parse_sweep(top.sweep or {}, spec))
+
+
+def _parse_sweep(sweep: dict[str, list[Any]], spec: BenchSpec) -> tuple[tuple[str, tuple[Any, ...]], ...]:
+    """``sweep: {train.lr: [0.01, 0.001], model.embedding_size: [16, 32]}``, every value checked."""
+    parsed = []
+    for key, values in sweep.items():
+        block, _, name = key.partition(".")
+        if block not in SWEEPABLE or not name:
+            raise SettingsError(f"sweep.{key}: sweep keys are model.KEY or train.KEY (e.g. train.lr)")
+        if name in ("intervention_prob", "intervention_per"):
+            raise SettingsError(f"sweep.{key}: sweep RandInt as model.randint, its one setting in a benchmark")
+        if not isinstance(values, list) or not values:
+            raise SettingsError(f"sweep.{key}: give a non-empty list of values, e.g. [0.01, 0.001]; got {values!r}")
+        for value in values:
+            spec.at({key: value})  # fails with the key and value when one is not a valid setting
+        parsed.append((key, tuple(values)))
+    return tuple(parsed)

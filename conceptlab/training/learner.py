@@ -65,7 +65,9 @@ class ConceptLearner(L.LightningModule):
         return loss
 
     def training_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int) -> Tensor:
-        return self._loss(batch, training=True)
+        loss = self._loss(batch, training=True)
+        self.log("train_loss", loss, on_step=False, on_epoch=True, batch_size=batch[0].shape[0])
+        return loss
 
     def validation_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int) -> None:
         self.log("val_loss", self._loss(batch, training=False), batch_size=batch[0].shape[0], prog_bar=True)

@@ -8,7 +8,7 @@ import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import lightning as L
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
@@ -44,9 +44,28 @@ def recipe_stages(recipe: str, config: TrainConfig) -> list[Stage]:
 
 @dataclass(frozen=True)
 class FitReport:
-    epochs: int  # summed over stages
+    """What training did: epochs (summed over stages), wall time, epochs per stage, and each
+    stage's per-epoch ``train_loss`` and ``val_loss``."""
+
+    epochs: int
     seconds: float
     stage_epochs: dict[str, int]
+    history: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+
+
+class _History(Callback):
+    """Mean training and validation loss of every epoch."""
+
+    def __init__(self) -> None:
+        self.losses: dict[str, list[float]] = {"train_loss": [], "val_loss": []}
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if "train_loss" in trainer.callback_metrics:
+            self.losses["train_loss"].append(round(float(trainer.callback_metrics["train_loss"]), 6))
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.sanity_checking and "val_loss" in trainer.callback_metrics:
+            self.losses["val_loss"].append(round(float(trainer.callback_metrics["val_loss"]), 6))
 
 
 class _RestoreBestWeights(Callback):
@@ -108,12 +127,18 @@ def check_compatible(model: ConceptModel, data: ConceptSplits | ConceptDataset) 
 
 
 def fit(
-    model: ConceptModel, splits: ConceptSplits, recipe: str = "joint", config: TrainConfig | None = None
+    model: ConceptModel,
+    splits: ConceptSplits,
+    recipe: str = "joint",
+    config: TrainConfig | None = None,
+    loggers: list | None = None,
 ) -> FitReport:
-    """Train ``model`` in place on ``splits`` with ``recipe``; returns epochs and wall time.
+    """Train ``model`` in place on ``splits`` with ``recipe``; returns epochs, wall time and the
+    per-epoch losses of every stage.
 
     Each stage early-stops on its validation loss and ends with the weights of its best epoch.
     Afterwards the model learns its intervention values from the training set (logit CBMs).
+    ``loggers`` (Lightning loggers, e.g. ``TensorBoardLogger``) receive every logged metric.
     """
     config = config or TrainConfig()
     check_compatible(model, splits)
@@ -127,9 +152,11 @@ def fit(
     pos_weight = concept_pos_weight(splits.train.c) if config.concept_class_weighting else None
     start = time.perf_counter()
     stage_epochs: dict[str, int] = {}
+    history: dict[str, dict[str, list[float]]] = {}
     for index, stage in enumerate(stages):
+        recorder = _History()
         with _quiet_lightning():
-            trainer = _trainer(config, stage.name)
+            trainer = _trainer(config, stage.name, [recorder], loggers)
         learner = ConceptLearner(model, stage, config, pos_weight)
         data = _datamodule(splits, config, seed=config.seed + index)
         try:
@@ -139,9 +166,10 @@ def fit(
             for p in model.parameters():
                 p.requires_grad_(True)
         stage_epochs[stage.name] = trainer.current_epoch
+        history[stage.name] = recorder.losses
     if model.n_concepts:
         model.calibrate_interventions(predict(model, splits.train.inputs).concept_logits)
-    return FitReport(sum(stage_epochs.values()), time.perf_counter() - start, stage_epochs)
+    return FitReport(sum(stage_epochs.values()), time.perf_counter() - start, stage_epochs, history)
 
 
 def _datamodule(splits, config: TrainConfig, seed: int) -> L.LightningDataModule:
@@ -151,8 +179,8 @@ def _datamodule(splits, config: TrainConfig, seed: int) -> L.LightningDataModule
     return ImageDataModule(splits, config.batch_size, num_workers=config.num_workers, seed=seed)
 
 
-def _trainer(config: TrainConfig, stage_name: str) -> L.Trainer:
-    callbacks: list[Callback] = [_RestoreBestWeights()]
+def _trainer(config: TrainConfig, stage_name: str, extra: list[Callback], loggers: list | None) -> L.Trainer:
+    callbacks: list[Callback] = [_RestoreBestWeights(), *extra]
     if config.early_stopping_patience > 0:
         callbacks.append(EarlyStopping("val_loss", patience=config.early_stopping_patience))
     if config.checkpoint_dir:
@@ -164,7 +192,7 @@ def _trainer(config: TrainConfig, stage_name: str) -> L.Trainer:
         devices=config.devices,
         max_epochs=config.max_epochs,
         callbacks=callbacks,
-        logger=False,
+        logger=loggers or False,
         enable_checkpointing=bool(config.checkpoint_dir),
         enable_progress_bar=False,
         enable_model_summary=False,

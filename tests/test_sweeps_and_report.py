@@ -1,0 +1,76 @@
+"""Sweeps select on the validation split only; `conceptlab report` re-renders and merges result folders."""
+
+import json
+
+import pytest
+
+from conceptlab import cli
+from conceptlab.bench import parse_spec, run_grid
+from conceptlab.bench import runner as runner_module
+from conceptlab.bench.report import summarize
+
+TINY = {
+    "name": "tiny",
+    "dataset": {"name": "xor", "size": 300},
+    "models": ["cbm-fuzzy"],
+    "seeds": 2,
+    "model": {"hidden": [8], "embedding_size": 4, "latent_dim": 8},
+    "train": {"max_epochs": 3, "device": "cpu"},
+    "evaluation": {"intervention_policies": [], "concept_alignment": False},
+}
+
+
+def test_a_sweep_runs_every_point_and_records_it(tmp_path):
+    spec = parse_spec({**TINY, "sweep": {"train.lr": [0.01, 0.001], "model.hidden": [[8], [4]]}})
+    assert len(spec.points()) == 4 and len({p.config_hash() for p in spec.points()}) == 4
+    records = run_grid([spec], tmp_path, workers=1, progress=False).records()
+    assert len(records) == 4 * 2
+    points = {json.dumps(r["sweep_point"], sort_keys=True) for r in records}
+    assert len(points) == 4
+    assert all(r["val_task_accuracy"] is not None and r["history"]["joint"]["val_loss"] for r in records)
+
+
+def _record(point_lr, seed, val, test):
+    spec = parse_spec({**TINY, "sweep": {"train.lr": [0.01, 0.001]}})
+    point = spec.at({"train.lr": point_lr})
+    return {"dataset": "tiny", "model": "cbm-fuzzy", "seed": seed, "config_hash": point.config_hash(), "status": "ok",
+            "sweep_point": {"train.lr": point_lr}, "val_task_accuracy": val, "task_accuracy": test,
+            "concept_accuracy": 0.9, "concept_auc": 0.9, "concept_alignment": None, "epochs": 3, "train_seconds": 1.0}
+
+
+def test_selection_reads_validation_metrics_never_test_ones():
+    spec = parse_spec({**TINY, "sweep": {"train.lr": [0.01, 0.001]}})
+    records = [_record(0.01, s, val=0.90, test=0.60) for s in range(2)]  # best on validation, worse on test
+    records += [_record(0.001, s, val=0.80, test=0.99) for s in range(2)]
+    (row,) = summarize(records, [spec])
+    assert row.chosen == {"train.lr": 0.01} and row.points == 2
+    assert row.metrics["task_accuracy"][0] == pytest.approx(60.0)
+    with pytest.raises(ValueError, match="unknown selection metric"):
+        summarize(records, [spec], select="task_accuracy")
+
+
+@pytest.mark.parametrize("sweep, message", [
+    ({"optimizer.lr": [1]}, "sweep keys are model.KEY or train.KEY"),
+    ({"train.lr": 0.01}, r"sweep.train.lr: Input should be a valid list \(got 0.01\)"),
+    ({"train.lr": []}, "give a non-empty list"),
+    ({"train.lr": ["fast"]}, r"sweep.train.lr: Input should be a valid number \(got 'fast'\)"),
+    ({"train.intervention_prob": [0.1]}, "sweep RandInt as model.randint"),
+])
+def test_bad_sweeps_are_rejected_when_read(sweep, message):
+    with pytest.raises(ValueError, match=message):
+        parse_spec({**TINY, "sweep": sweep})
+
+
+def test_report_merges_folders_without_training(tmp_path, monkeypatch, capsys):
+    first = parse_spec(TINY)
+    second = parse_spec({**TINY, "name": "other", "dataset": {"name": "dot", "size": 300}})
+    run_grid([first], tmp_path / "a", workers=1, progress=False)
+    run_grid([second], tmp_path / "b", workers=1, progress=False)
+    monkeypatch.setattr(runner_module, "run_one", lambda plan: pytest.fail("report trained a model"))
+    assert cli.main(["report", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "merged"),
+                     "--curves"]) == 0
+    table = (tmp_path / "merged" / "table.md").read_text()
+    assert "## tiny" in table and "## other" in table
+    assert (tmp_path / "merged" / "losses.png").read_bytes()[:4] == b"\x89PNG"
+    assert "4 runs from 2 folder(s)" in capsys.readouterr().out
+    assert cli.main(["report", str(tmp_path / "nowhere")]) == 2
