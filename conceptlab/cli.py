@@ -13,6 +13,7 @@ log = logging.getLogger("conceptlab")
 def _bench(args: argparse.Namespace) -> int:
     from .bench import load_spec, run_grid, write_reports
     from .bench.spec import load_config
+    from .bench.tracking import check_tracker
     from .runtime import keep_freed_memory
 
     configs = [load_config(target) for target in args.targets]
@@ -40,7 +41,9 @@ def _bench(args: argparse.Namespace) -> int:
     out = Path(args.out or Path("results") / ("-".join(names) + ("-quick" if args.quick else "")))
     _check_writable(out)
     log.info("writing results to %s", out)
-    store = run_grid(specs, out, workers=args.workers, progress=not args.no_progress)
+    check_tracker(args.logger)
+    store = run_grid(specs, out, workers=args.workers, progress=not args.no_progress, tracker=args.logger,
+                     backend=args.backend, address=args.address)
     print(write_reports(store.records(), specs, out, select=args.select, curves=args.curves))
     print(f"results: {out}/runs.jsonl, {out}/table.md, {out}/table.csv, {out}/accuracy.png")
     failed = [r for r in store.records() if r.get("status") != "ok"]
@@ -92,7 +95,10 @@ def _bench_cce(args: argparse.Namespace, raw: dict, name: str) -> int:
     from .bench.counterfactuals import parse_counterfactual_spec, run_counterfactual_bench, write_counterfactual_reports
 
     ignored = [flag for flag, value in (("--models", args.models), ("--seeds", args.seeds), ("--max-epochs", args.max_epochs),
-                                        ("--device", args.device), ("--workers", args.workers)) if value is not None]
+                                        ("--device", args.device), ("--workers", args.workers), ("--address", args.address),
+                                        ("--logger", args.logger)) if value is not None]
+    if args.backend != "local":
+        ignored.append("--backend")
     if ignored:
         raise ValueError(f"{', '.join(ignored)} do not apply to the counterfactual benchmark; set its config instead")
     spec = parse_counterfactual_spec(raw, default_name=name, quick=args.quick, root=args.root)
@@ -251,7 +257,16 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--seeds", type=_positive_int, help="number of seeds; each seed draws new data and a new initialisation")
     bench.add_argument("--max-epochs", type=_positive_int, help="override the epoch limit")
     bench.add_argument("--device", choices=["auto", "cpu", "cuda", "gpu", "mps"], help="Lightning accelerator (default: config, auto)")
-    bench.add_argument("--workers", type=_positive_int, help="parallel runs (default: one per CPU core; 1 on a GPU)")
+    bench.add_argument("--workers", type=_positive_int,
+                       help="parallel runs (default: one per CPU core; 1 on a GPU); with --backend ray and no "
+                            "--address, the CPUs of the local Ray instance")
+    bench.add_argument("--backend", choices=["local", "ray"], default="local",
+                       help="local: a process pool on this machine; ray: one Ray task per run (pip install -e \".[ray]\")")
+    bench.add_argument("--address", help="with --backend ray: 'auto' or ray://HOST:PORT of a running cluster "
+                                         "(default: start a local Ray instance)")
+    bench.add_argument("--logger", choices=["tensorboard", "mlflow"],
+                       help="also log every epoch to TensorBoard (OUT/tensorboard) or MLflow ($MLFLOW_TRACKING_URI, "
+                            "default OUT/mlflow.db)")
     bench.add_argument("--out", help="output directory (default: results/NAME)")
     bench.add_argument("--quick", action="store_true", help="few seeds and epochs: a smoke run of about a minute")
     bench.add_argument("--no-progress", action="store_true", help="hide the progress bar")

@@ -74,3 +74,25 @@ def test_report_merges_folders_without_training(tmp_path, monkeypatch, capsys):
     assert (tmp_path / "merged" / "losses.png").read_bytes()[:4] == b"\x89PNG"
     assert "4 runs from 2 folder(s)" in capsys.readouterr().out
     assert cli.main(["report", str(tmp_path / "nowhere")]) == 2
+
+
+def test_tensorboard_receives_every_epoch_of_every_run(tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    spec = parse_spec(TINY)
+    run_grid([spec], tmp_path, workers=1, progress=False, tracker="tensorboard")
+    runs = sorted((tmp_path / "tensorboard" / "tiny").iterdir())
+    assert len(runs) == 2 and all(r.name.startswith("cbm-fuzzy-seed") for r in runs)
+    events = EventAccumulator(str(runs[0]))
+    events.Reload()
+    assert len(events.Scalars("val_loss")) == 3 and len(events.Scalars("train_loss")) == 3
+
+
+def test_a_missing_tracker_package_is_named_before_any_run(monkeypatch, capsys):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "mlflow" else real(name, *a))
+    assert cli.main(["bench", "xor", "--logger", "mlflow", "--out", "/tmp/never-written-by-this-test"]) == 2
+    assert "pip install mlflow" in capsys.readouterr().err

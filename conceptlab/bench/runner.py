@@ -10,9 +10,7 @@ import platform
 import time
 import traceback
 import warnings
-from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -23,11 +21,12 @@ from tqdm import tqdm
 from .. import __version__
 from ..datasets.registry import load_dataset, prepare_shared, settings_dict
 from ..models.io import save_model
-from ..runtime import keep_freed_memory, seeded
+from ..runtime import keep_freed_memory, seeded, sigterm_as_exit
 from ..training.recipes import fit
 from .evaluation import evaluate_run, evaluate_split
 from .spec import BenchSpec
 from .store import RunStore
+from .tracking import make_logger
 from .zoo import MODEL_KEYS
 
 log = logging.getLogger(__name__)
@@ -35,17 +34,23 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class RunPlan:
+    """One training run of a grid: a (point of a) benchmark, a model key and a seed."""
+
     spec: BenchSpec
     model: str
     seed: int
     out_dir: str
+    tracker: str | None = None  # "tensorboard" or "mlflow": Lightning logs every epoch there too
+
+    @property
+    def name(self) -> str:
+        return f"{self.spec.name}-{self.model}-seed{self.seed}-{self.spec.config_hash()}"
 
     @property
     def checkpoint(self) -> Path:
         """Named by the run's key, settings hash included: a record and its checkpoint always agree,
         and a run with other settings never overwrites the checkpoint an older record points to."""
-        name = f"{self.spec.name}-{self.model}-seed{self.seed}-{self.spec.config_hash()}.pt"
-        return Path(self.out_dir) / "checkpoints" / name
+        return Path(self.out_dir) / "checkpoints" / f"{self.name}.pt"
 
 
 def versions() -> dict[str, str]:
@@ -80,7 +85,8 @@ def run_one(plan: RunPlan) -> dict[str, Any]:
             in_features = splits.train.x.shape[1] if hasattr(splits.train, "x") else 0  # images: the backbone decides
             model = key.build(in_features, splits.info, spec.model)
         train_config = key.train_config(replace(spec.train, seed=plan.seed), spec.model)
-        report = fit(model, splits, key.recipe, train_config)
+        logger = make_logger(plan.tracker, plan.out_dir, spec.name, plan.name.removeprefix(f"{spec.name}-"))
+        report = fit(model, splits, key.recipe, train_config, loggers=[logger] if logger else None)
         metrics = evaluate_run(model, splits.test, spec.evaluation, seed=plan.seed)
         validation = evaluate_split(model, splits.val, spec.evaluation)
         save_model(
@@ -168,11 +174,11 @@ def load_specs(out_dir: Path) -> list[BenchSpec]:
     return [parse_spec(config, default_name=name) for name, config in configs.items()]
 
 
-def plan_runs(spec: BenchSpec, out_dir: Path, store: RunStore) -> list[RunPlan]:
+def plan_runs(spec: BenchSpec, out_dir: Path, store: RunStore, tracker: str | None = None) -> list[RunPlan]:
     """Every (sweep point, seed, model) not finished in ``store``."""
     done = store.finished()
     return [
-        RunPlan(point, model, seed, str(out_dir))
+        RunPlan(point, model, seed, str(out_dir), tracker)
         for point in spec.points()
         for seed in range(spec.seeds)
         for model in spec.models
@@ -187,22 +193,42 @@ def default_workers(device: str) -> int:
     return max(1, os.cpu_count() or 1)
 
 
-def run_grid(specs: list[BenchSpec], out_dir: Path, workers: int | None = None, progress: bool = True) -> RunStore:
-    """Run every missing (spec, model, seed) and append each result to ``out_dir/runs.jsonl``."""
+def run_grid(
+    specs: list[BenchSpec],
+    out_dir: Path,
+    workers: int | None = None,
+    progress: bool = True,
+    tracker: str | None = None,
+    backend: str = "local",
+    address: str | None = None,
+) -> RunStore:
+    """Run every missing (spec, sweep point, model, seed) and record each result in ``out_dir/runs.jsonl``.
+
+    ``backend="local"`` runs on a process pool of ``workers`` (default: one per core; one on a
+    GPU); ``backend="ray"`` runs one Ray task per run, on a local instance (with ``workers``
+    CPUs) or the cluster at ``address``. Either way only this process writes ``runs.jsonl``.
+    """
+    if backend not in ("local", "ray"):
+        raise ValueError(f"unknown backend {backend!r}; choose local or ray")
     out_dir = Path(out_dir)
     record_specs(specs, out_dir)
     store = RunStore(out_dir / "runs.jsonl")
-    plans = [plan for spec in specs for plan in plan_runs(spec, out_dir, store)]
+    plans = [plan for spec in specs for plan in plan_runs(spec, out_dir, store, tracker)]
     skipped = sum(len(spec.points()) * spec.seeds * len(spec.models) for spec in specs) - len(plans)
     if skipped:
         log.info("resuming: %d finished run(s) found in %s are skipped", skipped, store.path)
     if not plans:
         return store
-    for spec in {plan.spec.name: plan.spec for plan in plans}.values():
-        prepare_shared(spec.dataset, progress=progress)  # e.g. CUB features: extracted once, not once per worker
-    workers = min(workers or default_workers(specs[0].train.device), len(plans))
     bar = tqdm(total=len(plans), desc="runs", unit="run", disable=not progress)
     try:
+        if backend == "ray":
+            from .ray_backend import run_on_ray
+
+            run_on_ray(plans, run_one, address, workers, lambda record: _record(store, record, bar))
+            return store
+        for spec in {plan.spec.name: plan.spec for plan in plans}.values():
+            prepare_shared(spec.dataset, progress=progress)  # e.g. CUB features: extracted once, not once per worker
+        workers = min(workers or default_workers(specs[0].train.device), len(plans))
         if workers == 1:
             for plan in plans:
                 _record(store, run_one(plan), bar)
@@ -220,7 +246,7 @@ def _run_parallel(plans: list[RunPlan], workers: int, store: RunStore, bar: tqdm
     context = multiprocessing.get_context("spawn")
     pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(threads, os.getpid()))
     try:
-        with _terminate_on_sigterm():
+        with sigterm_as_exit():
             pending: set[Future] = {pool.submit(run_one, plan) for plan in plans}
             while pending:
                 finished, pending = wait(pending, return_when=FIRST_COMPLETED)
@@ -232,26 +258,6 @@ def _run_parallel(plans: list[RunPlan], workers: int, store: RunStore, bar: tqdm
             child.terminate()
         raise
     pool.shutdown()
-
-
-@contextmanager
-def _terminate_on_sigterm() -> Iterator[None]:
-    """Turn SIGTERM into an exception in the main thread, so the pool is shut down in order."""
-    import signal
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def stop(signum, frame):
-        raise SystemExit(128 + signum)
-
-    previous = signal.signal(signal.SIGTERM, stop)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _record(store: RunStore, record: dict[str, Any], bar: tqdm) -> None:
