@@ -238,6 +238,13 @@ def _cce(args: argparse.Namespace) -> int:
     return 0
 
 
+def _model_file_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, help="a conceptlab model file or a torch.export program (.pt2); "
+                        "a pickled nn.Module needs --trust-model-file")
+    parser.add_argument("--trust-model-file", action="store_true",
+                        help="allow a pickled nn.Module: loading it runs code stored in the file; only for trusted files")
+
+
 def _report_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--select", default="val_task_accuracy",
                         choices=["val_task_accuracy", "val_concept_accuracy", "val_concept_auc"],
@@ -291,10 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
     intervene.set_defaults(handler=_intervene)
 
     tcav = commands.add_parser("tcav", help="TCAV scores with significance for a model's class")
-    tcav.add_argument("--model", required=True, help="a conceptlab model file or TorchScript archive (a pickled nn.Module "
-                      "needs --trust-model-file)")
-    tcav.add_argument("--trust-model-file", action="store_true",
-                      help="allow a pickled nn.Module: loading it runs code stored in the file; only for trusted files")
+    _model_file_options(tcav)
     tcav.add_argument("--layers", required=True, help="comma-separated dotted layer names, e.g. layer3,layer4")
     tcav.add_argument("--concepts", required=True, help="directory with one folder of examples (images or .pt) per concept")
     tcav.add_argument("--random", required=True, help="directory with one folder of random examples per random set")
@@ -308,10 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
     tcav.set_defaults(handler=_tcav)
 
     cce = commands.add_parser("cce", help="conceptual counterfactuals: which concepts to add or remove to reach a class")
-    cce.add_argument("--model", required=True, help="a conceptlab model file or TorchScript archive (a pickled nn.Module "
-                     "needs --trust-model-file)")
-    cce.add_argument("--trust-model-file", action="store_true",
-                     help="allow a pickled nn.Module: loading it runs code stored in the file; only for trusted files")
+    _model_file_options(cce)
     cce.add_argument("--bank", required=True, help="a concept bank written by CAVBank.save (e.g. by `conceptlab bench cce`)")
     cce.add_argument("--images", required=True, nargs="+", help="image files or folders of images to explain")
     cce.add_argument("--target", required=True, help="class index, or class name when the model or bank names classes")
