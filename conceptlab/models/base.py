@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 
 import torch
+from einops import rearrange
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
@@ -30,6 +31,20 @@ class ConceptOutput:
     concept_embeddings: Tensor | None = None
 
 
+@dataclass
+class ConceptEffects:
+    """Task logits under an intervention and what one more corrected concept would do to them.
+
+    ``logits`` (B, T) are the task logits with the intervention applied; ``to_zero`` and
+    ``to_one`` (B, k, T) are the changes of those logits when concept ``i`` alone is, in
+    addition, set to 0 or to 1. Intervention policies that look ahead read these.
+    """
+
+    logits: Tensor
+    to_zero: Tensor
+    to_one: Tensor
+
+
 class ConceptModel(nn.Module):
     """Base class: ``forward(x, intervention=None) -> ConceptOutput``.
 
@@ -44,6 +59,7 @@ class ConceptModel(nn.Module):
     n_classes: int
     head: nn.Module
     build_spec: dict | None = None  # set by the builder functions; lets a saved model be rebuilt
+    additive_effects: bool = False  # True when correcting several concepts adds up their single effects
 
     def encode(self, x: Tensor) -> Tensor:
         raise NotImplementedError
@@ -53,6 +69,25 @@ class ConceptModel(nn.Module):
 
     def forward(self, x: Tensor, intervention: Intervention | None = None) -> ConceptOutput:
         return self.decode(self.encode(x), intervention)
+
+    def concept_effects(self, code: Tensor, intervention: Intervention | None = None) -> ConceptEffects:
+        """Task logits and the change from additionally setting each concept to 0 or 1.
+
+        This generic version decodes the batch once per concept and value (2k decodes), which is
+        exact for any model; models with a closed form (linear heads) override it.
+        """
+        k, batch = self.n_concepts, code.shape[0]
+        logits = self.decode(code, intervention).task_logits
+        mask = intervention.mask if intervention is not None else torch.zeros(batch, k, dtype=torch.bool, device=code.device)
+        values = intervention.values if intervention is not None else torch.zeros(batch, k, device=code.device)
+        alone = torch.eye(k, dtype=torch.bool, device=code.device).repeat_interleave(batch, 0)  # (k*B, k)
+        codes = code.repeat(k, *([1] * (code.ndim - 1)))
+        changes = []
+        for value in (0.0, 1.0):
+            written = torch.where(alone, value, values.repeat(k, 1).float())
+            out = self.decode(codes, Intervention(mask.repeat(k, 1) | alone, written)).task_logits
+            changes.append(rearrange(out, "(k b) t -> b k t", k=k) - logits.unsqueeze(1))
+        return ConceptEffects(logits, *changes)
 
     def concept_parameters(self) -> list[nn.Parameter]:
         """Parameters of the input-to-concept part (everything but the head)."""

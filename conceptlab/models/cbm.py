@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import ConceptModel, ConceptOutput, task_outputs
+from .base import ConceptEffects, ConceptModel, ConceptOutput, task_outputs
 from .encoders import encoder
 from .interventions import Intervention
 
@@ -26,6 +26,8 @@ class ConceptBottleneckModel(ConceptModel):
     hard 0/1 values (``bool``, no straight-through gradient). Extra units (the hybrid CBM) pass
     through a LeakyReLU and are never intervened on. The task head is one Linear layer.
     """
+
+    additive_effects = True  # a linear head: corrections add up
 
     def __init__(
         self,
@@ -72,14 +74,28 @@ class ConceptBottleneckModel(ConceptModel):
         intervention = self.check_intervention(intervention, concepts)
         values = intervention.values.to(concepts.dtype)
         if self.bottleneck_kind == "logit":
-            if torch.isnan(self.intervention_low).any():
-                raise ValueError(
-                    "a logit-bottleneck CBM needs its training-logit percentiles before intervening: "
-                    "train it with conceptlab.training.fit or call "
-                    "model.calibrate_interventions(train_concept_logits)"
-                )
-            values = torch.where(values > 0.5, self.intervention_high, self.intervention_low)
+            low, high = self._logit_values()
+            values = torch.where(values > 0.5, high, low)
         return torch.where(intervention.mask, values, concepts)
+
+    def _logit_values(self) -> tuple[Tensor, Tensor]:
+        """What an intervention writes into a logit bottleneck for the labels 0 and 1."""
+        if torch.isnan(self.intervention_low).any():
+            raise ValueError(
+                "a logit-bottleneck CBM needs its training-logit percentiles before intervening: "
+                "train it with conceptlab.training.fit or call model.calibrate_interventions(train_concept_logits)"
+            )
+        return self.intervention_low, self.intervention_high
+
+    def concept_effects(self, units: Tensor, intervention: Intervention | None = None) -> ConceptEffects:
+        """Closed form: setting concept ``i`` moves the logits by (new value - current value) * W[:, i]."""
+        out = self.decode(units, intervention)
+        current = out.bottleneck[:, : self.n_concepts]
+        zero, one = self._logit_values() if self.bottleneck_kind == "logit" else (0.0, 1.0)
+        weight = self.head.weight[:, : self.n_concepts].T  # (k, T)
+        return ConceptEffects(
+            out.task_logits, (zero - current).unsqueeze(-1) * weight, (one - current).unsqueeze(-1) * weight
+        )
 
     def calibrate_interventions(self, train_concept_logits: Tensor) -> None:
         """Store the 5th / 95th percentiles of each concept's training logits."""

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-from .base import ConceptModel, ConceptOutput, task_outputs
+from .base import ConceptEffects, ConceptModel, ConceptOutput, task_outputs
 from .encoders import encoder
 from .interventions import Intervention
 
@@ -22,10 +22,19 @@ class ConceptEmbeddingModel(ConceptModel):
     product), one scorer shared by all concepts turns the context into the probability ``p_i``,
     and the concept embedding is ``p_i * c_i+ + (1 - p_i) * c_i-``. An intervention sets ``p_i``
     before mixing. The task head is one Linear layer over the k*m concatenated embeddings.
+    ``shared_scorer=False`` gives every concept its own scorer (IntCEM's choice).
     """
 
+    additive_effects = True  # a linear head over per-concept embeddings: corrections add up
+
     def __init__(
-        self, encoder: nn.Module, latent_dim: int, n_concepts: int, n_classes: int, embedding_size: int = 16
+        self,
+        encoder: nn.Module,
+        latent_dim: int,
+        n_concepts: int,
+        n_classes: int,
+        embedding_size: int = 16,
+        shared_scorer: bool = True,
     ):
         super().__init__()
         if n_concepts < 1 or embedding_size < 1:
@@ -35,9 +44,15 @@ class ConceptEmbeddingModel(ConceptModel):
         self.n_classes = n_classes
         self.embedding_size = embedding_size
         bound = 1 / math.sqrt(latent_dim)  # nn.Linear's default initialisation, per concept
+        bound_m = 1 / math.sqrt(2 * embedding_size)
         self.context_weight = nn.Parameter(torch.empty(n_concepts, latent_dim, 2 * embedding_size).uniform_(-bound, bound))
         self.context_bias = nn.Parameter(torch.empty(n_concepts, 2 * embedding_size).uniform_(-bound, bound))
-        self.scorer = nn.Linear(2 * embedding_size, 1)
+        if shared_scorer:
+            self.scorer_weight = nn.Parameter(torch.empty(1, 2 * embedding_size).uniform_(-bound_m, bound_m))
+            self.scorer_bias = nn.Parameter(torch.empty(1).uniform_(-bound_m, bound_m))
+        else:
+            self.scorer_weight = nn.Parameter(torch.empty(n_concepts, 2 * embedding_size).uniform_(-bound_m, bound_m))
+            self.scorer_bias = nn.Parameter(torch.empty(n_concepts).uniform_(-bound_m, bound_m))
         self.head = nn.Linear(n_concepts * embedding_size, task_outputs(n_classes))
 
     def encode(self, x: Tensor) -> Tensor:
@@ -45,18 +60,46 @@ class ConceptEmbeddingModel(ConceptModel):
         latent = self.encoder(x)
         return F.leaky_relu(torch.einsum("bh,khe->bke", latent, self.context_weight) + self.context_bias)
 
-    def decode(self, context: Tensor, intervention: Intervention | None = None) -> ConceptOutput:
-        logits = self.scorer(context).squeeze(-1)
-        probs = torch.sigmoid(logits)
-        mix = probs
-        if intervention is not None:
-            intervention = self.check_intervention(intervention, context)
-            mix = torch.where(intervention.mask, intervention.values.to(probs.dtype), probs)
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # models saved before per-concept scorers existed kept one nn.Linear named ``scorer``
+        for old, new in (("scorer.weight", "scorer_weight"), ("scorer.bias", "scorer_bias")):
+            if prefix + old in state_dict:
+                state_dict[prefix + new] = state_dict.pop(prefix + old)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def concept_logits(self, context: Tensor) -> Tensor:
+        """Concept logits (B, k) from the contexts."""
+        return torch.einsum("bke,ke->bk", context, self.scorer_weight.expand(self.n_concepts, -1)) + self.scorer_bias
+
+    def mixture(self, probs: Tensor, intervention: Intervention | None, like: Tensor) -> Tensor:
+        """The mixing weight of every embedding: the probability, or the intervened label."""
+        if intervention is None:
+            return probs
+        intervention = self.check_intervention(intervention, like)
+        return torch.where(intervention.mask, intervention.values.to(probs.dtype), probs)
+
+    def embed(self, context: Tensor, mix: Tensor) -> Tensor:
+        """Concept embeddings (B, k, m): ``mix * positive + (1 - mix) * negative``."""
         positive, negative = context.split(self.embedding_size, dim=-1)
         mix = mix.unsqueeze(-1)
-        embeddings = mix * positive + (1 - mix) * negative
+        return mix * positive + (1 - mix) * negative
+
+    def decode(self, context: Tensor, intervention: Intervention | None = None) -> ConceptOutput:
+        logits = self.concept_logits(context)
+        probs = torch.sigmoid(logits)
+        embeddings = self.embed(context, self.mixture(probs, intervention, context))
         bottleneck = rearrange(embeddings, "b k m -> b (k m)")
         return ConceptOutput(self.head(bottleneck), bottleneck, logits, probs, embeddings)
+
+    def concept_effects(self, context: Tensor, intervention: Intervention | None = None) -> ConceptEffects:
+        """Closed form: setting concept ``i`` to v moves the logits by (v - mix_i) * W_i (c_i+ - c_i-)."""
+        probs = torch.sigmoid(self.concept_logits(context))
+        mix = self.mixture(probs, intervention, context)
+        positive, negative = context.split(self.embedding_size, dim=-1)
+        weight = rearrange(self.head.weight, "t (k m) -> k m t", k=self.n_concepts)
+        direction = torch.einsum("bkm,kmt->bkt", positive - negative, weight)
+        logits = self.head(rearrange(self.embed(context, mix), "b k m -> b (k m)"))
+        return ConceptEffects(logits, -mix.unsqueeze(-1) * direction, (1 - mix).unsqueeze(-1) * direction)
 
 
 def cem(

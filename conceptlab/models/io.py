@@ -23,15 +23,16 @@ from .base import ConceptModel
 from .blackbox import black_box
 from .cbm import cbm
 from .cem import cem
+from .intcem import intcem
 
-BUILDERS = {"cbm": cbm, "cem": cem, "black_box": black_box}
+BUILDERS = {"cbm": cbm, "cem": cem, "intcem": intcem, "black_box": black_box}
 
 
 def save_model(model: ConceptModel, path: str | Path, info: ConceptInfo, **metadata: Any) -> Path:
     """Write ``model`` (built by a conceptlab builder), its ``info`` and ``metadata`` atomically."""
     if not model.build_spec:
         raise ValueError(
-            "only models made by conceptlab's builder functions (cbm, cem, black_box) can be saved "
+            "only models made by conceptlab's builder functions (cbm, cem, intcem, black_box) can be saved "
             "with save_model; save a custom module's state_dict with torch.save instead"
         )
     payload = {
@@ -61,7 +62,8 @@ def _reason(err: Exception) -> str:
 
 
 def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[ConceptModel, ConceptInfo, dict]:
-    """Rebuild a model saved by ``save_model``; returns (model, info, metadata).
+    """Rebuild a model saved by ``save_model``; returns (model, info, metadata), the model in
+    evaluation mode (batch norm reads its running statistics; call ``.train()`` to fine-tune).
 
     Reads tensors and plain data only; a truncated, empty, text or foreign file is a ValueError
     that names the file.
@@ -77,7 +79,7 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tu
         info = ConceptInfo.from_dict(payload["info"])
     except (KeyError, TypeError, RuntimeError, ValueError) as err:
         raise ValueError(f"{path} is a damaged conceptlab model file ({_reason(err)})") from None
-    return model.to(map_location), info, dict(payload.get("metadata") or {})
+    return model.to(map_location).eval(), info, dict(payload.get("metadata") or {})
 
 
 def archive_kind(path: Path) -> str | None:

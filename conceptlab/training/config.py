@@ -19,6 +19,27 @@ from ..settings import (
 
 
 @settings
+class IntCEMConfig:
+    """The trajectory objective of IntCEM (defaults: the authors' code and configs).
+
+    Per batch a trajectory of T corrections is sampled (T grows with the horizon limit, which
+    starts at ``initial_horizon`` and is multiplied by ``horizon_rate`` every training step, up
+    to ``max_horizon``). Loss = concept_weight * L_concept + ``intervention_weight`` * L_policy
+    (imitating the greedy oracle at every step, steps discounted by ``policy_discount``) +
+    ``trajectory_task_weight`` * L_task (the task loss before the trajectory and, weighted by
+    ``task_discount`` ** T, after it).
+    """
+
+    intervention_weight: NonNegativeFloat = 5.0
+    trajectory_task_weight: NonNegativeFloat = 1.0
+    task_discount: PositiveFloat = 1.1
+    policy_discount: PositiveFloat = 1.0
+    initial_horizon: PositiveFloat = 2.0
+    horizon_rate: PositiveFloat = 1.005
+    max_horizon: PositiveInt = 6
+
+
+@settings
 class TrainConfig:
     """Everything a training recipe reads, validated on construction. Defaults: the CEM paper's
     synthetic settings."""
@@ -41,6 +62,7 @@ class TrainConfig:
     checkpoint_dir: Str | None = None  # keep the best checkpoint of each stage here
     num_workers: NonNegativeInt = 2  # DataLoader workers for image datasets (tensor datasets need none)
     seed: Int = 0
+    intcem: IntCEMConfig = IntCEMConfig()  # read by the intcem recipe only
 
     @classmethod
     def from_dict(cls, values: dict) -> TrainConfig:

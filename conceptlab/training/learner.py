@@ -22,6 +22,7 @@ class Stage:
     ``trainable`` picks the parameters that learn: ``all``, ``concepts`` (input-to-concept part) or
     ``task`` (the head). ``true_concepts`` feeds the head the true concepts (independent CBM).
     ``intervention_prob`` > 0 enables RandInt: random training-time interventions with true values.
+    ``trajectories`` trains with IntCEM's sampled intervention trajectories (``training.intcem``).
     """
 
     name: str
@@ -31,6 +32,7 @@ class Stage:
     true_concepts: bool = False
     intervention_prob: float = 0.0
     intervention_per: Literal["sample", "batch"] = "sample"
+    trajectories: bool = False
 
 
 class ConceptLearner(L.LightningModule):

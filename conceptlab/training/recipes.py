@@ -18,10 +18,11 @@ from ..models.base import ConceptModel, predict
 from ..runtime import seeded
 from .config import TrainConfig
 from .data import ConceptDataModule, ImageDataModule
+from .intcem import IntCEMLearner
 from .learner import ConceptLearner, Stage
 from .losses import concept_pos_weight
 
-RECIPES: tuple[str, ...] = ("joint", "sequential", "independent")
+RECIPES: tuple[str, ...] = ("joint", "sequential", "independent", "intcem")
 
 
 def recipe_stages(recipe: str, config: TrainConfig) -> list[Stage]:
@@ -30,6 +31,7 @@ def recipe_stages(recipe: str, config: TrainConfig) -> list[Stage]:
     joint: one stage, L_task + concept_weight * L_concept, all parameters.
     sequential: x->c on the concept loss, then c->y on the *predicted* concepts (encoder frozen).
     independent: x->c on the concept loss, then c->y on the *true* concepts.
+    intcem: one stage, IntCEM's trajectory objective (Espinosa Zarlenga et al., NeurIPS 2023).
     """
     randint = dict(intervention_prob=config.intervention_prob, intervention_per=config.intervention_per)
     concepts_first = Stage("concepts", "concepts", task_weight=0.0, concept_weight=1.0)
@@ -39,6 +41,8 @@ def recipe_stages(recipe: str, config: TrainConfig) -> list[Stage]:
         return [concepts_first, Stage("task", "task", task_weight=1.0, concept_weight=0.0)]
     if recipe == "independent":
         return [concepts_first, Stage("task", "task", task_weight=1.0, concept_weight=0.0, true_concepts=True)]
+    if recipe == "intcem":
+        return [Stage("intcem", "all", task_weight=1.0, concept_weight=config.concept_weight, trajectories=True, **randint)]
     raise ValueError(f"unknown recipe {recipe!r}; choose one of {', '.join(RECIPES)}")
 
 
@@ -157,7 +161,7 @@ def fit(
         recorder = _History()
         with _quiet_lightning():
             trainer = _trainer(config, stage.name, [recorder], loggers)
-        learner = ConceptLearner(model, stage, config, pos_weight)
+        learner = (IntCEMLearner if stage.trajectories else ConceptLearner)(model, stage, config, pos_weight)
         data = _datamodule(splits, config, seed=config.seed + index)
         try:
             with seeded(config.seed + index, trainer.strategy.root_device), _quiet_lightning():

@@ -1,0 +1,103 @@
+"""Intervention-aware Concept Embedding Models (IntCEM; Espinosa Zarlenga et al., NeurIPS 2023).
+
+An IntCEM is a CEM with one more part: a policy network that, given the concept embeddings so
+far and which concepts have been corrected, scores the intervention units (concept groups or
+single concepts) by how much correcting each next should help. It is trained with sampled
+intervention trajectories (``conceptlab.training.intcem``) and serves at test time as the
+``"learned"`` intervention policy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from einops import rearrange
+from torch import Tensor, nn
+
+from .cem import ConceptEmbeddingModel
+from .encoders import encoder
+from .interventions import Intervention
+
+
+def policy_network(in_features: int, hidden: Sequence[int], n_units: int) -> nn.Sequential:
+    """Batch-normalised MLP: BatchNorm1d before every Linear, LeakyReLU between them."""
+    widths = [in_features, *hidden, n_units]
+    layers: list[nn.Module] = []
+    for index, (width_in, width_out) in enumerate(zip(widths[:-1], widths[1:])):
+        layers += [nn.BatchNorm1d(width_in), nn.Linear(width_in, width_out)]
+        if index < len(widths) - 2:
+            layers.append(nn.LeakyReLU())
+    return nn.Sequential(*layers)
+
+
+class InterventionAwareCEM(ConceptEmbeddingModel):
+    """CEM (one scorer per concept) plus a policy network over intervention ``units`` (G, k).
+
+    ``unit_scores(context, intervention)`` returns (B, G) logits: which unit to correct next. Its
+    input is the flattened concept embeddings with the intervention applied and the 0/1 mask of
+    the concepts corrected so far.
+    """
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        latent_dim: int,
+        n_concepts: int,
+        n_classes: int,
+        units: Tensor,
+        embedding_size: int = 16,
+        policy_hidden: Sequence[int] = (256, 128),
+    ):
+        super().__init__(encoder, latent_dim, n_concepts, n_classes, embedding_size, shared_scorer=False)
+        units = torch.as_tensor(units).bool()
+        if units.ndim != 2 or units.shape[1] != n_concepts or not units.any(1).all():
+            raise ValueError(f"units must be a (n_units, n_concepts={n_concepts}) boolean matrix with at least one "
+                             f"concept per unit; got shape {tuple(units.shape)}")
+        self.register_buffer("units", units)
+        self.policy = policy_network(n_concepts * (embedding_size + 1), policy_hidden, units.shape[0])
+
+    def concept_parameters(self) -> list[nn.Parameter]:
+        """The input-to-concept part, policy network excluded."""
+        policy = {id(p) for p in self.policy.parameters()}
+        return [p for p in super().concept_parameters() if id(p) not in policy]
+
+    def unit_scores(self, context: Tensor, intervention: Intervention | None = None) -> Tensor:
+        """Policy logits (B, G) for the next unit to correct, given the intervention so far."""
+        probs = torch.sigmoid(self.concept_logits(context))
+        mask = intervention.mask.to(probs.dtype) if intervention is not None else torch.zeros_like(probs)
+        return self.policy_logits(context, self.mixture(probs, intervention, context), mask)
+
+    def policy_logits(self, context: Tensor, mix: Tensor, corrected: Tensor) -> Tensor:
+        """Policy logits from mixing weights (B, k) and a 0/1 mask (B, k) of corrected concepts;
+        differentiable in both (training propagates through sampled corrections)."""
+        embeddings = rearrange(self.embed(context, mix), "b k m -> b (k m)")
+        return self.policy(torch.cat([embeddings, corrected.to(embeddings.dtype)], dim=1))
+
+
+def intcem(
+    in_features: int,
+    n_concepts: int,
+    n_classes: int,
+    units: Tensor | None = None,
+    embedding_size: int = 16,
+    latent_dim: int = 128,
+    hidden: Sequence[int] = (128, 128),
+    policy_hidden: Sequence[int] = (256, 128),
+    backbone: str | None = None,
+    backbone_weights: str | None = None,
+) -> InterventionAwareCEM:
+    """IntCEM with the CEM encoder; ``units`` (G, k) are the intervention units its policy ranks
+    (default: every concept on its own; pass ``info.group_matrix()`` for concept groups)."""
+    units = torch.eye(n_concepts, dtype=torch.bool) if units is None else torch.as_tensor(units).bool()
+    model = InterventionAwareCEM(
+        encoder(in_features, latent_dim, hidden, backbone, backbone_weights), latent_dim, n_concepts, n_classes,
+        units, embedding_size, policy_hidden,
+    )
+    model.build_spec = {
+        "builder": "intcem",
+        "kwargs": dict(in_features=in_features, n_concepts=n_concepts, n_classes=n_classes,
+                       units=units.int().tolist(), embedding_size=embedding_size, latent_dim=latent_dim,
+                       hidden=list(hidden), policy_hidden=list(policy_hidden), backbone=backbone),
+    }
+    return model

@@ -1,0 +1,114 @@
+"""IntCEM: its trajectory objective, its learned policy, and what must survive saving and loading."""
+
+import pytest
+import torch
+
+from conceptlab.interventions import intervention_curve
+from conceptlab.models import cbm, intcem, load_model, save_model
+from conceptlab.models.interventions import Intervention
+from conceptlab.training import IntCEMConfig, TrainConfig, fit, seeded
+from conceptlab.training.intcem import IntCEMLearner, random_pick, true_class_logit
+from conceptlab.training.recipes import recipe_stages
+
+from .noisy_concepts import noisy_concepts
+
+
+def _learner(config: TrainConfig, units=None) -> IntCEMLearner:
+    with seeded(0):
+        model = intcem(20, 12, 4, units, embedding_size=4, latent_dim=16, hidden=(16,), policy_hidden=(16,))
+    return IntCEMLearner(model, recipe_stages("intcem", config)[0], config)
+
+
+def test_true_class_logit_reads_the_label_on_every_head():
+    logits = torch.tensor([[1.0, 5.0, -2.0], [0.5, 0.0, 3.0]])
+    assert torch.equal(true_class_logit(logits, torch.tensor([1, 2])), torch.tensor([5.0, 3.0]))
+    stacked = logits.unsqueeze(1).expand(-1, 4, -1)  # (B, G, T): after each of 4 units
+    assert torch.equal(true_class_logit(stacked, torch.tensor([1, 2])), torch.tensor([[5.0] * 4, [3.0] * 4]))
+    single = torch.tensor([[2.0], [2.0]])  # one binary logit: the log-odds of class 1
+    assert torch.equal(true_class_logit(single, torch.tensor([1, 0])), torch.tensor([2.0, -2.0]))
+
+
+def test_random_pick_draws_only_free_units():
+    free = torch.rand(500, 6, generator=torch.Generator().manual_seed(0)) < 0.6
+    picked = random_pick(free, 2)
+    assert not (picked & ~free).any()
+    assert torch.equal(picked.sum(1), free.sum(1).clamp(max=2))
+
+
+def test_trajectory_lengths_stay_inside_the_horizon_and_the_free_units():
+    learner = _learner(TrainConfig(device="cpu"))
+    for horizon in (2.0, 3.7, 6.0, 13.0):
+        learner.horizon = horizon
+        for n_free in (0, 1, 2, 5, 12):
+            for _ in range(30):
+                before, steps = learner._trajectory_length(n_free)
+                assert before + steps <= max(n_free, 0)
+                assert 0 <= before < max(1, min(int(horizon), n_free - 1)) or before == 0
+                assert steps < min(int(horizon), 6) or steps == 0
+                if n_free >= 3 and horizon >= 3:
+                    assert steps >= 1
+
+
+def test_the_horizon_grows_every_step_up_to_one_more_than_the_units():
+    learner = _learner(TrainConfig(device="cpu", intcem=IntCEMConfig(horizon_rate=1.5)), torch.eye(12, dtype=torch.bool)[:4])
+    x, c, y = torch.randn(8, 20), (torch.rand(8, 12) < 0.5).float(), torch.randint(0, 4, (8,))
+    horizons = []
+    for _ in range(6):
+        learner._trajectory_loss((x, c, y))
+        horizons.append(learner.horizon)
+    assert horizons[:2] == pytest.approx([3.0, 4.5])
+    assert max(horizons) < 5 * 1.5 and horizons[-1] == horizons[-2]  # stops once it passes G + 1 = 5
+
+
+def test_the_task_loss_reaches_the_policy_through_its_sampled_corrections():
+    config = TrainConfig(device="cpu", intcem=IntCEMConfig(intervention_weight=0.0, initial_horizon=6.0))
+    learner = _learner(config)
+    x, c, y = torch.randn(32, 20), (torch.rand(32, 12) < 0.5).float(), torch.randint(0, 4, (32,))
+    learner._trajectory_loss((x, c, y)).backward()
+    gradient = sum(float(p.grad.abs().sum()) for p in learner.model.policy.parameters() if p.grad is not None)
+    assert gradient > 0  # straight-through Gumbel: corrections chosen by the policy carry the task loss back
+
+
+def test_the_intcem_recipe_refuses_other_models():
+    with seeded(0):
+        model = cbm(20, 12, 4)
+    with pytest.raises(ValueError, match="the intcem recipe trains an IntCEM"):
+        fit(model, noisy_concepts(n=300), "intcem", TrainConfig(device="cpu", max_epochs=1))
+
+
+def test_units_must_cover_the_concepts():
+    with pytest.raises(ValueError, match=r"units must be a \(n_units, n_concepts=12\) boolean matrix"):
+        intcem(20, 12, 4, torch.ones(3, 5, dtype=torch.bool))
+    with pytest.raises(ValueError, match="at least one concept per unit"):
+        intcem(20, 12, 4, torch.zeros(3, 12, dtype=torch.bool))
+
+
+@pytest.fixture(scope="module")
+def trained():
+    data = noisy_concepts()
+    with seeded(0):
+        model = intcem(20, 12, 4, None, embedding_size=8, latent_dim=32, hidden=(32,), policy_hidden=(64,))
+    fit(model, data, "intcem", TrainConfig(max_epochs=40, intervention_prob=0.25, device="cpu", batch_size=128))
+    return model.eval(), data
+
+
+def test_intcem_learns_the_task_and_a_policy_better_than_random(trained):
+    model, data = trained
+    random = intervention_curve(model, data.test, "random", groups=False, repeats=3)
+    learned = intervention_curve(model, data.test, "learned", groups=False, repeats=1)
+    assert random.accuracy_mean[0] > 0.6  # learned the task (4 classes)
+    assert learned.accuracy_mean[0] == pytest.approx(random.accuracy_mean[0])
+    assert learned.auc > random.auc + 0.02
+
+
+def test_a_saved_intcem_predicts_and_ranks_the_same_after_loading(trained, tmp_path):
+    model, data = trained
+    path = save_model(model, tmp_path / "intcem.pt", data.info)
+    loaded, info, _ = load_model(path)
+    x = data.test.x[:64]
+    intervention = Intervention(torch.rand(64, 12) < 0.3, data.test.c[:64])
+    with torch.no_grad():
+        assert torch.allclose(loaded(x, intervention).task_logits, model(x, intervention).task_logits)
+        assert torch.allclose(loaded.unit_scores(loaded.encode(x), intervention), model.unit_scores(model.encode(x), intervention))
+    assert torch.equal(loaded.units, model.units)
+    assert info == data.info
