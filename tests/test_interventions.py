@@ -152,8 +152,8 @@ def test_a_user_callable_policy_is_used(trained_cem):
     from conceptlab.metrics import evaluate
 
     assert curve.accuracy_mean[1] == pytest.approx(evaluate(model, data.test, expected)["task_accuracy"])
-    with pytest.raises(ValueError, match="unknown intervention policy 'oracle'"):
-        intervention_curve(model, data.test, "oracle")
+    with pytest.raises(ValueError, match="unknown intervention policy 'psychic'"):
+        intervention_curve(model, data.test, "psychic")
 
 
 def test_concept_alignment_score_separates_aligned_from_random_representations():

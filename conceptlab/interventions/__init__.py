@@ -1,15 +1,20 @@
 """Evaluation by intervention: policies that order concept corrections, competence, accuracy curves."""
 
-from .curves import InterventionCurve, intervention_curve, with_competence
+from .curves import InterventionCurve, intervention_curve, normalised_auc, with_competence
 from .plot import curve_plot
-from .policies import POLICIES, Policy, random_policy, resolve_policy, uncertainty_policy, unit_ranks, units_to_concepts
+from .policies import Policy, PolicyState, random_policy, uncertainty_policy, unit_ranks, units_to_concepts
+from .registry import POLICIES, resolve_policy
+from .sequential import coop_policy
 
 __all__ = [
     "POLICIES",
     "InterventionCurve",
     "Policy",
+    "PolicyState",
+    "coop_policy",
     "curve_plot",
     "intervention_curve",
+    "normalised_auc",
     "random_policy",
     "resolve_policy",
     "uncertainty_policy",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import torch
@@ -11,7 +12,9 @@ from ..datasets.base import ConceptDataset
 from ..metrics import task_accuracy
 from ..models.base import ConceptModel, decode_all, encode_all
 from ..models.interventions import Intervention
-from .policies import Policy, resolve_policy, unit_ranks, units_to_concepts
+from ..runtime import evaluating
+from .policies import LegacyPolicy, Policy, PolicyState, unit_ranks, units_to_concepts
+from .registry import resolve_policy
 
 
 def with_competence(mask: Tensor, c: Tensor, competence: float, generator: torch.Generator) -> Tensor:
@@ -34,35 +37,58 @@ def with_competence(mask: Tensor, c: Tensor, competence: float, generator: torch
 
 @dataclass(frozen=True)
 class InterventionCurve:
-    """Task accuracy after intervening on 0, 1, ..., G units, over ``repeats`` drawn orders."""
+    """Task accuracy after correcting 0, 1, ..., G units, over ``repeats`` drawn orders.
+
+    ``seconds_per_sample`` is what the policy itself cost (choosing every unit of one sample's
+    order, averaged over samples and repeats), not the model's predictions; ``uses_labels``
+    marks policies that read the true concepts or labels.
+    """
 
     policy: str
     competence: float
     units: tuple[str, ...]
     accuracy_mean: tuple[float, ...]
     accuracy_std: tuple[float, ...]
+    seconds_per_sample: float = 0.0
+    uses_labels: bool = False
 
     @property
     def name(self) -> str:
         return self.policy if self.competence == 1.0 else f"{self.policy}@competence={self.competence:g}"
 
+    @property
+    def auc(self) -> float:
+        """Normalised area under accuracy against the fraction of units corrected."""
+        return normalised_auc(self.accuracy_mean)
+
+
+def normalised_auc(accuracy: list[float] | tuple[float, ...]) -> float:
+    """Trapezoidal area under accuracy at 0, 1/G, ..., 1 of the units corrected (x from 0 to 1)."""
+    values = torch.as_tensor(accuracy, dtype=torch.float64)
+    if values.numel() < 2:
+        return float(values.mean())
+    return float(torch.trapezoid(values, dx=1.0 / (values.numel() - 1)))
+
 
 def intervention_curve(
     model: ConceptModel,
     data: ConceptDataset,
-    policy: str | Policy = "random",
+    policy: str | Policy | LegacyPolicy = "random",
     groups: bool = True,
     competence: float = 1.0,
     repeats: int = 5,
     seed: int = 0,
     binary_threshold: float = 0.0,
     codes: Tensor | None = None,
+    chunk_size: int = 1024,
 ) -> InterventionCurve:
-    """Intervene on the first n units of each sample's policy order, for n = 0..G.
+    """Correct the first n units of each sample's policy order, for n = 0..G, and measure accuracy.
 
-    Units are the concept groups of ``data.info`` (``groups=True``) or single concepts. Each
-    repeat draws new random orders (and new wrong values when ``competence`` < 1). ``codes``
-    (``encode_all(model, data.inputs)``) saves re-encoding the data when several curves are drawn.
+    Units are the concept groups of ``data.info`` (``groups=True``) or single concepts. A static
+    policy ranks the units once; a sequential one picks the next unit after every correction.
+    Each repeat breaks ties and draws random orders (and wrong values when ``competence`` < 1)
+    anew. ``codes`` (``encode_all(model, data.inputs)``) saves re-encoding the data when several
+    curves are drawn; policies see ``chunk_size`` samples at a time.
     """
     if model.n_concepts == 0:
         raise ValueError(f"{type(model).__name__} has no concepts; intervention curves need a concept model")
@@ -73,24 +99,58 @@ def intervention_curve(
         units, names = info.group_matrix(), info.group_names
     else:
         units, names = torch.eye(info.n_concepts, dtype=torch.bool), info.concept_names
-    rank_policy = resolve_policy(policy)
+    rule = resolve_policy(policy)
     generator = torch.Generator().manual_seed(seed)
     if codes is None:
         codes = encode_all(model, data.inputs)  # interventions only change what comes after the encoding
+    device = codes.device
     probs = decode_all(model, codes).concept_probs
+    units = units.to(device)
+    c, y = data.c.to(device), data.y.to(device)
+    labels = (c, y) if rule.uses_labels else (None, None)
     accuracies = torch.zeros(repeats, units.shape[0] + 1)
+    seconds, orderings = 0.0, 0  # policy time, and how many full orders it went into
+    static_scores = None
+
+    def accuracy(selected: Tensor) -> tuple[float, Intervention]:
+        mask = units_to_concepts(selected, units)
+        intervention = Intervention(mask, with_competence(mask, c, competence, generator))
+        logits = decode_all(model, codes, intervention).task_logits
+        return task_accuracy(logits, y, binary_threshold), intervention
+
+    def scores(done: Tensor, intervention: Intervention | None) -> Tensor:
+        nonlocal seconds
+        start = time.perf_counter()
+        state = PolicyState(model, codes, probs, units, done, intervention, generator, *labels)
+        with evaluating(model), torch.no_grad():
+            result = torch.cat([rule(state.slice(slice(i, i + chunk_size))) for i in range(0, len(data), chunk_size)])
+        seconds += time.perf_counter() - start
+        if result.shape != done.shape:
+            raise ValueError(f"policy {rule.name!r} returned priorities of shape {tuple(result.shape)}; "
+                             f"expected {tuple(done.shape)}")
+        if torch.isnan(result).any():
+            raise ValueError(f"policy {rule.name!r} returned NaN priorities; check the model's outputs for NaN")
+        return result
+
+    nothing = torch.zeros(len(data), units.shape[0], dtype=torch.bool, device=device)
     for r in range(repeats):
-        priorities = rank_policy(probs, units, generator)
-        if priorities.shape != (len(data), units.shape[0]):
-            raise ValueError(f"policy returned priorities of shape {tuple(priorities.shape)}; expected {(len(data), units.shape[0])}")
-        ranks = unit_ranks(priorities.cpu())
+        if not rule.sequential:
+            if static_scores is None or rule.stochastic:
+                static_scores = scores(nothing, None)
+                orderings += 1
+            ranks = unit_ranks(static_scores, generator)
+            for n in range(units.shape[0] + 1):
+                accuracies[r, n] = accuracy(ranks < n)[0]
+            continue
+        done = nothing.clone()
+        orderings += 1
         for n in range(units.shape[0] + 1):
-            mask = units_to_concepts(ranks < n, units)
-            values = with_competence(mask, data.c, competence, generator)
-            logits = decode_all(model, codes, Intervention(mask, values)).task_logits
-            accuracies[r, n] = task_accuracy(logits, data.y, binary_threshold)
+            accuracies[r, n], intervention = accuracy(done)
+            if n < units.shape[0]:
+                priorities = scores(done.clone(), intervention).masked_fill(done, float("-inf"))
+                done[torch.arange(len(data), device=device), unit_ranks(priorities, generator).argmin(1)] = True
     std = accuracies.std(0) if repeats > 1 else torch.zeros(units.shape[0] + 1)
-    policy_name = policy if isinstance(policy, str) else getattr(policy, "__name__", "custom")
     return InterventionCurve(
-        policy_name, competence, tuple(names), tuple(accuracies.mean(0).tolist()), tuple(std.tolist())
+        rule.name, competence, tuple(names), tuple(accuracies.mean(0).tolist()), tuple(std.tolist()),
+        seconds / orderings / max(len(data), 1), rule.uses_labels,
     )

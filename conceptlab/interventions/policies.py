@@ -1,47 +1,113 @@
-"""Intervention policies: per sample, an order in which to intervene on concept groups or concepts.
+"""Intervention policies: the order in which a person corrects the concepts of each sample.
 
-A policy maps (concept probabilities (B, k), unit membership (G, k) bool, generator) to
-priorities (B, G); each sample intervenes on its units in decreasing priority.
+A ``Policy`` scores the intervention units (concept groups or single concepts) of a batch of
+samples, ``(B, G)``, higher first, from a ``PolicyState``. A *static* policy scores once, from
+the model's own predictions; a *sequential* one is asked again after every correction and sees
+the intervention so far. A policy that ``uses_labels`` reads the true concepts and task labels:
+an upper bound to compare with, not something a deployed system can run. Every policy works on
+the whole batch at once; none loops over samples in Python.
+
+The named policies are listed in ``registry``; the Shin et al. criteria are in ``criteria``,
+the sequential ones (CooP, oracle, learned) in ``sequential``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
 
 import torch
 from torch import Tensor
 
-Policy = Callable[[Tensor, Tensor, torch.Generator], Tensor]  # (probs (B, k), units (G, k), generator) -> (B, G)
+from ..models.base import ConceptEffects, ConceptModel
+from ..models.interventions import Intervention
+
+
+@dataclass(frozen=True, eq=False)
+class PolicyState:
+    """What a policy sees: the model, the encoded batch, its concept probabilities (B, k), the
+    units (G, k), which units are already corrected (B, G), the intervention so far, a random
+    generator, and (only for policies that use labels) the true concepts and task labels."""
+
+    model: ConceptModel
+    codes: Tensor
+    probs: Tensor
+    units: Tensor
+    done: Tensor
+    intervention: Intervention | None
+    generator: torch.Generator
+    c: Tensor | None = None
+    y: Tensor | None = None
+
+    @cached_property
+    def effects(self) -> ConceptEffects:
+        """Task logits now and the change from correcting each concept (computed once per state)."""
+        return self.model.concept_effects(self.codes, self.intervention)
+
+    def per_unit(self, concept_scores: Tensor) -> Tensor:
+        """(B, k) concept scores -> (B, G): the mean over each unit's concepts."""
+        members = self.units.to(concept_scores.dtype)
+        return concept_scores @ members.T / members.sum(1)
+
+    def slice(self, rows: slice) -> PolicyState:
+        """The same state for a block of samples."""
+        return PolicyState(
+            self.model, self.codes[rows], self.probs[rows], self.units, self.done[rows],
+            self.intervention.slice(rows) if self.intervention is not None else None, self.generator,
+            self.c[rows] if self.c is not None else None, self.y[rows] if self.y is not None else None,
+        )
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A named scoring rule: ``score(state) -> (B, G)`` priorities, higher corrected first.
+
+    ``sequential``: asked again after every correction. ``uses_labels``: reads the true concepts
+    and labels (never deployable). ``stochastic``: draws random numbers, so its scores are
+    recomputed for every repeat of a curve. ``source`` names the paper the rule comes from.
+    """
+
+    name: str
+    score: Callable[[PolicyState], Tensor] = field(repr=False)
+    sequential: bool = False
+    uses_labels: bool = False
+    stochastic: bool = False
+    source: str = ""
+
+    def __call__(self, state: PolicyState) -> Tensor:
+        return self.score(state)
+
+
+LegacyPolicy = Callable[[Tensor, Tensor, torch.Generator], Tensor]  # (probs (B, k), units (G, k), generator) -> (B, G)
 
 
 def random_policy(probs: Tensor, units: Tensor, generator: torch.Generator) -> Tensor:
     """A uniformly random order of the units, drawn independently for every sample."""
-    return torch.rand(probs.shape[0], units.shape[0], generator=generator)
+    return torch.rand(probs.shape[0], units.shape[0], generator=generator).to(probs.device)
 
 
 def uncertainty_policy(probs: Tensor, units: Tensor, generator: torch.Generator) -> Tensor:
-    """Most uncertain first: mean of 1 / |p - 0.5| over a unit's concepts (random tie-break)."""
-    uncertainty = 1.0 / ((probs.detach().float().cpu() - 0.5).abs() + 1e-6)
-    members = units.float()
-    score = uncertainty @ members.T / members.sum(1)
-    return score + 1e-6 * torch.rand(score.shape, generator=generator)
+    """Most uncertain first: the mean of 1 / |p - 0.5| over a unit's concepts (UCP of Shin et al.)."""
+    uncertainty = 1.0 / ((probs.detach().float() - 0.5).abs() + 1e-6)
+    members = units.float().to(probs.device)
+    return uncertainty @ members.T / members.sum(1)
 
 
-POLICIES: dict[str, Policy] = {"random": random_policy, "uncertainty": uncertainty_policy}
+def from_function(function: LegacyPolicy) -> Callable[[PolicyState], Tensor]:
+    return lambda state: function(state.probs, state.units, state.generator)
 
 
-def resolve_policy(policy: str | Policy) -> Policy:
-    """A policy by name ("random", "uncertainty") or the callable itself."""
-    if callable(policy):
-        return policy
-    if policy not in POLICIES:
-        raise ValueError(f"unknown intervention policy {policy!r}; choose one of {', '.join(POLICIES)} or pass a callable")
-    return POLICIES[policy]
+def unit_ranks(priorities: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """Position of every unit in its sample's order (0 = corrected first).
 
-
-def unit_ranks(priorities: Tensor) -> Tensor:
-    """Position of every unit in its sample's order (0 = intervened first)."""
-    order = priorities.argsort(dim=1, descending=True)
+    Exact ties are broken at random with ``generator`` (else by unit index).
+    """
+    if generator is None:
+        order = priorities.argsort(dim=1, descending=True, stable=True)
+    else:
+        shuffle = torch.rand(priorities.shape, generator=generator).argsort(dim=1).to(priorities.device)
+        order = shuffle.gather(1, priorities.gather(1, shuffle).argsort(dim=1, descending=True, stable=True))
     return order.argsort(dim=1)
 
 

@@ -1,0 +1,67 @@
+"""The static intervention criteria of Shin et al. (ICML 2023), at concept or group level.
+
+Each scores every concept from the model's own, uncorrected predictions and a unit scores the
+mean of its concepts. With p_i the predicted probability of concept i and f the task
+distribution (f0 / f1: after setting concept i to 0 / 1):
+
+- ``lcp``: |p_i - c_i|, the concept's prediction loss (reads the true concepts);
+- ``cctp``: p_i times the summed absolute change of the task logits between c_i = 0 and 1
+  (for a sigmoid CBM, p_i * sum_j |dF_j/dc_i|, the paper's contribution);
+- ``ectp``: (1 - p_i) KL(f0 || f) + p_i KL(f1 || f), the expected change of the prediction;
+- ``eudtp``: H(f) - [(1 - p_i) H(f0) + p_i H(f1)], the expected decrease of its entropy.
+
+UCP (1 / |p_i - 0.5|) is the ``uncertainty`` policy of ``policies``.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor
+
+from .lookahead import entropy, log_class_probabilities
+from .policies import Policy, PolicyState
+
+SOURCE = "Shin et al., ICML 2023"
+
+
+def _outcomes(state: PolicyState) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Log task distributions now (B, C) and after setting each concept to 0 / 1 (B, k, C), and p (B, k, 1)."""
+    effects = state.effects
+    now = log_class_probabilities(effects.logits)
+    to_zero = log_class_probabilities(effects.logits.unsqueeze(1) + effects.to_zero)
+    to_one = log_class_probabilities(effects.logits.unsqueeze(1) + effects.to_one)
+    return now, to_zero, to_one, state.probs.float().unsqueeze(-1)
+
+
+def lcp(state: PolicyState) -> Tensor:
+    """Largest concept prediction loss |p - c| first."""
+    return state.per_unit((state.probs.float() - state.c.float()).abs())
+
+
+def cctp(state: PolicyState) -> Tensor:
+    """Largest contribution of the concept to the task logits first."""
+    effects = state.effects
+    return state.per_unit(state.probs.float() * (effects.to_one - effects.to_zero).abs().sum(-1))
+
+
+def ectp(state: PolicyState) -> Tensor:
+    """Largest expected change (KL divergence) of the task distribution first."""
+    now, to_zero, to_one, p = _outcomes(state)
+    now = now.unsqueeze(1)
+    kl_zero = (to_zero.exp() * (to_zero - now)).sum(-1, keepdim=True)
+    kl_one = (to_one.exp() * (to_one - now)).sum(-1, keepdim=True)
+    return state.per_unit(((1 - p) * kl_zero + p * kl_one).squeeze(-1))
+
+
+def eudtp(state: PolicyState) -> Tensor:
+    """Largest expected decrease of the task distribution's entropy first."""
+    now, to_zero, to_one, p = _outcomes(state)
+    expected = (1 - p.squeeze(-1)) * entropy(to_zero) + p.squeeze(-1) * entropy(to_one)
+    return state.per_unit(entropy(now).unsqueeze(1) - expected)
+
+
+CRITERIA = [
+    Policy("lcp", lcp, uses_labels=True, source=SOURCE),
+    Policy("cctp", cctp, source=SOURCE),
+    Policy("ectp", ectp, source=SOURCE),
+    Policy("eudtp", eudtp, source=SOURCE),
+]

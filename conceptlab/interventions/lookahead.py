@@ -1,0 +1,54 @@
+"""What a correction would do: task distributions after correcting one more concept or unit.
+
+Built on ``ConceptModel.concept_effects`` (closed form for CBMs and CEMs, one decode per concept
+otherwise). A binary task's single logit is read as the two-class distribution (1 - p, p).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ..models.interventions import Intervention
+from .policies import PolicyState
+
+
+def log_class_probabilities(logits: Tensor) -> Tensor:
+    """(..., T) task logits -> (..., n_classes) log-probabilities; one logit means two classes."""
+    if logits.shape[-1] == 1:
+        return torch.cat([torch.nn.functional.logsigmoid(-logits), torch.nn.functional.logsigmoid(logits)], dim=-1)
+    return logits.log_softmax(dim=-1)
+
+
+def entropy(log_probs: Tensor) -> Tensor:
+    """Shannon entropy (nats) of distributions given as log-probabilities over the last axis."""
+    return -(log_probs.exp() * log_probs).sum(-1)
+
+
+def predicted_class(logits: Tensor) -> Tensor:
+    """The class each row of task logits predicts (a single logit: positive above 0)."""
+    return (logits.squeeze(-1) > 0).long() if logits.shape[-1] == 1 else logits.argmax(-1)
+
+
+def after_each_unit(state: PolicyState, values: Tensor) -> Tensor:
+    """Task logits (B, G, T) after also correcting each unit's not yet corrected concepts to ``values`` (B, k).
+
+    Models whose corrections add up (``additive_effects``) sum their single-concept effects;
+    any other model is decoded once per unit.
+    """
+    batch, k = state.probs.shape
+    current = state.intervention or Intervention(torch.zeros(batch, k, dtype=torch.bool, device=state.probs.device),
+                                                 torch.zeros(batch, k, device=state.probs.device))
+    fresh = ~current.mask
+    units = state.units.to(state.probs.device)
+    if state.model.additive_effects:
+        effects = state.effects
+        change = torch.where(values.bool().unsqueeze(-1), effects.to_one, effects.to_zero) * fresh.unsqueeze(-1)
+        return effects.logits.unsqueeze(1) + torch.einsum("gk,bkt->bgt", units.to(change.dtype), change)
+    n_units = units.shape[0]
+    adds = units.repeat_interleave(batch, 0) & fresh.repeat(n_units, 1)  # (G*B, k), unit-major
+    mask = current.mask.repeat(n_units, 1) | adds
+    written = torch.where(adds, values.repeat(n_units, 1).float(), current.values.repeat(n_units, 1))
+    codes = state.codes.repeat(n_units, *([1] * (state.codes.ndim - 1)))
+    logits = state.model.decode(codes, Intervention(mask, written)).task_logits
+    return logits.reshape(n_units, batch, -1).transpose(0, 1)

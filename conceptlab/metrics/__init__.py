@@ -1,0 +1,19 @@
+"""Metrics of concept models: task and concept accuracy, concept alignment (CAS), impurity (OIS, NIS)."""
+
+from .alignment import concept_alignment_score, concept_representations
+from .purity import niche_impurity_score, oracle_impurity_score, own_representations, purity_matrix
+from .task import concept_accuracy, concept_auc, evaluate, summarize, task_accuracy
+
+__all__ = [
+    "concept_accuracy",
+    "concept_alignment_score",
+    "concept_auc",
+    "concept_representations",
+    "evaluate",
+    "niche_impurity_score",
+    "oracle_impurity_score",
+    "own_representations",
+    "purity_matrix",
+    "summarize",
+    "task_accuracy",
+]
