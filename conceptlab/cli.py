@@ -113,15 +113,19 @@ def _bench_cce(args: argparse.Namespace, raw: dict, name: str) -> int:
     return 0
 
 
+POLICY_NAMES = "random, uncertainty, lcp, cctp, ectp, eudtp, coop, oracle, learned"  # kept equal to POLICIES by a test
+
+
 def _intervene(args: argparse.Namespace) -> int:
     import json
 
     from .atomic import write_atomic
     from .datasets.registry import load_dataset
-    from .interventions import curve_plot, intervention_curve
+    from .interventions import curve_plot, intervention_curve, resolve_policy
     from .models import load_model
     from .training.recipes import check_compatible
 
+    resolve_policy(args.policy)  # an unknown name fails before anything loads
     model, info, meta = load_model(args.checkpoint)
     if "dataset" not in meta or "seed" not in meta:
         raise ValueError(
@@ -288,7 +292,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     intervene = commands.add_parser("intervene", help="intervention curve of a saved model on its test data")
     intervene.add_argument("checkpoint", help="a model file written by conceptlab (e.g. DIR/checkpoints/*.pt of a bench)")
-    intervene.add_argument("--policy", default="random", choices=["random", "uncertainty"], help="order of interventions")
+    intervene.add_argument("--policy", default="random", metavar="POLICY", help=f"order of interventions: {POLICY_NAMES} "
+                           "(oracle and lcp read the labels; learned needs an intcem model and --groups)")
     intervene.add_argument("--groups", action="store_true", help="intervene on concept groups instead of single concepts")
     intervene.add_argument("--competence", type=float, nargs="+", default=[1.0],
                            help="fraction of correct intervention values (1: all correct, 0: all wrong); several allowed")

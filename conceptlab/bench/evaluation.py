@@ -8,9 +8,18 @@ from typing import Any, Literal
 
 from ..datasets.base import ConceptDataset
 from ..interventions import intervention_curve
-from ..metrics import concept_alignment_score, concept_representations, summarize
+from ..metrics import (
+    concept_alignment_score,
+    concept_representations,
+    niche_impurity_score,
+    oracle_impurity_score,
+    own_representations,
+    summarize,
+)
 from ..models.base import ConceptModel, decode_all, encode_all
 from ..settings import Bool, Float, Fraction, PositiveInt, settings, validated
+
+PolicyName = Literal["random", "uncertainty", "lcp", "cctp", "ectp", "eudtp", "coop", "oracle", "learned"]
 
 
 @settings
@@ -18,11 +27,12 @@ class EvaluationSettings:
     """Test-time measurements of a benchmark (read from the config's ``evaluation`` block)."""
 
     binary_threshold: Float = 0.0  # 0.5 reproduces the official CEM code's scoring
-    intervention_policies: tuple[Literal["random", "uncertainty"], ...] = ("random", "uncertainty")
+    intervention_policies: tuple[PolicyName, ...] = ("random", "uncertainty")  # "learned": models that learned one
     intervention_groups: Bool = True  # intervene on concept groups (else single concepts)
     intervention_repeats: PositiveInt = 5  # random orders (and wrong values) drawn per curve
     intervention_competence: tuple[Fraction, ...] = (1.0, 0.0)  # 1: true values, 0: all wrong
     concept_alignment: Bool = True  # CAS of the CEM paper
+    purity: Bool = False  # oracle and niche impurity scores (OIS, NIS)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> EvaluationSettings:
@@ -39,26 +49,36 @@ def evaluate_split(model: ConceptModel, data: ConceptDataset, settings: Evaluati
 
 
 def evaluate_run(model: ConceptModel, test: ConceptDataset, settings: EvaluationSettings, seed: int) -> dict[str, Any]:
-    """Metrics, intervention curves and CAS of one trained model on the test split."""
+    """Metrics, intervention curves (with their AUC and policy cost), CAS and impurity of one
+    trained model on the test split. The ``learned`` policy is skipped for models without one."""
     start = time.perf_counter()
     codes = encode_all(model, test.inputs)  # encoded once for the metrics and every curve
     output = decode_all(model, codes)
     record: dict[str, Any] = dict(summarize(output, test, settings.binary_threshold))
-    record["interventions"] = record["interventions_std"] = None
-    if model.n_concepts and settings.intervention_policies:
+    for key in ("interventions", "interventions_std", "intervention_auc", "intervention_cost"):
+        record[key] = None
+    policies = [p for p in settings.intervention_policies if p != "learned" or hasattr(model, "unit_scores")]
+    if model.n_concepts and policies:
         curves = [
             intervention_curve(
                 model, test, policy, settings.intervention_groups, competence,
                 settings.intervention_repeats, seed, settings.binary_threshold, codes,
             )
             for competence in settings.intervention_competence
-            for policy in settings.intervention_policies
+            for policy in policies
         ]
         record["interventions"] = {c.name: list(c.accuracy_mean) for c in curves}
         record["interventions_std"] = {c.name: list(c.accuracy_std) for c in curves}
+        record["intervention_auc"] = {c.name: c.auc for c in curves}
+        record["intervention_cost"] = {c.name: c.seconds_per_sample for c in curves}  # policy seconds per sample
     record["concept_alignment"] = None
     if settings.concept_alignment:
         representations = concept_representations(output, test.info.n_concepts)
         record["concept_alignment"] = concept_alignment_score(representations, test.c, seed=seed)
+    record["oracle_impurity"] = record["niche_impurity"] = None
+    own = own_representations(output, test.info.n_concepts)
+    if settings.purity and own is not None:
+        record["oracle_impurity"] = oracle_impurity_score(own, test.c, seed=seed)
+        record["niche_impurity"] = niche_impurity_score(own, test.c, seed=seed)
     record["eval_seconds"] = round(time.perf_counter() - start, 3)
     return record

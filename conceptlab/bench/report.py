@@ -10,10 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from ..atomic import write_atomic
+from ..interventions import POLICIES, normalised_auc
 from ..plotting import pyplot, save_figure
 from .spec import BenchSpec
 
-METRICS = ("task_accuracy", "concept_accuracy", "concept_auc", "concept_alignment")
+METRICS = ("task_accuracy", "concept_accuracy", "concept_auc", "concept_alignment", "oracle_impurity", "niche_impurity")
 CURVE_FRACTIONS = (0.0, 0.25, 0.5, 0.75, 1.0)
 SELECTABLE = ("val_task_accuracy", "val_concept_accuracy", "val_concept_auc")
 
@@ -32,6 +33,8 @@ class Row:
     epochs: float | None
     train_seconds: float | None
     curves: dict[str, tuple[list[float], list[float]]]  # policy -> (mean, std over seeds) per unit count
+    aucs: dict[str, tuple[float, float]]  # policy -> intervention AUC %, (mean, std over seeds)
+    costs: dict[str, float]  # policy -> mean seconds the policy spent per sample
     chosen: dict[str, Any] | None = None  # the sweep point selected on the validation split
     points: int = 1  # sweep points this row was selected from
 
@@ -71,7 +74,7 @@ def summarize(records: list[dict[str, Any]], specs: list[BenchSpec], select: str
             rows.append(
                 Row(spec.name, model, len(ok), len(runs) - len(ok), metrics, reference.get(model),
                     reference_cas.get(model), epochs[0] if epochs else None, seconds[0] if seconds else None,
-                    _curves(ok), dict(point.point) if spec.sweep else None, len(points))
+                    _curves(ok), _aucs(ok), _costs(ok), dict(point.point) if spec.sweep else None, len(points))
             )
     return rows
 
@@ -86,6 +89,41 @@ def _curves(runs: list[dict[str, Any]]) -> dict[str, tuple[list[float], list[flo
         curves[name] = ([100 * statistics.fmean(col) for col in columns],
                         [100 * statistics.stdev(col) if len(col) > 1 else 0.0 for col in columns])
     return curves
+
+
+def _aucs(runs: list[dict[str, Any]]) -> dict[str, tuple[float, float]]:
+    """Mean and std over seeds of each curve's normalised AUC, in percent (computed from the
+    curve for records written before the AUC was stored)."""
+    per_name: dict[str, list[float]] = {}
+    for r in runs:
+        stored = r.get("intervention_auc") or {}
+        for name, curve in (r.get("interventions") or {}).items():
+            per_name.setdefault(name, []).append(100 * stored.get(name, normalised_auc(curve)))
+    return {name: _mean_std(values) for name, values in per_name.items()}
+
+
+def _costs(runs: list[dict[str, Any]]) -> dict[str, float]:
+    per_name: dict[str, list[float]] = {}
+    for r in runs:
+        for name, seconds in (r.get("intervention_cost") or {}).items():
+            per_name.setdefault(name, []).append(seconds)
+    return {name: statistics.fmean(values) for name, values in per_name.items()}
+
+
+def uses_labels(curve_name: str) -> bool:
+    """Whether the policy behind a curve name reads the true concepts or labels."""
+    policy = POLICIES.get(curve_name.split("@")[0])
+    return bool(policy and policy.uses_labels)
+
+
+def _curve_label(name: str) -> str:
+    return f"{name} †" if uses_labels(name) else name
+
+
+def _cost(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    return f"{1e6 * seconds:.1f} µs" if seconds < 1e-3 else f"{1e3 * seconds:.2f} ms"
 
 
 def _fmt(value: tuple[float, float] | None) -> str:
@@ -105,19 +143,24 @@ def markdown_table(rows: list[Row], specs: list[BenchSpec], select: str = "val_t
             out.write(f"Sweep over {', '.join(k for k, _ in spec.sweep)}: each row is the point with the best mean "
                       f"{select} over seeds (validation split only), out of {len(spec.points())}; its test metrics "
                       "are shown.\n\n")
-        out.write("| model | task accuracy | reference | concept accuracy | concept AUC | CAS | CAS reference "
-                  "| epochs | train s | runs |\n")
-        out.write("|---|---|---|---|---|---|---|---|---|---|\n")
         cells = [r for r in rows if r.dataset == spec.name]
+        impurity = any(r.metrics["oracle_impurity"] for r in cells)
+        out.write("| model | task accuracy | reference | concept accuracy | concept AUC | CAS | CAS reference "
+                  + ("| OIS | NIS " if impurity else "") + "| epochs | train s | runs |\n")
+        out.write("|---|---|---|---|---|---|---|" + ("---|---|" if impurity else "") + "---|---|---|\n")
         for r in cells:
             runs = f"{r.runs}" + (f" ({r.failed} failed)" if r.failed else "")
             model = f"{r.model} ({_point(r.chosen)})" if r.chosen else r.model
+            purity = f"| {_fmt(r.metrics['oracle_impurity'])} | {_fmt(r.metrics['niche_impurity'])} " if impurity else ""
             out.write(
                 f"| {model} | {_fmt(r.metrics['task_accuracy'])} | {_opt(r.reference_task_accuracy)} "
                 f"| {_fmt(r.metrics['concept_accuracy'])} | {_fmt(r.metrics['concept_auc'])} "
-                f"| {_fmt(r.metrics['concept_alignment'])} | {_opt(r.reference_alignment)} "
+                f"| {_fmt(r.metrics['concept_alignment'])} | {_opt(r.reference_alignment)} {purity}"
                 f"| {_opt(r.epochs, 0)} | {_opt(r.train_seconds, 1)} | {runs} |\n"
             )
+        if impurity:
+            out.write("\nOIS and NIS: oracle and niche impurity scores × 100 (lower is purer; Espinosa Zarlenga et al., "
+                      "AAAI 2023).\n")
         out.write("\n")
         _intervention_section(out, cells)
     return out.getvalue()
@@ -132,8 +175,10 @@ def _intervention_section(out: io.StringIO, cells: list[Row]) -> None:
     if not names:
         return
     headers = " | ".join(f"{int(100 * f)}%" for f in CURVE_FRACTIONS)
-    out.write("Task accuracy % after intervening on a fraction of the concept groups (mean ± std over seeds).\n\n")
-    out.write(f"| model | policy | {headers} |\n|---|---|" + "---|" * len(CURVE_FRACTIONS) + "\n")
+    out.write("Task accuracy % after intervening on a fraction of the concept groups (mean ± std over seeds); "
+              "AUC: normalised area under accuracy against the fraction corrected, %; cost: the policy's own time "
+              "per sample for a whole order. † reads the true concepts or labels (an upper bound, not deployable).\n\n")
+    out.write(f"| model | policy | {headers} | AUC | cost |\n|---|---|" + "---|" * (len(CURVE_FRACTIONS) + 2) + "\n")
     for r in cells:
         for name in names:
             if name not in r.curves:
@@ -142,7 +187,8 @@ def _intervention_section(out: io.StringIO, cells: list[Row]) -> None:
             groups = len(mean) - 1
             points = [int(f * groups + 0.5) for f in CURVE_FRACTIONS]
             values = " | ".join(f"{mean[p]:.2f} ± {std[p]:.2f}" for p in points)
-            out.write(f"| {r.model} | {name} | {values} |\n")
+            out.write(f"| {r.model} | {_curve_label(name)} | {values} | {_fmt(r.aucs.get(name))} "
+                      f"| {_cost(r.costs.get(name))} |\n")
     out.write("\n")
 
 
@@ -160,6 +206,17 @@ def csv_table(rows: list[Row]) -> str:
             values += list(r.metrics[m]) if r.metrics[m] else ["", ""]
         extras = (r.reference_task_accuracy, r.reference_alignment, r.epochs, r.train_seconds, _point(r.chosen) or None)
         writer.writerow(values + ["" if v is None else v for v in extras])
+    return out.getvalue()
+
+
+def intervention_csv(rows: list[Row]) -> str:
+    """One line per (dataset, model, curve): AUC mean and std (%), policy seconds per sample."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["dataset", "model", "curve", "uses_labels", "auc_mean", "auc_std", "seconds_per_sample"])
+    for r in rows:
+        for name, (mean, std) in r.aucs.items():
+            writer.writerow([r.dataset, r.model, name, uses_labels(name), mean, std, r.costs.get(name, "")])
     return out.getvalue()
 
 
@@ -219,17 +276,53 @@ def intervention_plot(rows: list[Row], specs: list[BenchSpec], path: Path) -> bo
 
 def write_reports(records: list[dict[str, Any]], specs: list[BenchSpec], out_dir: Path,
                   select: str = "val_task_accuracy", curves: bool = False) -> str:
-    """Write table.md, table.csv, accuracy.png and interventions.png (and, with ``curves``,
-    losses.png) into ``out_dir``; return the markdown."""
+    """Write table.md, table.csv, accuracy.png, interventions.csv / .png, policies.png (models
+    with several policies) and, with ``curves``, losses.png into ``out_dir``; return the markdown."""
     rows = summarize(records, specs, select)
     markdown = markdown_table(rows, specs, select)
     write_atomic(out_dir / "table.md", markdown)
     write_atomic(out_dir / "table.csv", csv_table(rows))
     accuracy_plot(rows, specs, out_dir / "accuracy.png")
+    if any(r.aucs for r in rows):
+        write_atomic(out_dir / "interventions.csv", intervention_csv(rows))
     intervention_plot(rows, specs, out_dir / "interventions.png")
+    policy_plot(rows, out_dir / "policies.png")
     if curves:
         loss_plot(records, rows, specs, out_dir / "losses.png")
     return markdown
+
+
+def policy_plot(rows: list[Row], path: Path, min_policies: int = 3) -> bool:
+    """One panel per (dataset, model) with at least ``min_policies`` curves at full competence:
+    a line per policy, labelled with its AUC and its cost per sample (dashed: reads labels)."""
+    panels = [r for r in rows if len([n for n in r.curves if "@" not in n]) >= min_policies]
+    if not panels:
+        return False
+    plt = pyplot()
+    columns = min(3, len(panels))
+    lines = -(-len(panels) // columns)
+    fig, axes = plt.subplots(lines, columns, figsize=(5.4 * columns, 4.0 * lines), squeeze=False)
+    colours = plt.get_cmap("tab10")
+    for ax, r in zip(axes.flat, panels):
+        names = [n for n in r.curves if "@" not in n]
+        for k, name in enumerate(names):
+            mean, std = r.curves[name]
+            xs = [i / (len(mean) - 1) for i in range(len(mean))]
+            auc = r.aucs.get(name)
+            label = f"{name}: AUC {auc[0]:.1f}" + (f", {_cost(r.costs[name])}" if name in r.costs else "")
+            ax.plot(xs, mean, "--" if uses_labels(name) else "-", color=colours(k % 10), lw=1.4, label=label)
+            ax.fill_between(xs, [m - s for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)],
+                            color=colours(k % 10), alpha=0.12)
+        ax.set_title(f"{r.dataset}: {r.model}", fontsize=10)
+        ax.set_xlabel("fraction of concept groups corrected")
+        ax.set_ylabel("task accuracy (%)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="lower right")
+    for ax in list(axes.flat)[len(panels):]:
+        ax.set_visible(False)
+    fig.tight_layout()
+    save_figure(fig, path)
+    return True
 
 
 def loss_plot(records: list[dict[str, Any]], rows: list[Row], specs: list[BenchSpec], path: Path) -> None:

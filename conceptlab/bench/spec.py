@@ -18,7 +18,7 @@ import yaml
 
 from ..datasets.registry import CubSettings, DatasetSettings, dataset_settings, hashed_settings, settings_dict
 from ..settings import NonNegativeFloat, PositiveFloat, PositiveInt, SettingsError, Str, settings, validated
-from ..training.config import TrainConfig
+from ..training.config import IntCEMConfig, TrainConfig
 from .evaluation import EvaluationSettings
 from .zoo import MODEL_KEYS, ModelSettings
 
@@ -58,6 +58,14 @@ class ResourceSettings:
 
 SWEEPABLE = ("model", "train")
 
+# Settings added after results were first recorded: at these values they are left out of the
+# settings hash, so that older result folders still resume and render with a newer conceptlab.
+HASH_NEUTRAL: dict[tuple[str, str], Any] = {
+    ("model", "policy_hidden"): [256, 128],
+    ("train", "intcem"): asdict(IntCEMConfig()),
+    ("evaluation", "purity"): False,
+}
+
 
 @dataclass(frozen=True)
 class BenchSpec:
@@ -83,13 +91,15 @@ class BenchSpec:
         return [self.at(dict(zip(keys, values))) for values in itertools.product(*(values for _, values in self.sweep))]
 
     def at(self, values: dict[str, Any]) -> BenchSpec:
-        """This spec with ``values`` ("block.key" -> value) set, and recorded as its sweep point."""
-        blocks = {"model": {}, "train": {}}
+        """This spec with ``values`` ("block.key" or "train.intcem.key" -> value) set, and
+        recorded as its sweep point."""
+        blocks: dict[str, dict[str, Any]] = {"model": {}, "train": {}, "train.intcem": {}}
         for key, value in values.items():
-            block, name = key.split(".", 1)
+            block, name = key.rsplit(".", 1) if key.startswith("train.intcem.") else key.split(".", 1)
             blocks[block][name] = value
         model = validated(lambda **v: replace(self.model, **v), blocks["model"], "sweep.model")
-        train = validated(lambda **v: replace(self.train, **v), blocks["train"], "sweep.train")
+        intcem = validated(lambda **v: replace(self.train.intcem, **v), blocks["train.intcem"], "sweep.train.intcem")
+        train = validated(lambda **v: replace(self.train, intcem=intcem, **v), blocks["train"], "sweep.train")
         return replace(self, model=model, train=train, point=tuple(values.items()))
 
     def check_ready(self) -> None:
@@ -112,12 +122,16 @@ class BenchSpec:
         """The settings that determine a run's result (not the model list, seeds or references),
         normalised: defaults are filled in, so equal settings always give equal dictionaries."""
         ignored = ("device", "devices", "seed", "checkpoint_dir", "num_workers")
-        return {
+        blocks = {
             "dataset": hashed_settings(self.dataset),
             "model": self.model.to_dict(),
             "train": {k: v for k, v in asdict(self.train).items() if k not in ignored},
             "evaluation": self.evaluation.to_dict(),
         }
+        for (block, key), neutral in HASH_NEUTRAL.items():
+            if blocks[block].get(key) == neutral:
+                del blocks[block][key]
+        return blocks
 
     def config_hash(self) -> str:
         blob = json.dumps(self.config_dict(), sort_keys=True, default=str).encode()
@@ -224,13 +238,17 @@ def parse_spec(raw: dict[str, Any], default_name: str = "bench", quick: bool = F
     doubled = sorted(set(top.train or {}) & {"intervention_prob", "intervention_per"})
     if doubled:
         raise SettingsError(f"train.{doubled[0]}: a benchmark sets RandInt once, as model.randint (and model.randint_per); "
-                            "it applies to the model keys that train with interventions (cem)")
+                            "it applies to the model keys that train with interventions (cem, intcem)")
     train = TrainConfig.from_dict(top.train)
     seeds = top.seeds
     if quick:
         fast = validated(QuickSettings, top.quick, "quick")
         seeds = fast.seeds or min(seeds, 2)
         train = replace(train, max_epochs=fast.max_epochs or min(train.max_epochs, 30))
+    evaluation = EvaluationSettings.from_dict(top.evaluation)
+    if "intcem" in models and "learned" in evaluation.intervention_policies and not evaluation.intervention_groups:
+        raise SettingsError("evaluation.intervention_groups: intcem learns to rank concept groups, so its learned "
+                            "policy needs intervention_groups: true (or leave 'learned' out of intervention_policies)")
     spec = BenchSpec(
         name=top.name or default_name,
         dataset=dataset,
@@ -238,7 +256,7 @@ def parse_spec(raw: dict[str, Any], default_name: str = "bench", quick: bool = F
         seeds=seeds,
         model=ModelSettings.from_dict(top.model),
         train=train,
-        evaluation=EvaluationSettings.from_dict(top.evaluation),
+        evaluation=evaluation,
         reference=dict(top.reference or {}),
         resources=validated(ResourceSettings, top.resources, "resources"),
     )
@@ -251,7 +269,7 @@ def _parse_sweep(sweep: dict[str, list[Any]], spec: BenchSpec) -> tuple[tuple[st
     for key, values in sweep.items():
         block, _, name = key.partition(".")
         if block not in SWEEPABLE or not name:
-            raise SettingsError(f"sweep.{key}: sweep keys are model.KEY or train.KEY (e.g. train.lr)")
+            raise SettingsError(f"sweep.{key}: sweep keys are model.KEY, train.KEY or train.intcem.KEY (e.g. train.lr)")
         if name in ("intervention_prob", "intervention_per"):
             raise SettingsError(f"sweep.{key}: sweep RandInt as model.randint, its one setting in a benchmark")
         if not isinstance(values, list) or not values:

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import Literal
 
 from ..info import ConceptInfo
-from ..models import ConceptModel, black_box, cbm, cem
+from ..models import ConceptModel, black_box, cbm, cem, intcem
 from ..settings import Fraction, PositiveInt, Str, settings, validated
 from ..training.config import TrainConfig
 
@@ -21,6 +21,7 @@ class ModelSettings:
     embedding_size: PositiveInt = 128  # CEM m; hybrid CBM and black box use k * m bottleneck units
     randint: Fraction = 0.25  # CEM training-intervention probability
     randint_per: Literal["sample", "batch"] = "sample"  # "sample" (paper) or "batch" (official code)
+    policy_hidden: tuple[PositiveInt, ...] = (256, 128)  # IntCEM's policy network widths
     backbone: Str | None = None  # image backbone trained end to end (datasets in finetune mode)
     backbone_weights: Str | None = None  # local weights file, "bundled" or null (random init)
 
@@ -30,7 +31,7 @@ class ModelSettings:
         return validated(cls, values, "model")
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "hidden": list(self.hidden)}
+        return {**asdict(self), "hidden": list(self.hidden), "policy_hidden": list(self.policy_hidden)}
 
     @property
     def trunk(self) -> dict:
@@ -94,6 +95,13 @@ MODEL_KEYS: dict[str, ModelKey] = {
     "cem": ModelKey(
         "concept embedding model with RandInt",
         lambda d, info, s: cem(d, info.n_concepts, info.n_classes, s.embedding_size, s.latent_dim, s.hidden, **s.trunk),
+        randint=True,
+    ),
+    "intcem": ModelKey(
+        "intervention-aware CEM: trained on sampled intervention trajectories, with a learned policy over concept groups",
+        lambda d, info, s: intcem(d, info.n_concepts, info.n_classes, info.group_matrix(), s.embedding_size, s.latent_dim,
+                                  s.hidden, s.policy_hidden, **s.trunk),
+        recipe="intcem",
         randint=True,
     ),
 }
