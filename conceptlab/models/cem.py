@@ -69,7 +69,9 @@ class ConceptEmbeddingModel(ConceptModel):
 
     def concept_logits(self, context: Tensor) -> Tensor:
         """Concept logits (B, k) from the contexts."""
-        return torch.einsum("bke,ke->bk", context, self.scorer_weight.expand(self.n_concepts, -1)) + self.scorer_bias
+        if self.scorer_weight.shape[0] == 1:  # shared: the same kernel as an nn.Linear, so results stay bitwise equal
+            return F.linear(context, self.scorer_weight, self.scorer_bias).squeeze(-1)
+        return torch.einsum("bke,ke->bk", context, self.scorer_weight) + self.scorer_bias
 
     def mixture(self, probs: Tensor, intervention: Intervention | None, like: Tensor) -> Tensor:
         """The mixing weight of every embedding: the probability, or the intervened label."""
