@@ -96,3 +96,16 @@ def test_a_missing_tracker_package_is_named_before_any_run(monkeypatch, capsys):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "mlflow" else real(name, *a))
     assert cli.main(["bench", "xor", "--logger", "mlflow", "--out", "/tmp/never-written-by-this-test"]) == 2
     assert "pip install mlflow" in capsys.readouterr().err
+
+
+def test_a_rerun_with_other_models_keeps_the_first_models_in_the_report(tmp_path):
+    from conceptlab.bench.runner import load_specs, record_specs
+
+    base = {"name": "tiny", "dataset": {"name": "xor", "size": 300}, "models": ["cbm-fuzzy", "blackbox"], "seeds": 2}
+    record_specs([parse_spec(base)], tmp_path)
+    record_specs([parse_spec({**base, "models": ["cem"], "seeds": 1})], tmp_path)
+    (spec,) = load_specs(tmp_path)
+    assert spec.models == ("cbm-fuzzy", "blackbox", "cem") and spec.seeds == 2
+    record_specs([parse_spec({**base, "dataset": {"name": "xor", "size": 400}, "models": ["cem"]})], tmp_path)
+    (spec,) = load_specs(tmp_path)
+    assert spec.models == ("cem",)  # other settings: the new benchmark replaces the old one

@@ -156,8 +156,21 @@ def record_specs(specs: list[BenchSpec], out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     with FileLock(str(path) + ".lock"):
         known = json.loads(path.read_text()) if path.is_file() else {}
-        known.update({spec.name: spec.to_config() for spec in specs})
+        for spec in specs:
+            known[spec.name] = _merged(known.get(spec.name), spec.to_config())
         write_atomic(path, json.dumps(known, indent=1, sort_keys=True))
+
+
+def _merged(old: dict | None, new: dict) -> dict:
+    """A rerun with other models or fewer seeds but the same settings widens what was recorded
+    (so the report keeps every model already run); other settings replace the old ones."""
+    if old is None:
+        return new
+    rest = ("models", "seeds")
+    if {k: v for k, v in old.items() if k not in rest} != {k: v for k, v in new.items() if k not in rest}:
+        return new
+    models = list(old.get("models", [])) + [m for m in new.get("models", []) if m not in old.get("models", [])]
+    return {**new, "models": models, "seeds": max(old.get("seeds", 1), new.get("seeds", 1))}
 
 
 def load_specs(out_dir: Path) -> list[BenchSpec]:
