@@ -23,7 +23,7 @@ def _spec(models=("blackbox", "cbm-fuzzy"), seeds=2):
 def test_bundled_configs_hold_the_paper_settings():
     spec = load_spec("trig")
     assert spec.dataset == SyntheticSettings(name="trig", size=3000)
-    assert spec.seeds == 5 and len(spec.models) == 8
+    assert spec.seeds == 5 and len(spec.models) == 9 and spec.models[-1] == "intcem"
     t = spec.train
     assert (t.optimizer, t.lr, t.batch_size, t.max_epochs, t.early_stopping_patience, t.lr_patience) == ("adam", 0.01, 256, 500, 15, 10)
     assert spec.model.embedding_size == 128 and spec.model.randint == 0.25
