@@ -17,19 +17,10 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from .lookahead import entropy, log_class_probabilities
+from .lookahead import entropy, outcomes
 from .policies import Policy, PolicyState
 
 SOURCE = "Shin et al., ICML 2023"
-
-
-def _outcomes(state: PolicyState) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Log task distributions now (B, C) and after setting each concept to 0 / 1 (B, k, C), and p (B, k, 1)."""
-    effects = state.effects
-    now = log_class_probabilities(effects.logits)
-    to_zero = log_class_probabilities(effects.logits.unsqueeze(1) + effects.to_zero)
-    to_one = log_class_probabilities(effects.logits.unsqueeze(1) + effects.to_one)
-    return now, to_zero, to_one, state.probs.float().unsqueeze(-1)
 
 
 def lcp(state: PolicyState) -> Tensor:
@@ -45,7 +36,7 @@ def cctp(state: PolicyState) -> Tensor:
 
 def ectp(state: PolicyState) -> Tensor:
     """Largest expected change (KL divergence) of the task distribution first."""
-    now, to_zero, to_one, p = _outcomes(state)
+    now, to_zero, to_one, p = outcomes(state)
     now = now.unsqueeze(1)
     kl_zero = (to_zero.exp() * (to_zero - now)).sum(-1, keepdim=True)
     kl_one = (to_one.exp() * (to_one - now)).sum(-1, keepdim=True)
@@ -54,7 +45,7 @@ def ectp(state: PolicyState) -> Tensor:
 
 def eudtp(state: PolicyState) -> Tensor:
     """Largest expected decrease of the task distribution's entropy first."""
-    now, to_zero, to_one, p = _outcomes(state)
+    now, to_zero, to_one, p = outcomes(state)
     expected = (1 - p.squeeze(-1)) * entropy(to_zero) + p.squeeze(-1) * entropy(to_one)
     return state.per_unit(entropy(now).unsqueeze(1) - expected)
 

@@ -30,6 +30,16 @@ def predicted_class(logits: Tensor) -> Tensor:
     return (logits.squeeze(-1) > 0).long() if logits.shape[-1] == 1 else logits.argmax(-1)
 
 
+def outcomes(state: PolicyState) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Log task distributions now (B, C) and after setting each concept alone to 0 / 1 (B, k, C),
+    and the concept probabilities as (B, k, 1)."""
+    effects = state.effects
+    now = log_class_probabilities(effects.logits)
+    to_zero = log_class_probabilities(effects.logits.unsqueeze(1) + effects.to_zero)
+    to_one = log_class_probabilities(effects.logits.unsqueeze(1) + effects.to_one)
+    return now, to_zero, to_one, state.probs.float().unsqueeze(-1)
+
+
 def after_each_unit(state: PolicyState, values: Tensor) -> Tensor:
     """Task logits (B, G, T) after also correcting each unit's not yet corrected concepts to ``values`` (B, k).
 
@@ -42,9 +52,7 @@ def after_each_unit(state: PolicyState, values: Tensor) -> Tensor:
     fresh = ~current.mask
     units = state.units.to(state.probs.device)
     if state.model.additive_effects:
-        effects = state.effects
-        change = torch.where(values.bool().unsqueeze(-1), effects.to_one, effects.to_zero) * fresh.unsqueeze(-1)
-        return effects.logits.unsqueeze(1) + torch.einsum("gk,bkt->bgt", units.to(change.dtype), change)
+        return state.effects.after_each_unit(units, values, fresh)
     n_units = units.shape[0]
     adds = units.repeat_interleave(batch, 0) & fresh.repeat(n_units, 1)  # (G*B, k), unit-major
     mask = current.mask.repeat(n_units, 1) | adds

@@ -7,7 +7,7 @@ import math
 import torch
 from torch import Tensor
 
-from .lookahead import after_each_unit, log_class_probabilities, predicted_class
+from .lookahead import after_each_unit, log_class_probabilities, outcomes, predicted_class
 from .policies import Policy, PolicyState
 
 
@@ -27,14 +27,12 @@ def coop_policy(
     def score(state: PolicyState) -> Tensor:
         p = state.probs.float().clamp(1e-6, 1 - 1e-6)
         uncertainty = -(p * p.log() + (1 - p) * (1 - p).log()) / math.log(2)
-        effects = state.effects
-        now = log_class_probabilities(effects.logits)
-        chosen = predicted_class(effects.logits)
+        now, to_zero, to_one, _ = outcomes(state)
+        chosen = predicted_class(state.effects.logits)
         def probability_of_chosen(log_probs: Tensor) -> Tensor:  # (B, k, C) -> (B, k)
             index = chosen.view(-1, 1, 1).expand(-1, log_probs.shape[1], 1)
             return log_probs.gather(-1, index).squeeze(-1).exp()
-        expected = (1 - p) * probability_of_chosen(log_class_probabilities(effects.logits.unsqueeze(1) + effects.to_zero)) \
-            + p * probability_of_chosen(log_class_probabilities(effects.logits.unsqueeze(1) + effects.to_one))
+        expected = (1 - p) * probability_of_chosen(to_zero) + p * probability_of_chosen(to_one)
         current = now.gather(-1, chosen.unsqueeze(-1)).exp()
         concept_score = concept_weight * uncertainty + label_weight * (expected - current).abs()
         if costs is not None:

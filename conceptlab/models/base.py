@@ -44,6 +44,12 @@ class ConceptEffects:
     to_zero: Tensor
     to_one: Tensor
 
+    def after_each_unit(self, units: Tensor, values: Tensor, fresh: Tensor) -> Tensor:
+        """Task logits (B, G, T) after also setting each unit's ``fresh`` (B, k) concepts to
+        ``values`` (B, k), for units (G, k); exact only for models with ``additive_effects``."""
+        change = torch.where(values.bool().unsqueeze(-1), self.to_one, self.to_zero) * fresh.unsqueeze(-1)
+        return self.logits.unsqueeze(1) + torch.einsum("gk,bkt->bgt", units.to(change.dtype), change)
+
 
 class ConceptModel(nn.Module):
     """Base class: ``forward(x, intervention=None) -> ConceptOutput``.

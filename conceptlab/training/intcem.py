@@ -46,10 +46,8 @@ class IntCEMLearner(ConceptLearner):
         self.horizon = config.intcem.initial_horizon
 
     def _loss(self, batch: tuple[Tensor, Tensor, Tensor], training: bool) -> Tensor:
-        if not training:
-            x, c, y = batch
-            out = self.model(x)
-            return task_loss(out.task_logits, y) + self.stage.concept_weight * concept_loss(out.concept_logits, c, self.pos_weight)
+        if not training:  # the plain joint loss: no correction at validation
+            return super()._loss(batch, training)
         return self._trajectory_loss(batch)
 
     def _trajectory_length(self, n_free: int) -> tuple[int, int]:
@@ -95,8 +93,7 @@ class IntCEMLearner(ConceptLearner):
             scores = model.policy_logits(context, probs * (1 - mask) + c * mask, mask).masked_fill(used, MASKED)
             with torch.no_grad():
                 effects = model.concept_effects(context.detach(), Intervention(mask > 0.5, c))
-                change = torch.where(c.bool().unsqueeze(-1), effects.to_one, effects.to_zero) * (mask < 0.5).unsqueeze(-1)
-                after = effects.logits.unsqueeze(1) + torch.einsum("gk,bkt->bgt", units, change)
+                after = effects.after_each_unit(units, c, mask < 0.5)
                 target = true_class_logit(after, y).masked_fill(used, float("-inf")).argmax(1)
             loss_policy = loss_policy + settings.policy_discount ** step * F.cross_entropy(scores, target) / policy_weight
             chosen = chosen + F.gumbel_softmax(scores, tau=1.0, hard=True)  # straight-through: the task loss reaches the policy
