@@ -242,6 +242,43 @@ def _cce(args: argparse.Namespace) -> int:
     return 0
 
 
+def _edit(args: argparse.Namespace) -> int:
+    from .models import ConceptEdit, apply_edits, load_model, matching_concepts, save_model, sparsity, top_concepts
+
+    model, info, metadata = load_model(args.checkpoint)
+    classes = tuple(_names(args.classes)) if args.classes else None
+    edits = []
+    if args.prune or args.match:
+        chosen = tuple(_names(args.prune)) if args.prune else ()
+        chosen += matching_concepts(info, args.match) if args.match else ()
+        edits.append(ConceptEdit(tuple(dict.fromkeys(chosen)), 0.0, classes))
+    for item in args.scale or []:
+        name, _, factor = item.rpartition("=")
+        try:
+            edits.append(ConceptEdit((name,), float(factor), classes))
+        except ValueError:
+            raise ValueError(f"--scale takes CONCEPT=FACTOR, e.g. '{name or 'has_bill_shape::hooked'}=0.5'; got {item!r}") from None
+    if edits:
+        if not args.out:
+            raise ValueError("an edit writes a new model file: pass --out PATH (the original stays as it is)")
+        model = apply_edits(model, info, edits)
+        recorded = list(metadata.get("edits", [])) + [e.to_dict() for e in edits]
+        save_model(model, args.out, info, **{**metadata, "edits": recorded})
+        for e in edits:
+            print(f"{'pruned' if e.factor == 0 else f'scaled by {e.factor}'}: {', '.join(e.concepts)} "
+                  f"({'classes ' + ', '.join(e.classes) if e.classes else 'every class'})")
+        print(f"edited model: {args.out}")
+    print(f"head sparsity: {sparsity(model):.1%} of the concept weights are zero")
+    shown = top_concepts(model, info, args.top)
+    for name in (classes or shown):
+        print(f"{name}: " + (", ".join(f"{c} ({w:+.3f})" for c, w in shown[name]) or "no concept with positive weight"))
+    return 0
+
+
+def _names(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
 def _model_file_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="a conceptlab model file or a torch.export program (.pt2); "
                         "a pickled nn.Module needs --trust-model-file")
@@ -315,6 +352,16 @@ def build_parser() -> argparse.ArgumentParser:
     tcav.add_argument("--image-size", type=_positive_int, default=224, help="image examples are resized and centre-cropped to this")
     tcav.add_argument("--out", help="output directory (default: results/tcav/MODEL)")
     tcav.set_defaults(handler=_tcav)
+
+    edit = commands.add_parser("edit", help="show a concept head's top concepts per class; prune or reweight concepts")
+    edit.add_argument("checkpoint", help="a PCBM or CBM model file written by conceptlab")
+    edit.add_argument("--prune", help="comma-separated concept names whose weights become zero")
+    edit.add_argument("--match", metavar="REGEX", help="also prune every concept whose name this regular expression finds")
+    edit.add_argument("--scale", nargs="+", metavar="CONCEPT=FACTOR", help="multiply a concept's weights, e.g. stripes=0.5")
+    edit.add_argument("--classes", help="comma-separated class names the edits apply to (default: every class)")
+    edit.add_argument("--top", type=_positive_int, default=5, help="concepts listed per class")
+    edit.add_argument("--out", help="where to write the edited model (required with an edit)")
+    edit.set_defaults(handler=_edit)
 
     cce = commands.add_parser("cce", help="conceptual counterfactuals: which concepts to add or remove to reach a class")
     _model_file_options(cce)

@@ -50,7 +50,7 @@ def test_selection_reads_validation_metrics_never_test_ones():
 
 
 @pytest.mark.parametrize("sweep, message", [
-    ({"optimizer.lr": [1]}, "sweep keys are model.KEY, train.KEY or train.intcem.KEY"),
+    ({"optimizer.lr": [1]}, "sweep keys are model.KEY, train.KEY, train.intcem.KEY or train.posthoc.KEY"),
     ({"train.lr": 0.01}, r"sweep.train.lr: Input should be a valid list \(got 0.01\)"),
     ({"train.lr": []}, "give a non-empty list"),
     ({"train.lr": ["fast"]}, r"sweep.train.lr: Input should be a valid number \(got 'fast'\)"),

@@ -84,6 +84,8 @@ def run_one(plan: RunPlan) -> dict[str, Any]:
         with seeded(plan.seed):
             in_features = splits.train.x.shape[1] if hasattr(splits.train, "x") else 0  # images: the backbone decides
             model = key.build(in_features, splits.info, spec.model)
+        if key.bank:
+            model.set_bank(training_bank(splits, spec, plan.seed))
         train_config = key.train_config(replace(spec.train, seed=plan.seed), spec.model)
         logger = make_logger(plan.tracker, plan.out_dir, spec.name, plan.name.removeprefix(f"{spec.name}-"))
         report = fit(model, splits, key.recipe, train_config, loggers=[logger] if logger else None)
@@ -108,6 +110,17 @@ def run_one(plan: RunPlan) -> dict[str, Any]:
         record.update(status="failed", error=f"{type(err).__name__}: {err}", traceback=traceback.format_exc())
     record["wall_seconds"] = round(time.perf_counter() - started, 3)
     return record
+
+
+def training_bank(splits, spec: BenchSpec, seed: int):
+    """A PCBM's concept bank, fitted on the training split's embeddings and concept labels."""
+    from ..concepts.bank import bank_from_labels
+
+    if not hasattr(splits.train, "x"):
+        raise ValueError("pcbm and pcbm-h read embeddings: use the dataset in frozen mode (dataset.mode: frozen), "
+                         "not images")
+    return bank_from_labels(splits.train.x, splits.train.c, splits.info.concept_names, spec.model.bank_examples,
+                            spec.model.bank_alpha, seed=seed)
 
 
 def _init_worker(threads: int, parent: int) -> None:

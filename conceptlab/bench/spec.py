@@ -16,9 +16,10 @@ from typing import Any
 
 import yaml
 
+from ..concepts.bank import BANK_ALPHA, BANK_EXAMPLES
 from ..datasets.registry import CubSettings, DatasetSettings, dataset_settings, hashed_settings, settings_dict
 from ..settings import NonNegativeFloat, PositiveFloat, PositiveInt, SettingsError, Str, settings, validated
-from ..training.config import IntCEMConfig, TrainConfig
+from ..training.config import IntCEMConfig, PosthocConfig, TrainConfig
 from .evaluation import EvaluationSettings
 from .zoo import MODEL_KEYS, ModelSettings
 
@@ -57,12 +58,16 @@ class ResourceSettings:
 
 
 SWEEPABLE = ("model", "train")
+NESTED_TRAIN = ("intcem", "posthoc")  # train blocks of their own: swept as train.intcem.KEY, train.posthoc.KEY
 
 # Settings added after results were first recorded: at these values they are left out of the
 # settings hash, so that older result folders still resume and render with a newer conceptlab.
 HASH_NEUTRAL: dict[tuple[str, str], Any] = {
     ("model", "policy_hidden"): [256, 128],
     ("train", "intcem"): asdict(IntCEMConfig()),
+    ("train", "posthoc"): asdict(PosthocConfig()),
+    ("model", "bank_examples"): BANK_EXAMPLES,
+    ("model", "bank_alpha"): BANK_ALPHA,
     ("evaluation", "purity"): False,
 }
 
@@ -91,15 +96,17 @@ class BenchSpec:
         return [self.at(dict(zip(keys, values))) for values in itertools.product(*(values for _, values in self.sweep))]
 
     def at(self, values: dict[str, Any]) -> BenchSpec:
-        """This spec with ``values`` ("block.key" or "train.intcem.key" -> value) set, and
-        recorded as its sweep point."""
-        blocks: dict[str, dict[str, Any]] = {"model": {}, "train": {}, "train.intcem": {}}
+        """This spec with ``values`` ("block.key", "train.intcem.key" or "train.posthoc.key" -> value)
+        set, and recorded as its sweep point."""
+        blocks: dict[str, dict[str, Any]] = {"model": {}, "train": {}, **{f"train.{n}": {} for n in NESTED_TRAIN}}
         for key, value in values.items():
-            block, name = key.rsplit(".", 1) if key.startswith("train.intcem.") else key.split(".", 1)
+            nested = any(key.startswith(f"train.{n}.") for n in NESTED_TRAIN)
+            block, name = key.rsplit(".", 1) if nested else key.split(".", 1)
             blocks[block][name] = value
         model = validated(lambda **v: replace(self.model, **v), blocks["model"], "sweep.model")
-        intcem = validated(lambda **v: replace(self.train.intcem, **v), blocks["train.intcem"], "sweep.train.intcem")
-        train = validated(lambda **v: replace(self.train, intcem=intcem, **v), blocks["train"], "sweep.train")
+        nested = {n: validated(lambda n=n, **v: replace(getattr(self.train, n), **v), blocks[f"train.{n}"], f"sweep.train.{n}")
+                  for n in NESTED_TRAIN}
+        train = validated(lambda **v: replace(self.train, **nested, **v), blocks["train"], "sweep.train")
         return replace(self, model=model, train=train, point=tuple(values.items()))
 
     def check_ready(self) -> None:
@@ -269,7 +276,7 @@ def _parse_sweep(sweep: dict[str, list[Any]], spec: BenchSpec) -> tuple[tuple[st
     for key, values in sweep.items():
         block, _, name = key.partition(".")
         if block not in SWEEPABLE or not name:
-            raise SettingsError(f"sweep.{key}: sweep keys are model.KEY, train.KEY or train.intcem.KEY (e.g. train.lr)")
+            raise SettingsError(f"sweep.{key}: sweep keys are model.KEY, train.KEY, train.intcem.KEY or train.posthoc.KEY (e.g. train.lr)")
         if name in ("intervention_prob", "intervention_per"):
             raise SettingsError(f"sweep.{key}: sweep RandInt as model.randint, its one setting in a benchmark")
         if not isinstance(values, list) or not values:

@@ -6,9 +6,10 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from typing import Literal
 
+from ..concepts.bank import BANK_ALPHA, BANK_EXAMPLES
 from ..info import ConceptInfo
-from ..models import ConceptModel, black_box, cbm, cem, intcem
-from ..settings import Fraction, PositiveInt, Str, settings, validated
+from ..models import ConceptModel, black_box, cbm, cem, intcem, linear_probe, pcbm
+from ..settings import Fraction, PositiveFloat, PositiveInt, Str, settings, validated
 from ..training.config import TrainConfig
 
 
@@ -24,6 +25,8 @@ class ModelSettings:
     policy_hidden: tuple[PositiveInt, ...] = (256, 128)  # IntCEM's policy network widths
     backbone: Str | None = None  # image backbone trained end to end (datasets in finetune mode)
     backbone_weights: Str | None = None  # local weights file, "bundled" or null (random init)
+    bank_examples: PositiveInt = BANK_EXAMPLES  # PCBM concept bank: training examples a side (as many again held out)
+    bank_alpha: PositiveFloat = BANK_ALPHA  # PCBM concept bank: SVM alpha (C = 0.1 on 200 rows)
 
     @classmethod
     def from_dict(cls, values: dict) -> ModelSettings:
@@ -47,6 +50,7 @@ class ModelKey:
     build: Callable[[int, ConceptInfo, ModelSettings], ConceptModel]
     recipe: str = "joint"
     randint: bool = False
+    bank: bool = False  # the run fits a concept bank on the training split's embeddings first (PCBMs)
 
     def train_config(self, base: TrainConfig, settings: ModelSettings) -> TrainConfig:
         if self.randint:
@@ -59,6 +63,22 @@ def _bottleneck_units(info: ConceptInfo, s: ModelSettings) -> int:
 
 
 MODEL_KEYS: dict[str, ModelKey] = {
+    "linear-probe": ModelKey(
+        "one Linear layer on the inputs (frozen features: the backbone's own linear classifier)",
+        lambda d, info, s: linear_probe(d, info.n_classes),
+    ),
+    "pcbm": ModelKey(
+        "post-hoc CBM: elastic-net head on distances to a concept bank fitted on the embeddings",
+        lambda d, info, s: pcbm(d, info.n_concepts, info.n_classes),
+        recipe="posthoc",
+        bank=True,
+    ),
+    "pcbm-h": ModelKey(
+        "hybrid post-hoc CBM: the PCBM head frozen, plus a linear residual on the embedding",
+        lambda d, info, s: pcbm(d, info.n_concepts, info.n_classes, hybrid=True),
+        recipe="posthoc",
+        bank=True,
+    ),
     "blackbox": ModelKey(
         "no-concept baseline: hybrid-sized latent code, task loss only",
         lambda d, info, s: black_box(d, info.n_classes, _bottleneck_units(info, s), s.hidden, **s.trunk),

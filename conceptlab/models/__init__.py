@@ -1,30 +1,41 @@
 """Concept models: plain ``nn.Module``s with ``forward(x, intervention=None) -> ConceptOutput``."""
 
 from .base import ConceptEffects, ConceptModel, ConceptOutput, predict
-from .blackbox import BlackBoxModel, black_box
+from .blackbox import BlackBoxModel, black_box, linear_probe
 from .cbm import BOTTLENECKS, ConceptBottleneckModel, cbm
 from .cem import ConceptEmbeddingModel, cem
+from .editing import ConceptEdit, apply_edits, class_weights, matching_concepts, sparsity, top_concepts
 from .encoders import mlp
 from .intcem import InterventionAwareCEM, intcem
 from .interventions import Intervention
 from .io import load_model, save_model
+from .pcbm import PosthocCBM, pcbm
 
 __all__ = [
     "BOTTLENECKS",
     "BlackBoxModel",
     "ConceptBottleneckModel",
+    "ConceptEdit",
     "ConceptEffects",
     "ConceptEmbeddingModel",
     "ConceptModel",
     "ConceptOutput",
     "Intervention",
     "InterventionAwareCEM",
+    "PosthocCBM",
+    "apply_edits",
     "black_box",
     "cbm",
     "cem",
+    "class_weights",
     "intcem",
+    "linear_probe",
     "load_model",
+    "matching_concepts",
     "mlp",
+    "pcbm",
     "predict",
     "save_model",
+    "sparsity",
+    "top_concepts",
 ]

@@ -50,6 +50,13 @@ class ConceptEffects:
         change = torch.where(values.bool().unsqueeze(-1), self.to_one, self.to_zero) * fresh.unsqueeze(-1)
         return self.logits.unsqueeze(1) + torch.einsum("gk,bkt->bgt", units.to(change.dtype), change)
 
+    @classmethod
+    def of_linear_head(cls, logits: Tensor, current: Tensor, zero: Tensor | float, one: Tensor | float,
+                       weight: Tensor) -> ConceptEffects:
+        """Closed form for a head linear in the concepts: writing value ``v`` into concept ``i``
+        (bottleneck value ``current`` (B, k) now) moves the logits by (v - current) * ``weight`` (k, T)."""
+        return cls(logits, (zero - current).unsqueeze(-1) * weight, (one - current).unsqueeze(-1) * weight)
+
 
 class ConceptModel(nn.Module):
     """Base class: ``forward(x, intervention=None) -> ConceptOutput``.
@@ -102,6 +109,11 @@ class ConceptModel(nn.Module):
 
     def task_parameters(self) -> list[nn.Parameter]:
         return list(self.head.parameters())
+
+    def residual_parameters(self) -> list[nn.Parameter]:
+        """Parameters of a path from the input to the task that bypasses the concepts (PCBM-h's
+        residual); none for most models."""
+        return []
 
     def calibrate_interventions(self, train_concept_logits: Tensor) -> None:
         """Learn intervention values from training-set concept logits; most models need none."""

@@ -13,18 +13,21 @@ from .interventions import Intervention
 
 
 class BlackBoxModel(ConceptModel):
-    """x -> latent code (LeakyReLU) -> task; the same shape as a hybrid CBM trained without concepts."""
+    """x -> latent code (LeakyReLU) -> task; the same shape as a hybrid CBM trained without concepts.
+    With ``activation=False`` the code is passed on as it is (``linear_probe``)."""
 
     n_concepts = 0
 
-    def __init__(self, encoder: nn.Module, latent_dim: int, n_classes: int):
+    def __init__(self, encoder: nn.Module, latent_dim: int, n_classes: int, activation: bool = True):
         super().__init__()
         self.encoder = encoder
         self.n_classes = n_classes
+        self.activation = activation
         self.head = nn.Linear(latent_dim, task_outputs(n_classes))
 
     def encode(self, x: Tensor) -> Tensor:
-        return F.leaky_relu(self.encoder(x))
+        code = self.encoder(x)
+        return F.leaky_relu(code) if self.activation else code
 
     def decode(self, latent: Tensor, intervention: Intervention | None = None) -> ConceptOutput:
         if intervention is not None:
@@ -47,4 +50,11 @@ def black_box(
         "kwargs": dict(in_features=in_features, n_classes=n_classes, latent_dim=latent_dim, hidden=list(hidden),
                        backbone=backbone),
     }
+    return model
+
+
+def linear_probe(in_features: int, n_classes: int) -> BlackBoxModel:
+    """One Linear layer on the input (e.g. frozen backbone features): the accuracy a PCBM gives up."""
+    model = BlackBoxModel(nn.Flatten(), in_features, n_classes, activation=False)
+    model.build_spec = {"builder": "linear_probe", "kwargs": dict(in_features=in_features, n_classes=n_classes)}
     return model

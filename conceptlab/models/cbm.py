@@ -92,10 +92,7 @@ class ConceptBottleneckModel(ConceptModel):
         out = self.decode(units, intervention)
         current = out.bottleneck[:, : self.n_concepts]
         zero, one = self._logit_values() if self.bottleneck_kind == "logit" else (0.0, 1.0)
-        weight = self.head.weight[:, : self.n_concepts].T  # (k, T)
-        return ConceptEffects(
-            out.task_logits, (zero - current).unsqueeze(-1) * weight, (one - current).unsqueeze(-1) * weight
-        )
+        return ConceptEffects.of_linear_head(out.task_logits, current, zero, one, self.head.weight[:, : self.n_concepts].T)
 
     def calibrate_interventions(self, train_concept_logits: Tensor) -> None:
         """Store the 5th / 95th percentiles of each concept's training logits."""

@@ -20,19 +20,20 @@ from torch import nn
 from ..atomic import save_atomic, write_bytes_atomic
 from ..info import ConceptInfo
 from .base import ConceptModel
-from .blackbox import black_box
+from .blackbox import black_box, linear_probe
 from .cbm import cbm
 from .cem import cem
 from .intcem import intcem
+from .pcbm import pcbm
 
-BUILDERS = {"cbm": cbm, "cem": cem, "intcem": intcem, "black_box": black_box}
+BUILDERS = {"cbm": cbm, "cem": cem, "intcem": intcem, "pcbm": pcbm, "black_box": black_box, "linear_probe": linear_probe}
 
 
 def save_model(model: ConceptModel, path: str | Path, info: ConceptInfo, **metadata: Any) -> Path:
     """Write ``model`` (built by a conceptlab builder), its ``info`` and ``metadata`` atomically."""
     if not model.build_spec:
         raise ValueError(
-            "only models made by conceptlab's builder functions (cbm, cem, intcem, black_box) can be saved "
+            "only models made by conceptlab's builder functions (cbm, cem, intcem, pcbm, black_box, linear_probe) can be saved "
             "with save_model; save a custom module's state_dict with torch.save instead"
         )
     payload = {

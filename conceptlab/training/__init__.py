@@ -1,7 +1,8 @@
-"""Training with Lightning: losses, the concept learner, and the joint / sequential / independent / intcem recipes."""
+"""Training with Lightning: losses, the concept learner, and the joint / sequential / independent / intcem / posthoc recipes."""
 
 from ..runtime import seeded
-from .config import IntCEMConfig, TrainConfig
+from .config import IntCEMConfig, PosthocConfig, TrainConfig
+from .elastic_net import ElasticNetFit, fit_elastic_net
 from .learner import ConceptLearner, Stage
 from .losses import concept_loss, concept_pos_weight, task_loss
 from .recipes import RECIPES, FitReport, fit, recipe_stages
@@ -10,12 +11,15 @@ __all__ = [
     "RECIPES",
     "ConceptLearner",
     "FitReport",
+    "ElasticNetFit",
     "IntCEMConfig",
+    "PosthocConfig",
     "Stage",
     "TrainConfig",
     "concept_loss",
     "concept_pos_weight",
     "fit",
+    "fit_elastic_net",
     "recipe_stages",
     "seeded",
     "task_loss",

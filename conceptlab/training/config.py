@@ -40,6 +40,17 @@ class IntCEMConfig:
 
 
 @settings
+class PosthocConfig:
+    """The sparse head of a post-hoc CBM (defaults: the PCBM authors' CUB settings): elastic-net
+    strength ``lam`` and its L1 share ``l1_ratio`` (scikit-learn's convention), solved to ``tol``."""
+
+    lam: NonNegativeFloat = 2e-4
+    l1_ratio: Fraction = 0.99
+    max_iter: PositiveInt = 20000
+    tol: PositiveFloat = 1e-5
+
+
+@settings
 class TrainConfig:
     """Everything a training recipe reads, validated on construction. Defaults: the CEM paper's
     synthetic settings."""
@@ -63,6 +74,7 @@ class TrainConfig:
     num_workers: NonNegativeInt = 2  # DataLoader workers for image datasets (tensor datasets need none)
     seed: Int = 0
     intcem: IntCEMConfig = IntCEMConfig()  # read by the intcem recipe only
+    posthoc: PosthocConfig = PosthocConfig()  # read by the posthoc recipe only
 
     @classmethod
     def from_dict(cls, values: dict) -> TrainConfig:

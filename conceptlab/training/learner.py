@@ -19,20 +19,21 @@ from .losses import concept_loss, task_loss
 class Stage:
     """One optimisation problem of a recipe.
 
-    ``trainable`` picks the parameters that learn: ``all``, ``concepts`` (input-to-concept part) or
-    ``task`` (the head). ``true_concepts`` feeds the head the true concepts (independent CBM).
+    ``trainable`` picks the parameters that learn: ``all``, ``concepts`` (input-to-concept part),
+    ``task`` (the head) or ``residual`` (a path around the concepts: PCBM-h). ``true_concepts`` feeds the head the true concepts (independent CBM).
     ``intervention_prob`` > 0 enables RandInt: random training-time interventions with true values.
     ``trajectories`` trains with IntCEM's sampled intervention trajectories (``training.intcem``).
     """
 
     name: str
-    trainable: Literal["all", "concepts", "task"]
+    trainable: Literal["all", "concepts", "task", "residual"]
     task_weight: float
     concept_weight: float
     true_concepts: bool = False
     intervention_prob: float = 0.0
     intervention_per: Literal["sample", "batch"] = "sample"
     trajectories: bool = False
+    solver: Literal["lightning", "elastic-net"] = "lightning"  # elastic-net: the head solved exactly (training.posthoc)
 
 
 class ConceptLearner(L.LightningModule):
@@ -79,6 +80,8 @@ class ConceptLearner(L.LightningModule):
             return self.model.concept_parameters()
         if self.stage.trainable == "task":
             return self.model.task_parameters()
+        if self.stage.trainable == "residual":
+            return self.model.residual_parameters()
         return list(self.model.parameters())
 
     def configure_optimizers(self):

@@ -21,8 +21,9 @@ from .data import ConceptDataModule, ImageDataModule
 from .intcem import IntCEMLearner
 from .learner import ConceptLearner, Stage
 from .losses import concept_pos_weight
+from .posthoc import check_posthoc, fit_sparse_head
 
-RECIPES: tuple[str, ...] = ("joint", "sequential", "independent", "intcem")
+RECIPES: tuple[str, ...] = ("joint", "sequential", "independent", "intcem", "posthoc")
 
 
 def recipe_stages(recipe: str, config: TrainConfig) -> list[Stage]:
@@ -32,6 +33,8 @@ def recipe_stages(recipe: str, config: TrainConfig) -> list[Stage]:
     sequential: x->c on the concept loss, then c->y on the *predicted* concepts (encoder frozen).
     independent: x->c on the concept loss, then c->y on the *true* concepts.
     intcem: one stage, IntCEM's trajectory objective (Espinosa Zarlenga et al., NeurIPS 2023).
+    posthoc: a PCBM's elastic-net head, solved exactly on the fixed concept bank, then (PCBM-h) the
+    residual on the task loss with the head frozen (Yuksekgonul et al., ICLR 2023).
     """
     randint = dict(intervention_prob=config.intervention_prob, intervention_per=config.intervention_per)
     concepts_first = Stage("concepts", "concepts", task_weight=0.0, concept_weight=1.0)
@@ -43,6 +46,9 @@ def recipe_stages(recipe: str, config: TrainConfig) -> list[Stage]:
         return [concepts_first, Stage("task", "task", task_weight=1.0, concept_weight=0.0, true_concepts=True)]
     if recipe == "intcem":
         return [Stage("intcem", "all", task_weight=1.0, concept_weight=config.concept_weight, trajectories=True, **randint)]
+    if recipe == "posthoc":
+        return [Stage("head", "task", task_weight=1.0, concept_weight=0.0, solver="elastic-net"),
+                Stage("residual", "residual", task_weight=1.0, concept_weight=0.0)]
     raise ValueError(f"unknown recipe {recipe!r}; choose one of {', '.join(RECIPES)}")
 
 
@@ -146,6 +152,7 @@ def fit(
     """
     config = config or TrainConfig()
     check_compatible(model, splits)
+    check_posthoc(model, recipe)
     for part, name in ((splits.train, "training"), (splits.val, "validation")):
         if len(part) == 0:
             hint = " (early stopping and the learning-rate schedule read it)" if name == "validation" else ""
@@ -153,11 +160,21 @@ def fit(
     stages = recipe_stages(recipe, config)
     if model.n_concepts == 0:
         stages = [s for s in stages if s.task_weight > 0]
+    if not model.residual_parameters():
+        stages = [s for s in stages if s.trainable != "residual"]
     pos_weight = concept_pos_weight(splits.train.c) if config.concept_class_weighting else None
     start = time.perf_counter()
     stage_epochs: dict[str, int] = {}
     history: dict[str, dict[str, list[float]]] = {}
     for index, stage in enumerate(stages):
+        if stage.solver == "elastic-net":
+            solution = fit_sparse_head(model, splits.train, config.posthoc)
+            stage_epochs[stage.name] = solution.iterations
+            history[stage.name] = {"train_loss": [round(v, 6) for v in solution.objective], "val_loss": []}
+            if not solution.converged:
+                warnings.warn(f"the sparse head stopped at max_iter={config.posthoc.max_iter} before reaching "
+                              f"tol={config.posthoc.tol}; raise train.posthoc.max_iter", RuntimeWarning, stacklevel=2)
+            continue
         recorder = _History()
         with _quiet_lightning():
             trainer = _trainer(config, stage.name, [recorder], loggers)

@@ -1,0 +1,106 @@
+"""Concept banks for post-hoc CBMs: one linear SVM per concept, from example sets, labelled data or folders.
+
+Every builder returns a fitted :class:`CAVBank` with one pair per concept, ``(name,
+"name:negatives")``, in the order the concepts were given; ``PosthocCBM(bank, n_classes)``
+reads it. Defaults follow the PCBM authors' CUB bank: 100 training examples a side and an SVM
+with C = 0.1 (``alpha = 1 / (C n)`` = 0.05 on 200 rows), another 100 a side held out.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from .cav import CAVBank
+
+NEGATIVES = ":negatives"  # suffix of a concept's negative example set in the bank's pairs
+BANK_ALPHA = 0.05
+BANK_EXAMPLES = 100
+
+
+def concept_bank(
+    sets: Mapping[str, tuple[Tensor, Tensor]],
+    alpha: float = BANK_ALPHA,
+    seed: int = 0,
+    test_fraction: float = 0.5,
+    cache_dir: str | Path | None = None,
+) -> CAVBank:
+    """One CAV per concept from its ``(positives, negatives)`` activations, in the order of ``sets``."""
+    if not sets:
+        raise ValueError("give at least one concept: {name: (positive activations, negative activations)}")
+    bad = [name for name in sets if name.endswith(NEGATIVES)]
+    if bad:
+        raise ValueError(f"concept names may not end with {NEGATIVES!r}: {bad}")
+    examples: dict[str, Tensor] = {}
+    for name, (positives, negatives) in sets.items():
+        examples[name] = positives
+        examples[name + NEGATIVES] = negatives
+    pairs = [(name, name + NEGATIVES) for name in sets]
+    return CAVBank(alpha=alpha, seed=seed, test_fraction=test_fraction, cache_dir=cache_dir).fit(examples, pairs)
+
+
+def bank_from_labels(
+    features: Tensor,
+    concepts: Tensor,
+    names: Sequence[str],
+    examples: int = BANK_EXAMPLES,
+    alpha: float = BANK_ALPHA,
+    seed: int = 0,
+) -> CAVBank:
+    """A bank from a labelled dataset: concept ``i``'s CAV separates rows with ``concepts[:, i] > 0.5``
+    from rows without (for CUB's class-level attributes: images of classes with the attribute
+    against images of classes without). Up to ``2 * examples`` rows a side are drawn, half held out,
+    by a draw seeded with ``seed`` and the concept's name: one concept's CAV does not move when
+    another concept's labels change."""
+    features = torch.as_tensor(features)
+    concepts = torch.as_tensor(concepts)
+    if features.ndim != 2 or concepts.ndim != 2 or features.shape[0] != concepts.shape[0]:
+        raise ValueError(f"need features (N, D) and concepts (N, k) with the same N; got {tuple(features.shape)} "
+                         f"and {tuple(concepts.shape)}")
+    if len(names) != concepts.shape[1]:
+        raise ValueError(f"{len(names)} names for {concepts.shape[1]} concepts")
+    if not torch.isfinite(features).all() or not torch.isfinite(concepts.float()).all():
+        raise ValueError("features and concepts must be finite (no NaN or inf)")
+    present = (concepts.float() > 0.5).cpu().numpy()
+    sets = {}
+    for i, name in enumerate(names):
+        rng = np.random.default_rng([seed, zlib.crc32(str(name).encode())])  # a concept's draw ignores the others
+        has, lacks = np.flatnonzero(present[:, i]), np.flatnonzero(~present[:, i])
+        if min(len(has), len(lacks)) < 4:
+            raise ValueError(f"concept {name!r} has {len(has)} positive and {len(lacks)} negative rows; a CAV needs at "
+                             "least 4 of each (2 to train, 2 to check): drop the concept or add data")
+        sets[str(name)] = tuple(features[rng.choice(rows, min(2 * examples, len(rows)), replace=False)] for rows in (has, lacks))
+    return concept_bank(sets, alpha=alpha, seed=seed)
+
+
+def bank_from_folders(
+    model: nn.Module,
+    layer: str,
+    concepts_root: str | Path,
+    negatives: str | Path,
+    image_size: int = 224,
+    alpha: float = BANK_ALPHA,
+    seed: int = 0,
+    cache_dir: str | Path | None = None,
+) -> CAVBank:
+    """A bank on ``model``'s ``layer`` from example folders, as ``conceptlab tcav`` reads them: one
+    sub-directory of ``concepts_root`` per concept (images or .pt tensors), all against the
+    examples in the folder ``negatives`` (e.g. random images)."""
+    from .activations import capture_activations
+    from .examples import example_sets, load_examples
+
+    positives = example_sets(concepts_root, image_size)
+    pool = load_examples(negatives, image_size)
+    activations = {name: capture_activations(model, [layer], x, cache_dir=cache_dir)[layer] for name, x in positives.items()}
+    negative = capture_activations(model, [layer], pool, cache_dir=cache_dir)[layer]
+    return concept_bank({name: (x, negative) for name, x in activations.items()}, alpha=alpha, seed=seed)
+
+
+def bank_concepts(bank: CAVBank) -> list[str]:
+    """The concept names of a bank made here, in order."""
+    return [positive for positive, _ in bank.pairs_]

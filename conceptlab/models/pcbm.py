@@ -1,0 +1,164 @@
+"""Post-hoc Concept Bottleneck Models (Yuksekgonul, Wang and Zou, ICLR 2023).
+
+A frozen embedding ``z`` is projected onto a bank of concept hyperplanes (one linear SVM per
+concept, e.g. a :class:`~conceptlab.concepts.CAVBank`): concept ``i`` reads the signed distance
+``(w_i . z + b_i) / ||w_i||``. A sparse linear head maps these distances to the task (PCBM); the
+hybrid PCBM-h adds a linear residual on the embedding itself. The bank is frozen: training fits
+the head (and the residual), nothing else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+from torch import Tensor, nn
+
+from .base import ConceptEffects, ConceptModel, ConceptOutput, task_outputs
+from .cbm import LOGIT_PERCENTILES
+from .interventions import Intervention
+
+
+class ConceptBankLike(Protocol):
+    """What a PCBM reads from a concept bank: one hyperplane per concept, ``directions_`` (k, D)
+    of unit norm, ``intercepts_`` (k) in the same units, and the SVM weight norms ``norms_`` (k)."""
+
+    directions_: Tensor
+    intercepts_: Tensor
+    norms_: Tensor
+
+
+@dataclass(frozen=True)
+class UnfittedBank:
+    """A placeholder bank of the right shape (NaN): a PCBM rebuilt from a file gets its bank
+    from the saved state, and the bench gives one to it before training."""
+
+    in_features: int
+    n_concepts: int
+
+    @property
+    def directions_(self) -> Tensor:
+        return torch.full((self.n_concepts, self.in_features), float("nan"))
+
+    @property
+    def intercepts_(self) -> Tensor:
+        return torch.full((self.n_concepts,), float("nan"))
+
+    @property
+    def norms_(self) -> Tensor:
+        return torch.full((self.n_concepts,), float("nan"))
+
+
+class PosthocCBM(ConceptModel):
+    """embedding -> signed distances to the bank's concept hyperplanes -> sparse linear head [+ residual].
+
+    ``concept_logits`` are the SVM decision values ``w_i . z + b_i`` (so ``concept_probs`` read the
+    margin: 0.73 on a support vector), the bottleneck carries the distances. An intervention
+    writes a concept's 5th / 95th percentile of training distances (as a logit CBM does), so that
+    "absent" and "present" are values the head saw during training. The residual (``hybrid``)
+    starts at zero and is never intervened on.
+    """
+
+    additive_effects = True  # a linear head on the concepts, and a residual no concept touches
+
+    def __init__(self, bank: ConceptBankLike, n_classes: int, hybrid: bool = False):
+        super().__init__()
+        directions = torch.as_tensor(bank.directions_).detach().float()
+        if directions.ndim != 2 or directions.shape[0] < 1:
+            raise ValueError(f"the concept bank needs directions_ of shape (n_concepts, n_features); got {tuple(directions.shape)}")
+        self.n_concepts, self.in_features = directions.shape
+        self.n_classes = n_classes
+        self.hybrid = hybrid
+        self.register_buffer("directions", torch.empty_like(directions))
+        self.register_buffer("intercepts", torch.empty(self.n_concepts))
+        self.register_buffer("norms", torch.empty(self.n_concepts))
+        self.register_buffer("intervention_low", torch.full((self.n_concepts,), float("nan")))
+        self.register_buffer("intervention_high", torch.full((self.n_concepts,), float("nan")))
+        self.set_bank(bank)
+        self.head = nn.Linear(self.n_concepts, task_outputs(n_classes))
+        self.residual = nn.Linear(self.in_features, task_outputs(n_classes)) if hybrid else None
+        for layer in (self.head, self.residual):
+            if layer is not None:
+                nn.init.zeros_(layer.weight)
+                nn.init.zeros_(layer.bias)
+        self.build_spec = {
+            "builder": "pcbm",
+            "kwargs": dict(in_features=self.in_features, n_concepts=self.n_concepts, n_classes=n_classes, hybrid=hybrid),
+        }
+
+    def set_bank(self, bank: ConceptBankLike) -> None:
+        """Copy ``bank``'s hyperplanes in (same number of concepts and embedding width)."""
+        directions = torch.as_tensor(bank.directions_).detach().float()
+        intercepts = torch.as_tensor(bank.intercepts_).detach().float().reshape(-1)
+        norms = torch.as_tensor(bank.norms_).detach().float().reshape(-1)
+        if directions.shape != self.directions.shape or intercepts.numel() != self.n_concepts or norms.numel() != self.n_concepts:
+            raise ValueError(f"the bank has {directions.shape[0]} concepts of width {directions.shape[-1]} (and "
+                             f"{intercepts.numel()} intercepts, {norms.numel()} norms); this PCBM expects "
+                             f"{self.n_concepts} concepts of width {self.in_features}")
+        self.directions.copy_(directions)
+        self.intercepts.copy_(intercepts)
+        self.norms.copy_(norms)
+
+    @property
+    def bank_fitted(self) -> bool:
+        return bool(torch.isfinite(self.directions).all() and torch.isfinite(self.intercepts).all())
+
+    def encode(self, x: Tensor) -> Tensor:
+        """The embedding, flattened to (B, D); inputs are the backbone's embeddings, not images."""
+        z = x.flatten(1)
+        if z.shape[1] != self.in_features:
+            raise ValueError(f"this PCBM reads embeddings of {self.in_features} features; got inputs of shape "
+                             f"{tuple(x.shape)}. Feed the backbone's embeddings (the layer the bank was fitted on)")
+        if not self.bank_fitted:
+            raise ValueError("this PCBM has no concept bank yet: build it with PosthocCBM(bank, n_classes) or call set_bank(bank)")
+        return z
+
+    def distances(self, z: Tensor) -> Tensor:
+        """Signed distances (B, k) of embeddings to each concept's hyperplane."""
+        return z.to(self.directions.dtype) @ self.directions.T + self.intercepts
+
+    def decode(self, z: Tensor, intervention: Intervention | None = None) -> ConceptOutput:
+        distances = self.distances(z)
+        logits = distances * self.norms
+        concepts = distances
+        if intervention is not None:
+            intervention = self.check_intervention(intervention, distances)
+            low, high = self._intervention_values()
+            concepts = torch.where(intervention.mask, torch.where(intervention.values.to(distances.dtype) > 0.5, high, low),
+                                   distances)
+        task = self.head(concepts)
+        if self.residual is not None:
+            task = task + self.residual(z.to(self.directions.dtype))
+        return ConceptOutput(task, concepts, logits, torch.sigmoid(logits))
+
+    def _intervention_values(self) -> tuple[Tensor, Tensor]:
+        if torch.isnan(self.intervention_low).any():
+            raise ValueError("a PCBM needs its training-distance percentiles before intervening: train it with "
+                             "conceptlab.training.fit(model, splits, 'posthoc') or call model.calibrate_interventions(...)")
+        return self.intervention_low, self.intervention_high
+
+    def concept_effects(self, z: Tensor, intervention: Intervention | None = None) -> ConceptEffects:
+        """Closed form, as for any head linear in the concepts."""
+        out = self.decode(z, intervention)
+        low, high = self._intervention_values()
+        return ConceptEffects.of_linear_head(out.task_logits, out.bottleneck, low, high, self.head.weight.T)
+
+    def calibrate_interventions(self, train_concept_logits: Tensor) -> None:
+        """Store the 5th / 95th percentiles of each concept's training distances."""
+        distances = train_concept_logits.detach().float().to(self.norms.device) / self.norms
+        low, high = torch.quantile(distances, torch.tensor(LOGIT_PERCENTILES, device=self.norms.device), dim=0)
+        self.intervention_low.copy_(low)
+        self.intervention_high.copy_(high)
+
+    def concept_parameters(self) -> list[nn.Parameter]:
+        """None: the bank is fixed (buffers)."""
+        return []
+
+    def residual_parameters(self) -> list[nn.Parameter]:
+        return list(self.residual.parameters()) if self.residual is not None else []
+
+
+def pcbm(in_features: int, n_concepts: int, n_classes: int, hybrid: bool = False) -> PosthocCBM:
+    """A PCBM (``hybrid``: PCBM-h) whose bank is still to be set (``set_bank``) or loaded from a file."""
+    return PosthocCBM(UnfittedBank(in_features, n_concepts), n_classes, hybrid)
