@@ -272,6 +272,10 @@ def _edit(args: argparse.Namespace) -> int:
     shown = top_concepts(model, info, args.top)
     for name in (classes or shown):
         print(f"{name}: " + (", ".join(f"{c} ({w:+.3f})" for c, w in shown[name]) or "no concept with positive weight"))
+    if args.plot:
+        from .models.head_plot import top_concepts_plot
+
+        print(f"figure: {top_concepts_plot(model, info, args.plot, classes, args.top, Path(args.checkpoint).stem)}")
     return 0
 
 
@@ -361,6 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
     edit.add_argument("--classes", help="comma-separated class names the edits apply to (default: every class)")
     edit.add_argument("--top", type=_positive_int, default=5, help="concepts listed per class")
     edit.add_argument("--out", help="where to write the edited model (required with an edit)")
+    edit.add_argument("--plot", metavar="PNG", help="also draw the top concepts of the chosen classes (default: the first six)")
     edit.set_defaults(handler=_edit)
 
     cce = commands.add_parser("cce", help="conceptual counterfactuals: which concepts to add or remove to reach a class")

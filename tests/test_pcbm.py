@@ -209,8 +209,9 @@ def test_class_edits_are_refused_on_a_single_logit_head():
 
 def test_cli_edit_prunes_into_a_new_file_and_shows_top_concepts(tmp_path, data, trained, capsys):
     path = save_model(trained, tmp_path / "pcbm.pt", data.info, bench="noisy")
-    assert main(["edit", str(path), "--top", "3"]) == 0
+    assert main(["edit", str(path), "--top", "3", "--plot", str(tmp_path / "top.png")]) == 0
     assert "class0:" in capsys.readouterr().out
+    assert (tmp_path / "top.png").read_bytes()[:4] == b"\x89PNG"
     out = tmp_path / "edited.pt"
     assert main(["edit", str(path), "--prune", "c0", "--match", "^c1[01]$", "--classes", "class1", "--out", str(out)]) == 0
     edited, _, metadata = load_model(out)

@@ -54,9 +54,16 @@ def bank_from_labels(
 ) -> CAVBank:
     """A bank from a labelled dataset: concept ``i``'s CAV separates rows with ``concepts[:, i] > 0.5``
     from rows without (for CUB's class-level attributes: images of classes with the attribute
-    against images of classes without). Up to ``2 * examples`` rows a side are drawn, half held out,
-    by a draw seeded with ``seed`` and the concept's name: one concept's CAV does not move when
-    another concept's labels change."""
+    against images of classes without); see ``label_sets`` for the draw."""
+    return concept_bank(label_sets(features, concepts, names, examples, seed), alpha=alpha, seed=seed)
+
+
+def label_sets(
+    features: Tensor, concepts: Tensor, names: Sequence[str], examples: int = BANK_EXAMPLES, seed: int = 0
+) -> dict[str, tuple[Tensor, Tensor]]:
+    """Each concept's (positive, negative) rows of ``features``: up to ``2 * examples`` a side (half
+    to train the CAV, half held out), drawn with ``seed`` and the concept's name, so that one
+    concept's examples do not move when another concept's labels change."""
     features = torch.as_tensor(features)
     concepts = torch.as_tensor(concepts)
     if features.ndim != 2 or concepts.ndim != 2 or features.shape[0] != concepts.shape[0]:
@@ -69,13 +76,13 @@ def bank_from_labels(
     present = (concepts.float() > 0.5).cpu().numpy()
     sets = {}
     for i, name in enumerate(names):
-        rng = np.random.default_rng([seed, zlib.crc32(str(name).encode())])  # a concept's draw ignores the others
+        rng = np.random.default_rng([seed, zlib.crc32(str(name).encode())])
         has, lacks = np.flatnonzero(present[:, i]), np.flatnonzero(~present[:, i])
         if min(len(has), len(lacks)) < 4:
             raise ValueError(f"concept {name!r} has {len(has)} positive and {len(lacks)} negative rows; a CAV needs at "
                              "least 4 of each (2 to train, 2 to check): drop the concept or add data")
         sets[str(name)] = tuple(features[rng.choice(rows, min(2 * examples, len(rows)), replace=False)] for rows in (has, lacks))
-    return concept_bank(sets, alpha=alpha, seed=seed)
+    return sets
 
 
 def bank_from_folders(
