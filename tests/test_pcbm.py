@@ -253,3 +253,18 @@ def test_bench_trains_pcbm_keys_and_sweeps_the_sparsity(tmp_path):
     loaded = {(r["model"], r["sweep_point"]["train.posthoc.lam"]): load_model(r["checkpoint"])[0] for r in records}
     assert sparsity(loaded["pcbm", 10.0]) > sparsity(loaded["pcbm", 1e-4])
     assert all(r["history"]["head"]["train_loss"] for r in records if r["model"] != "linear-probe")
+
+
+def test_pruning_a_pcbm_concept_keeps_inputs_at_its_usual_value_where_they_were(data, trained):
+    """A pruned concept's term becomes its training mean: an input whose distance equals the mean
+    keeps its logits exactly; inputs away from it lose the concept's effect and nothing else."""
+    info = data.info
+    z = data.test.x[:32]
+    edited = apply_edits(trained, info, [ConceptEdit(("c0",), 0.0)])
+    distances = trained.distances(z)
+    at_mean = trained.directions[0] * (trained.distance_mean[0] - distances[:, :1])  # move z along c0's normal
+    z_mean = z + at_mean
+    assert torch.allclose(edited(z_mean).task_logits, trained(z_mean).task_logits, atol=1e-4)
+    change = edited(z).task_logits - trained(z).task_logits
+    expected = -(distances[:, :1] - trained.distance_mean[0]) * trained.head.weight[:, 0]
+    assert torch.allclose(change, expected, atol=1e-4)

@@ -1,6 +1,14 @@
 """Global model edits (Yuksekgonul et al., ICLR 2023): prune or reweight named concepts in a head
 that is linear in the concepts (PCBMs and CBMs), for every class or for some.
 
+Scaling concept i's weight w by ``factor`` in a PCBM moves the removed part of its term to the
+concept's training mean: w d_i becomes factor w d_i + (1 - factor) w mean(d_i), the constant
+folded into the bias. A PCBM's distances are not zero when a concept is absent (zero is the
+hyperplane), so zeroing the weight alone would shift every input's logit by w mean(d_i) and
+favour or penalise the class for all inputs; this way an input whose concept sits at its usual
+value keeps its logits, and only inputs where the concept stands out lose its effect. A CBM's
+concepts are probabilities, 0 when absent: there the weight is scaled and nothing else.
+
 A single-logit (binary) head has one weight per concept serving both classes (+w for class 1,
 -w for class 0), so class-restricted edits are refused there rather than applied to both.
 """
@@ -96,5 +104,9 @@ def apply_edits(model: ConceptModel, info: ConceptInfo, edits: Sequence[ConceptE
                              "for all classes (leave classes out)")
         else:
             rows = _indices(info.task_names, edit.classes, "class")
-        weight[torch.tensor(rows)[:, None], torch.tensor(columns)[None, :]] *= edit.factor
+        block = (torch.tensor(rows)[:, None], torch.tensor(columns)[None, :])
+        if isinstance(edited, PosthocCBM):
+            kept_out = (1 - edit.factor) * weight[block] @ edited.distance_mean[columns]
+            edited.head.bias.data[rows] += kept_out
+        weight[block] *= edit.factor
     return edited

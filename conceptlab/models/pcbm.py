@@ -75,6 +75,7 @@ class PosthocCBM(ConceptModel):
         self.register_buffer("norms", torch.empty(self.n_concepts))
         self.register_buffer("intervention_low", torch.full((self.n_concepts,), float("nan")))
         self.register_buffer("intervention_high", torch.full((self.n_concepts,), float("nan")))
+        self.register_buffer("distance_mean", torch.zeros(self.n_concepts))  # training mean: what a pruned concept leaves
         self.set_bank(bank)
         self.head = nn.Linear(self.n_concepts, task_outputs(n_classes))
         self.residual = nn.Linear(self.in_features, task_outputs(n_classes)) if hybrid else None
@@ -145,11 +146,12 @@ class PosthocCBM(ConceptModel):
         return ConceptEffects.of_linear_head(out.task_logits, out.bottleneck, low, high, self.head.weight.T)
 
     def calibrate_interventions(self, train_concept_logits: Tensor) -> None:
-        """Store the 5th / 95th percentiles of each concept's training distances."""
+        """Store the 5th / 95th percentiles and the mean of each concept's training distances."""
         distances = train_concept_logits.detach().float().to(self.norms.device) / self.norms
         low, high = torch.quantile(distances, torch.tensor(LOGIT_PERCENTILES, device=self.norms.device), dim=0)
         self.intervention_low.copy_(low)
         self.intervention_high.copy_(high)
+        self.distance_mean.copy_(distances.mean(0))
 
     def concept_parameters(self) -> list[nn.Parameter]:
         """None: the bank is fixed (buffers)."""
