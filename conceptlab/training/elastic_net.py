@@ -7,9 +7,10 @@ Minimises, over a weight matrix W (T, k) and an unpenalised bias b,
 (scikit-learn's ``SGDClassifier(penalty="elasticnet", alpha=lam, l1_ratio=...)`` penalty, which the
 PCBM authors used), with cross-entropy for T > 1 outputs and binary cross-entropy for one. The
 problem is convex; it is solved full-batch by accelerated proximal gradient (FISTA, with adaptive
-restarts) on centred ``x`` (the same problem: the bias absorbs the shift), with
-step 1/L from the bound L = ||[x, 1]||_2^2 / (2N) + lam (1 - l1_ratio) on the curvature. Soft-thresholding gives exact zeros. It stops when the
-proximal-gradient step moves no coefficient by more than ``tol`` (in units of the step size).
+restarts) on centred ``x`` (the same problem: the bias absorbs the shift), with step 1/L from
+the bound L = ||[x, 1]||_2^2 / (2N) + lam (1 - l1_ratio) on the curvature. Soft-thresholding
+gives exact zeros. It stops when the proximal-gradient step moves no coefficient by more than
+``tol`` (in units of the step size).
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
+
+from .losses import task_loss
 
 
 @dataclass(frozen=True)
@@ -30,13 +32,6 @@ class ElasticNetFit:
     iterations: int
     converged: bool
     objective: list[float]
-
-
-def _loss(x: Tensor, y: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
-    logits = x @ weight.T + bias
-    if logits.shape[1] == 1:
-        return F.binary_cross_entropy_with_logits(logits[:, 0], y.float())
-    return F.cross_entropy(logits, y.long())
 
 
 def fit_elastic_net(
@@ -56,6 +51,7 @@ def fit_elastic_net(
     if lam < 0 or not 0 <= l1_ratio <= 1:
         raise ValueError(f"need lam >= 0 and l1_ratio in [0, 1]; got {lam}, {l1_ratio}")
     x = x.detach().float()
+    y = y.long() if n_outputs > 1 else y
     centre = x.mean(0)
     x = x - centre  # the same problem (the bias absorbs the shift), better conditioned: the mean no longer dominates L
     n, k = x.shape
@@ -65,7 +61,7 @@ def fit_elastic_net(
     step = 1.0 / max(curvature, 1e-12)
 
     def smooth(w: Tensor, b: Tensor) -> Tensor:
-        return _loss(x, y, w, b) + l2 / 2 * w.pow(2).sum()
+        return task_loss(x @ w.T + b, y) + l2 / 2 * w.pow(2).sum()
 
     def objective(w: Tensor, b: Tensor) -> float:
         return float(smooth(w, b) + l1 * w.abs().sum())
