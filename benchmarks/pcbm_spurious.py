@@ -31,21 +31,13 @@ from conceptlab.concepts import concept_bank, label_sets
 from conceptlab.datasets import ConceptDataset, ConceptInfo
 from conceptlab.datasets.base import ConceptSplits
 from conceptlab.datasets.cub import load_cub
-from conceptlab.datasets.features import extract_features
-from conceptlab.datasets.images import ImageConceptDataset
-from conceptlab.datasets.registry import CubSettings, default_cache_dir, features_by_path
+from conceptlab.datasets.registry import CubSettings, features_by_path, image_features
 from conceptlab.models import ConceptEdit, PosthocCBM, apply_edits, class_weights, linear_probe, predict
 from conceptlab.runtime import seeded
 from conceptlab.training import PosthocConfig, TrainConfig, fit
 
 TRAIN = TrainConfig(batch_size=64, max_epochs=200, lr=1e-3, weight_decay=1e-4, early_stopping_patience=15, device="cpu",
                     posthoc=PosthocConfig(lam=1e-4))  # pcbm-cub100.yaml's settings
-
-
-def edited_features(paths: list[Path], edit: str, info: ConceptInfo) -> torch.Tensor:
-    images = ImageConceptDataset(paths, torch.zeros(len(paths), info.n_concepts), torch.zeros(len(paths)), info)
-    return extract_features(images, "efficientnet_lite0", "bundled", 224, 64, default_cache_dir(), num_workers=1,
-                            progress=True, edit=edit)
 
 
 def accuracy(model, x: torch.Tensor, y: torch.Tensor) -> float:
@@ -77,7 +69,8 @@ def main() -> None:
     start = time.perf_counter()
     rng = np.random.default_rng(args.seed)
     splits = load_cub(args.root, seed=args.seed, concepts="class-level")
-    base = features_by_path(splits, CubSettings(root=args.root))
+    options = CubSettings(root=args.root)  # bundled EfficientNet-Lite0 at 224 px, the default feature cache
+    base = features_by_path(splits, options)
     x = {part: torch.stack([base[p] for p in getattr(splits, part).paths]) for part in ("train", "val", "test")}
     paths = {part: getattr(splits, part).paths for part in ("train", "val", "test")}
     attributes = list(splits.info.concept_names)
@@ -86,7 +79,7 @@ def main() -> None:
     sets = label_sets(x["train"], splits.train.c, attributes, seed=args.seed)
     for edit in args.edits:
         rows = rng.choice(len(paths["train"]), 400, replace=False)
-        sets[edit] = (edited_features([paths["train"][i] for i in rows[:200]], edit, info), x["train"][rows[200:]])
+        sets[edit] = (image_features([paths["train"][i] for i in rows[:200]], info, options, edit), x["train"][rows[200:]])
     bank = concept_bank(sets, seed=args.seed)
     print(f"bank: {len(attributes)} attributes + {len(args.edits)} edits; held-out CAV accuracy of the edits: "
           + ", ".join(f"{e} {float(a):.2f}" for e, a in zip(args.edits, bank.accuracy_[len(attributes):])))
@@ -111,10 +104,10 @@ def main() -> None:
             in_class = (getattr(splits, part).y == target).nonzero()[:, 0]
             in_class = in_class[torch.as_tensor(rng.random(len(in_class)) < args.rate)]
             features = x[part].clone()
-            features[in_class] = edited_features([paths[part][i] for i in in_class.tolist()], edit, info)
+            features[in_class] = image_features([paths[part][i] for i in in_class.tolist()], info, options, edit)
             parts[part] = dataset(part, features, in_class, edit)
         shifted = x["test"].clone()
-        shifted[half] = edited_features([paths["test"][i] for i in half.tolist()], edit, info)
+        shifted[half] = image_features([paths["test"][i] for i in half.tolist()], info, options, edit)
         spurious = train_models(ConceptSplits(parts["train"], parts["val"], clean.test), bank, args.seed)
         column = info.concept_names.index(edit)
         for model_name, model in spurious.items():

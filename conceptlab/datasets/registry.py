@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 import torch
 from pydantic import Field
 
+from ..info import ConceptInfo
 from ..settings import Float, PositiveInt, SettingsError, Str, settings, validated
 from .base import ConceptSplits
 from .cub import CLASS_LEVEL_THRESHOLD, MIN_CLASSES, VAL_FRACTION, load_cub
@@ -130,11 +131,16 @@ def features_by_path(splits: ConceptSplits, options: CubSettings, progress: bool
     The cache key covers the sorted file list, so every seed and every benchmark that reads the
     same images (the CUB and the counterfactual benchmarks) shares one extraction.
     """
+    every = sorted([*splits.train.paths, *splits.val.paths, *splits.test.paths])
+    return dict(zip(every, image_features(every, splits.info, options, progress=progress)))
+
+
+def image_features(paths: list[Path], info: ConceptInfo, options: CubSettings, edit: str | None = None,
+                   progress: bool = True, num_workers: int = 1) -> torch.Tensor:
+    """(N, D) frozen-backbone features of image files in order, ``edit`` (a visual concept) applied
+    first, through the feature cache that ``options`` name."""
     from .features import extract_features
 
-    every = sorted([*splits.train.paths, *splits.val.paths, *splits.test.paths])
-    images = ImageConceptDataset(every, torch.zeros(len(every), splits.info.n_concepts), torch.zeros(len(every)), splits.info)
-    features = extract_features(images, options.backbone, options.weights, options.image_size,
-                                options.batch_size, options.cache_dir or default_cache_dir(), num_workers=1,
-                                progress=progress)
-    return dict(zip(every, features))
+    images = ImageConceptDataset(paths, torch.zeros(len(paths), info.n_concepts), torch.zeros(len(paths)), info)
+    return extract_features(images, options.backbone, options.weights, options.image_size, options.batch_size,
+                            options.cache_dir or default_cache_dir(), num_workers=num_workers, progress=progress, edit=edit)

@@ -30,9 +30,7 @@ from tqdm import tqdm
 from ...concepts.cav import CAVBank
 from ...concepts.cce import CCE, Counterfactuals, random_scores, univariate_scores
 from ...datasets.cub import load_cub
-from ...datasets.features import extract_features
-from ...datasets.images import ImageConceptDataset
-from ...datasets.registry import default_cache_dir, features_by_path
+from ...datasets.registry import features_by_path, image_features
 from ...info import ConceptInfo
 from ...models.io import save_exported
 from ..store import RunStore
@@ -68,10 +66,7 @@ class FeatureSource:
         self.progress = progress
 
     def __call__(self, paths: list[Path], edit: str | None = None) -> Tensor:
-        o = self.options
-        images = ImageConceptDataset(paths, torch.zeros(len(paths), self.info.n_concepts), torch.zeros(len(paths)), self.info)
-        return extract_features(images, o.backbone, o.weights, o.image_size, o.batch_size,
-                                o.cache_dir or default_cache_dir(), progress=self.progress, edit=edit)
+        return image_features(paths, self.info, self.options, edit, self.progress, num_workers=0)
 
 
 def build_bank(spec: CounterfactualSpec, paths: list[Path], base: Tensor, concepts: Tensor, names: list[str],
