@@ -5,6 +5,7 @@ from .plot import curve_plot
 from .policies import Policy, PolicyState, random_policy, uncertainty_policy, unit_ranks, units_to_concepts
 from .registry import POLICIES, resolve_policy
 from .sequential import coop_policy
+from .stepwise import next_units
 
 __all__ = [
     "POLICIES",
@@ -14,6 +15,7 @@ __all__ = [
     "coop_policy",
     "curve_plot",
     "intervention_curve",
+    "next_units",
     "normalised_auc",
     "random_policy",
     "resolve_policy",

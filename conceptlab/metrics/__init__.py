@@ -2,7 +2,7 @@
 
 from .alignment import concept_alignment_score, concept_representations
 from .purity import niche_impurity_score, oracle_impurity_score, own_representations, purity_matrix
-from .task import concept_accuracy, concept_auc, evaluate, summarize, task_accuracy
+from .task import concept_accuracy, concept_auc, evaluate, summarize, task_accuracy, task_predictions
 
 __all__ = [
     "concept_accuracy",
@@ -16,4 +16,5 @@ __all__ = [
     "purity_matrix",
     "summarize",
     "task_accuracy",
+    "task_predictions",
 ]
