@@ -279,6 +279,21 @@ def _edit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _explore(args: argparse.Namespace) -> int:
+    try:
+        from .explorer.serve import listen, open_explorer, serve
+    except ImportError as err:
+        raise ValueError(f"the explorer needs its web packages ({err.name} is missing): pip install -e \".[explore]\"") from None
+    sock = listen(args.host, args.port)  # a taken port fails before any model loads
+    try:
+        explorer = open_explorer(args.paths, args.data, args.bank)
+    except BaseException:
+        sock.close()
+        raise
+    serve(explorer, sock)
+    return 0
+
+
 def _names(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
@@ -367,6 +382,16 @@ def build_parser() -> argparse.ArgumentParser:
     edit.add_argument("--out", help="where to write the edited model (required with an edit)")
     edit.add_argument("--plot", metavar="PNG", help="also draw the top concepts of the chosen classes (default: the first six)")
     edit.set_defaults(handler=_edit)
+
+    explore = commands.add_parser("explore", help="interactive explorer in the browser: correct concepts by hand, watch the prediction")
+    explore.add_argument("paths", nargs="+", metavar="PATH",
+                         help="model files or folders written by `conceptlab bench` (every concept model in them)")
+    explore.add_argument("--data", metavar="ROOT", help="CUB only: the directory holding CUB_200_2011/, when not where training read it")
+    explore.add_argument("--bank", help="a concept bank (CAVBank.save) on the models' inputs, for counterfactuals "
+                                        "(default: NAME.bank.pt beside each checkpoint, if any)")
+    explore.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    explore.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
+    explore.set_defaults(handler=_explore)
 
     cce = commands.add_parser("cce", help="conceptual counterfactuals: which concepts to add or remove to reach a class")
     _model_file_options(cce)

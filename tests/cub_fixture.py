@@ -16,7 +16,8 @@ def attribute_name(i: int) -> str:
     return f"has_part{i % 28}::value_{i}"
 
 
-def build_cub(root: Path, image_labels: bool = True, image_size: int = 40) -> Path:
+def build_cub(root: Path, image_labels: bool = True, image_size: int = 40, images_per_class: int = IMAGES_PER_CLASS,
+              train_per_class: int = 4) -> Path:
     """Write the archive under ``root``; returns ``root`` (which holds CUB_200_2011/)."""
     cub = root / "CUB_200_2011"
     (cub / "attributes").mkdir(parents=True)
@@ -25,14 +26,14 @@ def build_cub(root: Path, image_labels: bool = True, image_size: int = 40) -> Pa
     for class_index, name in enumerate(CLASSES[:3]):
         folder = cub / "images" / name
         folder.mkdir(parents=True)
-        for j in range(IMAGES_PER_CLASS):
+        for j in range(images_per_class):
             pixels = rng.integers(0, 255, (image_size, image_size, 3), dtype=np.uint8)
             pixels[..., class_index] = 255  # a class colour, so features separate classes
             path = folder / f"{name.split('.')[1]}_{j:04d}.jpg"
             Image.fromarray(pixels).save(path)
             images.append(f"{name}/{path.name}")
             labels.append(class_index + 1)
-            split.append(1 if j < 4 else 0)
+            split.append(1 if j < train_per_class else 0)
     write = lambda path, rows: path.write_text("".join(f"{r}\n" for r in rows))  # noqa: E731
     write(cub / "images.txt", [f"{i + 1} {p}" for i, p in enumerate(images)])
     write(cub / "image_class_labels.txt", [f"{i + 1} {c}" for i, c in enumerate(labels)])

@@ -19,6 +19,7 @@ import torch
 from tqdm import tqdm
 
 from .. import __version__
+from ..concepts.bank import BANK_SUFFIX
 from ..datasets.registry import load_dataset, prepare_shared, settings_dict
 from ..models.io import save_model
 from ..runtime import keep_freed_memory, seeded, sigterm_as_exit
@@ -84,13 +85,16 @@ def run_one(plan: RunPlan) -> dict[str, Any]:
         with seeded(plan.seed):
             in_features = splits.train.x.shape[1] if hasattr(splits.train, "x") else 0  # images: the backbone decides
             model = key.build(in_features, splits.info, spec.model)
-        if key.bank:
-            model.set_bank(training_bank(splits, spec, plan.seed))
+        bank = training_bank(splits, spec, plan.seed) if key.bank else None
+        if bank is not None:
+            model.set_bank(bank)
         train_config = key.train_config(replace(spec.train, seed=plan.seed), spec.model)
         logger = make_logger(plan.tracker, plan.out_dir, spec.name, plan.name.removeprefix(f"{spec.name}-"))
         report = fit(model, splits, key.recipe, train_config, loggers=[logger] if logger else None)
         metrics = evaluate_run(model, splits.test, spec.evaluation, seed=plan.seed)
         validation = evaluate_split(model, splits.val, spec.evaluation)
+        if bank is not None:  # beside the checkpoint, so that `conceptlab explore` can draw counterfactuals
+            bank.save(plan.checkpoint.with_name(plan.checkpoint.stem + BANK_SUFFIX), checkpoint=plan.checkpoint.name)
         save_model(
             model.cpu(), plan.checkpoint, splits.info,
             bench=spec.name, model_key=plan.model, seed=plan.seed, dataset=settings_dict(spec.dataset),

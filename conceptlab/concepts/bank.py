@@ -21,6 +21,7 @@ from .cav import CAVBank
 NEGATIVES = ":negatives"  # suffix of a concept's negative example set in the bank's pairs
 BANK_ALPHA = 0.05
 BANK_EXAMPLES = 100
+BANK_SUFFIX = ".bank.pt"  # a model's concept bank is saved beside its checkpoint: NAME.bank.pt next to NAME.pt
 
 
 def concept_bank(

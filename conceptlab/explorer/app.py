@@ -1,0 +1,163 @@
+"""The explorer's web application: server-rendered pages and a small JSON API over ``Explorer``.
+
+Pages are rendered on the server (Jinja2); a few lines of plain JavaScript swap the page's main
+part when a link marked ``live`` is followed, so a correction updates the prediction without a
+reload. Every link also works without JavaScript. The application serves its own pages, its
+bundled static files, and the images and plots of the chosen test data; nothing else.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from urllib.parse import urlencode
+
+from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+from ..interventions import POLICIES
+from .curve import curve_svg
+from .plane import plane_svg, plane_view
+from .session import FILTERS, Corrections, Explorer, SampleView
+
+log = logging.getLogger(__name__)
+SAMPLES_LISTED = 300  # sample links in the side bar
+CLASSES_SHOWN = 5  # class probabilities listed per model (plus the true class)
+
+
+def top_classes(view: SampleView) -> list[int]:
+    """The most probable classes after the corrections, and the true class, most probable first."""
+    order = sorted(range(len(view.classes)), key=lambda k: -view.class_probs[k])
+    shown = order[:CLASSES_SHOWN]
+    return shown if view.true_class in shown else shown + [view.true_class]
+
+
+def create_app(explorer: Explorer) -> FastAPI:
+    """The FastAPI application for ``explorer`` (serve it with uvicorn, or test it with a TestClient)."""
+    app = FastAPI(title="conceptlab explorer", docs_url=None, redoc_url=None, openapi_url="/api/openapi.json")
+    app.mount("/static", StaticFiles(directory=Path(__file__).with_name("static")), name="static")
+    templates = Environment(loader=PackageLoader("conceptlab.explorer"), autoescape=select_autoescape(["html"]))
+    first = next(iter(explorer.models))
+
+    def model_or_404(name: str) -> str:
+        if name not in explorer.models:
+            raise HTTPException(404, f"no model named {name!r}")
+        return name
+
+    def corrections(name: str, fix: str) -> Corrections:
+        return Corrections.parse(fix, explorer.model(name).info.n_concepts)
+
+    @app.exception_handler(ValueError)
+    async def bad_request(request: Request, err: ValueError) -> Response:
+        if request.url.path.startswith("/api/"):
+            return JSONResponse({"error": str(err)}, status_code=400)
+        page = templates.get_template("error.html").render(message=str(err), home="/")
+        return HTMLResponse(page, status_code=400)
+
+    @app.get("/", include_in_schema=False)
+    def home() -> RedirectResponse:
+        return RedirectResponse(f"/explore?{urlencode({'model': first})}")
+
+    @app.get("/explore", response_class=HTMLResponse)
+    def explore(model: str = first, sample: int | None = None, fix: str = "", compare: str = "", policy: str = "uncertainty",
+                filter: str = "all", class_name: str = Query("", alias="class"), fragment: bool = False,
+                message: str = "") -> HTMLResponse:
+        name = model_or_404(model)
+        if compare:
+            model_or_404(compare)
+            if compare not in explorer.comparable(name):
+                raise ValueError(f"{compare} was not tested on the same samples as {name}: compare models of one dataset and seed")
+        if policy not in POLICIES:
+            raise ValueError(f"unknown policy {policy!r}; choose one of {', '.join(POLICIES)}")
+        listed = explorer.samples(name, filter, class_name or None)
+        if sample is None:
+            sample = listed[0] if listed else 0
+        fixed = corrections(name, fix)
+        state = {"model": name, "sample": sample, "fix": fixed.text(), "compare": compare, "policy": policy,
+                 "filter": filter, "class": class_name}
+
+        def link(path: str = "/explore", **changes) -> str:
+            query = {k: v for k, v in {**state, **changes}.items() if v not in ("", None)}
+            return f"{path}?{urlencode(query)}"
+
+        curve = explorer.curve(name, sample, policy)
+        views = [explorer.view(name, sample, fixed)] + ([explorer.view(compare, sample, fixed)] if compare else [])
+        counterfactual = explorer.counterfactual(name, sample) if views[0].original_prediction != views[0].true_class else None
+        data = explorer.data(name)
+        plane = plane_view(data.name, data.test.x[:1], views[0].classes) if hasattr(data.test, "x") else None
+        context = {
+            "state": state, "link": link, "views": views, "fixed": fixed, "policies": POLICIES, "filters": FILTERS,
+            "models": list(explorer.models), "comparable": explorer.comparable(name), "listed": listed[:SAMPLES_LISTED],
+            "n_listed": len(listed), "n_samples": explorer.n_samples(name), "accuracy": explorer.accuracy(name),
+            "counterfactual": counterfactual, "message": message,
+            "has_image": bool(data.image_paths), "has_plane": plane is not None, "plane_note": plane.note if plane else "",
+            "dataset": data.name, "seed": data.seed, "top_classes": [top_classes(v) for v in views],
+            "curve_svg": curve_svg(curve, policy),
+            "groups_done": [g for g, rows in views[0].groups.items() if all(r.corrected is not None for r in rows)],
+        }
+        template = "main.html" if fragment else "page.html"
+        return HTMLResponse(templates.get_template(template).render(**context))
+
+    @app.get("/step", include_in_schema=False)
+    def step(model: str, sample: int, policy: str, fix: str = "", compare: str = "", filter: str = "all",
+             class_name: str = Query("", alias="class"), fragment: bool = False) -> RedirectResponse:
+        name = model_or_404(model)
+        unit, after = explorer.next_step(name, sample, corrections(name, fix), policy)
+        query = {"model": name, "sample": sample, "fix": after.text(), "compare": compare, "policy": policy,
+                 "filter": filter, "class": class_name, "message": f"{policy} corrected {unit}",
+                 "fragment": "1" if fragment else ""}
+        return RedirectResponse(f"/explore?{urlencode({k: v for k, v in query.items() if v})}", status_code=303)
+
+    @app.get("/api/models")
+    def api_models() -> dict:
+        return {"models": [{"name": n, "dataset": m.metadata.get("dataset"), "seed": m.metadata.get("seed"),
+                            "concepts": list(m.info.concept_names), "classes": list(m.info.task_names),
+                            "has_bank": m.bank is not None, "comparable": explorer.comparable(n)}
+                           for n, m in explorer.models.items()]}
+
+    @app.get("/api/view")
+    def api_view(model: str, sample: int, fix: str = "") -> dict:
+        name = model_or_404(model)
+        return explorer.view(name, sample, corrections(name, fix)).to_dict()
+
+    @app.get("/api/next")
+    def api_next(model: str, sample: int, policy: str, fix: str = "") -> dict:
+        name = model_or_404(model)
+        unit, after = explorer.next_step(name, sample, corrections(name, fix), policy)
+        return {"unit": unit, "fix": after.text(), "view": explorer.view(name, sample, after).to_dict()}
+
+    @app.get("/api/curve")
+    def api_curve(model: str, sample: int, policy: str = "uncertainty") -> dict:
+        return {"policy": policy, "points": explorer.curve(model_or_404(model), sample, policy)}
+
+    @app.get("/api/samples")
+    def api_samples(model: str, filter: str = "all", class_name: str = Query("", alias="class")) -> dict:
+        return {"samples": explorer.samples(model_or_404(model), filter, class_name or None)}
+
+    @app.get("/api/counterfactual")
+    def api_counterfactual(model: str, sample: int) -> dict:
+        name = model_or_404(model)
+        result = explorer.counterfactual(name, sample)
+        if result is None:
+            raise ValueError(f"{name} has no concept bank: counterfactuals need one (NAME.bank.pt beside the checkpoint, or --bank)")
+        return result
+
+    @app.get("/image/{model}/{sample}", include_in_schema=False)
+    def image(model: str, sample: int) -> FileResponse:
+        paths = explorer.data(model_or_404(model)).image_paths
+        if not 0 <= sample < len(paths):
+            raise HTTPException(404, "no such image")
+        return FileResponse(paths[sample])
+
+    @app.get("/plane/{model}/{sample}.svg", include_in_schema=False)
+    def plane(model: str, sample: int) -> Response:
+        name = model_or_404(model)
+        data = explorer.data(name)
+        view = plane_view(data.name, data.test.x, explorer.model(name).info.concept_names) if hasattr(data.test, "x") else None
+        if view is None or not 0 <= sample < len(data.test):
+            raise HTTPException(404, "no 2-D view for this sample")
+        return Response(plane_svg(view, data.test.y, explorer.model(name).info.task_names, sample), media_type="image/svg+xml")
+
+    return app

@@ -1,0 +1,83 @@
+"""Start the explorer: load and check everything first, then serve on a local port."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import socket
+from collections.abc import Sequence
+from pathlib import Path
+
+from .session import Explorer
+from .sources import find_checkpoints, load_explorer_model
+
+log = logging.getLogger(__name__)
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def open_explorer(paths: Sequence[str | Path], data_root: str | Path | None = None, bank: str | Path | None = None) -> Explorer:
+    """An ``Explorer`` over the concept models of checkpoints and bench folders, every model's data
+    loaded and predicted once, so that any error shows here and not in a page."""
+    models = []
+    for path in paths:
+        for file in find_checkpoints(path):
+            model = load_explorer_model(file, bank) if Path(path).is_file() else _concept_model_or_none(file, bank)
+            if model is not None:
+                models.append(model)
+    if not models:
+        raise ValueError(f"no concept model in {', '.join(map(str, paths))}: the explorer needs cbm, cem, intcem or pcbm checkpoints")
+    names = [m.name for m in models]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ValueError(f"two checkpoints are named {repeated[0]!r}: pass files with different names")
+    explorer = Explorer(models, data_root)
+    for name in explorer.models:
+        explorer.prepare(name)
+    return explorer
+
+
+def _concept_model_or_none(file: Path, bank: str | Path | None):
+    """A bench folder also holds models without concepts (black box, linear probe): skip those."""
+    from ..models import load_model
+
+    model, _, _ = load_model(file)
+    if model.n_concepts == 0:
+        log.info("skipping %s: a %s has no concepts to correct", file.name, type(model).__name__)
+        return None
+    return load_explorer_model(file, bank)
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port`` and listening, or a clear error when the port is taken or the
+    host is not an address of this machine. The server takes this very socket, so the address
+    printed is already accepting connections when it is shown."""
+    if not 0 < port < 65536:
+        raise ValueError(f"--port must lie in 1..65535; got {port}")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.bind((host, port))
+        sock.listen(128)
+    except OSError as err:
+        sock.close()
+        if err.errno == errno.EADDRINUSE:
+            raise ValueError(f"port {port} on {host} is in use (another explorer?): pass --port with a free port") from None
+        raise ValueError(f"cannot listen on {host}:{port} ({err.strerror or err}); check --host") from None
+    return sock
+
+
+def serve(explorer: Explorer, sock: socket.socket) -> None:
+    """Serve ``explorer`` on a socket from ``listen`` until interrupted; warns when other machines can reach it."""
+    import uvicorn
+
+    from .app import create_app
+
+    host, port = sock.getsockname()[:2]
+    if host not in LOCAL_HOSTS:
+        log.warning("serving on %s: anyone who can reach this machine can open the explorer and read its test data; "
+                    "use the default --host 127.0.0.1 unless you mean that", host)
+    shown = f"[{host}]" if ":" in host else host
+    server = uvicorn.Server(uvicorn.Config(create_app(explorer), log_level="warning"))
+    print(f"conceptlab explorer: http://{shown}:{port}/  ({len(explorer.models)} model(s); Ctrl+C stops it)", flush=True)
+    with sock:
+        server.run(sockets=[sock])

@@ -1,0 +1,284 @@
+"""The explorer's state and answers, free of any web code: what one sample looks like to a model,
+under a person's corrections, and what a policy, an intervention curve or a counterfactual says.
+
+Every number comes from the library: the model's ``encode`` / ``decode`` with an
+``Intervention`` for predictions, ``next_units`` for policy steps, ``CCE`` for counterfactuals.
+The web layer only renders these answers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from ..interventions import next_units, resolve_policy
+from ..interventions.lookahead import log_class_probabilities
+from ..metrics import task_predictions
+from ..models import Intervention
+from ..models.base import ConceptOutput, decode_all, encode_all
+from ..runtime import evaluating
+from .sources import ExplorerData, ExplorerModel, check_bank, load_explorer_data
+
+FILTERS = ("all", "misclassified", "wrong-concepts")
+
+
+@dataclass(frozen=True)
+class Corrections:
+    """Concepts a person has set, by index: 1.0 present, 0.0 absent; the rest stay predicted."""
+
+    values: Mapping[int, float]
+
+    @classmethod
+    def parse(cls, text: str | None, n_concepts: int) -> Corrections:
+        """From ``"3:1,7:0"`` (concept index : value); the empty string means none."""
+        values: dict[int, float] = {}
+        for item in filter(None, (text or "").split(",")):
+            index, _, value = item.partition(":")
+            try:
+                i, v = int(index), float(value)
+            except ValueError:
+                raise ValueError(f"a correction is INDEX:VALUE, e.g. 3:1; got {item!r}") from None
+            if not 0 <= i < n_concepts or v not in (0.0, 1.0):
+                raise ValueError(f"correction {item!r}: the index must lie in [0, {n_concepts - 1}] and the value be 0 or 1")
+            values[i] = v
+        return cls(values)
+
+    def text(self) -> str:
+        return ",".join(f"{i}:{v:g}" for i, v in sorted(self.values.items()))
+
+    def with_value(self, index: int, value: float | None) -> Corrections:
+        """These corrections with concept ``index`` set to ``value`` (``None``: back to predicted)."""
+        values = {i: v for i, v in self.values.items() if i != index}
+        if value is not None:
+            values[index] = float(value)
+        return Corrections(values)
+
+    def intervention(self, n_concepts: int) -> Intervention:
+        """A one-sample ``Intervention`` (1, k) writing these values."""
+        mask = torch.zeros(1, n_concepts, dtype=torch.bool)
+        values = torch.zeros(1, n_concepts)
+        for i, v in self.values.items():
+            mask[0, i], values[0, i] = True, v
+        return Intervention(mask, values)
+
+
+@dataclass(frozen=True)
+class ConceptRow:
+    index: int
+    name: str
+    probability: float  # the model's own prediction, before any correction
+    true: float | None
+    corrected: float | None  # the value a person set, or None
+
+
+@dataclass(frozen=True)
+class SampleView:
+    """One sample as one model sees it under some corrections."""
+
+    model: str
+    sample: int
+    groups: dict[str, list[ConceptRow]]
+    classes: tuple[str, ...]
+    class_probs: tuple[float, ...]  # after the corrections
+    original_probs: tuple[float, ...]  # before any correction
+    predicted: int
+    original_prediction: int
+    true_class: int
+
+    def to_dict(self) -> dict:
+        return {
+            "model": self.model, "sample": self.sample, "classes": list(self.classes),
+            "class_probs": list(self.class_probs), "original_probs": list(self.original_probs),
+            "predicted": self.predicted, "predicted_name": self.classes[self.predicted],
+            "original_prediction": self.original_prediction, "true_class": self.true_class,
+            "concepts": {g: [row.__dict__ for row in rows] for g, rows in self.groups.items()},
+        }
+
+
+class TaskHead(nn.Module):
+    """A concept model as a head from its input embedding to task logits, for ``CCE``."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, z: Tensor) -> Tensor:
+        return self.model(z).task_logits
+
+
+class Explorer:
+    """Loaded models and their test data; answers questions about one sample at a time.
+
+    Models whose checkpoints record the same dataset settings and seed share one test split, so
+    they can be compared side by side with the same corrections.
+    """
+
+    def __init__(self, models: list[ExplorerModel], data_root: str | Path | None = None, seed: int = 0):
+        if not models:
+            raise ValueError("the explorer needs at least one model")
+        self.models = {m.name: m for m in models}
+        self.seed = seed
+        self._data: dict[str, ExplorerData] = {}
+        self._base: dict[str, tuple[Tensor, Tensor]] = {}  # name -> (concept probs (N, k), task logits (N, T))
+        self._data_root = data_root
+
+    # --- loading -----------------------------------------------------------------------------
+    def model(self, name: str) -> ExplorerModel:
+        if name not in self.models:
+            raise KeyError(f"no model named {name!r}; choose one of {', '.join(self.models)}")
+        return self.models[name]
+
+    def data(self, name: str) -> ExplorerData:
+        model = self.model(name)
+        if model.data_key not in self._data:
+            self._data[model.data_key] = load_explorer_data(model, self._data_root)
+        return self._data[model.data_key]
+
+    def prepare(self, name: str) -> None:
+        """Load the model's data and predict every test sample once (checks the bank too)."""
+        if name in self._base:
+            return
+        model, data = self.model(name), self.data(name)
+        if model.bank is not None:
+            check_bank(model, data.test.x)
+        output = decode_all(model.model, encode_all(model.model, data.test.inputs))
+        self._base[name] = (output.concept_probs.cpu(), output.task_logits.cpu())
+
+    def comparable(self, name: str) -> list[str]:
+        """Other models tested on the same samples with the same concepts."""
+        model = self.model(name)
+        return [n for n, m in self.models.items()
+                if n != name and m.data_key == model.data_key and m.info.to_dict() == model.info.to_dict()]
+
+    def threshold(self, name: str) -> float:
+        return float(self.model(name).metadata.get("evaluation", {}).get("binary_threshold", 0.0))
+
+    def n_samples(self, name: str) -> int:
+        return len(self.data(name).test)
+
+    def _check_sample(self, name: str, sample: int) -> None:
+        n = self.n_samples(name)
+        if not 0 <= sample < n:
+            raise ValueError(f"sample {sample} does not exist: the test split has samples 0 to {n - 1}")
+
+    # --- one sample --------------------------------------------------------------------------
+    def output(self, name: str, sample: int, corrections: Corrections) -> ConceptOutput:
+        """The model's output for one sample with ``corrections`` applied by the model itself."""
+        model = self.model(name).model
+        code = self.code(name, sample)
+        intervention = corrections.intervention(model.n_concepts).to(code.device) if corrections.values else None
+        with evaluating(model), torch.no_grad():
+            return model.decode(code, intervention)
+
+    def code(self, name: str, sample: int) -> Tensor:
+        """``model.encode`` of the one sample, so its numbers equal ``model(x[sample:sample + 1], ...)`` bit for bit."""
+        self.prepare(name)
+        self._check_sample(name, sample)
+        model, test = self.model(name).model, self.data(name).test
+        x = test.x[sample : sample + 1] if hasattr(test, "x") else test[sample][0].unsqueeze(0)
+        with evaluating(model), torch.no_grad():
+            return model.encode(x.to(next(model.parameters()).device))
+
+    def view(self, name: str, sample: int, corrections: Corrections) -> SampleView:
+        """Predicted and true concepts by group, and the task prediction before and after ``corrections``."""
+        output = self.output(name, sample, corrections)
+        logits = output.task_logits
+        model, data = self.model(name), self.data(name)
+        p = output.concept_probs[0].tolist()
+        c = data.test.c[sample].tolist()
+        groups = {
+            group: [ConceptRow(i, model.info.concept_names[i], p[i], c[i], corrections.values.get(i)) for i in members]
+            for group, members in model.info.concept_groups.items()
+        }
+        threshold = self.threshold(name)
+        base = self.output(name, sample, Corrections({})).task_logits if corrections.values else logits
+        return SampleView(
+            name, sample, groups, model.info.task_names,
+            tuple(log_class_probabilities(logits)[0].exp().tolist()),
+            tuple(log_class_probabilities(base)[0].exp().tolist()),
+            int(task_predictions(logits, threshold)[0]), int(task_predictions(base, threshold)[0]),
+            int(data.test.y[sample]),
+        )
+
+    def units(self, name: str) -> tuple[tuple[str, ...], Tensor]:
+        """The intervention units: concept groups (names and (G, k) membership)."""
+        info = self.model(name).info
+        return info.group_names, info.group_matrix()
+
+    def next_step(self, name: str, sample: int, corrections: Corrections, policy: str) -> tuple[str, Corrections]:
+        """The unit ``policy`` corrects next (to the true values) and the corrections after it."""
+        code = self.code(name, sample)
+        names, units = self.units(name)
+        done = torch.tensor([[bool(all(int(i) in corrections.values for i in row.nonzero().flatten())) for row in units]])
+        if done.all():
+            raise ValueError("every concept group of this sample is corrected already")
+        model, data = self.model(name), self.data(name)
+        intervention = corrections.intervention(model.model.n_concepts).to(code.device) if corrections.values else None
+        c, y = data.test.c[sample : sample + 1], data.test.y[sample : sample + 1]
+        unit = int(next_units(model.model, code, units, done, intervention, policy, c.to(code.device),
+                              y.to(code.device), seed=self.seed + sample)[0])
+        values = dict(corrections.values)
+        for i in units[unit].nonzero().flatten().tolist():
+            values[i] = float(c[0, i])
+        return names[unit], Corrections(values)
+
+    def curve(self, name: str, sample: int, policy: str) -> list[dict]:
+        """The sample's intervention curve: after correcting 0, 1, ..., G groups in ``policy``'s order
+        (true values), the probability of the true class and the predicted class."""
+        resolve_policy(policy)
+        corrections = Corrections({})
+        true_class = int(self.data(name).test.y[sample])
+        points, unit = [], None
+        for n in range(len(self.units(name)[0]) + 1):
+            view = self.view(name, sample, corrections)
+            points.append({"n": n, "unit": unit, "true_probability": view.class_probs[true_class],
+                           "predicted": view.predicted, "correct": view.predicted == true_class})
+            if n < len(self.units(name)[0]):
+                unit, corrections = self.next_step(name, sample, corrections, policy)
+        return points
+
+    # --- many samples ------------------------------------------------------------------------
+    def samples(self, name: str, which: str = "all", class_name: str | None = None) -> list[int]:
+        """Test samples matching a filter: ``all``, ``misclassified``, ``wrong-concepts`` (a concept
+        predicted on the wrong side of 0.5), and optionally of one true class."""
+        if which not in FILTERS:
+            raise ValueError(f"unknown filter {which!r}; choose one of {', '.join(FILTERS)}")
+        self.prepare(name)
+        data, (probs, logits) = self.data(name), self._base[name]
+        keep = torch.ones(len(data.test), dtype=torch.bool)
+        if which == "misclassified":
+            keep &= task_predictions(logits, self.threshold(name)).cpu() != data.test.y
+        elif which == "wrong-concepts":
+            keep &= ((probs.cpu() > 0.5) != (data.test.c > 0.5)).any(1)
+        if class_name:
+            classes = self.model(name).info.task_names
+            if class_name not in classes:
+                raise ValueError(f"unknown class {class_name!r}")
+            keep &= data.test.y == classes.index(class_name)
+        return keep.nonzero().flatten().tolist()
+
+    def accuracy(self, name: str) -> float:
+        self.prepare(name)
+        logits = self._base[name][1]
+        return float((task_predictions(logits, self.threshold(name)).cpu() == self.data(name).test.y).float().mean())
+
+    # --- counterfactuals ---------------------------------------------------------------------
+    def counterfactual(self, name: str, sample: int, top: int = 5) -> dict | None:
+        """For a model with a concept bank on its inputs: the CCE explanation of how to reach the
+        true class (concepts to add and to remove); ``None`` without a bank."""
+        from ..concepts.cce import CCE
+
+        model = self.model(name)
+        if model.bank is None:
+            return None
+        self.prepare(name)
+        self._check_sample(name, sample)
+        data = self.data(name)
+        target = int(data.test.y[sample])
+        result = CCE(model.bank, TaskHead(model.model).eval()).explain(data.test.x[sample : sample + 1], target)
+        return {"target": model.info.task_names[target], "success": bool(result.success[0]),
+                "target_probability": float(result.target_probability[0]), **result.explanation(0, top)}

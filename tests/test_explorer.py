@@ -1,0 +1,400 @@
+"""The concept explorer: its numbers are the library's, its filters and policy steps agree with
+the library's curves, its server refuses bad input before starting and serves nothing else."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+pytest.importorskip("fastapi")
+from fastapi.testclient import TestClient  # noqa: E402
+
+from conceptlab import cli  # noqa: E402
+from conceptlab.concepts.bank import BANK_SUFFIX, bank_from_labels  # noqa: E402
+from conceptlab.datasets import make_synthetic  # noqa: E402
+from conceptlab.explorer import Corrections, Explorer, load_explorer_model  # noqa: E402
+from conceptlab.explorer.app import create_app  # noqa: E402
+from conceptlab.explorer.plane import plane_view  # noqa: E402
+from conceptlab.explorer.serve import listen, open_explorer  # noqa: E402
+from conceptlab.interventions import intervention_curve, next_units  # noqa: E402
+from conceptlab.interventions.lookahead import log_class_probabilities  # noqa: E402
+from conceptlab.metrics import task_accuracy, task_predictions  # noqa: E402
+from conceptlab.models import Intervention, black_box, cbm, cem, save_model  # noqa: E402
+from conceptlab.models.base import predict  # noqa: E402
+from conceptlab.runtime import seeded  # noqa: E402
+from conceptlab.training import TrainConfig, fit  # noqa: E402
+
+SIZE = 600
+
+
+def _train_and_save(folder: Path, name: str, model, dataset: str, seed: int, epochs: int) -> Path:
+    splits = make_synthetic(dataset, SIZE, seed)
+    config = TrainConfig(max_epochs=epochs, batch_size=64, device="cpu", early_stopping_patience=0, intervention_prob=0.25)
+    fit(model, splits, "joint", config)
+    path = folder / "checkpoints" / f"{name}.pt"
+    save_model(model, path, splits.info, dataset={"name": dataset, "size": SIZE}, seed=seed,
+               evaluation={"binary_threshold": 0.0})
+    return path
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory) -> Path:
+    """A bench-like result folder on XOR seed 3: a briefly trained CEM (it errs, and correcting its
+    concepts fixes that; a concept bank beside it) and a CBM (its linear head cannot express XOR);
+    a CBM on seed 4 (other test samples) and a black box (no concepts)."""
+    root = tmp_path_factory.mktemp("explorer")
+    with seeded(0):
+        weak = _train_and_save(root, "xor-cem-seed3", cem(2, 2, 2, embedding_size=4, latent_dim=16, hidden=[16]), "xor", 3, 10)
+        _train_and_save(root, "xor-cbm-seed3", cbm(2, 2, 2, hidden=[16]), "xor", 3, 40)
+        _train_and_save(root, "xor-cbm-seed4", cbm(2, 2, 2, hidden=[8]), "xor", 4, 3)
+        _train_and_save(root, "xor-blackbox-seed3", black_box(2, 2, latent_dim=8, hidden=[8]), "xor", 3, 1)
+    train = make_synthetic("xor", SIZE, 3).train
+    bank_from_labels(train.x, train.c, train.info.concept_names, examples=100).save(weak.with_name(weak.stem + BANK_SUFFIX))
+    return root
+
+
+@pytest.fixture(scope="module")
+def explorer(folder) -> Explorer:
+    return open_explorer([folder])
+
+
+@pytest.fixture(scope="module")
+def client(explorer) -> TestClient:
+    return TestClient(create_app(explorer))
+
+
+def _library_probs(explorer: Explorer, name: str, sample: int, fix: dict[int, float]) -> list[float]:
+    """What the library itself says: the model's forward pass on the sample with an Intervention."""
+    model, test = explorer.model(name).model, explorer.data(name).test
+    mask, values = torch.zeros(1, 2, dtype=torch.bool), torch.zeros(1, 2)
+    for i, v in fix.items():
+        mask[0, i], values[0, i] = True, v
+    with torch.no_grad():
+        logits = model(test.x[sample : sample + 1], Intervention(mask, values) if fix else None).task_logits
+    return log_class_probabilities(logits)[0].exp().tolist()
+
+
+def test_folder_skips_models_without_concepts_and_pairs_models_by_data(explorer):
+    assert sorted(explorer.models) == ["xor-cbm-seed3", "xor-cbm-seed4", "xor-cem-seed3"]
+    assert explorer.comparable("xor-cbm-seed3") == ["xor-cem-seed3"]  # seed 4 drew other test samples
+    assert explorer.models["xor-cem-seed3"].bank is not None and explorer.models["xor-cbm-seed3"].bank is None
+
+
+@pytest.mark.parametrize("name", ["xor-cbm-seed3", "xor-cem-seed3"])
+def test_an_intervention_through_the_api_gives_exactly_the_library_numbers(client, explorer, name):
+    for sample, fix in [(0, {}), (5, {0: 1.0}), (7, {1: 0.0}), (11, {0: 0.0, 1: 1.0})]:
+        text = ",".join(f"{i}:{v:g}" for i, v in fix.items())
+        view = client.get("/api/view", params={"model": name, "sample": sample, "fix": text}).json()
+        assert view["class_probs"] == _library_probs(explorer, name, sample, fix)  # bit for bit
+        assert view["original_probs"] == _library_probs(explorer, name, sample, {})
+        assert view["predicted"] == max(range(2), key=lambda k: view["class_probs"][k])
+
+
+def test_a_correction_moves_the_prediction_and_nothing_else(explorer):
+    name = "xor-cem-seed3"
+    before = explorer.view(name, 3, Corrections({}))
+    after = explorer.view(name, 3, Corrections({0: 1 - before.groups["x1 > 0.5"][0].true}))
+    assert after.class_probs != before.class_probs
+    # the model's own concept probabilities and the true labels do not change with a correction
+    assert [r.probability for g in after.groups.values() for r in g] == [r.probability for g in before.groups.values() for r in g]
+    assert after.true_class == before.true_class and after.original_probs == before.original_probs
+    back = explorer.view(name, 3, Corrections({0: 1.0}).with_value(0, None))
+    assert back.class_probs == before.class_probs  # "back to predicted" restores the prediction exactly
+
+
+def test_setting_every_concept_true_fixes_the_cem(explorer):
+    """The briefly trained CEM errs through its concepts; correcting them gives the true class."""
+    name = "xor-cem-seed3"
+    wrong = explorer.samples(name, "misclassified")
+    assert wrong, "the briefly trained CEM should err on some samples"
+    test = explorer.data(name).test
+    fixed = [explorer.view(name, s, Corrections({0: float(test.c[s, 0]), 1: float(test.c[s, 1])})) for s in wrong]
+    assert sum(v.predicted == v.true_class for v in fixed) >= 0.9 * len(wrong)
+
+
+@pytest.mark.parametrize("name", ["xor-cbm-seed3", "xor-cem-seed3"])
+def test_filters_agree_with_the_library(explorer, name):
+    test = explorer.data(name).test
+    out = predict(explorer.model(name).model, test.x)
+    assert explorer.samples(name, "misclassified") == (task_predictions(out.task_logits) != test.y).nonzero().flatten().tolist()
+    wrong_c = ((out.concept_probs > 0.5) != (test.c > 0.5)).any(1).nonzero().flatten().tolist()
+    assert explorer.samples(name, "wrong-concepts") == wrong_c
+    assert set(explorer.samples(name, "all", "xor")) == set((test.y == 1).nonzero().flatten().tolist())
+    assert 1 - len(explorer.samples(name, "misclassified")) / len(test) == pytest.approx(task_accuracy(out.task_logits, test.y))
+    with pytest.raises(ValueError, match="unknown filter"):
+        explorer.samples(name, "wrongest")
+
+
+@pytest.mark.parametrize("policy", ["uncertainty", "coop", "eudtp"])
+@pytest.mark.parametrize("name", ["xor-cbm-seed3", "xor-cem-seed3"])
+def test_next_units_replays_the_library_curve(explorer, policy, name):
+    """Applying next_units n times over the test set gives intervention_curve's accuracy at every n."""
+    model, test = explorer.model(name).model, explorer.data(name).test
+    units = test.info.group_matrix()
+    curve = intervention_curve(model, test, policy, groups=True, repeats=1)
+    codes = model.encode(test.x).detach()
+    done = torch.zeros(len(test), units.shape[0], dtype=torch.bool)
+    for n in range(units.shape[0] + 1):
+        mask = (done.float() @ units.float()) > 0
+        with torch.no_grad():
+            logits = model.decode(codes, Intervention(mask, test.c)).task_logits
+        assert task_accuracy(logits, test.y) == pytest.approx(curve.accuracy_mean[n])
+        if n < units.shape[0]:
+            done[torch.arange(len(test)), next_units(model, codes, units, done, Intervention(mask, test.c), policy)] = True
+
+
+def test_policy_step_corrects_the_most_uncertain_group_to_its_true_value(client, explorer):
+    name = "xor-cem-seed3"
+    view = explorer.view(name, 8, Corrections({}))
+    rows = [r for g in view.groups.values() for r in g]
+    most_uncertain = min(rows, key=lambda r: abs(r.probability - 0.5))
+    answer = client.get("/api/next", params={"model": name, "sample": 8, "policy": "uncertainty"}).json()
+    assert answer["unit"] == most_uncertain.name
+    assert answer["fix"] == f"{most_uncertain.index}:{most_uncertain.true:g}"
+    second = client.get("/api/next", params={"model": name, "sample": 8, "policy": "uncertainty", "fix": answer["fix"]}).json()
+    assert len(second["fix"].split(",")) == 2  # the other group next
+    last = client.get("/api/next", params={"model": name, "sample": 8, "policy": "uncertainty", "fix": second["fix"]})
+    assert last.status_code == 400 and "corrected already" in last.json()["error"]
+
+
+def test_every_policy_steps_and_the_sample_curve_ends_at_full_correction(client, explorer):
+    from conceptlab.interventions import POLICIES
+
+    name = "xor-cem-seed3"
+    for policy in POLICIES:
+        response = client.get("/api/next", params={"model": name, "sample": 2, "policy": policy})
+        if policy == "learned":  # only IntCEM learned a policy
+            assert response.status_code == 400 and "intcem" in response.json()["error"]
+            continue
+        assert response.status_code == 200, response.text
+    points = client.get("/api/curve", params={"model": name, "sample": 2, "policy": "random"}).json()["points"]
+    assert [p["n"] for p in points] == [0, 1, 2]
+    test = explorer.data(name).test
+    assert points[-1]["true_probability"] == _library_probs(explorer, name, 2, {0: float(test.c[2, 0]), 1: float(test.c[2, 1])})[int(test.y[2])]
+
+
+def test_the_page_shows_both_models_with_the_same_corrections(client, explorer):
+    page = client.get("/explore", params={"model": "xor-cbm-seed3", "sample": 4, "fix": "0:1", "compare": "xor-cem-seed3"})
+    assert page.status_code == 200
+    for col, name in enumerate(["xor-cbm-seed3", "xor-cem-seed3"]):
+        shown = re.search(rf'id="prediction-{col}" data-predicted="(\d)"\s+data-probability="([0-9.]+)"', page.text)
+        probs = _library_probs(explorer, name, 4, {0: 1.0})
+        assert int(shown.group(1)) == max(range(2), key=lambda k: probs[k])
+        assert float(shown.group(2)) == pytest.approx(max(probs), abs=1e-6)
+    other_seed = client.get("/explore", params={"model": "xor-cbm-seed3", "compare": "xor-cbm-seed4"})
+    assert other_seed.status_code == 400 and "same samples" in other_seed.text
+
+
+def test_counterfactual_of_a_mistake_reaches_the_true_class(client, explorer):
+    name = "xor-cem-seed3"
+    wrong = explorer.samples(name, "misclassified")
+    results = [client.get("/api/counterfactual", params={"model": name, "sample": s}).json() for s in wrong[:5]]
+    assert any(r["success"] and (r["add"] or r["remove"]) for r in results)
+    page = client.get("/explore", params={"model": name, "sample": wrong[0]})
+    assert 'id="counterfactual"' in page.text
+    no_bank = client.get("/api/counterfactual", params={"model": "xor-cbm-seed3", "sample": 0})
+    assert no_bank.status_code == 400 and "bank" in no_bank.json()["error"]
+
+
+@pytest.mark.parametrize("dataset", ["xor", "dot", "trig"])
+def test_the_plane_draws_each_concept_as_a_half_plane(dataset):
+    test = make_synthetic(dataset, 400, 1).test
+    view = plane_view(dataset, test.x, test.info.concept_names)
+    for axis in (0, 1):
+        assert torch.equal((view.points[:, axis] > view.boundaries[axis]).float(), test.c[:, axis])
+
+
+def test_plane_image_and_refusals(client):
+    assert client.get("/plane/xor-cem-seed3/4.svg").text.startswith("<svg")
+    assert client.get("/plane/xor-cem-seed3/100000.svg").status_code == 404
+    assert client.get("/image/xor-cem-seed3/0").status_code == 404  # no image files behind synthetic data
+    assert client.get("/static/../../../../etc/passwd").status_code == 404
+    assert client.get("/static/%2e%2e/session.py").status_code == 404
+    assert client.get("/api/view", params={"model": "nope", "sample": 0}).status_code == 404
+    bad_fix = client.get("/api/view", params={"model": "xor-cem-seed3", "sample": 0, "fix": "7:1"})
+    assert bad_fix.status_code == 400 and "index must lie in" in bad_fix.json()["error"]
+    assert client.get("/api/view", params={"model": "xor-cem-seed3", "sample": -1}).status_code == 400
+    page = client.get("/explore", params={"model": "xor-cem-seed3", "fix": "0:5"})
+    assert page.status_code == 400 and "the value be 0 or 1" in page.text
+    assert client.get("/explore", params={"model": "xor-cem-seed3", "fix": "<script>:1"}).text.count("<script>") == 0
+
+
+def test_bad_input_fails_before_the_server_starts(folder, tmp_path, capsys):
+    assert cli.main(["explore", str(tmp_path / "missing.pt")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes((folder / "checkpoints" / "xor-cem-seed3.pt").read_bytes()[:500])
+    assert cli.main(["explore", str(corrupt)]) == 2
+    assert "not a readable conceptlab model file" in capsys.readouterr().err
+    assert cli.main(["explore", str(folder / "checkpoints" / "xor-blackbox-seed3.pt")]) == 2
+    assert "without concepts" in capsys.readouterr().err
+    # a checkpoint whose recorded data are another dataset's: the concepts do not match
+    model = load_explorer_model(folder / "checkpoints" / "xor-cem-seed3.pt").model
+    splits = make_synthetic("xor", SIZE, 3)
+    moved = save_model(model, tmp_path / "mismatch.pt", splits.info, dataset={"name": "dot", "size": SIZE}, seed=3)
+    assert cli.main(["explore", str(moved)]) == 2
+    assert "do not match the model" in capsys.readouterr().err
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert cli.main(["explore", str(folder), "--port", str(port)]) == 2
+        assert f"port {port} on 127.0.0.1 is in use" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="--port must lie"):
+        listen("127.0.0.1", 70000)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert cli.main(["explore", str(empty)]) == 2
+    assert "holds no model files" in capsys.readouterr().err
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_the_command_prints_its_url_and_serves(folder):
+    port = _free_port()
+    process = subprocess.Popen([sys.executable, "-m", "conceptlab.cli", "explore", str(folder / "checkpoints" / "xor-cem-seed3.pt"),
+                                "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = process.stdout.readline()
+        assert f"http://127.0.0.1:{port}/" in line, process.stderr.read() if process.poll() is not None else line
+        import httpx
+
+        page = httpx.get(f"http://127.0.0.1:{port}/", follow_redirects=True, timeout=30)
+        assert page.status_code == 200 and "xor-cem-seed3" in page.text
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+
+
+@pytest.fixture(scope="module")
+def served(explorer):
+    """The application on a real local port, in a thread."""
+    import uvicorn
+
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(explorer), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    if not (CHROMIUM and CHROMEDRIVER):
+        pytest.skip("needs Debian's chromium and chromium-driver (apt-get install chromium chromium-driver)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--window-size=1400,1000", f"--user-data-dir={tmp_path_factory.mktemp('chromium')}"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(60)
+    yield driver
+    driver.quit()
+
+
+def _wait_for_swap(driver, before: str | None) -> None:
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(driver, 30).until(lambda d: d.execute_script("return document.getElementById('main').dataset.loaded") != before)
+
+
+def test_in_a_real_browser_a_click_shows_the_library_prediction(browser, served, explorer):
+    from selenium.webdriver.common.by import By
+
+    name, sample = "xor-cem-seed3", 6
+    browser.get(f"{served}/explore?model={name}&sample={sample}&compare=xor-cbm-seed3")
+    true_value = float(explorer.data(name).test.c[sample, 0])
+    flipped = 1.0 - true_value
+    button = browser.find_element(By.CSS_SELECTOR, f'#view-0 [data-concept="0"] a[data-value="{flipped:g}"]')
+    button.click()
+    _wait_for_swap(browser, None)
+    for col, model in enumerate([name, "xor-cbm-seed3"]):
+        shown = browser.find_element(By.ID, f"prediction-{col}")
+        probs = _library_probs(explorer, model, sample, {0: flipped})
+        assert int(shown.get_attribute("data-predicted")) == max(range(2), key=lambda k: probs[k])
+        assert float(shown.get_attribute("data-probability")) == pytest.approx(max(probs), abs=1e-6)
+        assert f"{100 * max(probs):.1f} %" in shown.text
+    assert f"fix=0%3A{flipped:g}" in browser.current_url  # the state is in the address: reload or share it
+    loaded = browser.execute_script("return document.getElementById('main').dataset.loaded")
+    browser.find_element(By.CSS_SELECTOR, 'a[data-policy="oracle"]').click()
+    _wait_for_swap(browser, loaded)
+    assert "oracle corrected" in browser.find_element(By.ID, "message").text
+    browser.find_element(By.ID, "reset").click()
+    _wait_for_swap(browser, browser.execute_script("return document.getElementById('main').dataset.loaded"))
+    shown = browser.find_element(By.ID, "prediction-0")
+    assert float(shown.get_attribute("data-probability")) == pytest.approx(max(_library_probs(explorer, name, sample, {})), abs=1e-6)
+
+
+def test_cub_style_data_serves_its_images_and_many_class_heads(tmp_path, capsys):
+    """On image data (a tiny CUB archive): the test images are served byte for byte, a 3-class head
+    is explained through softmax, concepts come in their groups, and a PCBM's bank (saved by the
+    bench beside its checkpoint) gives counterfactuals; a moved archive is found with --data."""
+    from .cub_fixture import build_cub
+
+    archive = build_cub(tmp_path / "cub", images_per_class=10, train_per_class=8)  # a CAV needs 4 images a side
+    config = tmp_path / "tinycub.yaml"
+    config.write_text(
+        "name: tinycub\n"
+        f"dataset: {{name: cub, backbone: resnet18, weights: null, image_size: 32, min_classes: 1, cache_dir: {tmp_path / 'cache'}}}\n"
+        "models: [cem, pcbm]\nseeds: 1\nmodel: {hidden: [16], embedding_size: 4, latent_dim: 16, bank_examples: 4}\n"
+        "train: {max_epochs: 2, batch_size: 8, posthoc: {tol: 1.0e-2}}\nevaluation: {intervention_repeats: 1, intervention_policies: [random], "
+        "concept_alignment: false, purity: false}\n"
+    )
+    out = tmp_path / "out"
+    assert cli.main(["bench", str(config), "--root", str(archive), "--out", str(out), "--workers", "1", "--no-progress"]) == 0
+    assert len(list((out / "checkpoints").glob(f"*{BANK_SUFFIX}"))) == 1  # the PCBM's bank, beside its checkpoint
+    capsys.readouterr()
+    moved = tmp_path / "elsewhere"
+    archive.rename(moved)
+    assert cli.main(["explore", str(out)]) == 2
+    assert "pass --data PATH" in capsys.readouterr().err
+    explorer = open_explorer([out], data_root=moved)
+    client = TestClient(create_app(explorer))
+    cem_name = next(n for n in explorer.models if "-cem-" in n)
+    pcbm_name = next(n for n in explorer.models if "-pcbm-" in n)
+    data = explorer.data(cem_name)
+    assert len(data.image_paths) == len(data.test) and all(str(p).startswith(str(moved)) for p in data.image_paths)
+    assert client.get(f"/image/{cem_name}/1").content == data.image_paths[1].read_bytes()
+    assert client.get(f"/image/{cem_name}/{len(data.test)}").status_code == 404
+    for name in (cem_name, pcbm_name):
+        model = explorer.model(name)
+        view = client.get("/api/view", params={"model": name, "sample": 1, "fix": "0:1,5:0"}).json()
+        mask = torch.zeros(1, model.info.n_concepts, dtype=torch.bool)
+        mask[0, [0, 5]] = True
+        values = torch.zeros(1, model.info.n_concepts)
+        values[0, 0] = 1.0
+        with torch.no_grad():
+            logits = model.model(data.test.x[1:2], Intervention(mask, values)).task_logits
+        assert len(view["class_probs"]) == 3 and view["class_probs"] == log_class_probabilities(logits)[0].exp().tolist()
+        assert {g: [r["index"] for r in rows] for g, rows in view["concepts"].items()} == \
+            {g: list(i) for g, i in model.info.concept_groups.items()}
+    page = client.get("/explore", params={"model": pcbm_name, "sample": 0})
+    assert page.status_code == 200 and 'id="input-image"' in page.text and 'id="input-plane"' not in page.text
+    result = client.get("/api/counterfactual", params={"model": pcbm_name, "sample": 0}).json()
+    assert result["target"] in model.info.task_names and set(result) >= {"add", "remove", "success"}
