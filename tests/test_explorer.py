@@ -331,7 +331,7 @@ def test_in_a_real_browser_a_click_shows_the_library_prediction(browser, served,
     browser.get(f"{served}/explore?model={name}&sample={sample}&compare=xor-cbm-seed3")
     true_value = float(explorer.data(name).test.c[sample, 0])
     flipped = 1.0 - true_value
-    button = browser.find_element(By.CSS_SELECTOR, f'#view-0 [data-concept="0"] a[data-value="{flipped:g}"]')
+    button = browser.find_element(By.CSS_SELECTOR, f'tr[data-concept="0"] a[data-value="{flipped:g}"]')
     button.click()
     _wait_for_swap(browser, None)
     for col, model in enumerate([name, "xor-cbm-seed3"]):
@@ -345,8 +345,9 @@ def test_in_a_real_browser_a_click_shows_the_library_prediction(browser, served,
     browser.find_element(By.CSS_SELECTOR, 'a[data-policy="oracle"]').click()
     _wait_for_swap(browser, loaded)
     assert "oracle corrected" in browser.find_element(By.ID, "message").text
+    loaded = browser.execute_script("return document.getElementById('main').dataset.loaded")
     browser.find_element(By.ID, "reset").click()
-    _wait_for_swap(browser, browser.execute_script("return document.getElementById('main').dataset.loaded"))
+    _wait_for_swap(browser, loaded)
     shown = browser.find_element(By.ID, "prediction-0")
     assert float(shown.get_attribute("data-probability")) == pytest.approx(max(_library_probs(explorer, name, sample, {})), abs=1e-6)
 

@@ -74,6 +74,8 @@ def create_app(explorer: Explorer) -> FastAPI:
         listed = explorer.samples(name, filter, class_name or None)
         if sample is None:
             sample = listed[0] if listed else 0
+        if not listed:
+            message = message or "no test sample matches this filter; showing sample 0"
         fixed = corrections(name, fix)
         state = {"model": name, "sample": sample, "fix": fixed.text(), "compare": compare, "policy": policy,
                  "filter": filter, "class": class_name}

@@ -24,6 +24,7 @@ from ..runtime import evaluating
 from .sources import ExplorerData, ExplorerModel, check_bank, load_explorer_data
 
 FILTERS = ("all", "misclassified", "wrong-concepts")
+ANSWERS_KEPT = 1024
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,11 @@ class SampleView:
     original_prediction: int
     true_class: int
 
+    @property
+    def concept_probs(self) -> dict[int, float]:
+        """The model's own probability of each concept, by concept index."""
+        return {row.index: row.probability for rows in self.groups.values() for row in rows}
+
     def to_dict(self) -> dict:
         return {
             "model": self.model, "sample": self.sample, "classes": list(self.classes),
@@ -125,6 +131,15 @@ class Explorer:
         self._data: dict[str, ExplorerData] = {}
         self._base: dict[str, tuple[Tensor, Tensor]] = {}  # name -> (concept probs (N, k), task logits (N, T))
         self._data_root = data_root
+        self._answers: dict[tuple, object] = {}  # curves and counterfactuals: they depend on (model, sample, policy) only
+
+    def _remembered(self, key: tuple, compute):
+        """``compute()``, kept for the next click on the same sample (corrections do not change it)."""
+        if key not in self._answers:
+            if len(self._answers) >= ANSWERS_KEPT:
+                self._answers.clear()
+            self._answers[key] = compute()
+        return self._answers[key]
 
     # --- loading -----------------------------------------------------------------------------
     def model(self, name: str) -> ExplorerModel:
@@ -230,6 +245,10 @@ class Explorer:
         """The sample's intervention curve: after correcting 0, 1, ..., G groups in ``policy``'s order
         (true values), the probability of the true class and the predicted class."""
         resolve_policy(policy)
+        self._check_sample(name, sample)
+        return self._remembered(("curve", name, sample, policy), lambda: self._curve(name, sample, policy))
+
+    def _curve(self, name: str, sample: int, policy: str) -> list[dict]:
         corrections = Corrections({})
         true_class = int(self.data(name).test.y[sample])
         points, unit = [], None
@@ -270,14 +289,17 @@ class Explorer:
     def counterfactual(self, name: str, sample: int, top: int = 5) -> dict | None:
         """For a model with a concept bank on its inputs: the CCE explanation of how to reach the
         true class (concepts to add and to remove); ``None`` without a bank."""
-        from ..concepts.cce import CCE
-
         model = self.model(name)
         if model.bank is None:
             return None
         self.prepare(name)
         self._check_sample(name, sample)
-        data = self.data(name)
+        return self._remembered(("cce", name, sample, top), lambda: self._counterfactual(model, sample, top))
+
+    def _counterfactual(self, model: ExplorerModel, sample: int, top: int) -> dict:
+        from ..concepts.cce import CCE
+
+        data = self.data(model.name)
         target = int(data.test.y[sample])
         result = CCE(model.bank, TaskHead(model.model).eval()).explain(data.test.x[sample : sample + 1], target)
         return {"target": model.info.task_names[target], "success": bool(result.success[0]),
