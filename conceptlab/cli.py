@@ -390,7 +390,7 @@ def build_parser() -> argparse.ArgumentParser:
     explore.add_argument("--bank", help="a concept bank (CAVBank.save) on the models' inputs, for counterfactuals "
                                         "(default: NAME.bank.pt beside each checkpoint, if any)")
     explore.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
-    explore.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
+    explore.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000; 0: any free port, printed)")
     explore.set_defaults(handler=_explore)
 
     cce = commands.add_parser("cce", help="conceptual counterfactuals: which concepts to add or remove to reach a class")

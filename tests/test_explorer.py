@@ -83,10 +83,12 @@ def _library_probs(explorer: Explorer, name: str, sample: int, fix: dict[int, fl
     return log_class_probabilities(logits)[0].exp().tolist()
 
 
-def test_folder_skips_models_without_concepts_and_pairs_models_by_data(explorer):
+def test_folder_skips_models_without_concepts_and_pairs_models_by_data(explorer, folder):
     assert sorted(explorer.models) == ["xor-cbm-seed3", "xor-cbm-seed4", "xor-cem-seed3"]
     assert explorer.comparable("xor-cbm-seed3") == ["xor-cem-seed3"]  # seed 4 drew other test samples
     assert explorer.models["xor-cem-seed3"].bank is not None and explorer.models["xor-cbm-seed3"].bank is None
+    two_files = open_explorer([folder / "checkpoints" / "xor-cbm-seed3.pt", folder / "checkpoints" / "xor-cem-seed3.pt"])
+    assert two_files.comparable("xor-cbm-seed3") == ["xor-cem-seed3"]
 
 
 @pytest.mark.parametrize("name", ["xor-cbm-seed3", "xor-cem-seed3"])
@@ -249,7 +251,7 @@ def test_bad_input_fails_before_the_server_starts(folder, tmp_path, capsys):
         port = taken.getsockname()[1]
         assert cli.main(["explore", str(folder), "--port", str(port)]) == 2
         assert f"port {port} on 127.0.0.1 is in use" in capsys.readouterr().err
-    with pytest.raises(ValueError, match="--port must lie"):
+    with pytest.raises(ValueError, match="--port must lie in 0..65535"):
         listen("127.0.0.1", 70000)
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -263,20 +265,24 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def test_the_command_prints_its_url_and_serves(folder):
-    port = _free_port()
+@pytest.mark.parametrize("host", ["127.0.0.1", "0.0.0.0"])
+def test_the_command_prints_its_url_and_serves(folder, host):
+    """The printed address already answers; any host but this machine's own gets a warning."""
     process = subprocess.Popen([sys.executable, "-m", "conceptlab.cli", "explore", str(folder / "checkpoints" / "xor-cem-seed3.pt"),
-                                "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                "--host", host, "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         line = process.stdout.readline()
-        assert f"http://127.0.0.1:{port}/" in line, process.stderr.read() if process.poll() is not None else line
+        found = re.search(rf"http://{re.escape(host)}:(\d+)/", line)
+        assert found, process.stderr.read() if process.poll() is not None else line
         import httpx
 
-        page = httpx.get(f"http://127.0.0.1:{port}/", follow_redirects=True, timeout=30)
+        page = httpx.get(f"http://127.0.0.1:{found.group(1)}/", follow_redirects=True, timeout=30)
         assert page.status_code == 200 and "xor-cem-seed3" in page.text
     finally:
         process.terminate()
         process.wait(timeout=30)
+    warned = "anyone who can reach this machine" in process.stderr.read()
+    assert warned == (host != "127.0.0.1")
 
 
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")

@@ -102,3 +102,20 @@ def test_loading_a_model_file_never_unpickles_code(tmp_path):
     with pytest.raises(ValueError, match="not a readable conceptlab model file"):
         load_model(_malicious(tmp_path / "evil.pt", marker))
     assert not marker.exists()
+
+
+def test_the_explorer_never_runs_a_crafted_checkpoint_or_bank(tmp_path):
+    """Neither a checkpoint nor a concept bank beside it runs code when the explorer opens them."""
+    pytest.importorskip("fastapi")
+    marker = tmp_path / "ran"
+    evil = _malicious(tmp_path / "evil.pt", marker)
+    result = subprocess.run([sys.executable, "-m", "conceptlab.cli", "explore", str(evil), "--port", "0"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "not a readable conceptlab model file" in result.stderr
+    info = ConceptInfo(("a", "b"), ("no", "yes"))
+    good = save_model(cbm(2, 2, 2, hidden=[4]), tmp_path / "good.pt", info, dataset={"name": "xor", "size": 100}, seed=0)
+    _malicious(tmp_path / "good.bank.pt", marker)
+    result = subprocess.run([sys.executable, "-m", "conceptlab.cli", "explore", str(good), "--port", "0"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "not a readable conceptlab concept bank" in result.stderr
+    assert not marker.exists(), "the payload ran"

@@ -51,8 +51,8 @@ def listen(host: str, port: int) -> socket.socket:
     """A socket bound to ``host:port`` and listening, or a clear error when the port is taken or the
     host is not an address of this machine. The server takes this very socket, so the address
     printed is already accepting connections when it is shown."""
-    if not 0 < port < 65536:
-        raise ValueError(f"--port must lie in 1..65535; got {port}")
+    if not 0 <= port < 65536:
+        raise ValueError(f"--port must lie in 0..65535 (0: any free port); got {port}")
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:

@@ -120,7 +120,9 @@ class Explorer:
     """Loaded models and their test data; answers questions about one sample at a time.
 
     Models whose checkpoints record the same dataset settings and seed share one test split, so
-    they can be compared side by side with the same corrections.
+    they can be compared side by side with the same corrections. ``data_root`` replaces a CUB
+    archive's recorded location; ``seed`` draws the random policy's order (sample ``i`` uses
+    ``seed + i``, so its order is the same at every step and every visit).
     """
 
     def __init__(self, models: list[ExplorerModel], data_root: str | Path | None = None, seed: int = 0):
