@@ -253,6 +253,10 @@ def test_bad_input_fails_before_the_server_starts(folder, tmp_path, capsys):
         assert f"port {port} on 127.0.0.1 is in use" in capsys.readouterr().err
     with pytest.raises(ValueError, match="--port must lie in 0..65535"):
         listen("127.0.0.1", 70000)
+    wide = bank_from_labels(torch.randn(40, 3), (torch.arange(40) % 2).float()[:, None], ["a"], examples=10)
+    wide.save(tmp_path / "wide.bank.pt")
+    assert cli.main(["explore", str(folder / "checkpoints" / "xor-cbm-seed3.pt"), "--bank", str(tmp_path / "wide.bank.pt")]) == 2
+    assert "fitted on 3-dimensional embeddings" in capsys.readouterr().err
     empty = tmp_path / "empty"
     empty.mkdir()
     assert cli.main(["explore", str(empty)]) == 2

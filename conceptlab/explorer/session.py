@@ -8,6 +8,7 @@ The web layer only renders these answers.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,7 @@ from ..models.base import ConceptOutput, decode_all, encode_all
 from ..runtime import evaluating
 from .sources import ExplorerData, ExplorerModel, check_bank, load_explorer_data
 
+log = logging.getLogger(__name__)
 FILTERS = ("all", "misclassified", "wrong-concepts")
 ANSWERS_KEPT = 1024
 
@@ -161,7 +163,8 @@ class Explorer:
             return
         model, data = self.model(name), self.data(name)
         if model.bank is not None:
-            check_bank(model, data.test.x)
+            check_bank(model, getattr(data.test, "x", None))
+        log.info("predicting the %d test samples of %s with %s", len(data.test), data.name, name)
         output = decode_all(model.model, encode_all(model.model, data.test.inputs))
         self._base[name] = (output.concept_probs.cpu(), output.task_logits.cpu())
 

@@ -114,11 +114,14 @@ def load_explorer_data(model: ExplorerModel, data_root: str | Path | None = None
     return ExplorerData(test, settings, seed, list(paths))
 
 
-def check_bank(model: ExplorerModel, inputs: Tensor) -> None:
-    """A bank explains a model only if it was fitted on the model's own inputs (the embedding)."""
+def check_bank(model: ExplorerModel, inputs: Tensor | None) -> None:
+    """A bank explains a model only if it was fitted on the model's own inputs (the embedding);
+    ``inputs`` is ``None`` for image data, whose inputs are no embedding."""
     if model.bank is None:
         return
     width = model.bank.directions_.shape[1]
+    if inputs is None:
+        raise ValueError(f"{model.name} reads images, not embeddings: a concept bank cannot explain it (drop --bank)")
     if inputs.ndim != 2 or inputs.shape[1] != width:
         raise ValueError(f"the concept bank of {model.name} was fitted on {width}-dimensional embeddings, but the model "
                          f"reads inputs of shape {tuple(inputs.shape[1:])}: pass the bank fitted on this model's inputs")
