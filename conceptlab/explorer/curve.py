@@ -6,8 +6,9 @@ from __future__ import annotations
 from html import escape
 
 
-def curve_svg(points: list[dict], policy: str, width: int = 320, height: int = 180) -> str:
-    """``points`` from ``Explorer.curve``; filled dots where the prediction is right, hollow where wrong."""
+def curve_svg(points: list[dict], policy: str, you: tuple[int, float] | None = None, width: int = 320, height: int = 180) -> str:
+    """``points`` from ``Explorer.curve``; filled dots where the prediction is right, hollow where
+    wrong; ``you`` = (groups set now, probability of the true class now) adds a red diamond."""
     left, right, top, bottom = 38, 10, 12, 30
     n_max = max(len(points) - 1, 1)
 
@@ -29,6 +30,11 @@ def curve_svg(points: list[dict], policy: str, width: int = 320, height: int = 1
                        f"p(true class) = {q['true_probability']:.3f}")
         parts.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="4" fill="{fill}" stroke="#4e79a7" stroke-width="1.5">'
                      f"<title>{title}</title></circle>")
+    if you is not None:
+        x, y = xy(*you)
+        parts.append(f'<path d="M {x:.1f} {y - 6:.1f} L {x + 6:.1f} {y:.1f} L {x:.1f} {y + 6:.1f} L {x - 6:.1f} {y:.1f} Z" '
+                     f'fill="#e15759" fill-opacity="0.8"><title>your corrections: {you[0]} group(s) set, '
+                     f'p(true class) = {you[1]:.3f}</title></path>')
     parts.append(f'<text x="{(left + width - right) / 2}" y="{height - 6}" text-anchor="middle" font-size="11">'
                  f"concept groups corrected ({escape(policy)} order)</text></svg>")
     return "".join(parts)
