@@ -96,14 +96,20 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "conceptlab"
 
 
-def load_cub_for_bench(options: CubSettings, seed: int) -> ConceptSplits:
-    """CUB as frozen-backbone feature tensors (cached) or as images for fine-tuning."""
+def cub_image_splits(options: CubSettings, seed: int) -> ConceptSplits:
+    """CUB's splits of image files, read from the archive as ``options`` say."""
+    if not options.root:
+        raise ValueError("the cub dataset needs a root: pass --root PATH (the directory holding CUB_200_2011/)")
+    return load_cub(options.root, seed, options.val_fraction, options.concepts, options.min_classes, options.threshold)
+
+
+def load_cub_for_bench(options: CubSettings, seed: int, images: ConceptSplits | None = None) -> ConceptSplits:
+    """CUB as frozen-backbone feature tensors (cached) or as images for fine-tuning; ``images``
+    (from ``cub_image_splits``) saves reading the archive again."""
     from .features import feature_splits
     from .transforms import image_transform
 
-    if not options.root:
-        raise ValueError("the cub dataset needs a root: pass --root PATH (the directory holding CUB_200_2011/)")
-    splits = load_cub(options.root, seed, options.val_fraction, options.concepts, options.min_classes, options.threshold)
+    splits = images if images is not None else cub_image_splits(options, seed)
     if options.mode == "finetune":
         size = options.image_size
         return ConceptSplits(
@@ -121,8 +127,7 @@ def prepare_shared(config: DatasetSettings, seed: int = 0, progress: bool = True
     The feature cache key covers the whole file list, so one extraction serves every seed.
     """
     if isinstance(config, CubSettings) and config.mode == "frozen":
-        splits = load_cub(config.root, seed, config.val_fraction, config.concepts, config.min_classes, config.threshold)
-        features_by_path(splits, config, progress)
+        features_by_path(cub_image_splits(config, seed), config, progress)
 
 
 def features_by_path(splits: ConceptSplits, options: CubSettings, progress: bool = True) -> dict[Path, torch.Tensor]:

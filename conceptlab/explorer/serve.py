@@ -21,7 +21,7 @@ def open_explorer(paths: Sequence[str | Path], data_root: str | Path | None = No
     models = []
     for path in paths:
         for file in find_checkpoints(path):
-            model = load_explorer_model(file, bank) if Path(path).is_file() else _concept_model_or_none(file, bank)
+            model = load_explorer_model(file, bank, skip_without_concepts=not Path(path).is_file())
             if model is not None:
                 models.append(model)
     if not models:
@@ -34,17 +34,6 @@ def open_explorer(paths: Sequence[str | Path], data_root: str | Path | None = No
     for name in explorer.models:
         explorer.prepare(name)
     return explorer
-
-
-def _concept_model_or_none(file: Path, bank: str | Path | None):
-    """A bench folder also holds models without concepts (black box, linear probe): skip those."""
-    from ..models import load_model
-
-    model, _, _ = load_model(file)
-    if model.n_concepts == 0:
-        log.info("skipping %s: a %s has no concepts to correct", file.name, type(model).__name__)
-        return None
-    return load_explorer_model(file, bank)
 
 
 def listen(host: str, port: int) -> socket.socket:

@@ -8,6 +8,7 @@ broken page. Files are read with safe loading only (tensors and plain data, neve
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +19,8 @@ from ..concepts.cav import CAVBank
 from ..datasets.base import ConceptDataset
 from ..info import ConceptInfo
 from ..models import ConceptModel, load_model
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -66,9 +69,16 @@ def find_checkpoints(path: str | Path) -> list[Path]:
     return found
 
 
-def load_explorer_model(path: Path, bank: str | Path | None = None) -> ExplorerModel:
-    """Load a checkpoint (safe loading) and the concept bank saved beside it or given as ``bank``."""
+def load_explorer_model(path: Path, bank: str | Path | None = None, skip_without_concepts: bool = False) -> ExplorerModel | None:
+    """Load a checkpoint (safe loading) and the concept bank saved beside it or given as ``bank``.
+
+    A model without concepts is an error, or ``None`` with ``skip_without_concepts`` (a bench
+    folder also holds black boxes and linear probes).
+    """
     model, info, metadata = load_model(path)
+    if model.n_concepts == 0 and skip_without_concepts:
+        log.info("skipping %s: a %s has no concepts to correct", path.name, type(model).__name__)
+        return None
     if model.n_concepts == 0:
         raise ValueError(f"{path} holds a {type(model).__name__} without concepts: the explorer needs a concept model "
                          "(cbm, cem, intcem, pcbm)")
@@ -86,7 +96,7 @@ def load_explorer_data(model: ExplorerModel, data_root: str | Path | None = None
     ``data_root`` replaces the recorded root of a dataset read from disk (CUB), for results moved
     to another machine.
     """
-    from ..datasets.registry import CubSettings, dataset_settings, load_dataset
+    from ..datasets.registry import CubSettings, cub_image_splits, dataset_settings, load_cub_for_bench, load_dataset
     from ..training.recipes import check_compatible
 
     settings = dict(model.metadata["dataset"])
@@ -99,19 +109,14 @@ def load_explorer_data(model: ExplorerModel, data_root: str | Path | None = None
         raise FileNotFoundError(f"{model.path.name} was trained on CUB at {options.root!r}, which is not here: "
                                 "pass --data PATH (the directory holding CUB_200_2011/)")
     seed = int(model.metadata["seed"])
-    test = load_dataset(options, seed=seed).test
+    images = cub_image_splits(options, seed) if isinstance(options, CubSettings) else None  # the archive, read once
+    test = (load_cub_for_bench(options, seed, images) if images is not None else load_dataset(options, seed=seed)).test
     if test.info.to_dict() != model.info.to_dict():
         raise ValueError(f"{model.path.name} predicts concepts {list(model.info.concept_names)[:4]}... and classes "
                          f"{list(model.info.task_names)[:4]}..., but its data give {list(test.info.concept_names)[:4]}... "
                          f"and {list(test.info.task_names)[:4]}...: the data do not match the model")
     check_compatible(model.model, test)
-    paths: list[Path] = []
-    if isinstance(options, CubSettings):
-        from ..datasets.cub import load_cub
-
-        paths = load_cub(options.root, seed, options.val_fraction, options.concepts, options.min_classes,
-                         options.threshold).test.paths
-    return ExplorerData(test, settings, seed, list(paths))
+    return ExplorerData(test, settings, seed, list(images.test.paths) if images is not None else [])
 
 
 def check_bank(model: ExplorerModel, inputs: Tensor | None) -> None:
