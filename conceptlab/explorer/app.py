@@ -87,9 +87,10 @@ def create_app(explorer: Explorer) -> FastAPI:
         curve = explorer.curve(name, sample, policy)
         views = [explorer.view(name, sample, fixed)] + ([explorer.view(compare, sample, fixed)] if compare else [])
         counterfactual = explorer.counterfactual(name, sample) if views[0].original_prediction != views[0].true_class else None
-        groups_done = [g for g, rows in views[0].groups.items() if all(r.corrected is not None for r in rows)]
+        groups_done = int(fixed.units_done(explorer.units(name)[1]).sum())
         data = explorer.data(name)
-        plane = plane_view(data.name, data.test.x[:1], views[0].classes) if hasattr(data.test, "x") else None
+        info = explorer.model(name).info
+        plane = plane_view(data.name, data.test.x[:1], info.concept_names) if hasattr(data.test, "x") else None
         context = {
             "state": state, "link": link, "views": views, "fixed": fixed, "policies": POLICIES, "filters": FILTERS,
             "models": list(explorer.models), "comparable": explorer.comparable(name), "listed": listed[:SAMPLES_LISTED],
@@ -97,9 +98,9 @@ def create_app(explorer: Explorer) -> FastAPI:
             "counterfactual": counterfactual, "message": message,
             "has_image": bool(data.image_paths), "has_plane": plane is not None, "plane_note": plane.note if plane else "",
             "dataset": data.name, "seed": data.seed, "top_classes": [top_classes(v) for v in views],
-            "curve_svg": curve_svg(curve, policy, (len(groups_done), views[0].class_probs[views[0].true_class])
+            "curve_svg": curve_svg(curve, policy, (groups_done, views[0].class_probs[views[0].true_class])
                                    if fixed.values else None),
-            "groups_done": groups_done,
+            "all_groups_done": groups_done == len(info.concept_groups),
         }
         template = "main.html" if fragment else "page.html"
         return HTMLResponse(templates.get_template(template).render(**context))

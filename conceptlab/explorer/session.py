@@ -60,13 +60,21 @@ class Corrections:
             values[index] = float(value)
         return Corrections(values)
 
-    def intervention(self, n_concepts: int) -> Intervention:
-        """A one-sample ``Intervention`` (1, k) writing these values."""
+    def intervention(self, n_concepts: int, device: torch.device | str = "cpu") -> Intervention | None:
+        """A one-sample ``Intervention`` (1, k) writing these values on ``device``; ``None`` when empty."""
+        if not self.values:
+            return None
         mask = torch.zeros(1, n_concepts, dtype=torch.bool)
         values = torch.zeros(1, n_concepts)
         for i, v in self.values.items():
             mask[0, i], values[0, i] = True, v
-        return Intervention(mask, values)
+        return Intervention(mask, values).to(device)
+
+    def units_done(self, units: Tensor) -> Tensor:
+        """(G,) which of the units (G, k) have every concept set."""
+        mask = torch.zeros(units.shape[1], dtype=torch.bool)
+        mask[list(self.values)] = True
+        return ~(units & ~mask).any(1)
 
 
 @dataclass(frozen=True)
@@ -188,11 +196,12 @@ class Explorer:
     # --- one sample --------------------------------------------------------------------------
     def output(self, name: str, sample: int, corrections: Corrections) -> ConceptOutput:
         """The model's output for one sample with ``corrections`` applied by the model itself."""
+        return self._decode(name, self.code(name, sample), corrections)
+
+    def _decode(self, name: str, code: Tensor, corrections: Corrections) -> ConceptOutput:
         model = self.model(name).model
-        code = self.code(name, sample)
-        intervention = corrections.intervention(model.n_concepts).to(code.device) if corrections.values else None
         with evaluating(model), torch.no_grad():
-            return model.decode(code, intervention)
+            return model.decode(code, corrections.intervention(model.n_concepts, code.device))
 
     def code(self, name: str, sample: int) -> Tensor:
         """``model.encode`` of the one sample, so its numbers equal ``model(x[sample:sample + 1], ...)`` bit for bit."""
@@ -205,7 +214,8 @@ class Explorer:
 
     def view(self, name: str, sample: int, corrections: Corrections) -> SampleView:
         """Predicted and true concepts by group, and the task prediction before and after ``corrections``."""
-        output = self.output(name, sample, corrections)
+        code = self.code(name, sample)
+        output = self._decode(name, code, corrections)
         logits = output.task_logits
         model, data = self.model(name), self.data(name)
         p = output.concept_probs[0].tolist()
@@ -215,7 +225,7 @@ class Explorer:
             for group, members in model.info.concept_groups.items()
         }
         threshold = self.threshold(name)
-        base = self.output(name, sample, Corrections({})).task_logits if corrections.values else logits
+        base = self._decode(name, code, Corrections({})).task_logits if corrections.values else logits
         return SampleView(
             name, sample, groups, model.info.task_names,
             tuple(log_class_probabilities(logits)[0].exp().tolist()),
@@ -231,16 +241,17 @@ class Explorer:
 
     def next_step(self, name: str, sample: int, corrections: Corrections, policy: str) -> tuple[str, Corrections]:
         """The unit ``policy`` corrects next (to the true values) and the corrections after it."""
-        code = self.code(name, sample)
+        return self._next_step(name, sample, self.code(name, sample), corrections, policy)
+
+    def _next_step(self, name: str, sample: int, code: Tensor, corrections: Corrections, policy: str) -> tuple[str, Corrections]:
         names, units = self.units(name)
-        done = torch.tensor([[bool(all(int(i) in corrections.values for i in row.nonzero().flatten())) for row in units]])
+        done = corrections.units_done(units)[None]
         if done.all():
             raise ValueError("every concept group of this sample is corrected already")
-        model, data = self.model(name), self.data(name)
-        intervention = corrections.intervention(model.model.n_concepts).to(code.device) if corrections.values else None
+        model, data = self.model(name).model, self.data(name)
         c, y = data.test.c[sample : sample + 1], data.test.y[sample : sample + 1]
-        unit = int(next_units(model.model, code, units, done, intervention, policy, c.to(code.device),
-                              y.to(code.device), seed=self.seed + sample)[0])
+        unit = int(next_units(model, code, units, done, corrections.intervention(model.n_concepts, code.device), policy,
+                              c.to(code.device), y.to(code.device), seed=self.seed + sample)[0])
         values = dict(corrections.values)
         for i in units[unit].nonzero().flatten().tolist():
             values[i] = float(c[0, i])
@@ -254,15 +265,16 @@ class Explorer:
         return self._remembered(("curve", name, sample, policy), lambda: self._curve(name, sample, policy))
 
     def _curve(self, name: str, sample: int, policy: str) -> list[dict]:
-        corrections = Corrections({})
-        true_class = int(self.data(name).test.y[sample])
+        code, corrections = self.code(name, sample), Corrections({})  # encoded once for every step
+        true_class, n_units = int(self.data(name).test.y[sample]), len(self.units(name)[0])
         points, unit = [], None
-        for n in range(len(self.units(name)[0]) + 1):
-            view = self.view(name, sample, corrections)
-            points.append({"n": n, "unit": unit, "true_probability": view.class_probs[true_class],
-                           "predicted": view.predicted, "correct": view.predicted == true_class})
-            if n < len(self.units(name)[0]):
-                unit, corrections = self.next_step(name, sample, corrections, policy)
+        for n in range(n_units + 1):
+            logits = self._decode(name, code, corrections).task_logits
+            predicted = int(task_predictions(logits, self.threshold(name))[0])
+            points.append({"n": n, "unit": unit, "true_probability": float(log_class_probabilities(logits)[0, true_class].exp()),
+                           "predicted": predicted, "correct": predicted == true_class})
+            if n < n_units:
+                unit, corrections = self._next_step(name, sample, code, corrections, policy)
         return points
 
     # --- many samples ------------------------------------------------------------------------
