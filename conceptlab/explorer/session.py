@@ -298,9 +298,8 @@ class Explorer:
         return keep.nonzero().flatten().tolist()
 
     def accuracy(self, name: str) -> float:
-        self.prepare(name)
-        logits = self._base[name][1]
-        return float((task_predictions(logits, self.threshold(name)).cpu() == self.data(name).test.y).float().mean())
+        """Task accuracy on the test split: the share of samples the misclassified filter leaves out."""
+        return 1.0 - len(self.samples(name, "misclassified")) / self.n_samples(name)
 
     # --- counterfactuals ---------------------------------------------------------------------
     def counterfactual(self, name: str, sample: int, top: int = 5) -> dict | None:
