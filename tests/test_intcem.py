@@ -1,5 +1,7 @@
 """IntCEM: its trajectory objective, its learned policy, and what must survive saving and loading."""
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -7,7 +9,7 @@ from conceptlab.interventions import intervention_curve
 from conceptlab.models import cbm, intcem, load_model, save_model
 from conceptlab.models.interventions import Intervention
 from conceptlab.training import IntCEMConfig, TrainConfig, fit, seeded
-from conceptlab.training.intcem import IntCEMLearner, random_pick, true_class_logit
+from conceptlab.training.intcem import IntCEMLearner, random_pick, trajectory_lengths, true_class_logit
 from conceptlab.training.recipes import recipe_stages
 
 from .noisy_concepts import noisy_concepts
@@ -35,18 +37,32 @@ def test_random_pick_draws_only_free_units():
     assert torch.equal(picked.sum(1), free.sum(1).clamp(max=2))
 
 
-def test_trajectory_lengths_stay_inside_the_horizon_and_the_free_units():
-    learner = _learner(TrainConfig(device="cpu"))
+def test_random_pick_takes_one_count_per_sample():
+    free = torch.ones(4, 6, dtype=torch.bool)
+    free[3, :4] = False  # two free units only
+    picked = random_pick(free, torch.tensor([0, 1, 5, 3]))
+    assert picked.sum(1).tolist() == [0, 1, 5, 2]
+    assert not (picked & ~free).any()
+
+
+def test_trajectory_lengths_stay_inside_the_horizon_and_each_samples_free_units():
+    n_free = torch.arange(13).repeat(200)
     for horizon in (2.0, 3.7, 6.0, 13.0):
-        learner.horizon = horizon
-        for n_free in (0, 1, 2, 5, 12):
-            for _ in range(30):
-                before, steps = learner._trajectory_length(n_free)
-                assert before + steps <= max(n_free, 0)
-                assert 0 <= before < max(1, min(int(horizon), n_free - 1)) or before == 0
-                assert steps < min(int(horizon), 6) or steps == 0
-                if n_free >= 3 and horizon >= 3:
-                    assert steps >= 1
+        before, steps = trajectory_lengths(n_free, horizon, max_horizon=6)
+        assert (before + steps <= n_free).all()
+        assert (before < torch.clamp(torch.minimum(n_free - 1, torch.tensor(int(horizon))), min=1)).all()
+        assert (steps < min(int(horizon), 6)).all() | (steps == 0).all()
+        assert ((steps >= 1) == (torch.minimum(n_free - before, torch.tensor(min(int(horizon), 6))) > 1)).all()
+        assert (steps[n_free <= 1] == 0).all()
+
+
+def test_one_exhausted_sample_does_not_empty_the_batch():
+    """The defect this guards against: one T per batch from the fewest free units, so a single
+    sample with nothing left (common with RandInt on 2-3 concepts) set T = 0 for everyone."""
+    n_free = torch.full((256,), 3)
+    n_free[0] = 0
+    _, steps = trajectory_lengths(n_free, 3.0, max_horizon=6)
+    assert steps[0] == 0 and (steps[1:] >= 1).all()
 
 
 def test_the_horizon_grows_every_step_up_to_one_more_than_the_units():
@@ -54,7 +70,7 @@ def test_the_horizon_grows_every_step_up_to_one_more_than_the_units():
     x, c, y = torch.randn(8, 20), (torch.rand(8, 12) < 0.5).float(), torch.randint(0, 4, (8,))
     horizons = []
     for _ in range(6):
-        learner._trajectory_loss((x, c, y))
+        learner.trajectory_terms((x, c, y))
         horizons.append(learner.horizon)
     assert horizons[:2] == pytest.approx([3.0, 4.5])
     assert max(horizons) < 5 * 1.5 and horizons[-1] == horizons[-2]  # stops once it passes G + 1 = 5
@@ -64,9 +80,20 @@ def test_the_task_loss_reaches_the_policy_through_its_sampled_corrections():
     config = TrainConfig(device="cpu", intcem=IntCEMConfig(intervention_weight=0.0, initial_horizon=6.0))
     learner = _learner(config)
     x, c, y = torch.randn(32, 20), (torch.rand(32, 12) < 0.5).float(), torch.randint(0, 4, (32,))
-    learner._trajectory_loss((x, c, y)).backward()
+    sum(learner.trajectory_terms((x, c, y))[0].values()).backward()
     gradient = sum(float(p.grad.abs().sum()) for p in learner.model.policy.parameters() if p.grad is not None)
     assert gradient > 0  # straight-through Gumbel: corrections chosen by the policy carry the task loss back
+
+
+def test_a_sample_without_a_trajectory_adds_nothing_to_the_policy_term():
+    learner = _learner(TrainConfig(device="cpu", intcem=IntCEMConfig(initial_horizon=6.0)))
+    x, c, y = torch.randn(16, 20), (torch.rand(16, 12) < 0.5).float(), torch.randint(0, 4, (16,))
+    learner.stage = replace(learner.stage, intervention_prob=1.0)  # RandInt corrects everything: no sample has a trajectory
+    terms, steps = learner.trajectory_terms((x, c, y))
+    assert (steps == 0).all() and terms["policy"].item() == 0.0
+    learner.stage = replace(learner.stage, intervention_prob=0.0)
+    terms, steps = learner.trajectory_terms((x, c, y))
+    assert (steps > 0).all() and terms["policy"].item() > 0.0
 
 
 def test_the_intcem_recipe_refuses_other_models():

@@ -1,7 +1,11 @@
 """IntCEM's training objective (Espinosa Zarlenga et al., NeurIPS 2023): sampled intervention
 trajectories, a policy that imitates the greedy oracle, a discounted task loss, a growing horizon.
 
-Everything is batched: one trajectory length T per batch, every sample's corrections drawn at once.
+Everything is batched, and every sample draws its own trajectory: after RandInt, sample i has
+``n_free_i`` units left; it gets ``before_i`` random corrections and then a trajectory of ``T_i``
+policy-chosen steps, both drawn from what *it* has left (the authors' sampler, applied per
+sample). The batch runs ``max_i T_i`` steps with sample i active in its first ``T_i`` of them, so
+one sample with nothing left never empties the others' trajectories.
 """
 
 from __future__ import annotations
@@ -29,15 +33,39 @@ def true_class_logit(logits: Tensor, y: Tensor) -> Tensor:
     return logits.gather(-1, index).squeeze(-1)
 
 
-def random_pick(free: Tensor, counts: int) -> Tensor:
-    """(B, G) bool: ``counts`` units drawn uniformly among each sample's ``free`` ones."""
+def random_pick(free: Tensor, counts: Tensor | int) -> Tensor:
+    """(B, G) bool: ``counts`` units (one count, or one per sample (B,)) drawn uniformly among each sample's ``free`` ones."""
     keys = torch.rand(free.shape, device=free.device).masked_fill(~free, -1.0)
     ranks = keys.argsort(dim=1, descending=True).argsort(dim=1)
+    counts = torch.as_tensor(counts, device=free.device).reshape(-1, 1)
     return (ranks < counts) & free
 
 
+def trajectory_lengths(n_free: Tensor, horizon: float, max_horizon: int) -> tuple[Tensor, Tensor]:
+    """Per sample, (random corrections made before the trajectory, trajectory length T), both (B,).
+
+    The authors' sampler, drawn for every sample from its own ``n_free`` units: ``before`` is
+    uniform on [0, min(h, n_free - 1)) and T uniform on [1, min(h, max_horizon, n_free - before)),
+    with h the current horizon limit; a sample with one unit or none left gets T = 0.
+    """
+    limit = int(horizon)
+    n_free = n_free.long()
+    bottom = torch.clamp(torch.minimum(n_free - 1, torch.full_like(n_free, limit)), min=0)
+    before = (torch.rand(n_free.shape, device=n_free.device) * bottom).floor().long()
+    end = torch.minimum(n_free - before, torch.full_like(n_free, min(limit, max_horizon)))
+    steps = 1 + (torch.rand(n_free.shape, device=n_free.device) * (end - 1).clamp(min=0)).floor().long()
+    return before, torch.where(end > 1, steps, torch.zeros_like(steps))
+
+
 class IntCEMLearner(ConceptLearner):
-    """Trains an ``InterventionAwareCEM``; validation scores the concept and task losses without corrections."""
+    """Trains an ``InterventionAwareCEM``; validation scores the concept and task losses without corrections.
+
+    Per epoch it logs ``trajectory_steps`` (the fraction of training steps in which some sample
+    ran a trajectory), ``trajectory_samples`` (the fraction of samples that did) and
+    ``policy_loss``, so a run's history shows whether the objective ran.
+    """
+
+    epoch_metrics = ("trajectory_steps", "trajectory_samples", "policy_loss")
 
     def __init__(self, model: InterventionAwareCEM, stage: Stage, config: TrainConfig, pos_weight: Tensor | None = None):
         if not isinstance(model, InterventionAwareCEM):
@@ -45,22 +73,35 @@ class IntCEMLearner(ConceptLearner):
         super().__init__(model, stage, config, pos_weight)
         self.horizon = config.intcem.initial_horizon
 
-    def _loss(self, batch: tuple[Tensor, Tensor, Tensor], training: bool) -> Tensor:
-        if not training:  # the plain joint loss: no correction at validation
-            return super()._loss(batch, training)
-        return self._trajectory_loss(batch)
+    def loss_terms(self, batch: tuple[Tensor, Tensor, Tensor], training: bool) -> dict[str, Tensor]:
+        """Training: ``concept``, ``policy`` (imitating the oracle) and ``trajectory_task`` terms;
+        validation: the plain joint terms, without corrections."""
+        if not training:
+            return super().loss_terms(batch, training)
+        return self.trajectory_terms(batch)[0]
 
-    def _trajectory_length(self, n_free: int) -> tuple[int, int]:
-        """(corrections made before the trajectory, trajectory length T), as in the authors' sampler."""
-        limit = int(self.horizon)
-        if n_free <= 0:
-            return 0, 0
-        bottom = min(limit, n_free - 1)
-        before = int(torch.randint(0, bottom, ()).item()) if bottom > 0 else 0
-        end = min(limit, self.config.intcem.max_horizon, n_free - before)
-        return before, int(torch.randint(1, end, ()).item()) if end > 1 else 0
+    def training_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int) -> Tensor:
+        terms, steps = self.trajectory_terms(batch)
+        loss = sum(terms.values())
+        self.log("train_loss", loss, on_step=False, on_epoch=True, batch_size=batch[0].shape[0])
+        self.log("trajectory_steps", float((steps > 0).any()), on_step=False, on_epoch=True, batch_size=1)
+        self.log("trajectory_samples", (steps > 0).float().mean(), on_step=False, on_epoch=True, batch_size=1)
+        self.log("policy_loss", terms["policy"].detach(), on_step=False, on_epoch=True, batch_size=1)
+        return loss
 
-    def _trajectory_loss(self, batch: tuple[Tensor, Tensor, Tensor]) -> Tensor:
+    def _randint(self, batch_size: int, n_units: int, device: torch.device) -> Tensor:
+        p = self.stage.intervention_prob
+        shape = (batch_size, n_units) if self.stage.intervention_per == "sample" else (1, n_units)
+        return (torch.rand(shape, device=device) < p).expand(batch_size, -1)
+
+    def trajectory_terms(self, batch: tuple[Tensor, Tensor, Tensor]) -> tuple[dict[str, Tensor], Tensor]:
+        """The weighted training loss terms on one batch and every sample's trajectory length T (B,).
+
+        Parameters
+        ----------
+        batch:
+            ``(x, c, y)``: inputs, concept labels, task labels.
+        """
         x, c, y = batch
         model, settings = self.model, self.config.intcem
         units = model.units.to(x.dtype)  # (G, k)
@@ -76,18 +117,16 @@ class IntCEMLearner(ConceptLearner):
             mask = corrected(chosen)
             return model.head(rearrange(model.embed(context, probs * (1 - mask) + c * mask), "b k m -> b (k m)"))
 
-        # RandInt corrections first, then a few more at random, then T steps chosen by the policy
-        p = self.stage.intervention_prob
-        shape = (x.shape[0], units.shape[0]) if self.stage.intervention_per == "sample" else (1, units.shape[0])
-        chosen = (torch.rand(shape, device=x.device) < p).expand(x.shape[0], -1).to(x.dtype)
-        randint_loss = task_loss(task_logits(chosen), y)
-        before, steps = self._trajectory_length(int((chosen == 0).sum(1).min()))
-        chosen = chosen + random_pick(chosen == 0, before).to(x.dtype)
-        policy_weight = sum(settings.policy_discount ** i for i in range(steps)) or 1.0
-        task_weight = 1.0 + (settings.task_discount ** steps if steps else 0.0)
-        loss_task = randint_loss / task_weight
-        loss_policy = torch.zeros((), device=x.device)
-        for step in range(steps):
+        # RandInt corrections first, then a few more at random, then T_i steps chosen by the policy
+        randint = self._randint(x.shape[0], units.shape[0], x.device)
+        randint_loss = task_loss(task_logits(randint.to(x.dtype)), y, reduction="none")
+        before, steps = trajectory_lengths((~randint).sum(1), self.horizon, settings.max_horizon)
+        chosen = (randint | random_pick(~randint, before)).to(x.dtype)
+        discounts = settings.policy_discount ** torch.arange(int(steps.max()), device=x.device, dtype=x.dtype)
+        active = torch.arange(discounts.numel(), device=x.device).unsqueeze(0) < steps.unsqueeze(1)  # (B, max T)
+        policy_weight = (discounts * active).sum(1).clamp(min=1.0)  # the sum of a sample's own discounts
+        loss_policy = torch.zeros(x.shape[0], device=x.device, dtype=x.dtype)
+        for step in range(discounts.numel()):
             used = chosen > 0.5
             mask = corrected(chosen)
             scores = model.policy_logits(context, probs * (1 - mask) + c * mask, mask).masked_fill(used, MASKED)
@@ -95,11 +134,22 @@ class IntCEMLearner(ConceptLearner):
                 effects = model.concept_effects(context.detach(), Intervention(mask > 0.5, c))
                 after = effects.after_each_unit(units, c, mask < 0.5)
                 target = true_class_logit(after, y).masked_fill(used, float("-inf")).argmax(1)
-            loss_policy = loss_policy + settings.policy_discount ** step * F.cross_entropy(scores, target) / policy_weight
-            chosen = chosen + F.gumbel_softmax(scores, tau=1.0, hard=True)  # straight-through: the task loss reaches the policy
-        if steps:
-            loss_task = loss_task + settings.task_discount ** steps * task_loss(task_logits(chosen), y) / task_weight
+            now = active[:, step].to(x.dtype)
+            step_loss = F.cross_entropy(scores, target, reduction="none")
+            loss_policy = loss_policy + now * discounts[step] * step_loss / policy_weight
+            # straight-through Gumbel: the task loss reaches the policy; samples past their T stop
+            chosen = chosen + now.unsqueeze(1) * F.gumbel_softmax(scores, tau=1.0, hard=True)
+        end_weight = torch.where(steps > 0, settings.task_discount ** steps.to(x.dtype), torch.zeros_like(randint_loss))
+        loss_task = randint_loss / (1.0 + end_weight)
+        if discounts.numel():
+            loss_task = loss_task + end_weight * task_loss(task_logits(chosen), y, reduction="none") / (1.0 + end_weight)
         if self.horizon < units.shape[0] + 1:
             self.horizon *= settings.horizon_rate
-        loss = self.stage.concept_weight * concept_loss(concept_logits, c, self.pos_weight)
-        return loss + settings.intervention_weight * loss_policy + settings.trajectory_task_weight * loss_task
+        running = steps > 0
+        terms = {
+            "concept": self.stage.concept_weight * concept_loss(concept_logits, c, self.pos_weight),
+            # the policy term averages over the samples that ran a trajectory, as the authors' batch mean does
+            "policy": settings.intervention_weight * loss_policy.sum() / running.sum().clamp(min=1),
+            "trajectory_task": settings.trajectory_task_weight * loss_task.mean(),
+        }
+        return terms, steps

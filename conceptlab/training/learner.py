@@ -59,13 +59,30 @@ class ConceptLearner(L.LightningModule):
             return Intervention(mask, c)
         return None
 
-    def _loss(self, batch: tuple[Tensor, Tensor, Tensor], training: bool) -> Tensor:
+    #: Per-epoch diagnostics this learner logs beside ``train_loss`` and ``val_loss`` (kept in ``FitReport.history``).
+    epoch_metrics: tuple[str, ...] = ()
+
+    def loss_terms(self, batch: tuple[Tensor, Tensor, Tensor], training: bool) -> dict[str, Tensor]:
+        """The weighted terms of this stage's objective on one batch, by name; the loss is their sum.
+
+        Parameters
+        ----------
+        batch:
+            ``(x, c, y)``: inputs, concept labels, task labels.
+        training:
+            Whether this is a training step (RandInt and trajectories run only then).
+        """
         x, c, y = batch
         out = self.model(x, self._intervention(c, training))
-        loss = self.stage.task_weight * task_loss(out.task_logits, y) if self.stage.task_weight else 0.0
+        terms: dict[str, Tensor] = {}
+        if self.stage.task_weight:
+            terms["task"] = self.stage.task_weight * task_loss(out.task_logits, y)
         if self.stage.concept_weight and out.concept_logits is not None:
-            loss = loss + self.stage.concept_weight * concept_loss(out.concept_logits, c, self.pos_weight)
-        return loss
+            terms["concept"] = self.stage.concept_weight * concept_loss(out.concept_logits, c, self.pos_weight)
+        return terms
+
+    def _loss(self, batch: tuple[Tensor, Tensor, Tensor], training: bool) -> Tensor:
+        return sum(self.loss_terms(batch, training).values())
 
     def training_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int) -> Tensor:
         loss = self._loss(batch, training=True)

@@ -64,14 +64,15 @@ class FitReport:
 
 
 class _History(Callback):
-    """Mean training and validation loss of every epoch."""
+    """Mean training and validation loss of every epoch, and the learner's own ``epoch_metrics``."""
 
-    def __init__(self) -> None:
-        self.losses: dict[str, list[float]] = {"train_loss": [], "val_loss": []}
+    def __init__(self, epoch_metrics: tuple[str, ...] = ()) -> None:
+        self.losses: dict[str, list[float]] = {"train_loss": [], "val_loss": [], **{name: [] for name in epoch_metrics}}
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if "train_loss" in trainer.callback_metrics:
-            self.losses["train_loss"].append(round(float(trainer.callback_metrics["train_loss"]), 6))
+        for name in self.losses:
+            if name != "val_loss" and name in trainer.callback_metrics:
+                self.losses[name].append(round(float(trainer.callback_metrics[name]), 6))
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.sanity_checking and "val_loss" in trainer.callback_metrics:
@@ -175,10 +176,10 @@ def fit(
                 warnings.warn(f"the sparse head stopped at max_iter={config.posthoc.max_iter} before reaching "
                               f"tol={config.posthoc.tol}; raise train.posthoc.max_iter", RuntimeWarning, stacklevel=2)
             continue
-        recorder = _History()
+        learner = (IntCEMLearner if stage.trajectories else ConceptLearner)(model, stage, config, pos_weight)
+        recorder = _History(learner.epoch_metrics)
         with _quiet_lightning():
             trainer = _trainer(config, stage.name, [recorder], loggers)
-        learner = (IntCEMLearner if stage.trajectories else ConceptLearner)(model, stage, config, pos_weight)
         data = _datamodule(splits, config, seed=config.seed + index)
         try:
             with seeded(config.seed + index, trainer.strategy.root_device), _quiet_lightning():
