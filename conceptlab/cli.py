@@ -113,7 +113,8 @@ def _bench_cce(args: argparse.Namespace, raw: dict, name: str) -> int:
     return 0
 
 
-POLICY_NAMES = "random, uncertainty, lcp, cctp, ectp, eudtp, coop, oracle, learned"  # kept equal to POLICIES by a test
+POLICY_NAMES = ("random, uncertainty, uncertainty-mean, lcp, cctp, ectp, eudtp, oracle, oracle-mean, learned, learned-sample, "
+                "coop, global-val-error, global-val-improvement, behavioural-cloning")  # kept equal to POLICIES by a test
 
 
 def _intervene(args: argparse.Namespace) -> int:
@@ -121,7 +122,7 @@ def _intervene(args: argparse.Namespace) -> int:
 
     from .atomic import write_atomic
     from .datasets.registry import load_dataset
-    from .interventions import curve_plot, intervention_curve, resolve_policy
+    from .interventions import curve_plot, fit_policy, intervention_curve, resolve_policy
     from .models import load_model
     from .training.recipes import check_compatible
 
@@ -132,15 +133,17 @@ def _intervene(args: argparse.Namespace) -> int:
             f"{args.checkpoint} does not record the dataset it was trained on; use the Python API "
             "conceptlab.models.interventions.intervention_curve(model, data) with your test data"
         )
-    test = load_dataset(meta["dataset"], seed=meta["seed"]).test
+    splits = load_dataset(meta["dataset"], seed=meta["seed"])
+    test = splits.test
     if test.info.to_dict() != info.to_dict():
         raise ValueError(f"{args.checkpoint} was trained with concepts {list(info.concept_names)[:5]} and classes "
                          f"{list(info.task_names)[:5]}, but the dataset it records gives {list(test.info.concept_names)[:5]} "
                          f"and {list(test.info.task_names)[:5]}: the checkpoint and its metadata disagree")
     check_compatible(model, test)
     threshold = meta.get("evaluation", {}).get("binary_threshold", 0.0)
+    policy = fit_policy(args.policy, model, train=splits.train, val=splits.val, groups=args.groups, seed=args.seed)
     curves = [
-        intervention_curve(model, test, args.policy, args.groups, competence, args.repeats, args.seed, threshold)
+        intervention_curve(model, test, policy, args.groups, competence, args.repeats, args.seed, threshold)
         for competence in args.competence
     ]
     out = Path(args.out or Path("results") / "interventions" / Path(args.checkpoint).stem)

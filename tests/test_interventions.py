@@ -6,10 +6,11 @@ from conceptlab import cli
 from conceptlab.bench import parse_spec, run_grid, write_reports
 from conceptlab.datasets import xor
 from conceptlab.interventions import (
+    POLICIES,
+    PolicyState,
     curve_plot,
     intervention_curve,
     random_policy,
-    uncertainty_policy,
     unit_ranks,
     units_to_concepts,
     with_competence,
@@ -95,10 +96,25 @@ def test_random_policy_gives_a_permutation_per_sample_and_masks_respect_groups()
         assert ((ranks < n).sum(1) == n).all()
 
 
+def _state(probs: torch.Tensor, units: torch.Tensor) -> PolicyState:
+    done = torch.zeros(probs.shape[0], units.shape[0], dtype=torch.bool)
+    return PolicyState(None, probs, probs, units, done, None, torch.Generator().manual_seed(0))
+
+
 def test_uncertainty_policy_takes_the_least_certain_concept_first():
     probs = torch.tensor([[0.9, 0.45, 0.01], [0.6, 0.99, 0.2]])
-    ranks = unit_ranks(uncertainty_policy(probs, torch.eye(3, dtype=torch.bool), torch.Generator().manual_seed(0)))
+    ranks = unit_ranks(POLICIES["uncertainty"](_state(probs, torch.eye(3, dtype=torch.bool))))
     assert ranks.tolist() == [[1, 0, 2], [0, 2, 1]]
+
+
+def test_uncertainty_scores_a_group_by_its_most_uncertain_concept_or_by_the_mean():
+    probs = torch.tensor([[0.51, 0.99, 0.6, 0.6]])  # group a: one near-coin-flip and one sure concept
+    units = torch.tensor([[1, 1, 0, 0], [0, 0, 1, 1]], dtype=torch.bool)
+    assert unit_ranks(POLICIES["uncertainty"](_state(probs, units))).tolist() == [[0, 1]]  # max (the CEM authors)
+    assert unit_ranks(POLICIES["uncertainty-mean"](_state(probs, units))).tolist() == [[0, 1]]
+    probs = torch.tensor([[0.55, 0.999, 0.58, 0.58]])  # the mean prefers b, the max still a
+    assert unit_ranks(POLICIES["uncertainty"](_state(probs, units))).tolist() == [[0, 1]]
+    assert unit_ranks(POLICIES["uncertainty-mean"](_state(probs, units))).tolist() == [[1, 0]]
 
 
 @pytest.mark.parametrize("competence", [0.0, 0.25, 0.5, 1.0])

@@ -6,8 +6,8 @@ import time
 from dataclasses import asdict
 from typing import Any, Literal
 
-from ..datasets.base import ConceptDataset
-from ..interventions import intervention_curve
+from ..datasets.base import ConceptDataset, ConceptSplits
+from ..interventions import fit_policy, intervention_curve
 from ..metrics import (
     concept_alignment_score,
     concept_representations,
@@ -19,7 +19,10 @@ from ..metrics import (
 from ..models.base import ConceptModel, decode_all, encode_all
 from ..settings import Bool, Float, Fraction, PositiveInt, settings, validated
 
-PolicyName = Literal["random", "uncertainty", "lcp", "cctp", "ectp", "eudtp", "coop", "oracle", "learned"]
+PolicyName = Literal[
+    "random", "uncertainty", "uncertainty-mean", "lcp", "cctp", "ectp", "eudtp", "coop", "oracle", "oracle-mean",
+    "learned", "learned-sample", "global-val-error", "global-val-improvement", "behavioural-cloning",
+]
 
 
 @settings
@@ -27,7 +30,7 @@ class EvaluationSettings:
     """Test-time measurements of a benchmark (read from the config's ``evaluation`` block)."""
 
     binary_threshold: Float = 0.0  # 0.5 reproduces the official CEM code's scoring
-    intervention_policies: tuple[PolicyName, ...] = ("random", "uncertainty")  # "learned": models that learned one
+    intervention_policies: tuple[PolicyName, ...] = ("random", "uncertainty")  # "learned*": models that learned one
     intervention_groups: Bool = True  # intervene on concept groups (else single concepts)
     intervention_repeats: PositiveInt = 5  # random orders (and wrong values) drawn per curve
     intervention_competence: tuple[Fraction, ...] = (1.0, 0.0)  # 1: true values, 0: all wrong
@@ -48,20 +51,26 @@ def evaluate_split(model: ConceptModel, data: ConceptDataset, settings: Evaluati
     return dict(summarize(decode_all(model, encode_all(model, data.inputs)), data, settings.binary_threshold))
 
 
-def evaluate_run(model: ConceptModel, test: ConceptDataset, settings: EvaluationSettings, seed: int) -> dict[str, Any]:
+def evaluate_run(model: ConceptModel, splits: ConceptSplits, settings: EvaluationSettings, seed: int) -> dict[str, Any]:
     """Metrics, intervention curves (with their AUC and policy cost), CAS and impurity of one
-    trained model on the test split. The ``learned`` policy is skipped for models without one."""
+    trained model on the test split. Policies that learn from data are fitted on the training and
+    validation splits first (what they chose is in ``intervention_policy_settings``); the
+    ``learned`` policies are skipped for models without one."""
     start = time.perf_counter()
+    test = splits.test
     codes = encode_all(model, test.inputs)  # encoded once for the metrics and every curve
     output = decode_all(model, codes)
     record: dict[str, Any] = dict(summarize(output, test, settings.binary_threshold))
-    for key in ("interventions", "interventions_std", "intervention_auc", "intervention_cost"):
+    for key in ("interventions", "interventions_std", "intervention_auc", "intervention_early_weighted",
+                "intervention_cost", "intervention_policy_settings"):
         record[key] = None
-    policies = [p for p in settings.intervention_policies if p != "learned" or hasattr(model, "unit_scores")]
+    policies = [p for p in settings.intervention_policies if not p.startswith("learned") or hasattr(model, "unit_scores")]
     if model.n_concepts and policies:
+        fitted = {p: fit_policy(p, model, train=splits.train, val=splits.val, groups=settings.intervention_groups, seed=seed)
+                  for p in policies}
         curves = [
             intervention_curve(
-                model, test, policy, settings.intervention_groups, competence,
+                model, test, fitted[policy], settings.intervention_groups, competence,
                 settings.intervention_repeats, seed, settings.binary_threshold, codes,
             )
             for competence in settings.intervention_competence
@@ -70,7 +79,9 @@ def evaluate_run(model: ConceptModel, test: ConceptDataset, settings: Evaluation
         record["interventions"] = {c.name: list(c.accuracy_mean) for c in curves}
         record["interventions_std"] = {c.name: list(c.accuracy_std) for c in curves}
         record["intervention_auc"] = {c.name: c.auc for c in curves}
+        record["intervention_early_weighted"] = {c.name: c.early_weighted_accuracy for c in curves}
         record["intervention_cost"] = {c.name: c.seconds_per_sample for c in curves}  # policy seconds per sample
+        record["intervention_policy_settings"] = {p: rule.settings for p, rule in fitted.items() if rule.settings} or None
     record["concept_alignment"] = None
     if settings.concept_alignment:
         representations = concept_representations(output, test.info.n_concepts)

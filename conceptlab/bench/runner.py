@@ -91,7 +91,7 @@ def run_one(plan: RunPlan) -> dict[str, Any]:
         train_config = key.train_config(replace(spec.train, seed=plan.seed), spec.model)
         logger = make_logger(plan.tracker, plan.out_dir, spec.name, plan.name.removeprefix(f"{spec.name}-"))
         report = fit(model, splits, key.recipe, train_config, loggers=[logger] if logger else None)
-        metrics = evaluate_run(model, splits.test, spec.evaluation, seed=plan.seed)
+        metrics = evaluate_run(model, splits, spec.evaluation, seed=plan.seed)
         validation = evaluate_split(model, splits.val, spec.evaluation)
         if bank is not None:  # beside the checkpoint, so that `conceptlab explore` can draw counterfactuals
             bank.save(plan.checkpoint.with_name(plan.checkpoint.stem + BANK_SUFFIX), checkpoint=plan.checkpoint.name)

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from ..interventions import next_units, resolve_policy
+from ..interventions import Policy, fit_policy, next_units, resolve_policy
 from ..interventions.lookahead import log_class_probabilities
 from ..metrics import task_predictions
 from ..models import Intervention
@@ -250,12 +250,20 @@ class Explorer:
             raise ValueError("every concept group of this sample is corrected already")
         model, data = self.model(name).model, self.data(name)
         c, y = data.test.c[sample : sample + 1], data.test.y[sample : sample + 1]
-        unit = int(next_units(model, code, units, done, corrections.intervention(model.n_concepts, code.device), policy,
+        unit = int(next_units(model, code, units, done, corrections.intervention(model.n_concepts, code.device),
+                              self.policy(name, policy),
                               c.to(code.device), y.to(code.device), seed=self.seed + sample)[0])
         values = dict(corrections.values)
         for i in units[unit].nonzero().flatten().tolist():
             values[i] = float(c[0, i])
         return names[unit], Corrections(values)
+
+    def policy(self, name: str, policy: str) -> Policy:
+        """``policy`` ready for the model (fitted once on its training and validation splits if it learns from data)."""
+        resolve_policy(policy)
+        data = self.data(name)
+        return self._remembered(("policy", name, policy), lambda: fit_policy(
+            policy, self.model(name).model, train=data.train, val=data.val, groups=True, seed=self.seed))
 
     def curve(self, name: str, sample: int, policy: str) -> list[dict]:
         """The sample's intervention curve: after correcting 0, 1, ..., G groups in ``policy``'s order

@@ -42,12 +42,15 @@ class ExplorerModel:
 
 @dataclass
 class ExplorerData:
-    """The test split a model was evaluated on, and the image files behind its rows (CUB), if any."""
+    """The test split a model was evaluated on, the image files behind its rows (CUB), if any, and
+    the training and validation splits (policies that learn from data are fitted on them)."""
 
     test: ConceptDataset
     dataset: dict
     seed: int
     image_paths: list[Path] = field(default_factory=list)
+    train: ConceptDataset | None = None
+    val: ConceptDataset | None = None
 
     @property
     def name(self) -> str:
@@ -110,13 +113,14 @@ def load_explorer_data(model: ExplorerModel, data_root: str | Path | None = None
                                 "pass --data PATH (the directory holding CUB_200_2011/)")
     seed = int(model.metadata["seed"])
     images = cub_image_splits(options, seed) if isinstance(options, CubSettings) else None  # the archive, read once
-    test = (load_cub_for_bench(options, seed, images) if images is not None else load_dataset(options, seed=seed)).test
+    splits = load_cub_for_bench(options, seed, images) if images is not None else load_dataset(options, seed=seed)
+    test = splits.test
     if test.info.to_dict() != model.info.to_dict():
         raise ValueError(f"{model.path.name} predicts concepts {list(model.info.concept_names)[:4]}... and classes "
                          f"{list(model.info.task_names)[:4]}..., but its data give {list(test.info.concept_names)[:4]}... "
                          f"and {list(test.info.task_names)[:4]}...: the data do not match the model")
     check_compatible(model.model, test)
-    return ExplorerData(test, settings, seed, list(images.test.paths) if images is not None else [])
+    return ExplorerData(test, settings, seed, list(images.test.paths) if images is not None else [], splits.train, splits.val)
 
 
 def check_bank(model: ExplorerModel, inputs: Tensor | None) -> None:

@@ -1,9 +1,10 @@
 """Evaluation by intervention: policies that order concept corrections, competence, accuracy curves."""
 
-from .curves import InterventionCurve, intervention_curve, normalised_auc, with_competence
+from .curves import InterventionCurve, normalised_auc, with_competence
 from .plot import curve_plot
-from .policies import Policy, PolicyState, random_policy, uncertainty_policy, unit_ranks, units_to_concepts
+from .policies import Policy, PolicyState, random_policy, unit_ranks, units_to_concepts
 from .registry import POLICIES, resolve_policy
+from .run import fit_policy, intervention_curve
 from .sequential import coop_policy
 from .stepwise import next_units
 
@@ -14,12 +15,12 @@ __all__ = [
     "PolicyState",
     "coop_policy",
     "curve_plot",
+    "fit_policy",
     "intervention_curve",
     "next_units",
     "normalised_auc",
     "random_policy",
     "resolve_policy",
-    "uncertainty_policy",
     "unit_ranks",
     "units_to_concepts",
     "with_competence",

@@ -10,10 +10,15 @@ distribution (f0 / f1: after setting concept i to 0 / 1):
 - ``ectp``: (1 - p_i) KL(f0 || f) + p_i KL(f1 || f), the expected change of the prediction;
 - ``eudtp``: H(f) - [(1 - p_i) H(f0) + p_i H(f1)], the expected decrease of its entropy.
 
-UCP (1 / |p_i - 0.5|) is the ``uncertainty`` policy of ``policies``.
+UCP, ``uncertainty``: 1 / |p_i - 0.5|, most uncertain first. A group scores the *max* over its
+concepts (as the CEM authors' ``UncertaintyMaximizerPolicy``); ``uncertainty-mean`` takes the mean
+(conceptlab's rule before 0.2). The other criteria score a group by the mean of its concepts.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Literal
 
 from torch import Tensor
 
@@ -21,6 +26,15 @@ from .lookahead import entropy, outcomes
 from .policies import Policy, PolicyState
 
 SOURCE = "Shin et al., ICML 2023"
+
+
+def ucp(reduce: Literal["mean", "max"]) -> Callable[[PolicyState], Tensor]:
+    """UCP with group scores aggregated by ``reduce``."""
+
+    def score(state: PolicyState) -> Tensor:
+        return state.per_unit(1.0 / ((state.probs.detach().float() - 0.5).abs() + 1e-6), reduce)
+
+    return score
 
 
 def lcp(state: PolicyState) -> Tensor:
@@ -51,6 +65,8 @@ def eudtp(state: PolicyState) -> Tensor:
 
 
 CRITERIA = [
+    Policy("uncertainty", ucp("max"), source=SOURCE + "; group max as the CEM authors' code"),
+    Policy("uncertainty-mean", ucp("mean"), source=SOURCE + "; group mean"),
     Policy("lcp", lcp, uses_labels=True, source=SOURCE),
     Policy("cctp", cctp, source=SOURCE),
     Policy("ectp", ectp, source=SOURCE),

@@ -13,8 +13,7 @@ from ..metrics import task_accuracy
 from ..models.base import ConceptModel, decode_all, encode_all
 from ..models.interventions import Intervention
 from ..runtime import evaluating
-from .policies import LegacyPolicy, Policy, PolicyState, unit_ranks, units_to_concepts
-from .registry import resolve_policy
+from .policies import Policy, PolicyState, unit_ranks, units_to_concepts
 
 
 def with_competence(mask: Tensor, c: Tensor, competence: float, generator: torch.Generator) -> Tensor:
@@ -58,8 +57,20 @@ class InterventionCurve:
 
     @property
     def auc(self) -> float:
-        """Normalised area under accuracy against the fraction of units corrected."""
+        """Normalised area under accuracy against the fraction of units corrected (conceptlab's own
+        summary: neither the CEM nor the IntCEM authors' code computes an area)."""
         return normalised_auc(self.accuracy_mean)
+
+
+    @property
+    def early_weighted_accuracy(self) -> float:
+        """sum_n acc_n (1 - n/G) / sum_n (1 - n/G): accuracy weighted towards the first corrections,
+        the summary the CEM authors' code ranks CooP's weights by (there over a few n only)."""
+        values = torch.as_tensor(self.accuracy_mean, dtype=torch.float64)
+        if values.numel() < 2:
+            return float(values.mean())
+        weights = 1 - torch.arange(values.numel(), dtype=torch.float64) / (values.numel() - 1)
+        return float((values * weights).sum() / weights.sum())
 
 
 def normalised_auc(accuracy: list[float] | tuple[float, ...]) -> float:
@@ -70,10 +81,10 @@ def normalised_auc(accuracy: list[float] | tuple[float, ...]) -> float:
     return float(torch.trapezoid(values, dx=1.0 / (values.numel() - 1)))
 
 
-def intervention_curve(
+def policy_curve(
     model: ConceptModel,
     data: ConceptDataset,
-    policy: str | Policy | LegacyPolicy = "random",
+    rule: Policy,
     groups: bool = True,
     competence: float = 1.0,
     repeats: int = 5,
@@ -82,14 +93,8 @@ def intervention_curve(
     codes: Tensor | None = None,
     chunk_size: int = 1024,
 ) -> InterventionCurve:
-    """Correct the first n units of each sample's policy order, for n = 0..G, and measure accuracy.
-
-    Units are the concept groups of ``data.info`` (``groups=True``) or single concepts. A static
-    policy ranks the units once; a sequential one picks the next unit after every correction.
-    Each repeat breaks ties and draws random orders (and wrong values when ``competence`` < 1)
-    anew. ``codes`` (``encode_all(model, data.inputs)``) saves re-encoding the data when several
-    curves are drawn; policies see ``chunk_size`` samples at a time.
-    """
+    """``intervention_curve`` for a ``Policy`` object (what ``intervention_curve`` runs once it has
+    resolved a name); see there for the parameters."""
     if model.n_concepts == 0:
         raise ValueError(f"{type(model).__name__} has no concepts; intervention curves need a concept model")
     if repeats < 1:
@@ -99,7 +104,6 @@ def intervention_curve(
         units, names = info.group_matrix(), info.group_names
     else:
         units, names = torch.eye(info.n_concepts, dtype=torch.bool), info.concept_names
-    rule = resolve_policy(policy)
     generator = torch.Generator().manual_seed(seed)
     if codes is None:
         codes = encode_all(model, data.inputs)  # interventions only change what comes after the encoding

@@ -16,10 +16,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Literal
 
 import torch
 from torch import Tensor
 
+from ..datasets.base import ConceptDataset
 from ..models.base import ConceptEffects, ConceptModel
 from ..models.interventions import Intervention
 
@@ -45,8 +47,11 @@ class PolicyState:
         """Task logits now and the change from correcting each concept (computed once per state)."""
         return self.model.concept_effects(self.codes, self.intervention)
 
-    def per_unit(self, concept_scores: Tensor) -> Tensor:
-        """(B, k) concept scores -> (B, G): the mean over each unit's concepts."""
+    def per_unit(self, concept_scores: Tensor, reduce: Literal["mean", "max"] = "mean") -> Tensor:
+        """(B, k) concept scores -> (B, G): the mean (or the max) over each unit's concepts."""
+        if reduce == "max":
+            members = self.units.to(concept_scores.device).bool().unsqueeze(0)
+            return concept_scores.unsqueeze(1).masked_fill(~members, float("-inf")).amax(-1)
         members = self.units.to(concept_scores.dtype)
         return concept_scores @ members.T / members.sum(1)
 
@@ -66,6 +71,8 @@ class Policy:
     ``sequential``: asked again after every correction. ``uses_labels``: reads the true concepts
     and labels (never deployable). ``stochastic``: draws random numbers, so its scores are
     recomputed for every repeat of a curve. ``source`` names the paper the rule comes from.
+    ``fit``: set on policies that learn from data first (``fit_policy`` calls it and returns the
+    ready policy, whose ``settings`` record what was chosen); such a policy cannot score unfitted.
     """
 
     name: str
@@ -74,9 +81,32 @@ class Policy:
     uses_labels: bool = False
     stochastic: bool = False
     source: str = ""
+    fit: Callable[[PolicyData], Policy] | None = field(default=None, repr=False)
+    settings: dict[str, float] = field(default_factory=dict)
 
     def __call__(self, state: PolicyState) -> Tensor:
+        if self.fit is not None:
+            raise ValueError(f"the {self.name!r} policy is fitted on data before use ({self.source}): pass "
+                             f"fit_policy({self.name!r}, model, train=..., val=...) from conceptlab.interventions instead")
         return self.score(state)
+
+
+@dataclass(frozen=True)
+class PolicyData:
+    """What a policy that learns from data is fitted on: the model, its training and validation
+    splits, whether the units are concept groups (else single concepts), and a seed."""
+
+    model: ConceptModel
+    train: ConceptDataset
+    val: ConceptDataset
+    groups: bool = True
+    seed: int = 0
+
+    @property
+    def units(self) -> Tensor:
+        """(G, k) membership of the intervention units."""
+        info = self.val.info
+        return info.group_matrix() if self.groups else torch.eye(info.n_concepts, dtype=torch.bool)
 
 
 LegacyPolicy = Callable[[Tensor, Tensor, torch.Generator], Tensor]  # (probs (B, k), units (G, k), generator) -> (B, G)
@@ -85,13 +115,6 @@ LegacyPolicy = Callable[[Tensor, Tensor, torch.Generator], Tensor]  # (probs (B,
 def random_policy(probs: Tensor, units: Tensor, generator: torch.Generator) -> Tensor:
     """A uniformly random order of the units, drawn independently for every sample."""
     return torch.rand(probs.shape[0], units.shape[0], generator=generator).to(probs.device)
-
-
-def uncertainty_policy(probs: Tensor, units: Tensor, generator: torch.Generator) -> Tensor:
-    """Most uncertain first: the mean of 1 / |p - 0.5| over a unit's concepts (UCP of Shin et al.)."""
-    uncertainty = 1.0 / ((probs.detach().float() - 0.5).abs() + 1e-6)
-    members = units.float().to(probs.device)
-    return uncertainty @ members.T / members.sum(1)
 
 
 def from_function(function: LegacyPolicy) -> Callable[[PolicyState], Tensor]:

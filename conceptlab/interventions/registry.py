@@ -5,16 +5,17 @@ from __future__ import annotations
 import inspect
 
 from .criteria import CRITERIA
-from .policies import LegacyPolicy, Policy, from_function, random_policy, uncertainty_policy
+from .fitted import FITTED
+from .policies import LegacyPolicy, Policy, from_function, random_policy
 from .sequential import SEQUENTIAL
 
 POLICIES: dict[str, Policy] = {
     p.name: p
     for p in [
         Policy("random", from_function(random_policy), stochastic=True, source="uniformly random order"),
-        Policy("uncertainty", from_function(uncertainty_policy), source="UCP, Shin et al., ICML 2023"),
         *CRITERIA,
         *SEQUENTIAL,
+        *FITTED,
     ]
 }
 ALIASES = {"ucp": "uncertainty", "oracle-greedy": "oracle"}

@@ -1,4 +1,8 @@
-"""Sequential policies, asked again after every correction: CooP, the oracle, IntCEM's learned policy."""
+"""Policies that look at the intervention so far: CooP, the greedy oracles, IntCEM's learned policy.
+
+All are sequential (asked again after every correction) except ``learned-sample``, which, as the
+IntCEM authors' evaluation does, draws a whole order at once from the uncorrected sample's scores.
+"""
 
 from __future__ import annotations
 
@@ -44,27 +48,60 @@ def coop_policy(
     return Policy("coop", score, sequential=True, source="Chauhan et al., AAAI 2023")
 
 
-def oracle(state: PolicyState) -> Tensor:
-    """Greedy upper bound: the unit whose correction (true values) most raises the true class's probability."""
-    log_probs = log_class_probabilities(after_each_unit(state, state.c))  # (B, G, C)
-    index = state.y.long().to(log_probs.device).view(-1, 1, 1).expand(-1, log_probs.shape[1], 1)
+def _true_class_probability(log_probs: Tensor, y: Tensor) -> Tensor:
+    """(B, n, C) log-probabilities -> (B, n): those of each sample's true class."""
+    index = y.long().to(log_probs.device).view(-1, 1, 1).expand(-1, log_probs.shape[1], 1)
     return log_probs.gather(-1, index).squeeze(-1)
 
 
-def learned(state: PolicyState) -> Tensor:
-    """The policy a model learned (IntCEM): its scores for the next unit given the intervention so far."""
+def oracle(state: PolicyState) -> Tensor:
+    """Greedy upper bound: the unit whose correction (all its concepts at once, true values) most
+    raises the true class's probability."""
+    return _true_class_probability(log_class_probabilities(after_each_unit(state, state.c)), state.y)
+
+
+def oracle_mean(state: PolicyState) -> Tensor:
+    """The CEM authors' greedy oracle (``GreedyOptimal``): each concept scores the probability of
+    the true class after correcting it alone; a group scores the mean over its concepts, counting
+    already corrected ones as 0."""
+    effects = state.effects
+    change = torch.where(state.c.bool().unsqueeze(-1), effects.to_one, effects.to_zero)  # (B, k, T)
+    probability = _true_class_probability(log_class_probabilities(effects.logits.unsqueeze(1) + change), state.y).exp()
+    if state.intervention is not None:
+        probability = probability.masked_fill(state.intervention.mask, 0.0)
+    return state.per_unit(probability)
+
+
+def _learned_scores(state: PolicyState, intervention) -> Tensor:
     model = state.model
     if not hasattr(model, "unit_scores"):
-        raise ValueError(f"the 'learned' policy needs a model that learned one (intcem); {type(model).__name__} has none")
+        raise ValueError(f"the 'learned' policies need a model that learned one (intcem); {type(model).__name__} has none")
     if tuple(model.units.shape) != tuple(state.units.shape) or not torch.equal(model.units.cpu(), state.units.cpu()):
         kind = "concept groups" if model.units.shape[0] != model.n_concepts else "single concepts"
         raise ValueError(f"this model learned to rank {model.units.shape[0]} {kind}, not the {state.units.shape[0]} "
                          f"units asked for; intervene on {kind} (groups={kind == 'concept groups'})")
-    return model.unit_scores(state.codes, state.intervention)
+    return model.unit_scores(state.codes, intervention)
+
+
+def learned(state: PolicyState) -> Tensor:
+    """The policy a model learned (IntCEM), greedily: its best-scored unit next, asked again after
+    every correction."""
+    return _learned_scores(state, state.intervention)
+
+
+def learned_sample(state: PolicyState) -> Tensor:
+    """IntCEM's policy as the authors evaluate it: units drawn without replacement in proportion to
+    the softmax of its scores for the uncorrected sample (Gumbel-top-k: log-softmax plus Gumbel noise)."""
+    log_probs = _learned_scores(state, None).float().log_softmax(-1)
+    uniform = torch.rand(log_probs.shape, generator=state.generator).to(log_probs.device).clamp(1e-12, 1 - 1e-12)
+    return log_probs - (-uniform.log()).log()
 
 
 SEQUENTIAL = [
-    coop_policy(),
     Policy("oracle", oracle, sequential=True, uses_labels=True, source="greedy on the true label (upper bound)"),
-    Policy("learned", learned, sequential=True, source="IntCEM, Espinosa Zarlenga et al., NeurIPS 2023"),
+    Policy("oracle-mean", oracle_mean, sequential=True, uses_labels=True,
+           source="greedy on the true label, group = mean of single-concept effects (CEM authors' GreedyOptimal)"),
+    Policy("learned", learned, sequential=True, source="IntCEM, Espinosa Zarlenga et al., NeurIPS 2023; argmax"),
+    Policy("learned-sample", learned_sample, stochastic=True,
+           source="IntCEM, Espinosa Zarlenga et al., NeurIPS 2023; sampled from its softmax as the authors' code"),
 ]

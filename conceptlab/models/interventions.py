@@ -67,7 +67,7 @@ def _as_tensor(value, what: str) -> Tensor:
 
 
 _MOVED = ("POLICIES", "InterventionCurve", "Policy", "intervention_curve", "random_policy", "resolve_policy",
-          "uncertainty_policy", "unit_ranks", "units_to_concepts", "with_competence")
+          "unit_ranks", "units_to_concepts", "with_competence")
 
 
 def __getattr__(name: str):

@@ -1,0 +1,77 @@
+"""Policies by name or object: ``intervention_curve`` draws one's curve, ``fit_policy`` readies one that learns from data."""
+
+from __future__ import annotations
+
+from torch import Tensor
+
+from ..datasets.base import ConceptDataset
+from ..models.base import ConceptModel
+from .curves import InterventionCurve, policy_curve
+from .policies import LegacyPolicy, Policy, PolicyData
+from .registry import resolve_policy
+
+
+def intervention_curve(
+    model: ConceptModel,
+    data: ConceptDataset,
+    policy: str | Policy | LegacyPolicy = "random",
+    groups: bool = True,
+    competence: float = 1.0,
+    repeats: int = 5,
+    seed: int = 0,
+    binary_threshold: float = 0.0,
+    codes: Tensor | None = None,
+    chunk_size: int = 1024,
+) -> InterventionCurve:
+    """Correct the first n units of each sample's policy order, for n = 0..G, and measure accuracy.
+
+    Units are the concept groups of ``data.info`` (``groups=True``) or single concepts. A static
+    policy ranks the units once; a sequential one picks the next unit after every correction.
+    Each repeat breaks ties and draws random orders (and wrong values when ``competence`` < 1)
+    anew. ``codes`` (``encode_all(model, data.inputs)``) saves re-encoding the data when several
+    curves are drawn; policies see ``chunk_size`` samples at a time. A policy that learns from
+    data (``coop``, ``global-val-*``, ``behavioural-cloning``) is passed fitted: ``fit_policy``.
+    """
+    rule = resolve_policy(policy)
+    if rule.fit is not None:
+        raise ValueError(f"the {rule.name!r} policy learns from the model's training and validation splits first: "
+                         f"pass fit_policy({rule.name!r}, model, train=..., val=...) as the policy")
+    return policy_curve(model, data, rule, groups, competence, repeats, seed, binary_threshold, codes, chunk_size)
+
+
+def fit_policy(
+    policy: str | Policy | LegacyPolicy,
+    model: ConceptModel,
+    *,
+    train: ConceptDataset | None = None,
+    val: ConceptDataset | None = None,
+    groups: bool = True,
+    seed: int = 0,
+) -> Policy:
+    """The policy ready to score: fitted on ``train`` / ``val`` if it learns from data, else itself.
+
+    Parameters
+    ----------
+    policy:
+        A name of ``POLICIES``, a ``Policy`` or a policy function.
+    model:
+        The trained model whose interventions the policy orders.
+    train, val:
+        The model's training and validation splits (never the test split).
+    groups:
+        Units are the concept groups of the data (else single concepts), as in ``intervention_curve``.
+    seed:
+        Seeds what the fit draws.
+
+    Raises
+    ------
+    ValueError
+        If the policy learns from data and a split it needs is missing.
+    """
+    rule = resolve_policy(policy)
+    if rule.fit is None:
+        return rule
+    if train is None or val is None:
+        raise ValueError(f"the {rule.name!r} policy is fitted on the model's training and validation splits: "
+                         "pass train= and val=")
+    return rule.fit(PolicyData(model, train, val, groups, seed))
