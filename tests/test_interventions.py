@@ -1,3 +1,6 @@
+import itertools
+
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -16,6 +19,7 @@ from conceptlab.interventions import (
     with_competence,
 )
 from conceptlab.metrics import concept_alignment_score
+from conceptlab.metrics.alignment import kmedoids_clusters
 from conceptlab.models import ConceptBottleneckModel, ConceptEmbeddingModel, Intervention, cem
 from conceptlab.training import TrainConfig, fit, seeded
 
@@ -221,3 +225,40 @@ def test_the_old_import_path_still_works_with_a_deprecation_warning():
         assert old.intervention_curve is moved.intervention_curve
     with pytest.raises(AttributeError):
         old.no_such_name  # noqa: B018
+
+
+def _total_distance(points, medoids):
+    return float(np.min(np.linalg.norm(points[:, None] - points[list(medoids)][None], axis=-1), axis=1).sum())
+
+
+def test_kmedoids_finds_the_brute_force_medoids_on_small_separated_data():
+    rng = np.random.default_rng(0)
+    centres = np.array([[0.0, 0.0], [5.0, 0.0], [0.0, 5.0]])
+    points = np.concatenate([centre + 0.4 * rng.standard_normal((4, 2)) for centre in centres])
+    labels, medoids = kmedoids_clusters(points, 3)
+    best = min(itertools.combinations(range(len(points)), 3), key=lambda m: _total_distance(points, m))
+    assert sorted(medoids.tolist()) == sorted(best)
+    assert len(set(labels[:4])) == len(set(labels[4:8])) == len(set(labels[8:])) == 1
+
+
+def test_every_kmedoids_medoid_is_the_brute_force_medoid_of_its_cluster():
+    """The alternating algorithm's fixed point, checked by brute force on unstructured data."""
+    points = np.random.default_rng(1).standard_normal((40, 3))
+    labels, medoids = kmedoids_clusters(points, 5)
+    distances = np.linalg.norm(points[:, None] - points[None], axis=-1)
+    assert (labels == np.argmin(distances[:, medoids], axis=1)).all()  # every point with its nearest medoid
+    for cluster, medoid in enumerate(medoids):
+        members = np.flatnonzero(labels == cluster)
+        costs = distances[np.ix_(members, members)].sum(1)
+        assert costs[members.tolist().index(medoid)] == pytest.approx(costs.min())
+
+
+def test_cas_with_kmedoids_and_with_kmeans_agree_on_clear_representations():
+    generator = torch.Generator().manual_seed(0)
+    c = (torch.rand(300, 3, generator=generator) < 0.5).float()
+    aligned = [(2 * c[:, i : i + 1] - 1) + 0.05 * torch.randn(300, 4, generator=generator) for i in range(3)]
+    noise = [torch.randn(300, 4, generator=generator) for _ in range(3)]
+    for reps, low, high in ((aligned, 0.97, 1.0 + 1e-9), (noise, 0.0, 0.6)):
+        medoids = concept_alignment_score(reps, c, clustering="kmedoids")
+        means = concept_alignment_score(reps, c, clustering="kmeans")
+        assert low < medoids <= high and low < means <= high
