@@ -254,11 +254,11 @@ def _edit(args: argparse.Namespace) -> int:
     if args.prune or args.match:
         chosen = tuple(_names(args.prune)) if args.prune else ()
         chosen += matching_concepts(info, args.match) if args.match else ()
-        edits.append(ConceptEdit(tuple(dict.fromkeys(chosen)), 0.0, classes))
+        edits.append(ConceptEdit(tuple(dict.fromkeys(chosen)), 0.0, classes, args.method))
     for item in args.scale or []:
         name, _, factor = item.rpartition("=")
         try:
-            edits.append(ConceptEdit((name,), float(factor), classes))
+            edits.append(ConceptEdit((name,), float(factor), classes, args.method))
         except ValueError:
             raise ValueError(f"--scale takes CONCEPT=FACTOR, e.g. '{name or 'has_bill_shape::hooked'}=0.5'; got {item!r}") from None
     if edits:
@@ -268,7 +268,7 @@ def _edit(args: argparse.Namespace) -> int:
         recorded = list(metadata.get("edits", [])) + [e.to_dict() for e in edits]
         save_model(model, args.out, info, **{**metadata, "edits": recorded})
         for e in edits:
-            print(f"{'pruned' if e.factor == 0 else f'scaled by {e.factor}'}: {', '.join(e.concepts)} "
+            print(f"{'pruned' if e.factor == 0 else f'scaled by {e.factor}'} ({e.method}): {', '.join(e.concepts)} "
                   f"({'classes ' + ', '.join(e.classes) if e.classes else 'every class'})")
         print(f"edited model: {args.out}")
     print(f"head sparsity: {sparsity(model):.1%} of the concept weights are zero")
@@ -381,6 +381,10 @@ def build_parser() -> argparse.ArgumentParser:
     edit.add_argument("--match", metavar="REGEX", help="also prune every concept whose name this regular expression finds")
     edit.add_argument("--scale", nargs="+", metavar="CONCEPT=FACTOR", help="multiply a concept's weights, e.g. stripes=0.5")
     edit.add_argument("--classes", help="comma-separated class names the edits apply to (default: every class)")
+    edit.add_argument("--method", choices=("fold-mean", "prune", "prune-normalize"), default="fold-mean",
+                      help="fold-mean: a PCBM's removed term moves to the concept's training mean (default); prune: the "
+                           "paper's Prune, weight scaled, bias kept; prune-normalize: the paper's Prune+Normalize, the "
+                           "class's remaining weights rescaled to their previous L1 norm")
     edit.add_argument("--top", type=_positive_int, default=5, help="concepts listed per class")
     edit.add_argument("--out", help="where to write the edited model (required with an edit)")
     edit.add_argument("--plot", metavar="PNG", help="also draw the top concepts of the chosen classes (default: the first six)")

@@ -215,10 +215,14 @@ def test_cli_edit_prunes_into_a_new_file_and_shows_top_concepts(tmp_path, data, 
     out = tmp_path / "edited.pt"
     assert main(["edit", str(path), "--prune", "c0", "--match", "^c1[01]$", "--classes", "class1", "--out", str(out)]) == 0
     edited, _, metadata = load_model(out)
-    assert metadata["edits"] == [{"concepts": ["c0", "c10", "c11"], "factor": 0.0, "classes": ["class1"]}]
+    assert metadata["edits"] == [{"concepts": ["c0", "c10", "c11"], "factor": 0.0, "classes": ["class1"], "method": "fold-mean"}]
     assert metadata["bench"] == "noisy"
     assert (edited.head.weight[1, [0, 10, 11]] == 0).all()
     assert torch.equal(load_model(path)[0].head.weight, trained.head.weight)
+    assert main(["edit", str(path), "--prune", "c3", "--classes", "class1", "--method", "prune-normalize", "--out", str(out)]) == 0
+    normalized, _, metadata = load_model(out)
+    assert metadata["edits"][0]["method"] == "prune-normalize" and normalized.head.weight[1, 3] == 0
+    assert torch.allclose(normalized.head.weight[1].abs().sum(), trained.head.weight[1].abs().sum())
     assert main(["edit", str(path), "--prune", "c0"]) == 2  # an edit needs --out
     assert main(["edit", str(path), "--scale", "c0=half", "--out", str(out)]) == 2
 
@@ -268,3 +272,38 @@ def test_pruning_a_pcbm_concept_keeps_inputs_at_its_usual_value_where_they_were(
     change = edited(z).task_logits - trained(z).task_logits
     expected = -(distances[:, :1] - trained.distance_mean[0]) * trained.head.weight[:, 0]
     assert torch.allclose(change, expected, atol=1e-4)
+
+
+def test_the_papers_prune_keeps_the_bias_and_shifts_logits_by_the_removed_term(data, trained):
+    info = data.info
+    edited = apply_edits(trained, info, [ConceptEdit(("c3",), 0.0, ("class1",), method="prune")])
+    assert torch.equal(edited.head.bias, trained.head.bias)
+    assert edited.head.weight[1, 3] == 0 and torch.equal(edited.head.weight[[0, 2, 3]], trained.head.weight[[0, 2, 3]])
+    with torch.no_grad():
+        distances = trained.distances(trained.encode(data.test.x))
+        before, after = trained(data.test.x).task_logits, edited(data.test.x).task_logits
+    assert torch.allclose(after[:, 1], before[:, 1] - trained.head.weight[1, 3] * distances[:, 3], atol=1e-5)
+
+
+def test_prune_normalize_keeps_each_edited_class_total_weight(data, trained):
+    info = data.info
+    edited = apply_edits(trained, info, [ConceptEdit(("c0", "c5"), 0.0, ("class0", "class2"), method="prune-normalize")])
+    old, new = trained.head.weight, edited.head.weight
+    assert (new[[0, 2]][:, [0, 5]] == 0).all()
+    assert torch.allclose(new[[0, 2]].abs().sum(1), old[[0, 2]].abs().sum(1))  # L1 norm of the class row preserved
+    kept = [i for i in range(12) if i not in (0, 5)]
+    ratio = new[0, kept] / old[0, kept]
+    assert torch.allclose(ratio[old[0, kept] != 0], ratio[old[0, kept] != 0][0].expand(int((old[0, kept] != 0).sum())))
+    assert torch.equal(new[[1, 3]], old[[1, 3]]) and torch.equal(edited.head.bias, trained.head.bias)
+    with pytest.raises(ValueError, match="unknown edit method 'magic'"):
+        ConceptEdit(("c0",), method="magic")
+
+
+def test_the_authors_residual_recipe_trains_twenty_epochs_and_keeps_the_last(data, bank, trained):
+    hybrid = PosthocCBM(bank, data.info.n_classes, hybrid=True)
+    report = fit(hybrid, data, "posthoc", TrainConfig(max_epochs=40, posthoc=PosthocConfig(lam=1e-3, residual="authors")))
+    assert report.stage_epochs["residual"] == 20 and len(report.history["residual"]["train_loss"]) == 20
+    assert torch.equal(hybrid.head.weight, trained.head.weight)
+    assert hybrid.residual.weight.abs().sum() > 0
+    assert report.history["residual"]["train_loss"][-1] < report.history["residual"]["train_loss"][0]
+    assert accuracy(hybrid, data.test) >= accuracy(trained, data.test) - 0.02

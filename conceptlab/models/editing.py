@@ -1,13 +1,24 @@
 """Global model edits (Yuksekgonul et al., ICLR 2023): prune or reweight named concepts in a head
 that is linear in the concepts (PCBMs and CBMs), for every class or for some.
 
-Scaling concept i's weight w by ``factor`` in a PCBM moves the removed part of its term to the
-concept's training mean: w d_i becomes factor w d_i + (1 - factor) w mean(d_i), the constant
-folded into the bias. A PCBM's distances are not zero when a concept is absent (zero is the
-hyperplane), so zeroing the weight alone would shift every input's logit by w mean(d_i) and
-favour or penalise the class for all inputs; this way an input whose concept sits at its usual
-value keeps its logits, and only inputs where the concept stands out lose its effect. A CBM's
-concepts are probabilities, 0 when absent: there the weight is scaled and nothing else.
+Three methods, each preserving something different:
+
+- ``fold-mean`` (default): scaling concept i's weight w by ``factor`` in a PCBM moves the removed
+  part of its term to the concept's training mean: w d_i becomes factor w d_i + (1 - factor) w
+  mean(d_i), the constant folded into the bias. A PCBM's distances are not zero when a concept is
+  absent (zero is the hyperplane), so zeroing the weight alone shifts every input's logit by
+  w mean(d_i); this way an input whose concept sits at its usual value keeps its logits, and only
+  inputs where the concept stands out lose its effect.
+- ``prune``: the paper's Prune: the weight is scaled (0: removed) and the bias kept as it is.
+  Preserves every other weight and the bias; shifts the class's logits by (factor - 1) w d_i,
+  also for inputs where the concept sits at its mean.
+- ``prune-normalize``: the paper's Prune+Normalize: ``prune``, then the class's remaining concept
+  weights rescaled to the L1 norm the row had before the edit (the paper renormalises the class's
+  weights; the authors' repository holds no editing code, so the L1 norm follows a public
+  reproduction). Preserves the class's total weight, so the class does not lose overall score.
+
+A CBM's concepts are probabilities, 0 when absent: there ``fold-mean`` and ``prune`` both scale
+the weight and nothing else.
 
 A single-logit (binary) head has one weight per concept serving both classes (+w for class 1,
 -w for class 0), so class-restricted edits are refused there rather than applied to both.
@@ -19,6 +30,7 @@ import copy
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import Tensor
@@ -29,18 +41,27 @@ from .cbm import ConceptBottleneckModel
 from .pcbm import PosthocCBM
 
 
+EDIT_METHODS: tuple[str, ...] = ("fold-mean", "prune", "prune-normalize")
+
+
 @dataclass(frozen=True)
 class ConceptEdit:
-    """Multiply the head weights of ``concepts`` by ``factor`` (0: prune) for ``classes`` (None: all)."""
+    """Multiply the head weights of ``concepts`` by ``factor`` (0: prune) for ``classes`` (None: all),
+    by ``method``: ``fold-mean``, ``prune`` or ``prune-normalize`` (see the module docstring)."""
 
     concepts: tuple[str, ...]
     factor: float = 0.0
     classes: tuple[str, ...] | None = None
+    method: Literal["fold-mean", "prune", "prune-normalize"] = "fold-mean"
+
+    def __post_init__(self) -> None:
+        if self.method not in EDIT_METHODS:
+            raise ValueError(f"unknown edit method {self.method!r}; choose one of {', '.join(EDIT_METHODS)}")
 
     def to_dict(self) -> dict:
         """Plain lists and numbers, as a model file's metadata stores them."""
         return {"concepts": list(self.concepts), "factor": self.factor,
-                "classes": list(self.classes) if self.classes is not None else None}
+                "classes": list(self.classes) if self.classes is not None else None, "method": self.method}
 
 
 def _concept_weight(model: ConceptModel) -> Tensor:
@@ -105,8 +126,13 @@ def apply_edits(model: ConceptModel, info: ConceptInfo, edits: Sequence[ConceptE
         else:
             rows = _indices(info.task_names, edit.classes, "class")
         block = (torch.tensor(rows)[:, None], torch.tensor(columns)[None, :])
-        if isinstance(edited, PosthocCBM):
+        if isinstance(edited, PosthocCBM) and edit.method == "fold-mean":
             kept_out = (1 - edit.factor) * weight[block] @ edited.distance_mean[columns]
             edited.head.bias.data[rows] += kept_out
+        before = weight[rows].abs().sum(1)
         weight[block] *= edit.factor
+        if edit.method == "prune-normalize":
+            after = weight[rows].abs().sum(1)
+            rescale = torch.where(after > 0, before / after.clamp(min=torch.finfo(after.dtype).tiny), torch.ones_like(after))
+            weight[rows] *= rescale[:, None]
     return edited

@@ -1,4 +1,5 @@
-"""The posthoc recipe's first stage: a PCBM's sparse head, fitted exactly on the training distances."""
+"""The posthoc recipe without Lightning: a PCBM's sparse head, fitted exactly on the training distances, and
+PCBM-h's residual trained as the PCBM authors do."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ import torch
 from ..datasets.base import ConceptDataset
 from ..models.base import encode_all
 from ..models.pcbm import PosthocCBM
-from ..runtime import evaluating
+from ..runtime import evaluating, seeded
 from .config import PosthocConfig
 from .elastic_net import ElasticNetFit, fit_elastic_net
+from .losses import task_loss
 
 
 def check_posthoc(model: object, recipe: str) -> None:
@@ -34,3 +36,37 @@ def fit_sparse_head(model: PosthocCBM, train: ConceptDataset, config: PosthocCon
     model.head.weight.copy_(solution.weight)
     model.head.bias.copy_(solution.bias)
     return solution
+
+
+AUTHORS_RESIDUAL = {"epochs": 20, "lr": 0.01, "batch_size": 64, "l2": 0.001}  # the PCBM authors' train_pcbm_h.py defaults
+
+
+def fit_residual_as_authors(model: PosthocCBM, train: ConceptDataset, seed: int) -> list[float]:
+    """Train PCBM-h's residual as the authors' train_pcbm_h.py: a freshly initialised linear layer,
+    Adam, cross-entropy plus 0.001 times the mean squared residual weight, a fixed number of
+    epochs, the last one kept (no validation). Returns each epoch's mean training loss."""
+    if model.residual is None:
+        raise ValueError("only a hybrid PCBM (hybrid=True) has a residual to train")
+    settings = AUTHORS_RESIDUAL
+    with seeded(seed):
+        model.residual.reset_parameters()
+        with evaluating(model), torch.no_grad():
+            embeddings = encode_all(model, train.x)
+            concept_logits = model.head(model.distances(embeddings))  # the frozen PCBM part
+        y = train.y.to(embeddings.device)
+        optimizer = torch.optim.Adam(model.residual.parameters(), lr=settings["lr"])
+        losses = []
+        for _ in range(settings["epochs"]):
+            order = torch.randperm(len(y), device=embeddings.device)
+            total = 0.0
+            for start in range(0, len(y), settings["batch_size"]):
+                rows = order[start : start + settings["batch_size"]]
+                with torch.enable_grad():
+                    logits = concept_logits[rows] + model.residual(embeddings[rows])
+                    loss = task_loss(logits, y[rows]) + settings["l2"] * model.residual.weight.pow(2).mean()
+                    optimizer.zero_grad()
+                    loss.backward()
+                    optimizer.step()
+                total += float(loss) * len(rows)
+            losses.append(round(total / len(y), 6))
+    return losses

@@ -21,7 +21,7 @@ from .data import ConceptDataModule, ImageDataModule
 from .intcem import IntCEMLearner
 from .learner import ConceptLearner, Stage
 from .losses import concept_pos_weight
-from .posthoc import check_posthoc, fit_sparse_head
+from .posthoc import check_posthoc, fit_residual_as_authors, fit_sparse_head
 
 RECIPES: tuple[str, ...] = ("joint", "sequential", "independent", "intcem", "posthoc")
 
@@ -168,6 +168,11 @@ def fit(
     stage_epochs: dict[str, int] = {}
     history: dict[str, dict[str, list[float]]] = {}
     for index, stage in enumerate(stages):
+        if stage.trainable == "residual" and config.posthoc.residual == "authors":
+            losses = fit_residual_as_authors(model, splits.train, config.seed + index)
+            stage_epochs[stage.name] = len(losses)
+            history[stage.name] = {"train_loss": losses, "val_loss": []}
+            continue
         if stage.solver == "elastic-net":
             solution = fit_sparse_head(model, splits.train, config.posthoc)
             stage_epochs[stage.name] = solution.iterations
