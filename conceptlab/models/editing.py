@@ -40,7 +40,6 @@ from .base import ConceptModel
 from .cbm import ConceptBottleneckModel
 from .pcbm import PosthocCBM
 
-
 EDIT_METHODS: tuple[str, ...] = ("fold-mean", "prune", "prune-normalize")
 
 

@@ -69,6 +69,7 @@ class TrainConfig:
     lr_factor: Fraction = 0.1  # ReduceLROnPlateau on the validation loss
     lr_patience: NonNegativeInt = 10
     early_stopping_patience: NonNegativeInt = 15  # on the validation loss; 0 disables early stopping
+    keep: Literal["best", "last"] = "best"  # weights a stage ends with: its best validation epoch's, or its last
     concept_weight: NonNegativeFloat = 1.0  # alpha in L = L_task + alpha * L_concept (joint recipe)
     concept_class_weighting: Bool = False  # weight each concept's positives by n_neg / n_pos
     intervention_prob: Fraction = 0.0  # RandInt: probability of a training-time intervention

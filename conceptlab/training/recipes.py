@@ -147,7 +147,8 @@ def fit(
     """Train ``model`` in place on ``splits`` with ``recipe``; returns epochs, wall time and the
     per-epoch losses of every stage.
 
-    Each stage early-stops on its validation loss and ends with the weights of its best epoch.
+    Each stage early-stops on its validation loss and ends with the weights of its best epoch
+    (``config.keep = "last"``: of its last epoch).
     Afterwards the model learns its intervention values from the training set (logit CBMs).
     ``loggers`` (Lightning loggers, e.g. ``TensorBoardLogger``) receive every logged metric.
     """
@@ -207,7 +208,7 @@ def _datamodule(splits, config: TrainConfig, seed: int) -> L.LightningDataModule
 
 
 def _trainer(config: TrainConfig, stage_name: str, extra: list[Callback], loggers: list | None) -> L.Trainer:
-    callbacks: list[Callback] = [_RestoreBestWeights(), *extra]
+    callbacks: list[Callback] = [*([_RestoreBestWeights()] if config.keep == "best" else []), *extra]
     if config.early_stopping_patience > 0:
         callbacks.append(EarlyStopping("val_loss", patience=config.early_stopping_patience))
     if config.checkpoint_dir:
