@@ -1,25 +1,34 @@
-"""IntCEM, conceptlab against the authors' implementation, on the same XOR / Trig / Dot data.
+"""IntCEM side by side: conceptlab against the authors' implementation, same data, same seed, two protocols.
 
     python -m venv --system-site-packages /tmp/authors && /tmp/authors/bin/pip install "pytorch-lightning<2" "setuptools<70"
     git clone https://github.com/mateoespinosa/cem /tmp/cem      # the authors' code (only cem/ is imported)
-    /tmp/authors/bin/python benchmarks/intcem_authors.py --authors /tmp/cem [--seeds 3] [--out results/intcem-authors]
+    /tmp/authors/bin/python benchmarks/intcem_authors.py --authors /tmp/cem [--protocol same|own|both] [--seeds 3]
 
-For every dataset and seed both models are trained on the same splits with the same architecture
-(the MLP encoder of the bench configs, m = 128, linear head, policy MLP 256-128 with batch norm),
-the same optimiser settings (Adam, lr 0.01, weight decay 4e-5, batch 256, up to 500 epochs,
-patience 15) and IntCEM's defaults (lambda_roll 5, task discount 1.1, horizon 2 -> 6 at x1.005
-per step, RandInt 0.25). The authors' synthetic configs hold no IntCEM run, so these are their
-CEM synthetic settings with IntCEM's defaults. Each library trains with its own loop: the
-authors' model is its own LightningModule, validated every 30 epochs as in their synthetic
-configs (``--authors-val-every``; with patience 15 it then runs the full 500 epochs: its
-validation loss is its concept loss only, which stops improving long before the task does, so
-validating every epoch stopped it at 90% on XOR) and keeps its last weights; conceptlab's
-early-stops on concept + task loss and keeps its best weights. Both are then evaluated by the same code: conceptlab's intervention curves (random,
-uncertainty and each model's learned policy, groups = single concepts here) on the test split,
-the authors' model wrapped as a conceptlab ``ConceptModel``. One thread each, one after the other.
+Both libraries train the same architecture on the same splits (the MLP encoder of the bench
+configs, m = 128, linear head, policy MLP 256-128 with batch norm) with the same optimiser
+(Adam, lr 0.01, weight decay 4e-5, batch 256) and IntCEM's defaults (lambda_roll 5, task
+discount 1.1, horizon 2 -> 6 at x1.005 per step, RandInt 0.25 per sample). The authors'
+synthetic configs hold no IntCEM run, so these are their CEM synthetic settings with IntCEM's
+defaults. Two protocols, reported separately:
 
-Writes ``intcem_authors.json`` (every run) and ``intcem_authors.md`` (mean ± std and the
-differences) into ``--out``.
+- ``same``: exactly ``--epochs`` epochs each (default 100), validation after every epoch, no
+  early stopping, the last epoch's weights kept. What still differs: the learning-rate schedule
+  (ReduceLROnPlateau on the validation loss here, on the training loss in theirs), trajectory
+  lengths (one per sample here, one per batch in theirs) and their loop's Python per-sample code.
+- ``own``: each library as it is used. conceptlab: up to 500 epochs, early stopping after 15
+  epochs without a better validation loss, best weights kept. The authors': 500 epochs,
+  validation every 30 (their synthetic configs), early stopping with patience 15 on their
+  validation loss (their concept loss only, which stops improving long before the task does,
+  so it never ends a run early), last weights kept.
+
+Both models are then evaluated by the same code: conceptlab's intervention curves (random,
+uncertainty, the learned policy by argmax and sampled from its softmax as the authors do; units
+are single concepts here) on the test split, the authors' model wrapped as a conceptlab
+``ConceptModel``. One thread each, one library after the other for every seed (so both see the
+same machine load); the time ratio is per epoch and per run, with the protocol beside it.
+
+Writes ``intcem_authors.json`` (every run) and ``intcem_authors.md`` (mean ± std, differences and
+time ratios per protocol) into ``--out``; reruns resume.
 """
 
 from __future__ import annotations
@@ -32,7 +41,6 @@ import sys
 import time
 import warnings
 from dataclasses import replace
-from functools import partial
 from pathlib import Path
 
 import torch
@@ -48,7 +56,8 @@ from conceptlab.metrics import evaluate
 from conceptlab.models import ConceptModel, ConceptOutput, Intervention, mlp
 from conceptlab.training import fit, seeded
 
-POLICIES = ("random", "uncertainty", "learned")
+POLICIES = ("random", "uncertainty", "learned", "learned-sample")
+PROTOCOLS = ("same", "own")
 
 
 class AuthorsIntCEM(ConceptModel):
@@ -96,7 +105,7 @@ class _PlateauWithoutVerbose(torch.optim.lr_scheduler.ReduceLROnPlateau):
         super().__init__(*args, **kwargs)
 
 
-def train_authors(splits, spec, seed: int, val_every: int = 30) -> tuple[ConceptModel, float, int]:
+def train_authors(splits, spec, seed: int, protocol: str, epochs: int) -> tuple[ConceptModel, float, int, dict]:
     import pytorch_lightning as pl
     from cem.models.intcbm import IntAwareConceptEmbeddingModel
     from pytorch_lightning.callbacks.early_stopping import EarlyStopping
@@ -121,11 +130,13 @@ def train_authors(splits, spec, seed: int, val_every: int = 30) -> tuple[Concept
         intervention_discount=settings.policy_discount, int_model_layers=list(spec.model.policy_hidden),
         max_horizon=settings.max_horizon, initial_horizon=settings.initial_horizon, horizon_rate=settings.horizon_rate,
     )
-    trainer = pl.Trainer(
-        accelerator="cpu", devices=1, max_epochs=train.max_epochs, check_val_every_n_epoch=val_every, logger=False,
-        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-        callbacks=[EarlyStopping(monitor="val_loss", min_delta=0.0, patience=train.early_stopping_patience, mode="min")],
-    )
+    if protocol == "same":
+        options = dict(max_epochs=epochs, check_val_every_n_epoch=1, callbacks=[])
+    else:
+        options = dict(max_epochs=train.max_epochs, check_val_every_n_epoch=30, callbacks=[
+            EarlyStopping(monitor="val_loss", min_delta=0.0, patience=train.early_stopping_patience, mode="min")])
+    trainer = pl.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, **options)
     start = time.perf_counter()
     trainer.fit(model, loader(splits.train, True), loader(splits.val, False))
     seconds = time.perf_counter() - start
@@ -134,15 +145,21 @@ def train_authors(splits, spec, seed: int, val_every: int = 30) -> tuple[Concept
         x = splits.test.x[:512]
         if not torch.allclose(adapter(x).task_logits, model(x)[2].reshape(len(x), -1), atol=1e-5):
             raise RuntimeError("the adapter disagrees with the authors' forward pass; their model has changed")
-    return adapter, seconds, trainer.current_epoch
+    return adapter, seconds, trainer.current_epoch, {}
 
 
-def train_ours(splits, spec, seed: int) -> tuple[ConceptModel, float, int]:
+def train_ours(splits, spec, seed: int, protocol: str, epochs: int) -> tuple[ConceptModel, float, int, dict]:
     key = MODEL_KEYS["intcem"]
+    train = replace(spec.train, seed=seed, device="cpu")
+    if protocol == "same":
+        train = replace(train, max_epochs=epochs, early_stopping_patience=0, keep="last")
     with seeded(seed):
         model = key.build(splits.train.x.shape[1], splits.info, spec.model)
-    report = fit(model, splits, key.recipe, key.train_config(replace(spec.train, seed=seed, device="cpu"), spec.model))
-    return model.eval(), report.seconds, report.epochs
+    report = fit(model, splits, key.recipe, key.train_config(train, spec.model))
+    history = report.history["intcem"]
+    mechanism = {"trajectory_steps": statistics.fmean(history["trajectory_steps"]),
+                 "trajectory_samples": statistics.fmean(history["trajectory_samples"])}
+    return model.eval(), report.seconds, report.epochs, mechanism
 
 
 def measure(model: ConceptModel, test, seed: int) -> dict:
@@ -155,21 +172,32 @@ def measure(model: ConceptModel, test, seed: int) -> dict:
 
 
 def summary(runs: list[dict]) -> str:
-    metrics = ["task_accuracy"] + [f"auc_{p}" for p in POLICIES] + ["train_seconds", "epochs"]
-    lines = ["| dataset | metric | conceptlab | authors | difference (ours - theirs) |", "|---|---|---|---|---|"]
-    for dataset in dict.fromkeys(r["dataset"] for r in runs):
-        for metric in metrics:
-            values = {lib: [r[metric] for r in runs if r["dataset"] == dataset and r["library"] == lib]
-                      for lib in ("conceptlab", "authors")}
-            if not all(values.values()):
-                continue
+    metrics = ["task_accuracy"] + [f"auc_{p}" for p in POLICIES] + ["epochs", "train_seconds", "seconds_per_epoch"]
+    lines = []
+    for protocol in PROTOCOLS:
+        chosen = [r for r in runs if r["protocol"] == protocol]
+        if not chosen:
+            continue
+        lines += [f"### protocol: {protocol}", "",
+                  "| dataset | metric | conceptlab | authors | ours - theirs (time: theirs / ours) |", "|---|---|---|---|---|"]
+        for dataset in dict.fromkeys(r["dataset"] for r in chosen):
+            for metric in metrics:
+                values = {lib: [r[metric] for r in chosen if r["dataset"] == dataset and r["library"] == lib]
+                          for lib in ("conceptlab", "authors")}
+                if not all(values.values()):
+                    continue
 
-            def cell(xs: list[float]) -> str:
-                return f"{statistics.fmean(xs):.2f} ± {statistics.pstdev(xs):.2f}"
+                def cell(xs: list[float]) -> str:
+                    return f"{statistics.fmean(xs):.2f} ± {statistics.pstdev(xs):.2f}"
 
-            gap = statistics.fmean(values["conceptlab"]) - statistics.fmean(values["authors"])
-            lines.append(f"| {dataset} | {metric} | {cell(values['conceptlab'])} | {cell(values['authors'])} | {gap:+.2f} |")
-    return "\n".join(lines) + "\n"
+                ours, theirs = statistics.fmean(values["conceptlab"]), statistics.fmean(values["authors"])
+                gap = f"{theirs / ours:.1f}x" if metric in ("train_seconds", "seconds_per_epoch") else f"{ours - theirs:+.2f}"
+                lines.append(f"| {dataset} | {metric} | {cell(values['conceptlab'])} | {cell(values['authors'])} | {gap} |")
+            steps = [r["trajectory_steps"] for r in chosen if r["dataset"] == dataset and r["library"] == "conceptlab"]
+            if steps:
+                lines.append(f"| {dataset} | conceptlab steps with a trajectory | {statistics.fmean(steps):.2f} | | |")
+        lines.append("")
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -177,9 +205,9 @@ def main() -> None:
     parser.add_argument("--authors", required=True, help="a checkout of github.com/mateoespinosa/cem")
     parser.add_argument("--datasets", default="xor,trig,dot")
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--protocol", choices=("same", "own", "both"), default="both")
+    parser.add_argument("--epochs", type=int, default=100, help="epochs of the same protocol")
     parser.add_argument("--out", default="results/intcem-authors")
-    parser.add_argument("--max-epochs", type=int, help="override the configs' epoch limit (a smoke run)")
-    parser.add_argument("--authors-val-every", type=int, default=30, help="epochs between the authors' validations")
     args = parser.parse_args()
     sys.path.insert(0, str(Path(args.authors).resolve()))
     torch.set_num_threads(1)
@@ -188,25 +216,25 @@ def main() -> None:
     out = Path(args.out)
     path = out / "intcem_authors.json"
     runs = json.loads(path.read_text()) if path.exists() else []  # resumes: finished runs are kept
-    done = {(r["dataset"], r["seed"], r["library"]) for r in runs}
-    for dataset in args.datasets.split(","):
-        spec = load_spec(dataset)
-        if args.max_epochs:
-            spec = replace(spec, train=replace(spec.train, max_epochs=args.max_epochs))
-        for seed in range(args.seeds):
-            splits = load_dataset(spec.dataset, seed=seed)
-            authors = partial(train_authors, val_every=args.authors_val_every)
-            for library, train in (("conceptlab", train_ours), ("authors", authors)):
-                if (dataset, seed, library) in done:
-                    continue
-                model, seconds, epochs = train(splits, spec, seed)
-                run = {"dataset": dataset, "seed": seed, "library": library, "train_seconds": seconds, "epochs": epochs,
-                       **measure(model, splits.test, seed)}
-                runs.append(run)
-                write_atomic(path, json.dumps(runs, indent=1))
-                print(f"{dataset} seed {seed} {library:10s} acc {run['task_accuracy']:.2f} "
-                      f"AUC random {run['auc_random']:.2f} learned {run['auc_learned']:.2f} "
-                      f"({seconds:.1f} s, {epochs} epochs)", flush=True)
+    done = {(r["protocol"], r["dataset"], r["seed"], r["library"]) for r in runs}
+    protocols = PROTOCOLS if args.protocol == "both" else (args.protocol,)
+    for protocol in protocols:
+        for dataset in args.datasets.split(","):
+            spec = load_spec(dataset)
+            for seed in range(args.seeds):
+                splits = load_dataset(spec.dataset, seed=seed)
+                for library, train in (("conceptlab", train_ours), ("authors", train_authors)):
+                    if (protocol, dataset, seed, library) in done:
+                        continue
+                    model, seconds, epochs, mechanism = train(splits, spec, seed, protocol, args.epochs)
+                    run = {"protocol": protocol, "dataset": dataset, "seed": seed, "library": library,
+                           "train_seconds": seconds, "epochs": epochs, "seconds_per_epoch": seconds / max(epochs, 1),
+                           **mechanism, **measure(model, splits.test, seed)}
+                    runs.append(run)
+                    write_atomic(path, json.dumps(runs, indent=1))
+                    print(f"{protocol} {dataset} seed {seed} {library:10s} acc {run['task_accuracy']:.2f} "
+                          f"AUC random {run['auc_random']:.2f} learned {run['auc_learned']:.2f} "
+                          f"sampled {run['auc_learned-sample']:.2f} ({seconds:.1f} s, {epochs} epochs)", flush=True)
     table = summary(runs)
     write_atomic(out / "intcem_authors.md", table)
     print(table)

@@ -5,8 +5,10 @@ images carry S (``--rate``), no other image does. A PCBM, a PCBM-h and a linear 
 features; the concept bank knows Koh's 112 CUB attributes plus the visual edits (CAVs from
 edited against unedited training images). The test set breaks the correlation: S is applied
 to a random quarter of the test images (``--test-fraction``), whatever their class. We report where S ranks among class
-A's weights, then prune S from class A's row of the head (``apply_edits``) and measure accuracy
-on that test set before and after, against models trained without the edit (the reference).
+A's weights, then prune S from class A's row of the head (``apply_edits``) by each method
+(``fold-mean``, conceptlab's; ``prune`` and ``prune-normalize``, the paper's Prune and
+Prune+Normalize) and measure accuracy on that test set before and after, against models trained
+without the edit (the reference).
 Recovered = (after - before) / (reference - before).
 
 PCBM-h is the case where the edit is expected to fall short: its residual reads the embedding
@@ -33,6 +35,7 @@ from conceptlab.datasets.base import ConceptSplits
 from conceptlab.datasets.cub import load_cub
 from conceptlab.datasets.registry import CubSettings, features_by_path, image_features
 from conceptlab.models import ConceptEdit, PosthocCBM, apply_edits, class_weights, linear_probe, predict
+from conceptlab.models.editing import EDIT_METHODS
 from conceptlab.runtime import seeded
 from conceptlab.training import PosthocConfig, TrainConfig, fit
 
@@ -120,11 +123,12 @@ def main() -> None:
                 row["rank_of_edit"] = int((weights > weights[column]).sum()) + 1
                 row["weight_of_edit"] = float(weights[column])
                 row["nonzero_weights_of_class"] = int((weights != 0).sum())
-                pruned = apply_edits(model, info, [ConceptEdit((edit,), 0.0, (name,))])
-                row["after"] = accuracy(pruned, shifted, test_y)
-                row["after_clean_test"] = accuracy(pruned, x["test"], test_y)
                 lost = row["reference"] - row["before"]
-                row["recovered"] = (row["after"] - row["before"]) / lost if lost > 0 else None
+                for method in EDIT_METHODS:  # fold-mean (conceptlab), prune and prune-normalize (the paper)
+                    pruned = apply_edits(model, info, [ConceptEdit((edit,), 0.0, (name,), method=method)])
+                    row[f"after_{method}"] = accuracy(pruned, shifted, test_y)
+                    row[f"after_clean_test_{method}"] = accuracy(pruned, x["test"], test_y)
+                    row[f"recovered_{method}"] = (row[f"after_{method}"] - row["before"]) / lost if lost > 0 else None
             rows.append(row)
             print(json.dumps(row))
     out = Path(args.out)
@@ -137,15 +141,21 @@ def main() -> None:
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| edit -> class | model | rank of edit in class weights | reference | before edit | after edit | recovered | clean test before / after |",
-             "|---|---|---|---|---|---|---|---|"]
+    methods = " | ".join(f"after {m} (recovered)" for m in EDIT_METHODS)
+    lines = [f"| edit -> class | model | rank of edit in class weights | reference | before edit | {methods} | clean test before / "
+             + " / ".join(EDIT_METHODS) + " |", "|---|---|---|---|---|" + "---|" * len(EDIT_METHODS) + "---|"]
     for r in rows:
-        after = f"{r['after']:.2f}" if "after" in r else "n/a (no concept to prune)"
-        recovered = f"{100 * r['recovered']:.0f}%" if r.get("recovered") is not None else "n/a"
         rank = f"{r['rank_of_edit']} of {r['nonzero_weights_of_class']} non-zero" if "rank_of_edit" in r else "n/a"
-        clean_after = f"{r['after_clean_test']:.2f}" if "after_clean_test" in r else "-"
+        cells, clean = [], [f"{r['before_clean_test']:.2f}"]
+        for method in EDIT_METHODS:
+            if f"after_{method}" not in r:
+                cells.append("n/a (no concept to prune)")
+                continue
+            recovered = r[f"recovered_{method}"]
+            cells.append(f"{r[f'after_{method}']:.2f} ({f'{100 * recovered:.0f}%' if recovered is not None else 'n/a'})")
+            clean.append(f"{r[f'after_clean_test_{method}']:.2f}")
         lines.append(f"| {r['edit']} -> {r['class']} | {r['model']} | {rank} | {r['reference']:.2f} | {r['before']:.2f} | "
-                     f"{after} | {recovered} | {r['before_clean_test']:.2f} / {clean_after} |")
+                     + " | ".join(cells) + f" | {' / '.join(clean)} |")
     return "\n".join(lines) + "\n"
 
 
