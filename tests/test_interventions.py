@@ -262,3 +262,10 @@ def test_cas_with_kmedoids_and_with_kmeans_agree_on_clear_representations():
         medoids = concept_alignment_score(reps, c, clustering="kmedoids")
         means = concept_alignment_score(reps, c, clustering="kmeans")
         assert low < medoids <= high and low < means <= high
+
+
+def test_kmedoids_cas_separates_representations_with_two_distinct_values():
+    """A Bool-CBM's unit takes two values: the start must not put two medoids on one of them."""
+    c = (torch.rand(400, 2, generator=torch.Generator().manual_seed(0)) < 0.3).float()
+    hard = [c[:, i : i + 1].clone() for i in range(2)]
+    assert concept_alignment_score(hard, c, clustering="kmedoids") > 0.99

@@ -45,7 +45,8 @@ def concept_alignment_score(
 
     ``clustering``: ``"kmedoids"`` as the paper (its code calls scikit-learn-extra's ``KMedoids``
     with its defaults: the alternating algorithm from the n points of least total distance; here
-    the ``kmedoids`` package's alternating solver from that same start), or ``"kmeans"``
+    the ``kmedoids`` package's alternating solver from the n *distinct* such points, see
+    ``kmedoids_clusters``), or ``"kmeans"``
     (scikit-learn's k-means, random initialisation, one run, at most 30 Lloyd iterations:
     conceptlab's rule before 0.2). Both split well-separated representations the same way.
     The paper's code integrates over its ``step`` evenly spaced cluster counts, as here.
@@ -78,15 +79,24 @@ def _normalised_area(curve: np.ndarray) -> float:
 
 def kmedoids_clusters(points: np.ndarray, n_clusters: int) -> tuple[np.ndarray, np.ndarray]:
     """(labels, medoid indices) of the alternating k-medoids algorithm on Euclidean distances,
-    started from the ``n_clusters`` points of least total distance (scikit-learn-extra's
-    "heuristic" start, which the CEM paper's code used by default)."""
+    started from the ``n_clusters`` *distinct* points of least total distance: scikit-learn-extra's
+    "heuristic" start, which the CEM paper's code used by default, except that it may pick
+    identical points, leaving clusters empty on representations with few distinct values (a
+    Bool-CBM's 0/1 units: CAS 0.2 % instead of 97 %)."""
     from sklearn.metrics import pairwise_distances
 
-    return _alternating(pairwise_distances(points.astype(np.float64)), n_clusters)
+    return _alternating(pairwise_distances(points.astype(np.float64)), _distinct(points), n_clusters)
 
 
-def _alternating(distances: np.ndarray, n_clusters: int) -> tuple[np.ndarray, np.ndarray]:
-    start = np.argsort(distances.sum(1), kind="stable")[:n_clusters].astype(np.int64)
+def _distinct(points: np.ndarray) -> np.ndarray:
+    """Indices of one point per distinct value."""
+    return np.unique(points, axis=0, return_index=True)[1]
+
+
+def _alternating(distances: np.ndarray, distinct: np.ndarray, n_clusters: int) -> tuple[np.ndarray, np.ndarray]:
+    """Alternating k-medoids from the ``n_clusters`` distinct points of least total distance."""
+    candidates = distinct[np.argsort(distances.sum(1)[distinct], kind="stable")]
+    start = np.sort(candidates[:n_clusters]).astype(np.int64)
     result = kmedoids.alternating(distances, start, max_iter=300)
     return np.asarray(result.labels), np.asarray(result.medoids)
 
@@ -96,8 +106,8 @@ def _kmedoids_clusterings(points: np.ndarray, counts: np.ndarray) -> list[np.nda
     from sklearn.metrics import pairwise_distances
 
     distances = pairwise_distances(points.astype(np.float64))  # once for every count
-    distinct = len(np.unique(points, axis=0))
-    return [_alternating(distances, int(min(count, distinct)))[0] for count in counts]
+    distinct = _distinct(points)
+    return [_alternating(distances, distinct, int(min(count, len(distinct))))[0] for count in counts]
 
 
 def _kmeans_clusterings(points: np.ndarray, counts: np.ndarray, seed: int) -> list[np.ndarray]:
