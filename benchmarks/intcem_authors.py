@@ -7,16 +7,19 @@
 Both libraries train the same architecture on the same splits (the MLP encoder of the bench
 configs, m = 128, linear head, policy MLP 256-128 with batch norm) with the same optimiser
 (Adam, lr 0.01, weight decay 4e-5, batch 256) and IntCEM's defaults (lambda_roll 5, task
-discount 1.1, horizon 2 -> 6 at x1.005 per step, RandInt 0.25 per sample). The authors'
+discount 1.1, horizon 2 -> 6 at x1.005 per step, RandInt 0.25). The authors'
 synthetic configs hold no IntCEM run, so these are their CEM synthetic settings with IntCEM's
 defaults. Two protocols, reported separately:
 
 - ``same``: exactly ``--epochs`` epochs each (default 100), validation after every epoch, no
-  early stopping, the last epoch's weights kept. What still differs: the learning-rate schedule
-  (ReduceLROnPlateau on the validation loss here, on the training loss in theirs), trajectory
-  lengths (one per sample here, one per batch in theirs) and their loop's Python per-sample code.
-- ``own``: each library as it is used. conceptlab: up to 500 epochs, early stopping after 15
-  epochs without a better validation loss, best weights kept. The authors': 500 epochs,
+  early stopping, the last epoch's weights kept, RandInt with one mask per batch (as the
+  authors' code draws it). What still differs: the learning-rate schedule (ReduceLROnPlateau on
+  the validation loss here, on the training loss in theirs), trajectory lengths (one per sample
+  here, one per batch in theirs: equal when the RandInt mask is shared by the batch), the
+  oracle's target (conceptlab masks units already corrected) and their loop's per-sample Python.
+- ``own``: each library as it is used. conceptlab: the bench config (RandInt per sample, as the
+  paper), up to 500 epochs, early stopping after 15 epochs without a better validation loss, best
+  weights kept. The authors': RandInt per batch (their code's only scheme), 500 epochs,
   validation every 30 (their synthetic configs), early stopping with patience 15 on their
   validation loss (their concept loss only, which stops improving long before the task does,
   so it never ends a run early), last weights kept.
@@ -151,8 +154,9 @@ def train_authors(splits, spec, seed: int, protocol: str, epochs: int) -> tuple[
 def train_ours(splits, spec, seed: int, protocol: str, epochs: int) -> tuple[ConceptModel, float, int, dict]:
     key = MODEL_KEYS["intcem"]
     train = replace(spec.train, seed=seed, device="cpu")
-    if protocol == "same":
+    if protocol == "same":  # the authors' RandInt draws one mask per batch
         train = replace(train, max_epochs=epochs, early_stopping_patience=0, keep="last")
+        spec = replace(spec, model=replace(spec.model, randint_per="batch"))
     with seeded(seed):
         model = key.build(splits.train.x.shape[1], splits.info, spec.model)
     report = fit(model, splits, key.recipe, key.train_config(train, spec.model))
