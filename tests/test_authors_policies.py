@@ -12,32 +12,13 @@ from conceptlab.interventions import POLICIES, PolicyState, coop_policy, fit_pol
 from conceptlab.interventions.curves import InterventionCurve
 from conceptlab.interventions.fitted import COOP_GRID
 from conceptlab.metrics import task_accuracy
-from conceptlab.models import Intervention, cbm, cem, intcem
+from conceptlab.models import Intervention
 from conceptlab.models.base import decode_all, encode_all
-from conceptlab.training import TrainConfig, fit, seeded
-
-from .noisy_concepts import noisy_concepts
 
 
 @pytest.fixture(scope="module")
-def noisy():
-    return noisy_concepts(n=1200)
-
-
-@pytest.fixture(scope="module")
-def models(noisy):
-    config = TrainConfig(max_epochs=8, device="cpu", batch_size=128, early_stopping_patience=0)
-    with seeded(0):
-        trained = {
-            "cbm": cbm(20, 12, 4, hidden=(16,)),
-            "cem": cem(20, 12, 4, embedding_size=4, latent_dim=16, hidden=(16,)),
-            "intcem": intcem(20, 12, 4, noisy.info.group_matrix(), embedding_size=4, latent_dim=16, hidden=(16,),
-                             policy_hidden=(16,)),
-        }
-    for name, model in trained.items():
-        fit(model, noisy, "intcem" if name == "intcem" else "joint", config)
-        model.eval()
-    return trained
+def models(small_models):
+    return small_models
 
 
 @pytest.mark.parametrize("name", ["coop", "global-val-error", "global-val-improvement", "behavioural-cloning"])

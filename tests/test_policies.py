@@ -88,27 +88,6 @@ def test_group_lookahead_of_additive_models_equals_decoding_each_group():
                 assert torch.allclose(fast, slow, atol=1e-5), name
 
 
-@pytest.fixture(scope="module")
-def noisy():
-    return noisy_concepts(n=900)
-
-
-@pytest.fixture(scope="module")
-def small_models(noisy):
-    """A sigmoid CBM, a CEM and an IntCEM on the noisy fixture (trained briefly)."""
-    config = TrainConfig(max_epochs=8, device="cpu", batch_size=128, early_stopping_patience=0)
-    with seeded(0):
-        models = {
-            "cbm": cbm(20, 12, 4, hidden=(16,)),
-            "cem": cem(20, 12, 4, embedding_size=4, latent_dim=16, hidden=(16,)),
-            "intcem": intcem(20, 12, 4, noisy.info.group_matrix(), embedding_size=4, latent_dim=16, hidden=(16,),
-                             policy_hidden=(16,)),
-        }
-    for name, model in models.items():
-        fit(model, noisy, "intcem" if name == "intcem" else "joint", config)
-    return models
-
-
 def _ready(name: str, model: ConceptModel, data, groups: bool = True) -> Policy:
     return fit_policy(name, model, train=data.train, val=data.val, groups=groups, seed=0)
 
