@@ -43,16 +43,17 @@ class IntCEMConfig:
 class PosthocConfig:
     """The sparse head of a post-hoc CBM (defaults: the PCBM authors' CUB settings): elastic-net
     strength ``lam`` and its L1 share ``l1_ratio`` (scikit-learn's convention), solved to ``tol``;
-    and how PCBM-h's residual is trained: ``residual: early-stopping`` (the run's optimiser,
-    zero-initialised, early stopping on validation, best epoch kept) or ``authors`` (their
-    train_pcbm_h.py: default layer initialisation, Adam lr 0.01, batch 64, 20 epochs,
-    cross-entropy + 0.001 * mean(W^2), last epoch kept)."""
+    and how PCBM-h's residual is trained: ``residual: authors`` (the default: their
+    train_pcbm_h.py, default layer initialisation, Adam lr 0.01, batch 64, 20 epochs,
+    cross-entropy + 0.001 * mean(W^2), last epoch kept; chosen on cub100's validation split,
+    87.11 % against 85.94 %, experiments/pcbm-h-residual.yaml) or ``early-stopping`` (the run's
+    optimiser, zero-initialised, early stopping on validation, best epoch kept)."""
 
     lam: NonNegativeFloat = 2e-4
     l1_ratio: Fraction = 0.99
     max_iter: PositiveInt = 20000
     tol: PositiveFloat = 1e-5
-    residual: Literal["early-stopping", "authors"] = "early-stopping"
+    residual: Literal["authors", "early-stopping"] = "authors"
 
 
 @settings
