@@ -160,8 +160,9 @@ def markdown_table(rows: list[Row], specs: list[BenchSpec], select: str = "val_t
                 f"| {_opt(r.reference_alignment)} {purity}"
                 f"| {_opt(r.epochs, 0)} | {_opt(r.train_seconds, 1)} | {runs} |\n"
             )
-        out.write("\nCAS: concept alignment × 100 with k-medoids, as the CEM paper; CAS k-means: the same score with "
-                  "k-means clusters.\n")
+        if any(r.metrics["concept_alignment"] for r in cells):
+            out.write("\nCAS: concept alignment × 100 with k-medoids, as the CEM paper; CAS k-means: the same score with "
+                      "k-means clusters.\n")
         if impurity:
             out.write("\nOIS and NIS: oracle and niche impurity scores × 100 (lower is purer; Espinosa Zarlenga et al., "
                       "AAAI 2023).\n")

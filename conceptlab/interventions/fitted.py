@@ -53,13 +53,13 @@ def tune_coop(data: PolicyData, grid: tuple[float, ...] = COOP_GRID) -> Policy:
                   settings={"concept_weight": best[0], "label_weight": best[1]})
 
 
-def _static(name: str, concept_scores: Tensor, source: str, settings: dict[str, float] | None = None) -> Policy:
+def _static(name: str, concept_scores: Tensor, source: str) -> Policy:
     """A fixed order for every sample: (k,) concept scores, a group scoring its max (as the authors)."""
 
     def score(state: PolicyState) -> Tensor:
         return state.per_unit(concept_scores.to(state.probs.device).expand(state.probs.shape[0], -1), "max")
 
-    return Policy(name, score, source=source, settings=settings or {})
+    return Policy(name, score, source=source)
 
 
 def global_val_error(data: PolicyData) -> Policy:

@@ -67,6 +67,6 @@ def fit_residual_as_authors(model: PosthocCBM, train: ConceptDataset, seed: int)
                     optimizer.zero_grad()
                     loss.backward()
                     optimizer.step()
-                total += float(loss) * len(rows)
+                total += loss.detach().item() * len(rows)
             losses.append(round(total / len(y), 6))
     return losses
