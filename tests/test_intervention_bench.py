@@ -20,11 +20,15 @@ def _spec(**evaluation):
 
 
 def test_bench_records_every_policy_its_auc_cost_and_impurity(tmp_path):
-    spec = _spec(intervention_policies=["random", "ectp", "oracle", "learned"], purity=True)
+    spec = _spec(intervention_policies=["random", "ectp", "oracle", "learned", "coop"], purity=True)
     store = run_grid([spec], tmp_path, workers=1, progress=False)
     records = {r["model"]: r for r in store.records()}
-    assert set(records["intcem"]["interventions"]) == {"random", "ectp", "oracle", "learned"}
-    assert set(records["cbm-fuzzy"]["interventions"]) == {"random", "ectp", "oracle"}  # it learned no policy
+    assert set(records["intcem"]["interventions"]) == {"random", "ectp", "oracle", "learned", "coop"}
+    assert set(records["cbm-fuzzy"]["interventions"]) == {"random", "ectp", "oracle", "coop"}  # it learned no policy
+    for record in records.values():  # CooP's weights were chosen on the run's validation split, and recorded
+        assert set(record["intervention_policy_settings"]["coop"]) == {"concept_weight", "label_weight"}
+        assert set(record["intervention_early_weighted"]) == set(record["interventions"])
+    assert all(steps == 1.0 for steps in records["intcem"]["history"]["intcem"]["trajectory_steps"])
     for record in records.values():
         assert set(record["intervention_auc"]) == set(record["interventions"])
         assert all(0 <= auc <= 1 for auc in record["intervention_auc"].values())
@@ -69,5 +73,8 @@ def test_the_cli_runs_every_policy_on_a_saved_intcem(tmp_path, capsys):
     assert cli.main(["intervene", str(checkpoint), "--policy", "learned", "--groups", "--repeats", "1",
                      "--out", str(tmp_path / "iv")]) == 0
     assert (tmp_path / "iv" / "interventions-learned-groups.png").read_bytes()[:8] == PNG
+    assert cli.main(["intervene", str(checkpoint), "--policy", "coop", "--groups", "--repeats", "1",
+                     "--out", str(tmp_path / "iv")]) == 0  # fitted on the checkpoint's own training and validation splits
+    assert (tmp_path / "iv" / "interventions-coop-groups.json").exists()
     assert cli.main(["intervene", str(checkpoint), "--policy", "psychic"]) != 0
     assert "unknown intervention policy 'psychic'" in capsys.readouterr().err
