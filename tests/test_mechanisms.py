@@ -9,6 +9,8 @@ concepts; IntCEM runs trajectories in most steps, and its policy network learns.
 
 from __future__ import annotations
 
+import copy
+import math
 from dataclasses import replace
 
 import pytest
@@ -18,12 +20,13 @@ from conceptlab.bench import load_spec
 from conceptlab.bench.spec import bundled_configs
 from conceptlab.bench.zoo import MODEL_KEYS
 from conceptlab.concepts.bank import bank_from_labels
-from conceptlab.datasets import load_dataset
+from conceptlab.datasets import ConceptDataset, load_dataset
 from conceptlab.datasets.registry import CubSettings
 from conceptlab.info import ConceptInfo
 from conceptlab.training import fit, seeded
 from conceptlab.training.intcem import IntCEMLearner
 from conceptlab.training.learner import ConceptLearner
+from conceptlab.training.posthoc import fit_residual_as_authors
 from conceptlab.training.recipes import recipe_stages
 
 CUB_FEATURES = 1280  # EfficientNet-Lite0 features, as the CUB configs read them
@@ -70,7 +73,7 @@ def test_every_objective_term_is_nonzero_and_reaches_its_parameters(config, key)
     if model_key.bank:
         model.set_bank(bank_from_labels(all_x, all_c, info.concept_names, 20, spec.model.bank_alpha, seed=0))
     train = model_key.train_config(replace(spec.train, device="cpu"), spec.model)
-    stages = [s for s in recipe_stages(model_key.recipe, train) if s.solver == "lightning"]
+    stages = [s for s in recipe_stages(model_key.recipe, train) if s.solver in ("lightning", "fixed-epochs")]
     if model.n_concepts == 0:
         stages = [s for s in stages if s.task_weight > 0]
     if not model.residual_parameters():
@@ -82,6 +85,15 @@ def test_every_objective_term_is_nonzero_and_reaches_its_parameters(config, key)
         "trajectory_task": lambda m, s: m.task_parameters(),
     }
     for stage in stages:
+        if stage.solver == "fixed-epochs":  # PCBM-h's residual as its authors train it: its weights move, its loss is real
+            trained = copy.deepcopy(model)  # the Lightning check below reads the untrained model
+            losses = fit_residual_as_authors(trained, ConceptDataset(x, c, y, info), seed=0)
+            assert all(math.isfinite(v) and v > 0 for v in losses), f"{config}/{key}: residual losses {losses}"
+            assert losses[-1] < losses[0], f"{config}/{key}: the residual's loss never fell: {losses}"
+            assert all(not torch.equal(p.detach(), s.detach()) for p, s in zip(trained.residual_parameters(),
+                                                                              model.residual_parameters())), \
+                f"{config}/{key}: the residual never moved"
+        # the stage's objective through the Lightning learner as well (the same loss terms)
         learner = (IntCEMLearner if stage.trajectories else ConceptLearner)(model, stage, train)
         model.train()
         with seeded(1):

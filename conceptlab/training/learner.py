@@ -33,7 +33,8 @@ class Stage:
     intervention_prob: float = 0.0
     intervention_per: Literal["sample", "batch"] = "sample"
     trajectories: bool = False
-    solver: Literal["lightning", "elastic-net"] = "lightning"  # elastic-net: the head solved exactly (training.posthoc)
+    # elastic-net: the head solved exactly; fixed-epochs: PCBM-h's residual as its authors train it (training.posthoc)
+    solver: Literal["lightning", "elastic-net", "fixed-epochs"] = "lightning"
 
 
 class ConceptLearner(L.LightningModule):

@@ -34,7 +34,8 @@ def recipe_stages(recipe: str, config: TrainConfig) -> list[Stage]:
     independent: x->c on the concept loss, then c->y on the *true* concepts.
     intcem: one stage, IntCEM's trajectory objective (Espinosa Zarlenga et al., NeurIPS 2023).
     posthoc: a PCBM's elastic-net head, solved exactly on the fixed concept bank, then (PCBM-h) the
-    residual on the task loss with the head frozen (Yuksekgonul et al., ICLR 2023).
+    residual on the task loss with the head frozen, as its authors train it or with Lightning
+    (``config.posthoc.residual``; Yuksekgonul et al., ICLR 2023).
     """
     randint = dict(intervention_prob=config.intervention_prob, intervention_per=config.intervention_per)
     concepts_first = Stage("concepts", "concepts", task_weight=0.0, concept_weight=1.0)
@@ -47,8 +48,9 @@ def recipe_stages(recipe: str, config: TrainConfig) -> list[Stage]:
     if recipe == "intcem":
         return [Stage("intcem", "all", task_weight=1.0, concept_weight=config.concept_weight, trajectories=True, **randint)]
     if recipe == "posthoc":
+        residual = "fixed-epochs" if config.posthoc.residual == "authors" else "lightning"
         return [Stage("head", "task", task_weight=1.0, concept_weight=0.0, solver="elastic-net"),
-                Stage("residual", "residual", task_weight=1.0, concept_weight=0.0)]
+                Stage("residual", "residual", task_weight=1.0, concept_weight=0.0, solver=residual)]
     raise ValueError(f"unknown recipe {recipe!r}; choose one of {', '.join(RECIPES)}")
 
 
@@ -169,7 +171,7 @@ def fit(
     stage_epochs: dict[str, int] = {}
     history: dict[str, dict[str, list[float]]] = {}
     for index, stage in enumerate(stages):
-        if stage.trainable == "residual" and config.posthoc.residual == "authors":
+        if stage.solver == "fixed-epochs":
             losses = fit_residual_as_authors(model, splits.train, config.seed + index)
             stage_epochs[stage.name] = len(losses)
             history[stage.name] = {"train_loss": losses, "val_loss": []}
