@@ -113,6 +113,7 @@ def _bench_cce(args: argparse.Namespace, raw: dict, name: str) -> int:
     return 0
 
 
+EDIT_METHODS = ("fold-mean", "prune", "prune-normalize")  # kept equal to conceptlab.models.editing.EDIT_METHODS by a test
 POLICY_NAMES = ("random, uncertainty, uncertainty-mean, lcp, cctp, ectp, eudtp, oracle, oracle-mean, learned, learned-sample, "
                 "coop, global-val-error, global-val-improvement, behavioural-cloning")  # kept equal to POLICIES by a test
 
@@ -381,7 +382,7 @@ def build_parser() -> argparse.ArgumentParser:
     edit.add_argument("--match", metavar="REGEX", help="also prune every concept whose name this regular expression finds")
     edit.add_argument("--scale", nargs="+", metavar="CONCEPT=FACTOR", help="multiply a concept's weights, e.g. stripes=0.5")
     edit.add_argument("--classes", help="comma-separated class names the edits apply to (default: every class)")
-    edit.add_argument("--method", choices=("fold-mean", "prune", "prune-normalize"), default="fold-mean",
+    edit.add_argument("--method", choices=EDIT_METHODS, default="fold-mean",
                       help="fold-mean: a PCBM's removed term moves to the concept's training mean (default); prune: the "
                            "paper's Prune, weight scaled, bias kept; prune-normalize: the paper's Prune+Normalize, the "
                            "class's remaining weights rescaled to their previous L1 norm")

@@ -295,6 +295,10 @@ def test_prune_normalize_keeps_each_edited_class_total_weight(data, trained):
     ratio = new[0, kept] / old[0, kept]
     assert torch.allclose(ratio[old[0, kept] != 0], ratio[old[0, kept] != 0][0].expand(int((old[0, kept] != 0).sum())))
     assert torch.equal(new[[1, 3]], old[[1, 3]]) and torch.equal(edited.head.bias, trained.head.bias)
+    from conceptlab import cli
+    from conceptlab.models.editing import EDIT_METHODS
+
+    assert cli.EDIT_METHODS == EDIT_METHODS  # the CLI lists them without importing torch
     with pytest.raises(ValueError, match="unknown edit method 'magic'"):
         ConceptEdit(("c0",), method="magic")
 

@@ -61,7 +61,6 @@ class InterventionCurve:
         summary: neither the CEM nor the IntCEM authors' code computes an area)."""
         return normalised_auc(self.accuracy_mean)
 
-
     @property
     def early_weighted_accuracy(self) -> float:
         """sum_n acc_n (1 - n/G) / sum_n (1 - n/G): accuracy weighted towards the first corrections,

@@ -12,9 +12,10 @@ import math
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from ..metrics import task_accuracy
+from ..models import mlp
 from ..models.base import ConceptModel, decode_all, encode_all
 from ..models.interventions import Intervention
 from ..runtime import evaluating, seeded
@@ -139,13 +140,7 @@ def behavioural_cloning(
             inputs.append(cloning_input(model, codes, intervention).float().cpu())
             horizon = min(horizon * horizon_rate, max_horizon)
         inputs, targets = torch.cat(inputs), torch.cat(targets)
-        widths = [inputs.shape[1], *hidden, n_units]
-        layers: list[nn.Module] = []
-        for index, (width_in, width_out) in enumerate(zip(widths[:-1], widths[1:])):
-            layers.append(nn.Linear(width_in, width_out))
-            if index < len(widths) - 2:
-                layers.append(nn.LeakyReLU())
-        cloner = nn.Sequential(*layers)
+        cloner = mlp(inputs.shape[1], n_units, hidden)
     optimizer = torch.optim.SGD(cloner.parameters(), lr=0.01, momentum=0.9, weight_decay=4e-5)
     with seeded(data.seed):
         for _ in range(epochs):

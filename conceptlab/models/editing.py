@@ -30,7 +30,7 @@ import copy
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 from torch import Tensor
@@ -40,7 +40,8 @@ from .base import ConceptModel
 from .cbm import ConceptBottleneckModel
 from .pcbm import PosthocCBM
 
-EDIT_METHODS: tuple[str, ...] = ("fold-mean", "prune", "prune-normalize")
+EditMethod = Literal["fold-mean", "prune", "prune-normalize"]
+EDIT_METHODS: tuple[str, ...] = get_args(EditMethod)
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,7 @@ class ConceptEdit:
     concepts: tuple[str, ...]
     factor: float = 0.0
     classes: tuple[str, ...] | None = None
-    method: Literal["fold-mean", "prune", "prune-normalize"] = "fold-mean"
+    method: EditMethod = "fold-mean"
 
     def __post_init__(self) -> None:
         if self.method not in EDIT_METHODS:
