@@ -114,6 +114,7 @@ def _bench_cce(args: argparse.Namespace, raw: dict, name: str) -> int:
 
 
 EDIT_METHODS = ("fold-mean", "prune", "prune-normalize")  # kept equal to conceptlab.models.editing.EDIT_METHODS by a test
+CCE_DEFAULTS_SHOWN = {"steps": 100, "alpha": 0.078, "beta": 1e-4, "lr": 0.01, "momentum": 0.9}  # = concepts.cce.CCE_DEFAULTS (a test)
 POLICY_NAMES = ("random, uncertainty, uncertainty-mean, lcp, cctp, ectp, eudtp, oracle, oracle-mean, learned, learned-sample, "
                 "coop, global-val-error, global-val-improvement, behavioural-cloning")  # kept equal to POLICIES by a test
 
@@ -408,11 +409,13 @@ def build_parser() -> argparse.ArgumentParser:
     cce.add_argument("--target", required=True, help="class index, or class name when the model or bank names classes")
     cce.add_argument("--head", help="module whose input is the embedding the bank was fitted on (default: the bank's)")
     cce.add_argument("--published", action="store_true",
-                     help="the published solver (softmax then cross-entropy, subgradient L1, alpha 0.1) instead of the defaults")
-    cce.add_argument("--steps", type=_positive_int, help="solver steps (default 100)")
-    cce.add_argument("--alpha", type=float, help="L1 penalty weight: sparser explanations when larger (default 10)")
-    cce.add_argument("--beta", type=float, help="L2 penalty weight (default 0.01)")
-    cce.add_argument("--lr", type=float, help="SGD learning rate, momentum 0.9 (default 0.01)")
+                     help="the published solver (softmax then cross-entropy, subgradient L1, alpha 0.1 / K) instead of the defaults")
+    defaults = CCE_DEFAULTS_SHOWN
+    cce.add_argument("--steps", type=_positive_int, help=f"solver steps (default {defaults['steps']})")
+    cce.add_argument("--alpha", type=float, help="L1 penalty per unit concept weight, the same whatever the number of "
+                     f"concepts: sparser explanations when larger (default {defaults['alpha']:g})")
+    cce.add_argument("--beta", type=float, help=f"L2 penalty per unit concept weight (default {defaults['beta']:g})")
+    cce.add_argument("--lr", type=float, help=f"SGD learning rate, momentum {defaults['momentum']:g} (default {defaults['lr']:g})")
     cce.add_argument("--early-stop", action="store_true", help="stop each image once its counterfactual reaches the target")
     cce.add_argument("--top", type=_positive_int, default=5, help="concepts listed per direction")
     cce.add_argument("--image-size", type=_positive_int, help="resize and centre-crop side (default: the bank's, else 224)")

@@ -78,10 +78,10 @@ def test_solver_finds_the_known_optimum_of_a_linear_head(objective, l1_step):
     result = CCE(axis_bank(k), head, alpha=alpha, beta=beta, steps=3000, objective=objective,
                  l1_step=l1_step).explain(torch.zeros(3, k), 1)
     # with w = w2 > 0 (step 2 per unit weight) the class-1 logit is 8 w - 1 and s = sigmoid(8 w - 1);
-    # stationarity: -d CE / dw = (alpha + beta) / k, where CE is
+    # stationarity: -d CE / dw = alpha + beta (the penalties are per unit weight), where CE is
     #   logits:    -log s,                         so  -dCE/dw = 8 (1 - s)
     #   reference: log(1 + exp(1 - 2 s)) (CE of the probabilities), so -dCE/dw = 16 s (1 - s) sigmoid(1 - 2 s)
-    penalty = (alpha + beta) / k
+    penalty = alpha + beta
     if objective == "logits":
         pull = lambda s: 8 * (1 - s)  # noqa: E731
     else:
@@ -316,6 +316,63 @@ def test_support_counts_the_concepts_an_explanation_names():
         CCE(bank, head, support_threshold=-1)
     with pytest.raises(ValueError, match="objective"):
         CCE(bank, head, objective="softmax")
+
+
+def _scaled(bank: CAVBank, scale: float) -> CAVBank:
+    """The bank of the same concepts in an embedding space stretched by ``scale``."""
+    stretched = CAVBank()
+    stretched.pairs_, stretched.directions_ = list(bank.pairs_), bank.directions_.clone()
+    for key in ("intercepts_", "margin_max_", "margin_min_", "positive_mean_", "negative_mean_", "above_mean_", "below_mean_"):
+        setattr(stretched, key, scale * getattr(bank, key))
+    return _fitted(stretched)
+
+
+@pytest.mark.parametrize("objective", ["logits", "reference"])
+def test_explanations_do_not_change_with_the_embedding_scale(objective):
+    """Stretching the embedding space by s (and the head's input by 1 / s) changes no weight."""
+    bank, head, z, targets = random_problem(11)
+    scale = 7.0
+    stretched_head = nn.Sequential(nn.Linear(z.shape[1], z.shape[1], bias=False), head)
+    with torch.no_grad():
+        stretched_head[0].weight.copy_(torch.eye(z.shape[1]) / scale)
+    plain = CCE(bank, head, lr=0.2, steps=60, objective=objective).explain(z, targets)
+    stretched = CCE(_scaled(bank, scale), stretched_head, lr=0.2, steps=60, objective=objective).explain(scale * z, targets)
+    assert torch.count_nonzero(plain.weights) > 0
+    assert torch.allclose(plain.weights, stretched.weights, atol=1e-4)
+    assert torch.equal(plain.success, stretched.success)
+
+
+@pytest.mark.parametrize("l1_step", ["proximal", "subgradient"])
+def test_concepts_the_head_ignores_do_not_change_the_others_weights(l1_step):
+    """The same problem with 6 or 60 concepts, the 54 added on axes the head never reads: the
+    weights of the first 6 are identical, so alpha means the same at every bank size."""
+    head = two_class_head(60, axis=2, gain=4.0, bias=-1.0)
+    small = axis_bank(60)
+    small.pairs_ = small.pairs_[:6]
+    for key in ("directions_", "intercepts_", "margin_max_", "margin_min_", "positive_mean_", "negative_mean_",
+                "above_mean_", "below_mean_"):
+        setattr(small, key, getattr(small, key)[:6])
+    _fitted(small)
+    z = 0.2 * torch.randn(5, 60, generator=torch.Generator().manual_seed(2))
+    few = CCE(small, head, l1_step=l1_step, lr=0.05).explain(z, 1)
+    many = CCE(axis_bank(60), head, l1_step=l1_step, lr=0.05).explain(z, 1)
+    assert few.weights[:, 2].min() > 0.1 and few.success.all()
+    assert torch.allclose(few.weights, many.weights[:, :6], atol=1e-6)
+    assert torch.count_nonzero(many.weights[:, 6:]) == 0
+
+
+def test_the_published_solver_divides_its_penalties_by_the_number_of_concepts():
+    for k in (6, 60):
+        solver = CCE.published(axis_bank(k), nn.Linear(k, 2))
+        assert solver.alpha == pytest.approx(0.1 / k) and solver.beta == pytest.approx(0.01 / k)
+    assert CCE.published(axis_bank(6), nn.Linear(6, 2), alpha=0.5).alpha == 0.5  # an override is taken as given
+
+
+def test_the_cli_shows_the_solvers_defaults():
+    from conceptlab import cli
+    from conceptlab.concepts.cce import CCE_DEFAULTS
+
+    assert cli.CCE_DEFAULTS_SHOWN == {key: CCE_DEFAULTS[key] for key in cli.CCE_DEFAULTS_SHOWN}
 
 
 def test_the_defaults_name_the_concept_the_head_uses_and_few_others():

@@ -4,11 +4,17 @@ A model head ``g`` maps an embedding ``z`` to logits. CCE looks for sparse conce
 such that the perturbed embedding ``z' = z + sum_i w_i M_i v_i`` (``v_i`` a unit CAV, ``M_i`` the
 largest training margin of concept ``i``) is classified as a chosen target:
 
-    min_w  CE(g(z'), target) + alpha ||w||_1 / K + beta ||w||_2 / K
+    min_w  CE(g(z'), target) + alpha ||w||_1 + beta ||w||_2
 
 with each concept's new margin kept inside its training range ``[m_i, M_i]`` (box) and, with
 ``kappa`` set, no adding of a concept already clearly present nor removing of one clearly absent
 (validity). ``w_i > 0`` reads "add concept i", ``w_i < 0`` "remove concept i".
+
+The penalties are per unit weight, whatever the number of concepts ``K``: a concept that does not
+move the prediction keeps weight 0 and leaves the others' weights unchanged, so ``alpha`` means
+the same on a 10-concept bank as on a 130-concept one. A weight is in units of its concept's
+largest training margin, so rescaling the embedding space (and the head inversely) changes
+nothing either. The published code divides both penalties by ``K``; ``CCE.published`` does so.
 
 Two readings of CE: ``objective="reference"`` applies softmax and then cross-entropy, as the
 published code does (a bounded loss whose gradient vanishes when the target class has almost no
@@ -40,7 +46,7 @@ L1Step = Literal["proximal", "subgradient"]
 
 # conceptlab's solver defaults, in one place (the benchmark's settings read them too)
 CCE_DEFAULTS: dict[str, Any] = {
-    "alpha": 10.0, "beta": 0.01, "lr": 0.01, "momentum": 0.9, "steps": 100, "kappa": "mean", "early_stop": False,
+    "alpha": 0.078, "beta": 1e-4, "lr": 0.01, "momentum": 0.9, "steps": 100, "kappa": "mean", "early_stop": False,
     "objective": "logits", "margin_means": "sign", "support_threshold": 1e-3, "l1_step": "proximal",
 }
 
@@ -194,8 +200,8 @@ class CCE:
     Defaults name few concepts and reach the target: cross-entropy of the logits
     (``objective="logits"``) with an L1 term applied by a proximal step (``l1_step="proximal"``:
     soft-thresholding after each momentum-SGD step, so weights the loss does not need stay
-    exactly 0) of strength ``alpha`` 10 (0.078 per unit weight for 128 concepts), ``beta`` (L2)
-    0.01, learning rate 0.01, momentum 0.9, 100 steps, and the validity rule ``kappa="mean"``
+    exactly 0) of strength ``alpha`` 0.078 per unit weight, ``beta`` (L2)
+    1e-4, learning rate 0.01, momentum 0.9, 100 steps, and the validity rule ``kappa="mean"``
     with means grouped by sign. ``CCE.published(bank, head)`` gives the published solver
     instead: softmax then cross-entropy (``objective="reference"``), the L1 term in the gradient
     (``l1_step="subgradient"``), ``alpha`` 0.1. ``margin_means="label"`` groups training margins
@@ -205,6 +211,7 @@ class CCE:
     (``support``) when ``|w| > support_threshold``. ``batch_size`` bounds memory.
     """
 
+    # alpha and beta as published, before their division by the number of concepts
     PUBLISHED = {"objective": "reference", "l1_step": "subgradient", "alpha": 0.1, "beta": 0.01, "lr": 0.01,
                  "momentum": 0.9, "steps": 100, "kappa": "mean", "margin_means": "sign"}
 
@@ -254,8 +261,12 @@ class CCE:
 
     @classmethod
     def published(cls, bank: CAVBank, head: nn.Module, **overrides) -> CCE:
-        """The solver as Abid et al. published it (objective, L1 step, hyperparameters, validity rule)."""
-        return cls(bank, head, **{**cls.PUBLISHED, **overrides})
+        """The solver as Abid et al. published it (objective, L1 step, hyperparameters, validity rule),
+        its penalties divided by the bank's number of concepts as in their code; ``overrides`` are
+        taken as given (not divided)."""
+        n_concepts = len(concept_names(bank))
+        per_concept = {"alpha": cls.PUBLISHED["alpha"] / n_concepts, "beta": cls.PUBLISHED["beta"] / n_concepts}
+        return cls(bank, head, **{**cls.PUBLISHED, **per_concept, **overrides})
 
     def explain(self, embeddings: Tensor, targets: Tensor | int) -> Counterfactuals:
         """Solve for every row of ``embeddings`` (B, D) towards ``targets`` (one class or B)."""
@@ -274,8 +285,7 @@ class CCE:
     def _solve(self, z: Tensor, targets: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Weights, original prediction, steps taken and counterfactual logits of one chunk."""
         box = concept_box(self.bank, z, self.kappa, self.margin_means)
-        n_concepts = box.steps.shape[0]
-        weights = torch.zeros(z.shape[0], n_concepts, device=z.device)
+        weights = torch.zeros(z.shape[0], box.steps.shape[0], device=z.device)
         velocity = torch.zeros_like(weights)
         active = torch.ones(z.shape[0], dtype=torch.bool, device=z.device)
         taken = torch.full((z.shape[0],), self.steps, dtype=torch.long, device=z.device)
@@ -292,10 +302,9 @@ class CCE:
                 if not active.any():
                     weights = weights.detach()
                     break
-            l1 = self.alpha / n_concepts
-            loss = self._loss(logits, targets) + self.beta * torch.linalg.vector_norm(weights, dim=1) / n_concepts
+            loss = self._loss(logits, targets) + self.beta * torch.linalg.vector_norm(weights, dim=1)
             if self.l1_step == "subgradient":
-                loss = loss + l1 * weights.abs().sum(1)
+                loss = loss + self.alpha * weights.abs().sum(1)
             (grad,) = torch.autograd.grad(loss.sum(), weights)
             with torch.no_grad():
                 velocity = self.momentum * velocity + grad
@@ -303,8 +312,8 @@ class CCE:
                 if self.l1_step == "proximal":
                     # soft-thresholding, so weights the loss does not need stay exactly 0. Momentum scales
                     # the smooth step by 1 / (1 - momentum) at a fixed point; the threshold is scaled
-                    # alike, so fixed points are exactly the optima of loss + alpha |w|_1 / K
-                    moved = moved.sign() * (moved.abs() - self.lr * l1 / (1 - self.momentum)).clamp_min(0)
+                    # alike, so fixed points are exactly the optima of loss + alpha |w|_1
+                    moved = moved.sign() * (moved.abs() - self.lr * self.alpha / (1 - self.momentum)).clamp_min(0)
                 moved = torch.clamp(moved, box.lower, box.upper)
                 weights = torch.where(active[:, None], moved, weights)
         weights = weights.detach()
