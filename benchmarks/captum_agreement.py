@@ -68,7 +68,7 @@ def ours(model, concepts, randoms, inputs) -> tuple[dict, dict, dict, dict]:
     acts = {k: capture_activations(model, [LAYER], v)[LAYER] for k, v in sets.items()}
     pairs = list(itertools.product(concepts, randoms))
     bank = CAVBank().fit(acts, pairs)
-    sgd = CAVBank("sklearn").fit(acts, pairs)  # SGDClassifier(alpha=0.01, max_iter=1000, tol=1e-3), as captum
+    sgd = CAVBank("sgd").fit(acts, pairs)  # SGDClassifier(alpha=0.01, max_iter=1000, tol=1e-3), as captum
     excess = dict(zip(pairs, (sgd.objective_ / bank.objective_).tolist()))
     gradients = layer_gradients(model, LAYER, inputs, target=1)
     scores, _ = tcav_scores(gradients, bank)

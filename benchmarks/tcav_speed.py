@@ -6,7 +6,7 @@
 
 ResNet-18 (random init) at 112 px, layers layer2 / layer3 / layer4, 10 concepts x 50 images,
 10 random sets x 50 images, 64 inputs to explain, target class 0. conceptlab: activations, CAVs
-(torch solver) for every concept-random pair plus random-random pairs, gradients, scores and both
+(exact SVM solver) for every concept-random pair plus random-random pairs, gradients, scores and both
 significance tests. captum: TCAV.interpret on the same concept-random pairs (it has no
 significance step). One process, the machine's threads for both; the two libraries alternate for
 --repeats runs (default 3) after one warm-up forward, and the medians are compared. glibc is

@@ -60,7 +60,7 @@ def test_every_pair_reaches_the_exact_svm_optimum(offset):
 def test_the_sklearn_solver_stays_available_and_lands_near_the_optimum():
     sets, pairs = _bank_problem()
     exact = CAVBank(test_fraction=0.0).fit(sets, pairs[:4])
-    sgd = CAVBank("sklearn", test_fraction=0.0).fit(sets, pairs[:4])
+    sgd = CAVBank("sgd", test_fraction=0.0).fit(sets, pairs[:4])
     assert ((exact.directions_ * sgd.directions_).sum(1) > 0.8).all()
     assert (sgd.objective_ >= exact.objective_ * (1 - 1e-3)).all()  # SGD cannot beat the certified optimum
     assert torch.isnan(sgd.duality_gap_).all()

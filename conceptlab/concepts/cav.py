@@ -8,15 +8,19 @@ CAVs (concept vs concept) and random-vs-random CAVs for significance tests.
 A pair's CAV depends on that pair's examples only: its two example sets are split into training
 and held-out rows by a draw seeded with ``seed`` and the pair's names (so the split does not move
 when other pairs or sets change, and differs between pairs, as in the reference code), and each
-pair's SVM sees its own training rows and nothing else. Both solvers minimise
+pair's estimator sees its own training rows and nothing else. Four estimators (``solver``):
 
-    mean hinge loss + alpha / 2 ||w||^2      (free intercept)
-
-- ``"torch"`` (default) solves every pair's SVM exactly, all at once on the activations' device,
-  by a batched interior-point method (:mod:`conceptlab.concepts.svm`); each pair stops when its relative duality gap
-  is at most ``tol``, which bounds its objective within ``tol`` of the exact optimum;
-- ``"sklearn"`` fits one ``SGDClassifier(loss="hinge")`` per pair (the reference implementations'
-  choice; stochastic, so its objective is only approximately minimal).
+- ``"svm"`` (default) minimises ``mean hinge loss + alpha / 2 ||w||^2`` (free intercept) for every
+  pair at once on the activations' device, by a batched interior-point method
+  (:mod:`conceptlab.concepts.svm`); each pair stops when its relative duality gap is at most
+  ``tol``: its objective is certified within ``tol`` (relative) of the optimum;
+- ``"sgd"`` fits one ``SGDClassifier(loss="hinge")`` per pair on the same objective (the TCAV
+  reference code's and captum's choice; stochastic, so only approximately minimal);
+- ``"logistic"``: L2-regularised logistic regression (``mean log loss + alpha / 2 ||w||^2``);
+- ``"mean-difference"``: the difference of the two sets' mean activations, through their midpoint
+  (no solver, no regularisation).
+Which estimator TCAV uses by default, and how the four compare against causal ground truth, is
+measured by ``benchmarks/tcav_causal.py`` (docs/guide/posthoc.md).
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ import warnings
 import zlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 import torch
@@ -39,6 +43,8 @@ from .activations import tensor_fingerprint
 from .svm import fit_linear_svms
 
 BANK_FORMAT = "conceptlab-cavs/2"
+Solver = Literal["svm", "sgd", "logistic", "mean-difference"]
+SOLVERS: tuple[str, ...] = get_args(Solver)
 
 
 class CAVBank:
@@ -47,8 +53,8 @@ class CAVBank:
     Learned attributes (one entry per pair): ``directions_`` (P, D), ``intercepts_`` (so that
     ``decision_function`` gives signed distances), ``norms_`` (||w||: the SVM's weights are
     ``directions_ * norms_``, its intercept ``intercepts_ * norms_``), ``accuracy_`` on held-out rows, ``objective_``
-    (the SVM objective reached), ``duality_gap_`` (torch solver: relative gap certified at the
-    solution; NaN for sklearn), ``n_iter_``, and training-margin statistics: ``margin_max_``,
+    (the SVM objective reached, whatever the estimator), ``duality_gap_`` (``"svm"``: relative gap
+    certified at the solution; NaN for the others), ``n_iter_``, and training-margin statistics: ``margin_max_``,
     ``margin_min_``, ``positive_mean_`` / ``negative_mean_`` (mean margin of the positive /
     negative examples) and ``above_mean_`` / ``below_mean_`` (mean of the margins above / below
     zero, whichever example they belong to, as the CCE reference code groups them).
@@ -56,7 +62,7 @@ class CAVBank:
 
     def __init__(
         self,
-        solver: Literal["torch", "sklearn"] = "torch",
+        solver: Solver = "svm",
         alpha: float = 0.01,
         max_iter: int | None = None,
         tol: float = 1e-3,
@@ -64,8 +70,8 @@ class CAVBank:
         seed: int = 0,
         cache_dir: str | Path | None = None,
     ):
-        if solver not in ("torch", "sklearn"):
-            raise ValueError(f"solver must be 'torch' or 'sklearn'; got {solver!r}")
+        if solver not in SOLVERS:
+            raise ValueError(f"solver must be one of {', '.join(SOLVERS)}; got {solver!r}")
         if not 0 <= test_fraction < 1:
             raise ValueError(f"test_fraction must lie in [0, 1); got {test_fraction}")
         if not alpha > 0 or not tol > 0:
@@ -111,7 +117,7 @@ class CAVBank:
         splits = [self._split(pair, rows[pair[0]], rows[pair[1]]) for pair in pairs]
         train = [(p[0], n[0]) for p, n in splits]
         test = [(p[1], n[1]) for p, n in splits]
-        if self.solver == "torch":
+        if self.solver == "svm":
             solution = fit_linear_svms(pool, [(torch.as_tensor(p), torch.as_tensor(n)) for p, n in train], self.alpha,
                                        self.tol, self.max_iter or 200)
             weights, intercepts = solution.weights.cpu(), solution.intercepts.cpu()
@@ -123,7 +129,7 @@ class CAVBank:
                               f"gap reached tol={self.tol} (worst: {pairs[worst]} at {float(self.duality_gap_[worst]):.2g}); "
                               "raise max_iter", RuntimeWarning, stacklevel=2)
         else:
-            weights, intercepts = self._fit_sklearn(pool.cpu(), train)
+            weights, intercepts = self._fit_each(pool.cpu(), train)
             self.duality_gap_ = torch.full((len(pairs),), float("nan"))
             self.n_iter_ = torch.full((len(pairs),), -1)
         pool = pool.cpu()
@@ -209,14 +215,24 @@ class CAVBank:
     def index(self, positive: str, negative: str) -> int:
         return self.pairs_.index((positive, negative))
 
-    def _fit_sklearn(self, pool: Tensor, train: list) -> tuple[Tensor, Tensor]:
-        from sklearn.linear_model import SGDClassifier
+    def _fit_each(self, pool: Tensor, train: list) -> tuple[Tensor, Tensor]:
+        """Weights and intercepts of the ``sgd``, ``logistic`` or ``mean-difference`` estimator, pair by pair."""
+        from sklearn.linear_model import LogisticRegression, SGDClassifier
 
         x = pool.numpy()
         weights, intercepts = [], []
         for p, n in train:
-            clf = SGDClassifier(loss="hinge", alpha=self.alpha, max_iter=self.max_iter or 1000, tol=self.tol,
-                                random_state=self.seed)
+            if self.solver == "mean-difference":
+                positive, negative = x[p].mean(0), x[n].mean(0)
+                w = positive - negative
+                weights.append(torch.as_tensor(w, dtype=torch.float32))
+                intercepts.append(float(-w @ (positive + negative) / 2))
+                continue
+            if self.solver == "sgd":
+                clf = SGDClassifier(loss="hinge", alpha=self.alpha, max_iter=self.max_iter or 1000, tol=self.tol,
+                                    random_state=self.seed)
+            else:  # sklearn's C weighs the summed loss: C = 1 / (alpha n) is the mean loss + alpha / 2 ||w||^2
+                clf = LogisticRegression(C=1 / (self.alpha * (len(p) + len(n))), max_iter=self.max_iter or 1000, tol=self.tol)
             clf.fit(x[np.concatenate([p, n])], np.r_[np.ones(len(p)), np.zeros(len(n))])
             weights.append(torch.as_tensor(clf.coef_[0], dtype=torch.float32))
             intercepts.append(float(clf.intercept_[0]))

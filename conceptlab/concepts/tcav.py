@@ -23,7 +23,7 @@ from ..models.base import ConceptOutput
 from ..plotting import pyplot, save_figure
 from ..runtime import evaluating
 from .activations import capture_activations, prepare_batch, resolve_layer
-from .cav import CAVBank
+from .cav import CAVBank, Solver
 
 Objective = Literal["logit", "loss"]
 
@@ -201,7 +201,7 @@ def run_tcav(
     inputs: Tensor,
     target: int | str,
     objective: Objective = "logit",
-    solver: str = "torch",
+    solver: Solver = "svm",
     batch_size: int = 64,
     alpha: float = 0.05,
     cache_dir: str | None = None,

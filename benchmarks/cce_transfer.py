@@ -1,0 +1,311 @@
+"""Do CCE's defaults hold across concept banks and models? A planted-concept benchmark with a
+development split (where settings are chosen) and a held-out split (where they are reported).
+
+A scenario plants a visual edit S on every training image of one class c and no other; the model
+trained on that data then gets some clean test images of c wrong, and each such mistake is
+explained towards c. The planted concept S should rank among the top 3 concepts to add.
+
+Two model families, so that a default cannot lean on one:
+- ``features``: a linear head on frozen EfficientNet-Lite0 features of cub100 (the counterfactual
+  bench's setting), explained with banks of K = 10 (S plus 9 other edits), 48 (16 edits, 32 CUB
+  attributes) and 128 (16 edits, 112 attributes) concepts;
+- ``images``: a small CNN trained from scratch on 24 x 24 coloured digits (scikit-learn's 8 x 8
+  digits, upsampled, each on a random background colour), explained at its penultimate layer with
+  banks of K = 8 and 16 edits fitted on that CNN's own activations.
+Edits are planted at full strength ("strong"), at half strength while the bank knows the full
+edit ("half"), or are faint edits the bank knows as such ("faint": blur@0.4, vignette@0.3).
+
+The split is by edit, fixed here before any setting was tried (``DEV_EDITS`` / ``HELD_OUT_EDITS``):
+no held-out edit is ever planted while a setting is chosen. ``--part dev`` runs the development
+scenarios for every alpha in ``--alphas``; ``--part held-out`` runs the held-out scenarios for the
+chosen alpha and the other methods. Selection rule, also fixed before tuning: the alpha whose
+worst Precision@3 over (family, K) is highest among those with median support <= 10.
+
+Run (about 25 min per part on 2 CPU cores; features are cached after the first run):
+    python benchmarks/cce_transfer.py --root ../shared/data/cub100 --part dev --out results/cce-transfer
+    python benchmarks/cce_transfer.py --root ../shared/data/cub100 --part held-out --alphas 0.078 \
+        --out results/cce-transfer
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.datasets import load_digits
+from torch import Tensor, nn
+
+from conceptlab.bench.counterfactuals.runner import FeatureSource, build_bank, fit_linear_head
+from conceptlab.bench.counterfactuals.settings import parse_counterfactual_spec
+from conceptlab.bench.spec import load_config
+from conceptlab.concepts.cav import CAVBank
+from conceptlab.concepts.cce import CCE, CCE_DEFAULTS, Counterfactuals, random_scores, univariate_scores
+from conceptlab.datasets.cub import load_cub
+from conceptlab.datasets.registry import features_by_path
+from conceptlab.datasets.visual_concepts import VISUAL_CONCEPTS, visual_concept
+
+log = logging.getLogger("cce_transfer")
+
+EDITS = tuple(VISUAL_CONCEPTS)
+DEV_EDITS = ("grayscale", "blur", "noise", "stripes", "dots", "red_tint", "blue_tint", "blur@0.4")
+HELD_OUT_EDITS = ("sepia", "pixelate", "washed_out", "vignette", "grid", "border", "green_tint", "vignette@0.3")
+FAINT = ("blur@0.4", "vignette@0.3")
+BANK_EDITS = EDITS + FAINT  # every bank knows the 14 full edits and the 2 faint ones
+assert set(DEV_EDITS).isdisjoint(HELD_OUT_EDITS) and set(DEV_EDITS) | set(HELD_OUT_EDITS) == set(BANK_EDITS)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    family: str
+    edit: str  # the bank concept that names the cause
+    strength: str  # strong, half or faint
+    target: int
+
+    @property
+    def plant(self) -> str:
+        return f"{self.edit}@0.5" if self.strength == "half" else self.edit  # faint edits are never halved
+
+
+def scenarios(family: str, edits: tuple[str, ...], n_classes: int, seed: int) -> list[Scenario]:
+    """Each edit planted at full and half strength (faint edits: as they are), each on a drawn class."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for edit in edits:
+        for strength in (("faint",) if edit in FAINT else ("strong", "half")):
+            out.append(Scenario(family, edit, strength, int(rng.integers(n_classes))))
+    return out
+
+
+def sub_bank(bank: CAVBank, names: list[str]) -> CAVBank:
+    """The bank restricted to ``names``: each pair's CAV depends on that pair's examples only, so
+    this equals fitting those pairs alone."""
+    order = [bank.pairs_.index((n, f"{n}:negatives")) for n in names]
+    part = CAVBank(alpha=bank.alpha, seed=bank.seed)
+    part.pairs_ = [bank.pairs_[i] for i in order]
+    for key in CAVBank._LEARNED:
+        if key != "pairs_":
+            setattr(part, key, getattr(bank, key)[order])
+    return part
+
+
+def explain(method: str, alpha: float, bank: CAVBank, head: nn.Module, z: Tensor, target: int, seed: int) -> Counterfactuals:
+    if method == "cce":
+        return CCE(bank, head, alpha=alpha).explain(z, target)
+    if method == "cce-published":
+        return CCE.published(bank, head, support_threshold=CCE_DEFAULTS["support_threshold"]).explain(z, target)
+    if method == "univariate":
+        return univariate_scores(bank, head, z, target)
+    return random_scores(bank, head, z, target, seed=seed)
+
+
+def measure(result: Counterfactuals, concept: str) -> dict:
+    ranks = result.ranks(concept)
+    return {"ranks": ranks.tolist(), "success": result.success.tolist(), "support": result.support.tolist()}
+
+
+def method_list(part: str, alphas: list[float]) -> list[tuple[str, float]]:
+    cce = [("cce", a) for a in alphas]
+    return cce if part == "dev" else cce + [("cce-published", 0.0), ("univariate", 0.0), ("random", 0.0)]
+
+
+# ----------------------------------------------------------------------------- feature models
+def feature_family(root: str, edits: tuple[str, ...], methods: list[tuple[str, float]], seed: int, emit) -> None:
+    spec = parse_counterfactual_spec(load_config("cce")[0], root=root)
+    splits = load_cub(root, seed=spec.seed, val_fraction=0.0, concepts="class-level", threshold=spec.dataset.threshold)
+    train, test, info = splits.train, splits.test, splits.info
+    features = FeatureSource(spec, info, progress=True)
+    base_of = features_by_path(splits, spec.dataset, True)
+    train_x = torch.stack([base_of[p] for p in train.paths])
+    test_x = torch.stack([base_of[p] for p in test.paths])
+    bank = build_bank(spec, train.paths, train_x, train.c, list(info.concept_names), features)
+    attributes = [p for p, _ in bank.pairs_ if p not in BANK_EDITS]
+    rng = np.random.default_rng(seed)
+    for scenario in scenarios("features", edits, len(info.task_names), seed):
+        in_class = (train.y == scenario.target).nonzero()[:, 0]
+        x = train_x.clone()
+        x[in_class] = features([train.paths[j] for j in in_class.tolist()], edit=scenario.plant)
+        head = fit_linear_head(x, train.y, len(info.task_names), spec.head_weight_decay)
+        with torch.no_grad():
+            wrong = (test.y == scenario.target) & (head(test_x).argmax(1) != scenario.target)
+        z = test_x[wrong]
+        others = [e for e in BANK_EDITS if e != scenario.edit]
+        banks = {
+            10: [scenario.edit, *rng.choice(others, 9, replace=False).tolist()],
+            48: [*BANK_EDITS, *rng.choice(attributes, 32, replace=False).tolist()],
+            128: [*BANK_EDITS, *attributes],
+        }
+        for k, names in banks.items():
+            part = sub_bank(bank, names)
+            for method, alpha in methods:
+                result = explain(method, alpha, part, head, z, scenario.target, seed) if len(z) else None
+                emit(scenario, len(names), method, alpha, len(z), measure(result, scenario.edit) if result else None)
+
+
+# ----------------------------------------------------------------------------- image models
+def coloured_digits(seed: int) -> tuple[Tensor, Tensor]:
+    """(N, 3, 24, 24) images in [0, 1]: each 8 x 8 digit upsampled to 16 x 16 at a random place, its
+    strokes in a random light colour on a random dark background; two copies of each digit."""
+    digits = load_digits()
+    generator = torch.Generator().manual_seed(seed)
+    ink = torch.tensor(digits.images, dtype=torch.float32)[:, None] / 16
+    ink = F.interpolate(ink, size=16, mode="bilinear", align_corners=False).repeat(2, 1, 1, 1)
+    n = ink.shape[0]
+    canvas = torch.zeros(n, 1, 24, 24)
+    shifts = torch.randint(0, 9, (n, 2), generator=generator)
+    for i, (dy, dx) in enumerate(shifts.tolist()):
+        canvas[i, :, dy : dy + 16, dx : dx + 16] = ink[i]
+    background = 0.4 * torch.rand(n, 3, 1, 1, generator=generator)
+    stroke = 0.6 + 0.4 * torch.rand(n, 3, 1, 1, generator=generator)
+    images = (1 - canvas) * background + canvas * stroke
+    return images.clamp(0, 1), torch.tensor(digits.target, dtype=torch.long).repeat(2)
+
+
+class SmallCNN(nn.Module):
+    def __init__(self, n_classes: int = 10):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(16, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(32, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        )
+        self.head = nn.Linear(32, n_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.features(x))
+
+
+def train_cnn(x: Tensor, y: Tensor, seed: int, epochs: int = 6) -> SmallCNN:
+    torch.manual_seed(seed)
+    model = SmallCNN()
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(epochs):
+        for rows in torch.randperm(len(x)).split(128):
+            optimizer.zero_grad()
+            F.cross_entropy(model(x[rows]), y[rows]).backward()
+            optimizer.step()
+    return model.eval()
+
+
+@torch.no_grad()
+def embed(model: SmallCNN, x: Tensor) -> Tensor:
+    return torch.cat([model.features(part) for part in x.split(512)])
+
+
+def image_family(edits: tuple[str, ...], methods: list[tuple[str, float]], seed: int, emit) -> None:
+    torch.set_num_threads(1)
+    images, labels = coloured_digits(seed)
+    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))
+    train_rows, test_rows = order[: len(order) * 3 // 4], order[len(order) * 3 // 4 :]
+    x_train, y_train = images[train_rows], labels[train_rows]
+    x_test, y_test = images[test_rows], labels[test_rows]
+    rng = np.random.default_rng(seed)
+    for number, scenario in enumerate(scenarios("images", edits, 10, seed)):
+        planted = x_train.clone()
+        rows = y_train == scenario.target
+        planted[rows] = visual_concept(scenario.plant)(planted[rows])
+        model = train_cnn(planted, y_train, seed + number)
+        with torch.no_grad():
+            wrong = (y_test == scenario.target) & (model(x_test).argmax(1) != scenario.target)
+        z = embed(model, x_test[wrong])
+        sets = {}
+        for name in BANK_EDITS:
+            drawn = torch.as_tensor(rng.choice(len(x_train), 100, replace=False))
+            sets[name] = embed(model, visual_concept(name)(x_train[drawn[:50]]))
+            sets[f"{name}:negatives"] = embed(model, x_train[drawn[50:]])
+        bank = CAVBank(alpha=1.0, seed=seed).fit(sets, [(n, f"{n}:negatives") for n in BANK_EDITS])
+        others = [e for e in BANK_EDITS if e != scenario.edit]
+        banks = {8: [scenario.edit, *rng.choice(others, 7, replace=False).tolist()], 16: list(BANK_EDITS)}
+        for k, names in banks.items():
+            part = sub_bank(bank, names)
+            for method, alpha in methods:
+                result = explain(method, alpha, part, model.head, z, scenario.target, seed) if len(z) else None
+                emit(scenario, len(names), method, alpha, len(z), measure(result, scenario.edit) if result else None)
+
+
+# ----------------------------------------------------------------------------- summary
+def summarize(records: list[dict]) -> list[dict]:
+    """Per (family, K, method, alpha): P@3, mean rank, success and median support pooled over mistakes."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in records:
+        if r["ranks"] is not None:
+            groups.setdefault((r["family"], r["k"], r["method"], r["alpha"]), []).append(r)
+    rows = []
+    for (family, k, method, alpha), items in sorted(groups.items()):
+        ranks = np.concatenate([r["ranks"] for r in items])
+        support = np.concatenate([r["support"] for r in items])
+        success = np.concatenate([r["success"] for r in items])
+        rows.append({"family": family, "k": k, "method": method, "alpha": alpha, "scenarios": len(items),
+                     "mistakes": len(ranks), "precision_at_3": float((ranks <= 3).mean()),
+                     "mean_rank": float(ranks.mean()), "success": float(success.mean()),
+                     "median_support": float(np.median(support))})
+    return rows
+
+
+def choose_alpha(rows: list[dict]) -> float:
+    """The selection rule fixed before tuning: best worst-case P@3 over (family, K), median support <= 10."""
+    by_alpha: dict[float, list[dict]] = {}
+    for row in rows:
+        if row["method"] == "cce":
+            by_alpha.setdefault(row["alpha"], []).append(row)
+    allowed = {a: r for a, r in by_alpha.items() if max(x["median_support"] for x in r) <= 10}
+    return max(allowed, key=lambda a: (min(x["precision_at_3"] for x in allowed[a]),
+                                       np.mean([x["precision_at_3"] for x in allowed[a]])))
+
+
+def markdown(rows: list[dict]) -> str:
+    lines = ["| family | K | method | alpha | scenarios | mistakes | P@3 | mean rank | success | median support |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        alpha = f"{r['alpha']:g}" if r["method"] == "cce" else ""
+        lines.append(f"| {r['family']} | {r['k']} | {r['method']} | {alpha} | {r['scenarios']} | {r['mistakes']} | "
+                     f"{r['precision_at_3']:.3f} | {r['mean_rank']:.1f} | {r['success']:.2f} | {r['median_support']:.0f} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--root", required=True, help="directory holding CUB_200_2011/ (cub100)")
+    parser.add_argument("--part", choices=("dev", "held-out"), required=True)
+    parser.add_argument("--alphas", type=float, nargs="+", default=[0.003, 0.01, 0.03, 0.078, 0.2, 0.5])
+    parser.add_argument("--families", nargs="+", default=["images", "features"], choices=("images", "features"))
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default="results/cce-transfer")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    edits = DEV_EDITS if args.part == "dev" else HELD_OUT_EDITS
+    methods = method_list(args.part, args.alphas)
+    path = out / f"{args.part}.jsonl"
+    path.unlink(missing_ok=True)
+    start = time.perf_counter()
+
+    def emit(scenario: Scenario, k: int, method: str, alpha: float, mistakes: int, measured: dict | None) -> None:
+        record = {**asdict(scenario), "k": k, "method": method, "alpha": alpha, "mistakes": mistakes,
+                  **(measured or {"ranks": None, "success": None, "support": None})}
+        with path.open("a") as handle:
+            handle.write(json.dumps(record) + "\n")
+
+    for family in args.families:
+        if family == "images":
+            image_family(edits, methods, args.seed, emit)
+        else:
+            feature_family(args.root, edits, methods, args.seed, emit)
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    rows = summarize(records)
+    report = [f"# CCE transfer, {args.part} split ({', '.join(edits)}); {time.perf_counter() - start:.0f} s", "", markdown(rows)]
+    if args.part == "dev":
+        report += ["", f"chosen alpha (worst-case P@3 over family x K, median support <= 10): {choose_alpha(rows):g}"]
+    (out / f"{args.part}.md").write_text("\n".join(report) + "\n")
+    print("\n".join(report))
+
+
+if __name__ == "__main__":
+    main()
