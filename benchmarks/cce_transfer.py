@@ -38,8 +38,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from sklearn.datasets import load_digits
+from planted import BANK_EDITS, DEV_EDITS, FAINT, HELD_OUT_EDITS, embed, split_digits, train_cnn
 from torch import Tensor, nn
 
 from conceptlab.bench.counterfactuals.runner import FeatureSource, build_bank, fit_linear_head
@@ -49,16 +48,10 @@ from conceptlab.concepts.cav import CAVBank
 from conceptlab.concepts.cce import CCE, CCE_DEFAULTS, Counterfactuals, random_scores, univariate_scores
 from conceptlab.datasets.cub import load_cub
 from conceptlab.datasets.registry import features_by_path
-from conceptlab.datasets.visual_concepts import VISUAL_CONCEPTS, visual_concept
+from conceptlab.datasets.visual_concepts import visual_concept
 
 log = logging.getLogger("cce_transfer")
 
-EDITS = tuple(VISUAL_CONCEPTS)
-DEV_EDITS = ("grayscale", "blur", "noise", "stripes", "dots", "red_tint", "blue_tint", "blur@0.4")
-HELD_OUT_EDITS = ("sepia", "pixelate", "washed_out", "vignette", "grid", "border", "green_tint", "vignette@0.3")
-FAINT = ("blur@0.4", "vignette@0.3")
-BANK_EDITS = EDITS + FAINT  # every bank knows the 14 full edits and the 2 faint ones
-assert set(DEV_EDITS).isdisjoint(HELD_OUT_EDITS) and set(DEV_EDITS) | set(HELD_OUT_EDITS) == set(BANK_EDITS)
 
 
 @dataclass(frozen=True)
@@ -133,15 +126,18 @@ def feature_family(root: str, edits: tuple[str, ...], methods: list[tuple[str, f
         x[in_class] = features([train.paths[j] for j in in_class.tolist()], edit=scenario.plant)
         head = fit_linear_head(x, train.y, len(info.task_names), spec.head_weight_decay)
         with torch.no_grad():
-            wrong = (test.y == scenario.target) & (head(test_x).argmax(1) != scenario.target)
+            predicted = head(test_x).argmax(1)
+        wrong = (test.y == scenario.target) & (predicted != scenario.target)
+        log.info("%s on class %d: head accuracy on the other classes %.3f, %d mistakes", scenario.plant, scenario.target,
+                 float((predicted == test.y)[test.y != scenario.target].float().mean()), int(wrong.sum()))
         z = test_x[wrong]
         others = [e for e in BANK_EDITS if e != scenario.edit]
-        banks = {
-            10: [scenario.edit, *rng.choice(others, 9, replace=False).tolist()],
-            48: [*BANK_EDITS, *rng.choice(attributes, 32, replace=False).tolist()],
-            128: [*BANK_EDITS, *attributes],
-        }
-        for k, names in banks.items():
+        banks = [  # K = 10, 48 and 128 concepts
+            [scenario.edit, *rng.choice(others, 9, replace=False).tolist()],
+            [*BANK_EDITS, *rng.choice(attributes, 32, replace=False).tolist()],
+            [*BANK_EDITS, *attributes],
+        ]
+        for names in banks:
             part = sub_bank(bank, names)
             for method, alpha in methods:
                 result = explain(method, alpha, part, head, z, scenario.target, seed) if len(z) else None
@@ -149,62 +145,9 @@ def feature_family(root: str, edits: tuple[str, ...], methods: list[tuple[str, f
 
 
 # ----------------------------------------------------------------------------- image models
-def coloured_digits(seed: int) -> tuple[Tensor, Tensor]:
-    """(N, 3, 24, 24) images in [0, 1]: each 8 x 8 digit upsampled to 16 x 16 at a random place, its
-    strokes in a random light colour on a random dark background; two copies of each digit."""
-    digits = load_digits()
-    generator = torch.Generator().manual_seed(seed)
-    ink = torch.tensor(digits.images, dtype=torch.float32)[:, None] / 16
-    ink = F.interpolate(ink, size=16, mode="bilinear", align_corners=False).repeat(2, 1, 1, 1)
-    n = ink.shape[0]
-    canvas = torch.zeros(n, 1, 24, 24)
-    shifts = torch.randint(0, 9, (n, 2), generator=generator)
-    for i, (dy, dx) in enumerate(shifts.tolist()):
-        canvas[i, :, dy : dy + 16, dx : dx + 16] = ink[i]
-    background = 0.4 * torch.rand(n, 3, 1, 1, generator=generator)
-    stroke = 0.6 + 0.4 * torch.rand(n, 3, 1, 1, generator=generator)
-    images = (1 - canvas) * background + canvas * stroke
-    return images.clamp(0, 1), torch.tensor(digits.target, dtype=torch.long).repeat(2)
-
-
-class SmallCNN(nn.Module):
-    def __init__(self, n_classes: int = 10):
-        super().__init__()
-        self.features = nn.Sequential(
-            nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(16, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(32, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-        )
-        self.head = nn.Linear(32, n_classes)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.head(self.features(x))
-
-
-def train_cnn(x: Tensor, y: Tensor, seed: int, epochs: int = 6) -> SmallCNN:
-    torch.manual_seed(seed)
-    model = SmallCNN()
-    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
-    for _ in range(epochs):
-        for rows in torch.randperm(len(x)).split(128):
-            optimizer.zero_grad()
-            F.cross_entropy(model(x[rows]), y[rows]).backward()
-            optimizer.step()
-    return model.eval()
-
-
-@torch.no_grad()
-def embed(model: SmallCNN, x: Tensor) -> Tensor:
-    return torch.cat([model.features(part) for part in x.split(512)])
-
-
 def image_family(edits: tuple[str, ...], methods: list[tuple[str, float]], seed: int, emit) -> None:
     torch.set_num_threads(1)
-    images, labels = coloured_digits(seed)
-    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))
-    train_rows, test_rows = order[: len(order) * 3 // 4], order[len(order) * 3 // 4 :]
-    x_train, y_train = images[train_rows], labels[train_rows]
-    x_test, y_test = images[test_rows], labels[test_rows]
+    x_train, y_train, x_test, y_test = split_digits(seed)
     rng = np.random.default_rng(seed)
     for number, scenario in enumerate(scenarios("images", edits, 10, seed)):
         planted = x_train.clone()
@@ -212,7 +155,10 @@ def image_family(edits: tuple[str, ...], methods: list[tuple[str, float]], seed:
         planted[rows] = visual_concept(scenario.plant)(planted[rows])
         model = train_cnn(planted, y_train, seed + number)
         with torch.no_grad():
-            wrong = (y_test == scenario.target) & (model(x_test).argmax(1) != scenario.target)
+            predicted = model(x_test).argmax(1)
+        wrong = (y_test == scenario.target) & (predicted != scenario.target)
+        accuracy = float((predicted == y_test)[y_test != scenario.target].float().mean())
+        log.info("%s: CNN accuracy on the other classes %.3f, %d mistakes", scenario.plant, accuracy, int(wrong.sum()))
         z = embed(model, x_test[wrong])
         sets = {}
         for name in BANK_EDITS:
@@ -221,8 +167,7 @@ def image_family(edits: tuple[str, ...], methods: list[tuple[str, float]], seed:
             sets[f"{name}:negatives"] = embed(model, x_train[drawn[50:]])
         bank = CAVBank(alpha=1.0, seed=seed).fit(sets, [(n, f"{n}:negatives") for n in BANK_EDITS])
         others = [e for e in BANK_EDITS if e != scenario.edit]
-        banks = {8: [scenario.edit, *rng.choice(others, 7, replace=False).tolist()], 16: list(BANK_EDITS)}
-        for k, names in banks.items():
+        for names in ([scenario.edit, *rng.choice(others, 7, replace=False).tolist()], list(BANK_EDITS)):
             part = sub_bank(bank, names)
             for method, alpha in methods:
                 result = explain(method, alpha, part, model.head, z, scenario.target, seed) if len(z) else None

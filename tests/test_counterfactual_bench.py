@@ -50,6 +50,13 @@ def test_an_edit_at_part_strength_blends_towards_the_full_edit():
             visual_concept(bad)
 
 
+def test_edits_compose_left_to_right():
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+    assert torch.equal(visual_concept("stripes+sepia@0.5")(x), visual_concept("sepia@0.5")(visual_concept("stripes")(x)))
+    with pytest.raises(ValueError, match="unknown visual concept 'stars'"):
+        visual_concept("sepia+stars")
+
+
 def test_spec_reads_faint_concepts_and_harder_scenarios():
     spec = parse_counterfactual_spec({"bank": {"visual": ["grayscale", "sepia"], "faint": ["blur@0.4"], "alpha": 0.5},
                            "scenarios": {"count": 2, "harder": [{"plant": "sepia@0.5", "concept": "sepia"},

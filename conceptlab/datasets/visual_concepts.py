@@ -120,8 +120,17 @@ VISUAL_CONCEPTS: dict[str, Edit] = {
 
 def visual_concept(name: str) -> Edit:
     """The edit called ``name``; ``"NAME@s"`` blends it in at strength ``s`` in (0, 1] (the image
-    moves the fraction ``s`` of the way to its fully edited version). An unknown name lists the
-    available ones."""
+    moves the fraction ``s`` of the way to its fully edited version); ``"A+B"`` applies A, then B.
+    An unknown name lists the available ones."""
+    if "+" in name:
+        edits = [visual_concept(part) for part in name.split("+")]
+
+        def composed(x: Tensor) -> Tensor:
+            for edit in edits:
+                x = edit(x)
+            return x
+
+        return composed
     base, _, strength = name.partition("@")
     if base not in VISUAL_CONCEPTS:
         raise ValueError(f"unknown visual concept {base!r}; choose from {', '.join(VISUAL_CONCEPTS)} "
