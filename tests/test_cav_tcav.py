@@ -21,7 +21,7 @@ def _sets(seed=0):
     return sets, direction
 
 
-def test_torch_and_sklearn_solvers_agree():
+def test_the_svm_and_sgd_estimators_agree():
     sets, direction = _sets()
     pairs = [(c, r) for c in ("concept0", "concept1") for r in ("random0", "random1", "random2")]
     fast = CAVBank("svm").fit(sets, pairs)
@@ -34,6 +34,35 @@ def test_torch_and_sklearn_solvers_agree():
     assert (fast.margin_max_ >= fast.positive_mean_).all() and (fast.margin_min_ <= fast.negative_mean_).all()
     z = sets["concept0"][:5]
     assert torch.allclose(fast.decision_function(z)[:, 0], z @ fast.directions_[0] + fast.intercepts_[0])
+
+
+@pytest.mark.parametrize("solver", ["svm", "sgd", "logistic", "mean-difference"])
+def test_every_estimator_finds_the_planted_direction(solver):
+    sets, direction = _sets()
+    pairs = [("concept0", "random0"), ("concept1", "random1")]
+    bank = CAVBank(solver).fit(sets, pairs)
+    assert torch.allclose(bank.directions_.norm(dim=1), torch.ones(2))
+    assert (bank.directions_ @ direction > 0.6).all() and (bank.accuracy_ >= 0.9).all()
+    assert (bank.positive_mean_ > 0).all() and (bank.negative_mean_ < 0).all()
+
+
+def test_the_mean_difference_and_logistic_estimators_are_what_they_say():
+    from sklearn.linear_model import LogisticRegression
+
+    sets, _ = _sets(3)
+    pair = [("concept0", "random0")]
+    mean = CAVBank("mean-difference", test_fraction=0.0).fit(sets, pair)
+    positive, negative = sets["concept0"].mean(0), sets["random0"].mean(0)
+    expected = (positive - negative) / (positive - negative).norm()
+    assert torch.allclose(mean.directions_[0], expected, atol=1e-6)
+    midpoint = (positive + negative) / 2
+    assert abs(float(mean.decision_function(midpoint[None])[0, 0])) < 1e-4  # the boundary passes through the midpoint
+    logistic = CAVBank("logistic", alpha=0.01, test_fraction=0.0).fit(sets, pair)
+    x = torch.cat([sets["concept0"], sets["random0"]]).numpy()
+    y = np.r_[np.ones(50), np.zeros(50)]
+    reference = LogisticRegression(C=1 / (0.01 * 100), max_iter=1000, tol=1e-3).fit(x, y)
+    w = torch.as_tensor(reference.coef_[0], dtype=torch.float32)
+    assert torch.allclose(logistic.directions_[0], w / w.norm(), atol=1e-4)
 
 
 def test_bank_input_errors():
@@ -143,6 +172,18 @@ def test_run_tcav_writes_records_csv_and_plot(tmp_path):
     assert (tmp_path / "tcav.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(ValueError, match="at least 2 random sets"):
         run_tcav(model, ["hidden"], concepts, {"random0": randoms["random0"]}, torch.randn(3, D), target=1)
+
+
+@pytest.mark.parametrize("solver", ["sgd", "logistic", "mean-difference"])
+def test_run_tcav_with_each_estimator_finds_the_planted_concept(solver):
+    from conceptlab.concepts import run_tcav
+
+    g = torch.Generator().manual_seed(3)
+    u = torch.nn.functional.normalize(torch.randn(D, generator=g), dim=0)
+    concepts = {"planted": torch.randn(40, D, generator=g) + 3 * u}
+    randoms = {f"random{r}": torch.randn(40, D, generator=g) for r in range(5)}
+    (record,) = run_tcav(_planted_model(u), ["hidden"], concepts, randoms, torch.randn(30, D, generator=g), 1, solver=solver)
+    assert record["score_mean"] >= 0.9 and record["significant"] and record["cav_accuracy"] > 0.6  # SGD: 0.62 here
 
 
 def test_cli_tcav_on_a_conceptlab_model_with_tensor_examples(tmp_path, capsys):
