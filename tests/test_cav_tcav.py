@@ -186,6 +186,13 @@ def test_run_tcav_with_each_estimator_finds_the_planted_concept(solver):
     assert record["score_mean"] >= 0.9 and record["significant"] and record["cav_accuracy"] > 0.6  # SGD: 0.62 here
 
 
+def test_the_cli_offers_every_estimator():
+    from conceptlab import cli
+    from conceptlab.concepts.cav import SOLVERS
+
+    assert cli.CAV_ESTIMATORS == SOLVERS
+
+
 def test_cli_tcav_on_a_conceptlab_model_with_tensor_examples(tmp_path, capsys):
     from conceptlab import cli
     from conceptlab.datasets import ConceptInfo
@@ -205,6 +212,10 @@ def test_cli_tcav_on_a_conceptlab_model_with_tensor_examples(tmp_path, capsys):
     assert code == 0
     assert "striped" in capsys.readouterr().out
     assert len((tmp_path / "out" / "tcav.csv").read_text().splitlines()) == 1 + 2 * 2
+    assert cli.main(["tcav", "--model", str(tmp_path / "m.pt"), "--layers", "encoder.1", "--estimator", "mean-difference",
+                     "--concepts", str(tmp_path / "concepts"), "--random", str(tmp_path / "random"),
+                     "--inputs", str(tmp_path / "inputs"), "--target", "zebra", "--out", str(tmp_path / "md")]) == 0
+    assert len((tmp_path / "md" / "tcav.csv").read_text().splitlines()) == 1 + 2
     assert cli.main(["tcav", "--model", str(tmp_path / "m.pt"), "--layers", "encoder.9",
                      "--concepts", str(tmp_path / "concepts"), "--random", str(tmp_path / "random"),
                      "--inputs", str(tmp_path / "inputs"), "--target", "0"]) == 2
