@@ -29,8 +29,6 @@ Run (about 25 min per part on 2 CPU cores; features are cached after the first r
 
 from __future__ import annotations
 
-import argparse
-import json
 import logging
 import time
 from dataclasses import asdict, dataclass
@@ -38,16 +36,23 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from planted import BANK_EDITS, DEV_EDITS, FAINT, HELD_OUT_EDITS, embed, split_digits, train_cnn
+from planted import (
+    BANK_EDITS,
+    DEV_EDITS,
+    FAINT,
+    HELD_OUT_EDITS,
+    RecordFile,
+    benchmark_arguments,
+    cub_features,
+    embed,
+    split_digits,
+    train_cnn,
+)
 from torch import Tensor, nn
 
-from conceptlab.bench.counterfactuals.runner import FeatureSource, build_bank, fit_linear_head
-from conceptlab.bench.counterfactuals.settings import parse_counterfactual_spec
-from conceptlab.bench.spec import load_config
+from conceptlab.bench.counterfactuals.runner import build_bank, fit_linear_head
 from conceptlab.concepts.cav import CAVBank
 from conceptlab.concepts.cce import CCE, CCE_DEFAULTS, Counterfactuals, random_scores, univariate_scores
-from conceptlab.datasets.cub import load_cub
-from conceptlab.datasets.registry import features_by_path
 from conceptlab.datasets.visual_concepts import visual_concept
 
 log = logging.getLogger("cce_transfer")
@@ -110,13 +115,9 @@ def method_list(part: str, alphas: list[float]) -> list[tuple[str, float]]:
 
 # ----------------------------------------------------------------------------- feature models
 def feature_family(root: str, edits: tuple[str, ...], methods: list[tuple[str, float]], seed: int, emit) -> None:
-    spec = parse_counterfactual_spec(load_config("cce")[0], root=root)
-    splits = load_cub(root, seed=spec.seed, val_fraction=0.0, concepts="class-level", threshold=spec.dataset.threshold)
-    train, test, info = splits.train, splits.test, splits.info
-    features = FeatureSource(spec, info, progress=True)
-    base_of = features_by_path(splits, spec.dataset, True)
-    train_x = torch.stack([base_of[p] for p in train.paths])
-    test_x = torch.stack([base_of[p] for p in test.paths])
+    cub = cub_features(root)
+    spec, train, test, info, features, train_x, test_x = (cub.spec, cub.train, cub.test, cub.info, cub.edited,
+                                                          cub.train_x, cub.test_x)
     bank = build_bank(spec, train.paths, train_x, train.c, list(info.concept_names), features)
     attributes = [p for p, _ in bank.pairs_ if p not in BANK_EDITS]
     rng = np.random.default_rng(seed)
@@ -215,40 +216,30 @@ def markdown(rows: list[dict]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--root", required=True, help="directory holding CUB_200_2011/ (cub100)")
-    parser.add_argument("--part", choices=("dev", "held-out"), required=True)
+    parser = benchmark_arguments(__doc__, "results/cce-transfer")
     parser.add_argument("--alphas", type=float, nargs="+", default=[0.003, 0.01, 0.03, 0.078, 0.2, 0.5])
     parser.add_argument("--families", nargs="+", default=["images", "features"], choices=("images", "features"))
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default="results/cce-transfer")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     edits = DEV_EDITS if args.part == "dev" else HELD_OUT_EDITS
     methods = method_list(args.part, args.alphas)
-    path = out / f"{args.part}.jsonl"
-    path.unlink(missing_ok=True)
+    results = RecordFile(args.out, args.part)
     start = time.perf_counter()
 
     def emit(scenario: Scenario, k: int, method: str, alpha: float, mistakes: int, measured: dict | None) -> None:
-        record = {**asdict(scenario), "k": k, "method": method, "alpha": alpha, "mistakes": mistakes,
-                  **(measured or {"ranks": None, "success": None, "support": None})}
-        with path.open("a") as handle:
-            handle.write(json.dumps(record) + "\n")
+        results.add({**asdict(scenario), "k": k, "method": method, "alpha": alpha, "mistakes": mistakes,
+                     **(measured or {"ranks": None, "success": None, "support": None})})
 
     for family in args.families:
         if family == "images":
             image_family(edits, methods, args.seed, emit)
         else:
             feature_family(args.root, edits, methods, args.seed, emit)
-    records = [json.loads(line) for line in path.read_text().splitlines()]
-    rows = summarize(records)
+    rows = summarize(results.records())
     report = [f"# CCE transfer, {args.part} split ({', '.join(edits)}); {time.perf_counter() - start:.0f} s", "", markdown(rows)]
     if args.part == "dev":
         report += ["", f"chosen alpha (worst-case P@3 over family x K, median support <= 10): {choose_alpha(rows):g}"]
-    (out / f"{args.part}.md").write_text("\n".join(report) + "\n")
+    (Path(args.out) / f"{args.part}.md").write_text("\n".join(report) + "\n")
     print("\n".join(report))
 
 

@@ -7,14 +7,25 @@ and report on scenarios that plant only ``HELD_OUT_EDITS``.
 
 from __future__ import annotations
 
+import argparse
+import json
 from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from sklearn.datasets import load_digits
 from torch import Tensor, nn
 
+from conceptlab.bench.counterfactuals.runner import FeatureSource
+from conceptlab.bench.counterfactuals.settings import CounterfactualSpec, parse_counterfactual_spec
+from conceptlab.bench.spec import load_config
+from conceptlab.datasets.cub import load_cub
+from conceptlab.datasets.images import ImageConceptDataset
+from conceptlab.datasets.registry import features_by_path
 from conceptlab.datasets.visual_concepts import VISUAL_CONCEPTS
+from conceptlab.info import ConceptInfo
 
 FAINT = ("blur@0.4", "vignette@0.3")
 BANK_EDITS = (*VISUAL_CONCEPTS, *FAINT)  # the 14 full edits and the 2 faint ones
@@ -69,17 +80,71 @@ class SmallCNN(nn.Module):
         return self.head(self.features(x))
 
 
-def train_cnn(x: Tensor, y: Tensor, seed: int, epochs: int = 8) -> SmallCNN:
-    """Adam, lr 3e-3, batch 128, ``epochs`` passes; returned in eval mode."""
-    torch.manual_seed(seed)
-    model = SmallCNN(int(y.max()) + 1)
-    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+def fit_classifier(model: nn.Module, x: Tensor, y: Tensor, epochs: int, lr: float, weight_decay: float = 0.0) -> nn.Module:
+    """Cross-entropy, Adam, batch 128, ``epochs`` shuffled passes (global RNG); returned in eval mode."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     for _ in range(epochs):
         for rows in torch.randperm(len(x)).split(128):
             optimizer.zero_grad()
             F.cross_entropy(model(x[rows]), y[rows]).backward()
             optimizer.step()
     return model.eval()
+
+
+def train_cnn(x: Tensor, y: Tensor, seed: int, epochs: int = 8) -> SmallCNN:
+    """A ``SmallCNN`` seeded with ``seed``, Adam lr 3e-3, ``epochs`` passes."""
+    torch.manual_seed(seed)
+    return fit_classifier(SmallCNN(int(y.max()) + 1), x, y, epochs, lr=3e-3)
+
+
+@dataclass
+class CubFeatures:
+    """cub100 as the counterfactual bench sees it (its config, official split, class-level
+    concepts), frozen features of the unedited images, and ``edited(paths, edit)`` for the rest."""
+
+    spec: CounterfactualSpec
+    train: ImageConceptDataset
+    test: ImageConceptDataset
+    info: ConceptInfo
+    edited: FeatureSource
+    train_x: Tensor
+    test_x: Tensor
+
+
+def cub_features(root: str) -> CubFeatures:
+    """Load cub100 at ``root`` with the `conceptlab bench cce` settings, through the feature cache."""
+    spec = parse_counterfactual_spec(load_config("cce")[0], root=root)
+    splits = load_cub(root, seed=spec.seed, val_fraction=0.0, concepts="class-level", threshold=spec.dataset.threshold)
+    base_of = features_by_path(splits, spec.dataset, True)
+    return CubFeatures(spec, splits.train, splits.test, splits.info, FeatureSource(spec, splits.info, progress=True),
+                       torch.stack([base_of[p] for p in splits.train.paths]),
+                       torch.stack([base_of[p] for p in splits.test.paths]))
+
+
+def benchmark_arguments(doc: str, out: str) -> argparse.ArgumentParser:
+    """The options both planted benchmarks take: the CUB root, the split to run, a seed, a folder."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--root", required=True, help="directory holding CUB_200_2011/ (cub100)")
+    parser.add_argument("--part", choices=("dev", "held-out"), required=True)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default=out)
+    return parser
+
+
+class RecordFile:
+    """``OUT/PART.jsonl``, started empty; ``add`` appends one record as it is measured."""
+
+    def __init__(self, out: str, part: str):
+        Path(out).mkdir(parents=True, exist_ok=True)
+        self.path = Path(out) / f"{part}.jsonl"
+        self.path.unlink(missing_ok=True)
+
+    def add(self, record: dict) -> None:
+        with self.path.open("a") as handle:
+            handle.write(json.dumps(record) + "\n")
+
+    def records(self) -> list[dict]:
+        return [json.loads(line) for line in self.path.read_text().splitlines()]
 
 
 @torch.no_grad()
