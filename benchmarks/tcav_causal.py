@@ -2,11 +2,13 @@
 
 Each scenario trains a model on data where one edit P is planted on every training image of the
 target class c (P is used positively for c), another edit N on every image of a second class d
-(adding N pulls towards d: used negatively for c) and a third edit U on a random half of all
-images whatever their class (unused). The truth is then measured, not assumed: the causal
+(adding N pulls towards d) and a third edit U on a random half of all images whatever their
+class. These roles are how the data were made, not what the model learned (a model may still
+respond to U, and adding N can raise c's logit along with d's), so the truth is measured: the causal
 effect of a concept is the mean change of class c's logit when the edit is applied to c's clean
 test images. TCAV (logit objective, 10 random sets of 50 images, concept sets of 50 edited
-images) is computed at several layers with four CAV estimators (exact SVM, SGD as captum,
+images; two null concepts, further sets of unedited images, whose effect is 0 by construction)
+is computed at several layers with four CAV estimators (the certified SVM, SGD as captum,
 logistic regression, mean difference) and both significance tests (the paper's t-test of the
 scores against 0.5, Bonferroni corrected; the reference code's two-sample test against
 random-vs-random scores).
@@ -63,6 +65,7 @@ log = logging.getLogger("tcav_causal")
 
 SIZEABLE, NONE = 0.25, 0.05  # effect thresholds, in units of the std of the class logit
 N_RANDOM, N_EXAMPLES = 10, 50
+NULLS = ("null0", "null1")  # concept sets of unedited images: no concept at all, causal effect 0
 CNN_LAYERS = ["features.pool1", "features.pool2", "features.relu3"]
 MLP_LAYERS = ["relu1", "relu2"]
 
@@ -103,6 +106,14 @@ def plant(x: Tensor, y: Tensor, s: Scenario, edit, generator: torch.Generator) -
     return x
 
 
+def unedited_sets(x: Tensor, draws: Tensor) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+    """The random sets and the null concepts: disjoint draws of unedited inputs, after the first
+    three sets of ``draws`` (the edited concepts' examples)."""
+    chunks = iter(x[draws[start : start + N_EXAMPLES]] for start in range(3 * N_EXAMPLES, len(draws), N_EXAMPLES))
+    randoms = {f"random{r}": next(chunks) for r in range(N_RANDOM)}
+    return randoms, {name: next(chunks) for name in NULLS}
+
+
 def measure(model: nn.Module, s: Scenario, layers: list[str], clean: Tensor, edited: dict[str, Tensor],
             examples: dict[str, Tensor], randoms: dict[str, Tensor]) -> list[dict]:
     """Causal effect of each concept and its TCAV records per estimator and layer."""
@@ -116,7 +127,7 @@ def measure(model: nn.Module, s: Scenario, layers: list[str], clean: Tensor, edi
             warnings.simplefilter("ignore")  # sklearn convergence notes on separable sets
             result = run_tcav(model, layers, examples, randoms, clean, s.target, solver=solver)
         for r in result:
-            role = {s.positive: "positive", s.negative: "negative", s.unused: "unused"}[r["concept"]]
+            role = {s.positive: "positive", s.negative: "negative", s.unused: "unused"}.get(r["concept"], "null")
             records.append({**asdict(s), "solver": solver, "layer": r["layer"], "concept": r["concept"], "role": role,
                             "effect": effect[r["concept"]], "logit_std": spread, "score": r["score_mean"],
                             "p_paper": r["p_paper"], "p_reference": r["p_reference"],
@@ -137,9 +148,10 @@ def cnn_family(edits: tuple[str, ...], count: int, seed: int, emit) -> None:
         draws = torch.randperm(len(x_train), generator=rng)
         examples = {name: visual_concept(name)(x_train[draws[i * N_EXAMPLES : (i + 1) * N_EXAMPLES]])
                     for i, name in enumerate((s.positive, s.negative, s.unused))}
-        start = 3 * N_EXAMPLES
-        randoms = {f"random{r}": x_train[draws[start + r * N_EXAMPLES : start + (r + 1) * N_EXAMPLES]] for r in range(N_RANDOM)}
         edited = {name: visual_concept(name)(clean) for name in examples}
+        randoms, nulls = unedited_sets(x_train, draws)
+        examples |= nulls
+        edited |= {name: clean for name in nulls}
         for record in measure(model, s, CNN_LAYERS, clean, edited, examples, randoms):
             emit({**record, "model_accuracy": accuracy})
 
@@ -168,9 +180,10 @@ def mlp_family(root: str, edits: tuple[str, ...], count: int, seed: int, emit) -
         draws = torch.randperm(len(train.paths), generator=rng)
         examples = {name: features([train.paths[i] for i in draws[j * N_EXAMPLES : (j + 1) * N_EXAMPLES].tolist()], edit=name)
                     for j, name in enumerate((s.positive, s.negative, s.unused))}
-        start = 3 * N_EXAMPLES
-        randoms = {f"random{r}": train_x[draws[start + r * N_EXAMPLES : start + (r + 1) * N_EXAMPLES]] for r in range(N_RANDOM)}
         edited = {name: features([test.paths[i] for i in rows.tolist()], edit=name) for name in examples}
+        randoms, nulls = unedited_sets(train_x, draws)
+        examples |= nulls
+        edited |= {name: clean for name in nulls}
         for record in measure(model, s, MLP_LAYERS, clean, edited, examples, randoms):
             emit({**record, "model_accuracy": accuracy})
 

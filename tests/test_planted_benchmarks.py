@@ -68,3 +68,14 @@ def test_planting_puts_the_unused_edit_on_half_of_every_class():
             carries_unused[rows] = True
     for c in range(4):  # U is independent of the class: about half of each
         assert 0.4 < carries_unused[y == c].float().mean() < 0.6
+
+
+def test_random_sets_and_null_concepts_are_disjoint_unedited_draws():
+    x = torch.arange(1000.0)[:, None]
+    draws = torch.randperm(1000, generator=torch.Generator().manual_seed(1))
+    randoms, nulls = tcav_causal.unedited_sets(x, draws)
+    rows = [set(t[:, 0].long().tolist()) for t in (*randoms.values(), *nulls.values())]
+    assert len(randoms) == tcav_causal.N_RANDOM and set(nulls) == set(tcav_causal.NULLS)
+    assert all(len(r) == tcav_causal.N_EXAMPLES for r in rows)
+    assert len(set().union(*rows)) == sum(map(len, rows))  # pairwise disjoint
+    assert not set().union(*rows) & set(draws[: 3 * tcav_causal.N_EXAMPLES].tolist())  # not the edited concepts' examples
