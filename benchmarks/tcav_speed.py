@@ -1,13 +1,13 @@
 """TCAV end to end, conceptlab against captum in the same run (issue 5's setting).
 
     pip install captum
-    python benchmarks/tcav_speed.py
+    python benchmarks/tcav_speed.py [--estimator svm]
     python benchmarks/tcav_speed.py --only-conceptlab --inputs 640   # peak memory, 10x the inputs
 
 ResNet-18 (random init) at 112 px, layers layer2 / layer3 / layer4, 10 concepts x 50 images,
 10 random sets x 50 images, 64 inputs to explain, target class 0. conceptlab: activations, CAVs
-(exact SVM solver) for every concept-random pair plus random-random pairs, gradients, scores and both
-significance tests. captum: TCAV.interpret on the same concept-random pairs (it has no
+(TCAV's default estimator, or --estimator) for every concept-random pair plus random-random pairs,
+gradients, scores and both significance tests. captum: TCAV.interpret on the same concept-random pairs (it has no
 significance step). One process, the machine's threads for both; the two libraries alternate for
 --repeats runs (default 3) after one warm-up forward, and the medians are compared. glibc is
 told to keep freed memory (as the conceptlab commands do), for both libraries.
@@ -24,7 +24,8 @@ import warnings
 import torch
 import torchvision
 
-from conceptlab.concepts.tcav import run_tcav
+from conceptlab.concepts.cav import SOLVERS
+from conceptlab.concepts.tcav import TCAV_ESTIMATOR, run_tcav
 from conceptlab.runtime import keep_freed_memory
 
 LAYERS = ["layer2", "layer3", "layer4"]
@@ -40,9 +41,9 @@ def make_data(n_concepts: int, n_random: int, per_set: int, n_inputs: int, size:
     return concepts, randoms, torch.rand(n_inputs, 3, size, size, generator=g)
 
 
-def run_conceptlab(model, concepts, randoms, inputs, target: int) -> float:
+def run_conceptlab(model, concepts, randoms, inputs, target: int, estimator: str = TCAV_ESTIMATOR) -> float:
     start = time.perf_counter()
-    run_tcav(model, LAYERS, concepts, randoms, inputs, target, batch_size=100)
+    run_tcav(model, LAYERS, concepts, randoms, inputs, target, solver=estimator, batch_size=100)
     return time.perf_counter() - start
 
 
@@ -67,6 +68,7 @@ def main() -> None:
     parser.add_argument("--inputs", type=int, default=64)
     parser.add_argument("--size", type=int, default=112)
     parser.add_argument("--repeats", type=int, default=3, help="alternating runs of each library; medians reported")
+    parser.add_argument("--estimator", default=TCAV_ESTIMATOR, choices=SOLVERS, help="conceptlab's CAV estimator")
     parser.add_argument("--only-conceptlab", action="store_true",
                         help="skip captum and report this process's peak memory (compare --inputs 64 with 640)")
     args = parser.parse_args()
@@ -77,7 +79,7 @@ def main() -> None:
     with torch.no_grad():  # warm-up: the first convolutions of a process pay for kernel selection
         model(data[2][:8])
     if args.only_conceptlab:
-        ours = run_conceptlab(model, *data, target=0)
+        ours = run_conceptlab(model, *data, target=0, estimator=args.estimator)
         print(f"conceptlab TCAV (activations + CAVs + scores + significance): {ours:.1f} s", flush=True)
         import resource
 
@@ -86,7 +88,7 @@ def main() -> None:
         return
     ours, theirs = [], []
     for repeat in range(args.repeats):  # alternate, so that drifts of machine speed hit both
-        ours.append(run_conceptlab(model, *data, target=0))
+        ours.append(run_conceptlab(model, *data, target=0, estimator=args.estimator))
         try:
             theirs.append(run_captum(model, *data, target=0))
         except ImportError:

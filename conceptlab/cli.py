@@ -114,7 +114,7 @@ def _bench_cce(args: argparse.Namespace, raw: dict, name: str) -> int:
 
 
 EDIT_METHODS = ("fold-mean", "prune", "prune-normalize")  # kept equal to conceptlab.models.editing.EDIT_METHODS by a test
-CAV_ESTIMATORS = ("svm", "sgd", "logistic", "mean-difference")  # = concepts.cav.SOLVERS (a test)
+CAV_ESTIMATORS = ("svm", "sgd", "logistic", "mean-difference")  # = concepts.cav.SOLVERS; default = TCAV_ESTIMATOR (a test)
 CCE_DEFAULTS_SHOWN = {"steps": 100, "alpha": 0.078, "beta": 1e-4, "lr": 0.01, "momentum": 0.9}  # = concepts.cce.CCE_DEFAULTS (a test)
 POLICY_NAMES = ("random, uncertainty, uncertainty-mean, lcp, cctp, ectp, eudtp, oracle, oracle-mean, learned, learned-sample, "
                 "coop, global-val-error, global-val-improvement, behavioural-cloning")  # kept equal to POLICIES by a test
@@ -373,8 +373,8 @@ def build_parser() -> argparse.ArgumentParser:
     tcav.add_argument("--target", required=True, help="class index, or class name for conceptlab models")
     tcav.add_argument("--runs", type=_positive_int, help="number of random sets to use (default: all)")
     tcav.add_argument("--objective", default="logit", choices=["logit", "loss"], help="differentiate the logit or the loss")
-    tcav.add_argument("--estimator", default="svm", choices=CAV_ESTIMATORS,
-                      help="how each CAV is fitted (benchmarks/tcav_causal.py compares them; default svm)")
+    tcav.add_argument("--estimator", default="logistic", choices=CAV_ESTIMATORS,
+                      help="how each CAV is fitted (benchmarks/tcav_causal.py compares them; default logistic)")
     tcav.add_argument("--alpha", type=float, default=0.05, help="significance level")
     tcav.add_argument("--image-size", type=_positive_int, default=224, help="image examples are resized and centre-cropped to this")
     tcav.add_argument("--out", help="output directory (default: results/tcav/MODEL)")

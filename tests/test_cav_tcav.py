@@ -57,12 +57,31 @@ def test_the_mean_difference_and_logistic_estimators_are_what_they_say():
     assert torch.allclose(mean.directions_[0], expected, atol=1e-6)
     midpoint = (positive + negative) / 2
     assert abs(float(mean.decision_function(midpoint[None])[0, 0])) < 1e-4  # the boundary passes through the midpoint
-    logistic = CAVBank("logistic", alpha=0.01, test_fraction=0.0).fit(sets, pair)
-    x = torch.cat([sets["concept0"], sets["random0"]]).numpy()
+    x = torch.cat([sets["concept0"], sets["random0"]]).double().numpy()
     y = np.r_[np.ones(50), np.zeros(50)]
-    reference = LogisticRegression(C=1 / (0.01 * 100), max_iter=1000, tol=1e-3).fit(x, y)
-    w = torch.as_tensor(reference.coef_[0], dtype=torch.float32)
-    assert torch.allclose(logistic.directions_[0], w / w.norm(), atol=1e-4)
+    reference = LogisticRegression(C=1 / (0.01 * 100), max_iter=10_000, tol=1e-10).fit(x, y)  # run to convergence
+
+    def objective(w, b):  # mean log loss + alpha / 2 ||w||^2, as the bank states it
+        return np.mean(np.log1p(np.exp(-(2 * y - 1) * (x @ w + b)))) + 0.01 / 2 * w @ w
+
+    optimum = objective(reference.coef_[0], reference.intercept_[0])
+    for tol, slack in ((1e-3, 1e-3), (1e-8, 1e-7)):
+        logistic = CAVBank("logistic", alpha=0.01, test_fraction=0.0, tol=tol).fit(sets, pair)
+        w = (logistic.directions_[0] * logistic.norms_[0]).double().numpy()
+        assert objective(w, float(logistic.intercepts_[0] * logistic.norms_[0])) <= optimum * (1 + slack)
+    reference_direction = torch.as_tensor(reference.coef_[0] / np.linalg.norm(reference.coef_[0]), dtype=torch.float32)
+    assert torch.allclose(logistic.directions_[0], reference_direction, atol=1e-5)
+    assert 0 < int(logistic.n_iter_[0]) < 20 and torch.isnan(logistic.duality_gap_).all()  # no certificate claimed
+
+
+def test_logistic_cavs_are_batched_like_single_fits():
+    sets, _ = _sets(4)
+    pairs = [(c, r) for c in ("concept0", "concept1") for r in ("random0", "random1", "random2")]
+    together = CAVBank("logistic").fit(sets, pairs)
+    for k, pair in enumerate(pairs):
+        alone = CAVBank("logistic").fit(sets, [pair])
+        assert torch.allclose(together.directions_[k], alone.directions_[0], atol=1e-5)
+        assert torch.allclose(together.intercepts_[k], alone.intercepts_[0], atol=1e-4)
 
 
 def test_bank_input_errors():
@@ -174,7 +193,7 @@ def test_run_tcav_writes_records_csv_and_plot(tmp_path):
         run_tcav(model, ["hidden"], concepts, {"random0": randoms["random0"]}, torch.randn(3, D), target=1)
 
 
-@pytest.mark.parametrize("solver", ["sgd", "logistic", "mean-difference"])
+@pytest.mark.parametrize("solver", ["svm", "sgd", "logistic", "mean-difference"])
 def test_run_tcav_with_each_estimator_finds_the_planted_concept(solver):
     from conceptlab.concepts import run_tcav
 
@@ -189,8 +208,11 @@ def test_run_tcav_with_each_estimator_finds_the_planted_concept(solver):
 def test_the_cli_offers_every_estimator():
     from conceptlab import cli
     from conceptlab.concepts.cav import SOLVERS
+    from conceptlab.concepts.tcav import TCAV_ESTIMATOR
 
     assert cli.CAV_ESTIMATORS == SOLVERS
+    assert cli.build_parser().parse_args(["tcav", "--model", "m", "--layers", "l", "--concepts", "c", "--random", "r",
+                                          "--inputs", "i", "--target", "0"]).estimator == TCAV_ESTIMATOR
 
 
 def test_cli_tcav_on_a_conceptlab_model_with_tensor_examples(tmp_path, capsys):

@@ -31,9 +31,9 @@ from torch import Tensor
 
 
 @dataclass(frozen=True)
-class SVMSolution:
-    """Per problem: weights (P, D), intercepts (P,), objective P(w, b) (P,), relative duality gap
-    (P,) and interior-point iterations (P,)."""
+class LinearSolution:
+    """Per problem: weights (P, D), intercepts (P,), objective (P,), relative gap (P,: the SVM's
+    certified duality gap; for logistic regression the Newton decrement's estimate) and steps (P,)."""
 
     weights: Tensor
     intercepts: Tensor
@@ -44,9 +44,18 @@ class SVMSolution:
 
 def fit_linear_svms(
     pool: Tensor, members: list[tuple[Tensor, Tensor]], alpha: float, tol: float = 1e-4, max_iter: int = 200
-) -> SVMSolution:
+) -> LinearSolution:
     """One linear SVM per (positive rows, negative rows) of ``pool`` (M, D), all solved at once on
     ``pool``'s device; see the module docstring for the objective and the stopping rule."""
+    index, labels = problem_index(pool, members)
+    grams, centres = centred_grams(pool, index, labels != 0)
+    coefficients, intercepts, objective, gap, iterations = solve_dual(grams, labels, alpha, tol, max_iter)
+    weights, intercepts = primal_weights(pool, index, coefficients, intercepts, centres)
+    return LinearSolution(weights, intercepts, objective, gap, iterations)
+
+
+def problem_index(pool: Tensor, members: list[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor]:
+    """Each problem's rows of ``pool`` (P, n), padded, and labels (P, n): +1, -1, 0 for padding."""
     device = pool.device
     n = max(len(p) + len(q) for p, q in members)
     index = torch.zeros(len(members), n, dtype=torch.long, device=device)
@@ -56,14 +65,17 @@ def fit_linear_svms(
         index[k, : len(rows)] = rows.to(device)
         labels[k, : len(positive)] = 1
         labels[k, len(positive) : len(rows)] = -1
-    grams, centres = centred_grams(pool, index, labels != 0)
-    coefficients, intercepts, objective, gap, iterations = solve_dual(grams, labels, alpha, tol, max_iter)
-    scattered = torch.zeros(len(members), pool.shape[0], dtype=torch.float64, device=device)
+    return index, labels
+
+
+def primal_weights(pool: Tensor, index: Tensor, coefficients: Tensor, intercepts: Tensor,
+                   centres: Tensor) -> tuple[Tensor, Tensor]:
+    """Weights w = sum_i c_i (x_i - centre) (P, D) and intercepts in the uncentred space (P,)."""
+    scattered = torch.zeros(index.shape[0], pool.shape[0], dtype=torch.float64, device=pool.device)
     scattered.scatter_add_(1, index, coefficients)  # padding adds 0 to row 0
-    # w = sum_i c_i (x_i - centre): sum_i c_i is zero up to rounding, subtracted for exactness
+    # sum_i c_i is zero for the SVM up to rounding; subtracted for exactness (and needed elsewhere)
     weights = scattered.to(pool.dtype) @ pool - scattered.sum(1, keepdim=True).to(pool.dtype) * centres
-    intercepts = intercepts.to(pool.dtype) - (weights * centres).sum(1)
-    return SVMSolution(weights, intercepts, objective, gap, iterations)
+    return weights, intercepts.to(pool.dtype) - (weights * centres).sum(1)
 
 
 def centred_grams(pool: Tensor, index: Tensor, valid: Tensor, chunk_bytes: int = 4 << 20) -> tuple[Tensor, Tensor]:
