@@ -197,7 +197,8 @@ def _check_inputs(bank: CAVBank, head: nn.Module, embeddings: Tensor, targets: T
 class CCE:
     """Batched conceptual-counterfactual solver over a fitted ``CAVBank`` and a differentiable head.
 
-    Defaults name few concepts and reach the target: cross-entropy of the logits
+    Defaults (chosen on the development scenarios of ``benchmarks/cce_transfer.py``, reported on
+    its held-out ones in docs/guide/cce.md) name few concepts and reach the target: cross-entropy of the logits
     (``objective="logits"``) with an L1 term applied by a proximal step (``l1_step="proximal"``:
     soft-thresholding after each momentum-SGD step, so weights the loss does not need stay
     exactly 0) of strength ``alpha`` 0.078 per unit weight, ``beta`` (L2)
