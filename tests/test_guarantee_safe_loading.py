@@ -60,6 +60,81 @@ def test_pickled_modules_load_only_when_trusted_and_with_a_warning(tmp_path):
     assert isinstance(loaded, nn.Sequential) and classes == []
 
 
+def _exported(path):
+    from conceptlab.models.io import save_exported
+
+    return save_exported(nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2)), torch.randn(1, 3), path)
+
+
+def _rewritten(source, target, replace):
+    """A copy of the zip ``source`` whose members pass through ``replace(name, data) -> data``."""
+    import zipfile
+
+    with zipfile.ZipFile(source) as original, zipfile.ZipFile(target, "w") as crafted:
+        for info in original.infolist():
+            crafted.writestr(info, replace(info.filename, original.read(info.filename)))
+    return target
+
+
+def _payload_bytes(marker) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    torch.save({"model": Payload(marker)}, buffer)
+    return buffer.getvalue()
+
+
+def test_torch_export_load_itself_runs_a_crafted_sample_input(tmp_path):
+    """The fault is real: torch.export.load unpickles sample inputs without weights_only."""
+    marker = tmp_path / "ran"
+    evil = _rewritten(_exported(tmp_path / "m.pt2"), tmp_path / "evil.pt2",
+                      lambda name, data: _payload_bytes(marker) if name.endswith("sample_inputs/model.pt") else data)
+    try:
+        torch.export.load(str(evil))
+    except Exception:  # whether it then fails does not matter: the payload has run by then
+        pass
+    assert marker.exists(), "torch no longer runs it: this guard may be unnecessary, check"
+
+
+def test_a_crafted_export_archive_never_runs_whatever_member_carries_the_payload(tmp_path):
+    import zipfile
+
+    real = _exported(tmp_path / "m.pt2")
+    names = [n for n in zipfile.ZipFile(real).namelist() if not n.endswith("/")]
+    assert len(names) >= 8
+    for i, target in enumerate(names):
+        marker = tmp_path / f"ran{i}"
+        payload = _payload_bytes(marker)
+        evil = _rewritten(real, tmp_path / f"evil{i}.pt2",
+                          lambda name, data, target=target, payload=payload: payload if name == target else data)
+        try:
+            load_any_model(evil)
+        except ValueError as err:
+            assert "evil" in str(err)
+        assert not marker.exists(), f"the payload in {target} ran"
+    model, _ = load_any_model(real)  # the genuine archive still loads
+    assert model(torch.randn(2, 3)).shape == (2, 2)
+
+
+def test_an_export_archive_that_marks_a_weight_as_pickled_is_refused(tmp_path):
+    import json
+
+    marker = tmp_path / "ran"
+
+    def replace(name, data):
+        if name.endswith("weights/model_weights_config.json"):
+            config = json.loads(data)
+            for entry in config["config"].values():
+                entry["use_pickle"] = True
+            return json.dumps(config).encode()
+        return _payload_bytes(marker) if name.endswith("weights/weight_0") else data
+
+    evil = _rewritten(_exported(tmp_path / "m.pt2"), tmp_path / "evil.pt2", replace)
+    with pytest.raises(ValueError, match="weight_0 holds pickled objects"):
+        load_any_model(evil)
+    assert not marker.exists()
+
+
 def test_torchscript_loads_and_says_why_it_cannot_show_layers(tmp_path):
     from conceptlab.concepts import capture_activations
 

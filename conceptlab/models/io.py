@@ -96,6 +96,47 @@ def archive_kind(path: Path) -> str | None:
     return None
 
 
+EXPORT_METADATA = ("archive_format", "archive_version", "byteorder", ".data/version", ".data/serialization_id")
+
+
+def check_export_payloads(path: Path) -> None:
+    """Refuse a ``torch.export`` archive with a member that could run code when loaded.
+
+    ``torch.export.load`` unpickles some members with ``weights_only=False`` (sample inputs, and
+    weights or constants its configs mark ``use_pickle``), so a crafted archive runs code before
+    any error. Here every member must be plain JSON, archive metadata, a raw tensor payload its
+    config lists as unpickled, or a pickle that ``torch.load(weights_only=True)`` accepts.
+    """
+    import io
+    import json
+
+    with zipfile.ZipFile(path) as archive:
+        members = {name: archive.read(name) for name in archive.namelist() if not name.endswith("/")}
+    raw, pickled = set(), set()
+    parsed = {}
+    for name, data in members.items():
+        if name.endswith(".json"):
+            try:
+                parsed[name] = json.loads(data)
+            except ValueError:
+                raise ValueError(f"{path} is a damaged export archive (member {name} is not JSON)") from None
+    for name, config in parsed.items():
+        if name.endswith("_config.json") and isinstance(config, dict) and isinstance(config.get("config"), dict):
+            folder = name.rsplit("/", 1)[0]
+            for entry in config["config"].values():
+                if isinstance(entry, dict):
+                    (raw if entry.get("use_pickle") is False else pickled).add(f"{folder}/{entry.get('path_name')}")
+    raw -= pickled  # a file listed both ways is unpickled by one of them
+    for name, data in members.items():
+        if name in parsed or name in raw or name.split("/", 1)[-1] in EXPORT_METADATA:
+            continue
+        try:
+            torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        except Exception:
+            raise ValueError(f"{path}: export archive member {name} holds pickled objects that are not plain tensors "
+                             "(loading them could run code stored in the file): refused") from None
+
+
 def load_any_model(path: str | Path, trust_code: bool = False) -> tuple[nn.Module, list[str]]:
     """(model, class names) from a conceptlab model file, a ``torch.export`` program (``.pt2``), a
     TorchScript archive or, with ``trust_code=True`` only, a whole pickled ``nn.Module``.
@@ -105,6 +146,8 @@ def load_any_model(path: str | Path, trust_code: bool = False) -> tuple[nn.Modul
     """
     path = Path(path)
     kind = archive_kind(path)
+    if kind == "export":
+        check_export_payloads(path)
     try:
         if kind == "export":
             return torch.export.unflatten(torch.export.load(str(path))), []
