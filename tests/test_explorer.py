@@ -69,7 +69,7 @@ def explorer(folder) -> Explorer:
 
 @pytest.fixture(scope="module")
 def client(explorer) -> TestClient:
-    return TestClient(create_app(explorer))
+    return TestClient(create_app(explorer), base_url="http://127.0.0.1:8765")
 
 
 def _library_probs(explorer: Explorer, name: str, sample: int, fix: dict[int, float]) -> list[float]:
@@ -214,6 +214,18 @@ def test_the_plane_draws_each_concept_as_a_half_plane(dataset):
     view = plane_view(dataset, test.x, test.info.concept_names)
     for axis in (0, 1):
         assert torch.equal((view.points[:, axis] > view.boundaries[axis]).float(), test.c[:, axis])
+
+
+@pytest.mark.parametrize("host", ["evil.example", "evil.example:8765", "127.0.0.1.evil.example", "", "[::2]:80"])
+def test_a_request_for_another_host_name_is_refused(explorer, host):
+    """DNS rebinding: a page on evil.example whose name now points here must not read the explorer."""
+    client = TestClient(create_app(explorer))
+    for path in ("/", "/api/models", "/api/samples?model=x"):
+        response = client.get(path, headers={"host": host})
+        assert response.status_code == 421 and "answers only to" in response.text
+    for local in ("127.0.0.1:8765", "localhost", "LOCALHOST:1", "[::1]:8765"):
+        assert client.get("/api/models", headers={"host": local}).status_code == 200
+    assert TestClient(create_app(explorer, hosts=None)).get("/api/models", headers={"host": "evil.example"}).status_code == 200
 
 
 def test_plane_image_and_refusals(client):
@@ -387,7 +399,7 @@ def test_cub_style_data_serves_its_images_and_many_class_heads(tmp_path, capsys)
     assert cli.main(["explore", str(out)]) == 2
     assert "pass --data PATH" in capsys.readouterr().err
     explorer = open_explorer([out], data_root=moved)
-    client = TestClient(create_app(explorer))
+    client = TestClient(create_app(explorer), base_url="http://localhost")
     cem_name = next(n for n in explorer.models if "-cem-" in n)
     pcbm_name = next(n for n in explorer.models if "-pcbm-" in n)
     data = explorer.data(cem_name)

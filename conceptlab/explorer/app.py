@@ -9,8 +9,9 @@ bundled static files, and the images and plots of the chosen test data; nothing 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
@@ -20,6 +21,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from ..interventions import POLICIES
 from .curve import curve_svg
 from .plane import plane_svg, plane_view
+from .serve import LOCAL_HOSTS
 from .session import FILTERS, Corrections, Explorer, SampleView
 
 log = logging.getLogger(__name__)
@@ -34,9 +36,34 @@ def top_classes(view: SampleView) -> list[int]:
     return shown if view.true_class in shown else shown + [view.true_class]
 
 
-def create_app(explorer: Explorer) -> FastAPI:
-    """The FastAPI application for ``explorer`` (serve it with uvicorn, or test it with a TestClient)."""
+def request_host(host_header: str) -> str | None:
+    """The host name of a ``Host`` header (``name``, ``name:port``, ``[v6]:port``), lower-cased."""
+    try:
+        return urlsplit(f"//{host_header}").hostname
+    except ValueError:
+        return None
+
+
+def create_app(explorer: Explorer, hosts: Sequence[str] | None = LOCAL_HOSTS) -> FastAPI:
+    """The FastAPI application for ``explorer`` (serve it with uvicorn, or test it with a TestClient).
+
+    Parameters:
+        explorer: the engine whose models and data the pages show.
+        hosts: the only host names a request may address (its ``Host`` header); anything else is
+            answered 421, so a web page that rebinds its own domain name to this machine (DNS
+            rebinding) cannot read the explorer. ``None`` accepts any name (a server meant to be
+            reached from other machines).
+    """
     app = FastAPI(title="conceptlab explorer", docs_url=None, redoc_url=None, openapi_url="/api/openapi.json")
+    allowed = None if hosts is None else {h.lower().strip("[]") for h in hosts}
+
+    @app.middleware("http")
+    async def known_hosts_only(request: Request, call_next):
+        if allowed is not None and request_host(request.headers.get("host", "")) not in allowed:
+            return Response(f"this explorer answers only to {', '.join(sorted(allowed))}", status_code=421,
+                            media_type="text/plain")
+        return await call_next(request)
+
     app.mount("/static", StaticFiles(directory=Path(__file__).with_name("static")), name="static")
     templates = Environment(loader=PackageLoader("conceptlab.explorer"), autoescape=select_autoescape(["html"]))
     first = next(iter(explorer.models))

@@ -12,7 +12,7 @@ from .session import Explorer
 from .sources import find_checkpoints, load_explorer_model
 
 log = logging.getLogger(__name__)
-LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")  # the names a browser on this machine uses for it
 
 
 def open_explorer(paths: Sequence[str | Path], data_root: str | Path | None = None, bank: str | Path | None = None) -> Explorer:
@@ -62,11 +62,14 @@ def serve(explorer: Explorer, sock: socket.socket) -> None:
     from .app import create_app
 
     host, port = sock.getsockname()[:2]
+    # a local server answers to local names only (no DNS rebinding); a specific address to that
+    # address too; a wildcard bind (0.0.0.0, ::) was asked to be reached by any name
+    hosts = None if host in ("0.0.0.0", "::") else (*LOCAL_HOSTS, host)
     if host not in LOCAL_HOSTS:
         log.warning("serving on %s: anyone who can reach this machine can open the explorer and read its test data; "
                     "use the default --host 127.0.0.1 unless you mean that", host)
     shown = f"[{host}]" if ":" in host else host
-    server = uvicorn.Server(uvicorn.Config(create_app(explorer), log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(create_app(explorer, hosts), log_level="warning"))
     print(f"conceptlab explorer: http://{shown}:{port}/  ({len(explorer.models)} model(s); Ctrl+C stops it)", flush=True)
     with sock:
         server.run(sockets=[sock])
