@@ -261,12 +261,15 @@ def _edit(args: argparse.Namespace) -> int:
     for item in args.scale or []:
         name, _, factor = item.rpartition("=")
         try:
-            edits.append(ConceptEdit((name,), float(factor), classes, args.method))
+            value = float(factor)
         except ValueError:
             raise ValueError(f"--scale takes CONCEPT=FACTOR, e.g. '{name or 'has_bill_shape::hooked'}=0.5'; got {item!r}") from None
+        edits.append(ConceptEdit((name,), value, classes, args.method))
     if edits:
         if not args.out:
             raise ValueError("an edit writes a new model file: pass --out PATH (the original stays as it is)")
+        if Path(args.out).resolve() == Path(args.checkpoint).resolve():
+            raise ValueError(f"--out {args.out} would overwrite the model it edits: pass another path (the original stays)")
         model = apply_edits(model, info, edits)
         recorded = list(metadata.get("edits", [])) + [e.to_dict() for e in edits]
         save_model(model, args.out, info, **{**metadata, "edits": recorded})

@@ -238,6 +238,11 @@ def test_cli_tcav_on_a_conceptlab_model_with_tensor_examples(tmp_path, capsys):
                      "--concepts", str(tmp_path / "concepts"), "--random", str(tmp_path / "random"),
                      "--inputs", str(tmp_path / "inputs"), "--target", "zebra", "--out", str(tmp_path / "md")]) == 0
     assert len((tmp_path / "md" / "tcav.csv").read_text().splitlines()) == 1 + 2
+    for level in ("nan", "0", "1.5"):
+        assert cli.main(["tcav", "--model", str(tmp_path / "m.pt"), "--layers", "encoder.1", "--alpha", level,
+                         "--concepts", str(tmp_path / "concepts"), "--random", str(tmp_path / "random"),
+                         "--inputs", str(tmp_path / "inputs"), "--target", "zebra", "--out", str(tmp_path / "a")]) == 2
+        assert "significance level" in capsys.readouterr().err
     assert cli.main(["tcav", "--model", str(tmp_path / "m.pt"), "--layers", "encoder.9",
                      "--concepts", str(tmp_path / "concepts"), "--random", str(tmp_path / "random"),
                      "--inputs", str(tmp_path / "inputs"), "--target", "0"]) == 2

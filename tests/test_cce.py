@@ -201,6 +201,10 @@ def test_bad_inputs_raise_clear_errors():
     bank.pairs_[1] = ("c0", "other negatives")
     with pytest.raises(ValueError, match="one CAV per concept"):
         CCE(bank, head).explain(z, 0)
+    for bad in ({"alpha": float("nan")}, {"alpha": -1.0}, {"beta": float("inf")}, {"lr": -1.0}, {"lr": float("nan")},
+                {"momentum": 1.0}, {"support_threshold": float("nan")}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            CCE(bank, head, **bad)
 
 
 def test_cce_finds_a_concept_the_head_uses_through_a_fitted_bank():

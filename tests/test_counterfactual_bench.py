@@ -157,6 +157,10 @@ def test_cli_explains_images_and_writes_figures(archive, tmp_path, capsys):
     assert main(["cce", "--model", str(tmp_path / "model.pt2"), "--bank", str(tmp_path / "bank.pt"),
                  "--images", str(tmp_path / "nope.jpg"), "--target", "1"]) == 2
     assert "no image at" in capsys.readouterr().err
+    for flag, value in (("--alpha", "nan"), ("--alpha", "-1"), ("--beta", "inf"), ("--lr", "-1")):  # printed p = nan before
+        assert main(["cce", "--model", str(tmp_path / "model.pt2"), "--bank", str(tmp_path / "bank.pt"),
+                     "--images", paths[0], "--target", "1", flag, value, "--out", str(tmp_path / "bad")]) == 2
+        assert flag[2:] in capsys.readouterr().err and not (tmp_path / "bad" / "cce.json").exists()
 
 
 def test_bench_cli_asks_for_the_images_and_runs_cce_alone(capsys):

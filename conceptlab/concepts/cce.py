@@ -28,6 +28,7 @@ per-row gradients equal to per-sample solving, and momentum SGD acts row by row.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -243,8 +244,15 @@ class CCE:
             raise ValueError(f"margin_means must be 'sign' or 'label'; got {margin_means!r}")
         if l1_step not in ("proximal", "subgradient"):
             raise ValueError(f"l1_step must be 'proximal' or 'subgradient'; got {l1_step!r}")
-        if support_threshold < 0:
+        if not support_threshold >= 0:
             raise ValueError(f"support_threshold must be non-negative; got {support_threshold}")
+        for name, value in (("alpha", alpha), ("beta", beta)):
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0; got {value}")
+        if not (math.isfinite(lr) and lr > 0):
+            raise ValueError(f"lr must be a finite number > 0; got {lr}")
+        if not 0 <= momentum < 1:
+            raise ValueError(f"momentum must lie in [0, 1); got {momentum}")
         self.bank = bank
         self.head = head
         self.alpha = alpha

@@ -166,6 +166,8 @@ def significance(
     concept's scores against random-vs-random scores (tensorflow/tcav). ``significant`` uses the
     paper's test; ``significant_reference`` the reference code's.
     """
+    if not 0 < alpha < 1:
+        raise ValueError(f"the significance level alpha must lie in (0, 1), e.g. 0.05; got {alpha}")
     scores = np.asarray(concept_scores, dtype=float)
     if scores.size < 2:
         raise ValueError("significance needs the scores of at least 2 random sets")
@@ -222,6 +224,8 @@ def run_tcav(
     """
     if len(randoms) < 2:
         raise ValueError("TCAV needs at least 2 random sets for its significance tests")
+    if not 0 < alpha < 1:
+        raise ValueError(f"the significance level alpha must lie in (0, 1), e.g. 0.05; got {alpha}")
     overlap = sorted(set(concepts) & set(randoms))
     if overlap:
         raise ValueError(f"concept and random set names must differ; both have {overlap}")

@@ -27,6 +27,7 @@ A single-logit (binary) head has one weight per concept serving both classes (+w
 from __future__ import annotations
 
 import copy
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -57,6 +58,9 @@ class ConceptEdit:
     def __post_init__(self) -> None:
         if self.method not in EDIT_METHODS:
             raise ValueError(f"unknown edit method {self.method!r}; choose one of {', '.join(EDIT_METHODS)}")
+        if not math.isfinite(self.factor) or self.factor < 0:
+            raise ValueError(f"an edit's factor must be a finite number >= 0 (0 prunes, 0.5 halves, 2 doubles); got "
+                             f"{self.factor} for {', '.join(self.concepts)}")
 
     def to_dict(self) -> dict:
         """Plain lists and numbers, as a model file's metadata stores them."""
