@@ -92,6 +92,8 @@ def test_cli_reports_bad_input_in_one_line(capsys):
     assert err.startswith("conceptlab: error: unknown benchmark 'mnist'") and "\n" not in err
     assert cli.main(["bench", "xor", "--models", "cbm,cem"]) == 2
     assert "unknown model key(s) ['cbm']" in capsys.readouterr().err
+    assert cli.main(["bench", "xor", "--models", "cem,cem"]) == 2  # ran twice before
+    assert "['cem'] listed twice" in capsys.readouterr().err
 
 
 def test_unknown_config_keys_are_rejected():

@@ -55,6 +55,10 @@ def test_selection_reads_validation_metrics_never_test_ones():
     ({"train.lr": []}, "give a non-empty list"),
     ({"train.lr": ["fast"]}, r"sweep.train.lr: Input should be a valid number \(got 'fast'\)"),
     ({"train.intervention_prob": [0.1]}, "sweep RandInt as model.randint"),
+    ({"train.lr": [0.01, 0.01]}, r"0.01 and 0.01 give the same settings"),   # trained twice before
+    ({"train.lr": [0.5, 0.5e0, 1]}, "give the same settings"),
+    ({"train.seed": [0, 1]}, r"set seeds: N \(or --seeds\) instead"),
+    ({"train.device": ["cpu", "auto"]}, "pass --device instead"),
 ])
 def test_bad_sweeps_are_rejected_when_read(sweep, message):
     with pytest.raises(ValueError, match=message):

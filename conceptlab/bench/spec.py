@@ -187,6 +187,9 @@ def check_models(models: list[str] | tuple[str, ...]) -> tuple[str, ...]:
     unknown = [m for m in models if m not in MODEL_KEYS]
     if unknown:
         raise ValueError(f"unknown model key(s) {unknown}; choose from {', '.join(MODEL_KEYS)}")
+    repeated = sorted({m for m in models if models.count(m) > 1})
+    if repeated:
+        raise ValueError(f"model key(s) {repeated} listed twice: each model runs once per seed and sweep point")
     return tuple(models)
 
 
@@ -281,7 +284,15 @@ def _parse_sweep(sweep: dict[str, list[Any]], spec: BenchSpec) -> tuple[tuple[st
             raise SettingsError(f"sweep.{key}: sweep RandInt as model.randint, its one setting in a benchmark")
         if not isinstance(values, list) or not values:
             raise SettingsError(f"sweep.{key}: give a non-empty list of values, e.g. [0.01, 0.001]; got {values!r}")
-        for value in values:
-            spec.at({key: value})  # fails with the key and value when one is not a valid setting
+        seen: dict[str, int] = {}
+        for i, value in enumerate(values):
+            point = spec.at({key: value})  # fails with the key and value when one is not a valid setting
+            first = seen.setdefault(point.config_hash(), i)
+            if first != i:
+                same = values[first]
+                hint = {"train.seed": "set seeds: N (or --seeds) instead", "train.device": "pass --device instead"}.get(
+                    key, "each value must change what is trained")
+                raise SettingsError(f"sweep.{key}: {same!r} and {value!r} give the same settings, so the same runs would "
+                                    f"train twice; {hint}")
         parsed.append((key, tuple(values)))
     return tuple(parsed)
