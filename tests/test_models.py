@@ -70,3 +70,14 @@ def test_load_model_errors(tmp_path):
     torch.save({"x": 1}, tmp_path / "other.pt")
     with pytest.raises(ValueError, match="not a conceptlab model file"):
         load_model(tmp_path / "other.pt")
+
+
+@pytest.mark.parametrize("build, args, name", [
+    ("cbm", (3, 0, 2), "n_concepts"), ("cem", (3, 2, 0), "n_classes"), ("intcem", (0, 2, 2), "in_features"),
+    ("black_box", (3, 2, 0), "latent_dim"), ("linear_probe", (3, 1.5), "n_classes"), ("pcbm", (3, -1, 2), "n_concepts"),
+])
+def test_a_builder_names_the_size_it_cannot_use(build, args, name):
+    import conceptlab.models as models
+
+    with pytest.raises(ValueError, match=f"{name} must be a whole number >= 1"):
+        getattr(models, build)(*args)

@@ -58,6 +58,14 @@ class ConceptEffects:
         return cls(logits, (zero - current).unsqueeze(-1) * weight, (one - current).unsqueeze(-1) * weight)
 
 
+def check_sizes(**sizes: int) -> None:
+    """Raise a ``ValueError`` naming the first size that is not a whole number >= 1 (a builder's
+    ``in_features``, ``n_concepts``, ``n_classes``, ...)."""
+    for name, value in sizes.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a whole number >= 1; got {value!r}")
+
+
 class ConceptModel(nn.Module):
     """Base class: ``forward(x, intervention=None) -> ConceptOutput``.
 

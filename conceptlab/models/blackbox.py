@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import ConceptModel, ConceptOutput, task_outputs
+from .base import ConceptModel, ConceptOutput, check_sizes, task_outputs
 from .encoders import encoder
 from .interventions import Intervention
 
@@ -44,6 +44,7 @@ def black_box(
     backbone_weights: str | None = None,
 ) -> BlackBoxModel:
     """The no-concept baseline: MLP encoder (optionally on an image backbone) to ``latent_dim`` units, Linear head."""
+    check_sizes(n_classes=n_classes, latent_dim=latent_dim, **({} if backbone else {"in_features": in_features}))  # a backbone sets its own width
     model = BlackBoxModel(encoder(in_features, latent_dim, hidden, backbone, backbone_weights), latent_dim, n_classes)
     model.build_spec = {
         "builder": "black_box",
@@ -55,6 +56,7 @@ def black_box(
 
 def linear_probe(in_features: int, n_classes: int) -> BlackBoxModel:
     """One Linear layer on the input (e.g. frozen backbone features): the accuracy a PCBM gives up."""
+    check_sizes(in_features=in_features, n_classes=n_classes)
     model = BlackBoxModel(nn.Flatten(), in_features, n_classes, activation=False)
     model.build_spec = {"builder": "linear_probe", "kwargs": dict(in_features=in_features, n_classes=n_classes)}
     return model

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import ConceptEffects, ConceptModel, ConceptOutput, task_outputs
+from .base import ConceptEffects, ConceptModel, ConceptOutput, check_sizes, task_outputs
 from .encoders import encoder
 from .interventions import Intervention
 
@@ -120,6 +120,7 @@ def cbm(
     With ``backbone`` (e.g. ``"resnet18"``) the MLP sits on an image backbone, for end-to-end
     training on images; ``in_features`` is then ignored.
     """
+    check_sizes(n_concepts=n_concepts, n_classes=n_classes, **({} if backbone else {"in_features": in_features}))  # a backbone sets its own width
     model = ConceptBottleneckModel(
         encoder(in_features, n_concepts + n_extra, hidden, backbone, backbone_weights),
         n_concepts, n_classes, bottleneck, n_extra,

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-from .base import ConceptEffects, ConceptModel, ConceptOutput, task_outputs
+from .base import ConceptEffects, ConceptModel, ConceptOutput, check_sizes, task_outputs
 from .encoders import encoder
 from .interventions import Intervention
 
@@ -118,6 +118,8 @@ def cem(
 
     With ``backbone`` the MLP sits on an image backbone (``in_features`` is then ignored).
     """
+    widths = {} if backbone else {"in_features": in_features}  # a backbone sets its own width
+    check_sizes(n_concepts=n_concepts, n_classes=n_classes, embedding_size=embedding_size, **widths)
     model = ConceptEmbeddingModel(
         encoder(in_features, latent_dim, hidden, backbone, backbone_weights), latent_dim, n_concepts, n_classes,
         embedding_size,

@@ -15,7 +15,7 @@ from typing import Protocol
 import torch
 from torch import Tensor, nn
 
-from .base import ConceptEffects, ConceptModel, ConceptOutput, task_outputs
+from .base import ConceptEffects, ConceptModel, ConceptOutput, check_sizes, task_outputs
 from .cbm import LOGIT_PERCENTILES
 from .interventions import Intervention
 
@@ -163,4 +163,5 @@ class PosthocCBM(ConceptModel):
 
 def pcbm(in_features: int, n_concepts: int, n_classes: int, hybrid: bool = False) -> PosthocCBM:
     """A PCBM (``hybrid``: PCBM-h) whose bank is still to be set (``set_bank``) or loaded from a file."""
+    check_sizes(in_features=in_features, n_concepts=n_concepts, n_classes=n_classes)
     return PosthocCBM(UnfittedBank(in_features, n_concepts), n_classes, hybrid)
