@@ -172,6 +172,56 @@ def test_damaged_model_files_are_errors_that_name_the_file(tmp_path, content):
         load_any_model(path)
 
 
+def _saved_files(tmp_path):
+    """One file of each kind conceptlab saves and loads back: a model and a concept bank."""
+    from conceptlab.concepts import CAVBank
+
+    torch.manual_seed(0)
+    model_path = save_model(cbm(3, 2, 2, hidden=[8]), tmp_path / "model.pt", ConceptInfo(("a", "b"), ("no", "yes")))
+    g = torch.Generator().manual_seed(0)
+    sets = {name: torch.randn(20, 6, generator=g) + shift for name, shift in (("c", 1.0), ("r", 0.0))}
+    bank_path = CAVBank().fit(sets, [("c", "r")]).save(tmp_path / "bank.pt", head="fc")
+    return {"model": (model_path, load_model), "bank": (bank_path, CAVBank.load)}
+
+
+@pytest.mark.parametrize("kind", ["model", "bank"])
+def test_every_byte_flip_in_a_saved_file_is_caught_or_harmless(tmp_path, kind):
+    """Flip each of 300 spread bytes in turn: the file loads to exactly the saved contents, or
+    loading fails naming the file; never silently different weights (58 of 61 flips did before)."""
+    path, load = _saved_files(tmp_path)[kind]
+    original = path.read_bytes()
+    reference = load(path)
+    tensors = (lambda m: m[0].state_dict()) if kind == "model" else (lambda b: {"d": b.directions_, "i": b.intercepts_})
+    expected = tensors(reference)
+    caught = harmless = 0
+    for position in torch.linspace(0, len(original) - 1, 300).long().unique().tolist():
+        damaged = bytearray(original)
+        damaged[position] ^= 0xFF
+        path.write_bytes(bytes(damaged))
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")  # a missing-checksum warning would mean the checksum was lost
+                loaded = tensors(load(path))
+        except (ValueError, UserWarning) as err:
+            assert str(path) in str(err), f"byte {position}: {err}"
+            caught += 1
+            continue
+        same = loaded.keys() == expected.keys() and all(
+            torch.allclose(loaded[k], expected[k], rtol=0, atol=0, equal_nan=True) for k in expected)  # unset buffers are NaN
+        assert same, f"byte {position} changed the {kind} silently"
+        harmless += 1
+    assert caught > 100, (caught, harmless)
+
+
+def test_a_file_without_a_checksum_loads_with_a_warning(tmp_path):
+    path, _ = _saved_files(tmp_path)["model"]
+    payload = torch.load(path, weights_only=True)
+    del payload["checksum"]
+    torch.save(payload, path)
+    with pytest.warns(UserWarning, match="no checksum.*save the conceptlab model file again"):
+        load_model(path)
+
+
 def test_loading_a_model_file_never_unpickles_code(tmp_path):
     marker = tmp_path / "ran"
     with pytest.raises(ValueError, match="not a readable conceptlab model file"):

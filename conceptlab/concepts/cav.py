@@ -41,6 +41,7 @@ from torch import Tensor
 
 from ..atomic import save_atomic
 from ..cache import load_cached, store_cached
+from ..checksum import verify_checksum, with_checksum
 from .activations import tensor_fingerprint
 from .logistic import fit_logistic_cavs
 from .svm import fit_linear_svms
@@ -188,7 +189,7 @@ class CAVBank:
             "learned": {key: getattr(self, key) for key in self._LEARNED},
             "metadata": metadata,
         }
-        return save_atomic(payload, path)
+        return save_atomic(with_checksum(payload), path)
 
     @classmethod
     def load(cls, path: str | Path) -> CAVBank:
@@ -204,7 +205,11 @@ class CAVBank:
             found = payload.get("format") if isinstance(payload, dict) else None
             hint = "; it was written by an older conceptlab: fit and save it again" if found == "conceptlab-cavs/1" else ""
             raise ValueError(f"{path} is not a conceptlab concept bank (expected format {BANK_FORMAT!r}){hint}")
-        bank = cls(**payload["settings"])
+        verify_checksum(payload, path, "concept bank")
+        try:
+            bank = cls(**payload["settings"])
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{path} holds settings this conceptlab does not know ({err}); fit and save the bank again") from None
         for key, value in payload["learned"].items():
             setattr(bank, key, value)
         bank.pairs_ = [tuple(p) for p in bank.pairs_]

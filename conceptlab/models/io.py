@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from ..atomic import save_atomic, write_bytes_atomic
+from ..checksum import verify_checksum, with_checksum
 from ..info import ConceptInfo
 from .base import ConceptModel
 from .blackbox import black_box, linear_probe
@@ -43,7 +44,7 @@ def save_model(model: ConceptModel, path: str | Path, info: ConceptInfo, **metad
         "info": info.to_dict(),
         "metadata": metadata,
     }
-    return save_atomic(payload, path)
+    return save_atomic(with_checksum(payload), path)
 
 
 def _read_payload(path: Path, map_location) -> Any:
@@ -73,6 +74,7 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tu
     payload = _read_payload(path, map_location)
     if not isinstance(payload, dict) or payload.get("format") != "conceptlab-model/1":
         raise ValueError(f"{path} is not a conceptlab model file (expected format 'conceptlab-model/1')")
+    verify_checksum(payload, path, "conceptlab model file")
     try:
         spec = payload["build_spec"]
         model = BUILDERS[spec["builder"]](**spec["kwargs"])  # image backbones start random; the state dict fills them
