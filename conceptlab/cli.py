@@ -22,6 +22,8 @@ def _bench(args: argparse.Namespace) -> int:
             raise ValueError("run the counterfactual benchmark (cce) on its own: conceptlab bench cce --root PATH")
         return _bench_cce(args, *configs[0])
     keep_freed_memory()  # this process may train too (one worker)
+    if args.address and args.backend != "ray":
+        raise ValueError(f"--address {args.address} names a Ray cluster: add --backend ray (the local pool ignores it)")
 
     specs = [
         load_spec(target, quick=args.quick).with_overrides(

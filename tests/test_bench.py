@@ -94,6 +94,8 @@ def test_cli_reports_bad_input_in_one_line(capsys):
     assert "unknown model key(s) ['cbm']" in capsys.readouterr().err
     assert cli.main(["bench", "xor", "--models", "cem,cem"]) == 2  # ran twice before
     assert "['cem'] listed twice" in capsys.readouterr().err
+    assert cli.main(["bench", "xor", "--address", "auto"]) == 2  # silently ignored before
+    assert "add --backend ray" in capsys.readouterr().err
 
 
 def test_unknown_config_keys_are_rejected():

@@ -230,6 +230,8 @@ def test_cli_edit_prunes_into_a_new_file_and_shows_top_concepts(tmp_path, data, 
     for bad in ("nan", "inf", "-inf", "1e400", "-2"):  # a NaN model with rc 0 before
         assert main(["edit", str(path), "--scale", f"c0={bad}", "--out", str(fresh)]) == 2
         assert "finite number >= 0" in capsys.readouterr().err and not fresh.exists()
+    assert main(["edit", str(path), "--prune", ",", "--out", str(fresh)]) == 2  # an IndexError before
+    assert "at least one concept" in capsys.readouterr().err and not fresh.exists()
     before = path.read_bytes()
     assert main(["edit", str(path), "--prune", "c0", "--out", str(path)]) == 2  # the original stays, as the help says
     assert "would overwrite the model it edits" in capsys.readouterr().err and path.read_bytes() == before

@@ -56,6 +56,8 @@ class ConceptEdit:
     method: EditMethod = "fold-mean"
 
     def __post_init__(self) -> None:
+        if not self.concepts:
+            raise ValueError("an edit names at least one concept, e.g. --prune has_bill_shape::hooked")
         if self.method not in EDIT_METHODS:
             raise ValueError(f"unknown edit method {self.method!r}; choose one of {', '.join(EDIT_METHODS)}")
         if not math.isfinite(self.factor) or self.factor < 0:
