@@ -21,10 +21,10 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from ..interventions import POLICIES
 from .curve import curve_svg
 from .plane import plane_svg, plane_view
-from .serve import LOCAL_HOSTS
 from .session import FILTERS, Corrections, Explorer, SampleView
 
 log = logging.getLogger(__name__)
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")  # the names a browser on this machine uses for it
 SAMPLES_LISTED = 300  # sample links in the side bar
 CLASSES_SHOWN = 5  # class probabilities listed per model (plus the true class)
 

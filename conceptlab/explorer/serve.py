@@ -12,7 +12,6 @@ from .session import Explorer
 from .sources import find_checkpoints, load_explorer_model
 
 log = logging.getLogger(__name__)
-LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")  # the names a browser on this machine uses for it
 
 
 def open_explorer(paths: Sequence[str | Path], data_root: str | Path | None = None, bank: str | Path | None = None) -> Explorer:
@@ -59,7 +58,7 @@ def serve(explorer: Explorer, sock: socket.socket) -> None:
     """Serve ``explorer`` on a socket from ``listen`` until interrupted; warns when other machines can reach it."""
     import uvicorn
 
-    from .app import create_app
+    from .app import LOCAL_HOSTS, create_app
 
     host, port = sock.getsockname()[:2]
     # a local server answers to local names only (no DNS rebinding); a specific address to that
