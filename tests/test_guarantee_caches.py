@@ -41,6 +41,22 @@ def test_a_damaged_feature_cache_is_reported_and_recomputed(images, tmp_path, da
     assert torch.equal(_features(images, tmp_path), first)  # and now a clean hit
 
 
+@pytest.mark.parametrize("foreign", ["narrow", "short", "nan", "not a tensor"])
+def test_a_feature_cache_with_intact_bytes_but_wrong_contents_is_recomputed(images, tmp_path, foreign):
+    """A file under the right name with a valid checksum but the wrong contents (another backbone's
+    width, other images, NaN) was served as a "cache hit" before."""
+    from conceptlab.cache import store_cached
+
+    first = _features(images, tmp_path)
+    (path,) = tmp_path.glob("features-*.pt")
+    wrong = {"narrow": first[:, :7], "short": first[:-1], "nan": first * float("nan"), "not a tensor": {"x": 1}}[foreign]
+    store_cached(wrong, path)
+    with pytest.warns(CacheWarning, match="not finite features of shape"):
+        again = _features(images, tmp_path)
+    assert torch.equal(again, first)
+    assert torch.equal(_features(images, tmp_path), first)  # rewritten: a clean hit now
+
+
 def test_without_a_writable_cache_the_features_are_computed_uncached(images, tmp_path):
     blocked = tmp_path / "not-a-directory"
     blocked.write_text("a file where the cache directory should be")

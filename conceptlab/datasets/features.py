@@ -5,14 +5,15 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import warnings
 from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from ..cache import load_cached, store_cached
-from ..models.encoders import backbone_weights_id, image_backbone
+from ..cache import CacheWarning, load_cached, store_cached
+from ..models.encoders import backbone_weights_id, backbone_width, image_backbone
 from .base import ConceptDataset, ConceptSplits
 from .images import ImageConceptDataset
 from .transforms import image_transform
@@ -55,9 +56,13 @@ def extract_features(
         key = feature_cache_key(dataset.paths, backbone, weights, transform, edit)
         cache = Path(cache_dir) / f"features-{backbone}{'-' + edit if edit else ''}-{key}.pt"
         cached = load_cached(cache)
-        if isinstance(cached, torch.Tensor) and cached.shape[0] == len(dataset):
+        expected = (len(dataset), backbone_width(backbone))
+        if isinstance(cached, torch.Tensor) and tuple(cached.shape) == expected and torch.isfinite(cached).all():
             log.info("feature cache hit: %s", cache)
             return cached
+        if cached is not None:  # intact bytes, wrong contents: e.g. written by other code under this name
+            warnings.warn(f"feature cache file {cache} holds {_describe(cached)}, not finite features of shape "
+                          f"{expected}; extracting them again", CacheWarning, stacklevel=2)
         log.info("feature cache miss: extracting %d images with %s into %s", len(dataset), backbone, cache)
     missing = [p for p in dataset.paths if not p.is_file()]
     if missing:
@@ -72,6 +77,12 @@ def extract_features(
     if cache is not None:
         store_cached(features, cache)
     return features
+
+
+def _describe(value) -> str:
+    if isinstance(value, torch.Tensor):
+        return f"a tensor of shape {tuple(value.shape)}" + ("" if torch.isfinite(value).all() else " with NaN or infinite values")
+    return f"a {type(value).__name__}"
 
 
 def feature_splits(splits: ConceptSplits, features_of: dict[Path, torch.Tensor]) -> ConceptSplits:

@@ -37,6 +37,13 @@ NORMALISATION = {name: (IMAGENET_MEAN, IMAGENET_STD) for name in _TORCHVISION} |
 }
 
 
+def backbone_width(name: str) -> int:
+    """How many features the backbone ``name`` gives per image (without building it)."""
+    if name not in BACKBONES:
+        raise ValueError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")
+    return _TORCHVISION.get(name, _EfficientNetFeatures.out_features)
+
+
 class Normalised(nn.Module):
     """Standardise [0, 1] images with a backbone's own statistics, then run it."""
 
