@@ -42,18 +42,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+import planted
 import torch
-from planted import (
-    DEV_EDITS,
-    FAINT,
-    HELD_OUT_EDITS,
-    RecordFile,
-    benchmark_arguments,
-    cub_features,
-    fit_classifier,
-    split_digits,
-    train_cnn,
-)
 from scipy import stats
 from torch import Tensor, nn
 
@@ -84,7 +74,7 @@ class Scenario:
 def draw_scenarios(family: str, edits: tuple[str, ...], n_classes: int, count: int, seed: int) -> list[Scenario]:
     """``count`` scenarios, each with three different full-strength edits and two different classes."""
     rng = np.random.default_rng(seed + (0 if family == "cnn" else 1))
-    usable = [e for e in edits if e not in FAINT]
+    usable = [e for e in edits if e not in planted.FAINT]
     out = []
     for number in range(count):
         p, n, u = rng.choice(usable, 3, replace=False).tolist()
@@ -136,11 +126,11 @@ def measure(model: nn.Module, s: Scenario, layers: list[str], clean: Tensor, edi
 
 
 def cnn_family(edits: tuple[str, ...], count: int, seed: int, emit) -> None:
-    x_train, y_train, x_test, y_test = split_digits(seed)
+    x_train, y_train, x_test, y_test = planted.split_digits(seed)
     rng = torch.Generator().manual_seed(seed)
     for s in draw_scenarios("cnn", edits, 10, count, seed):
         x = plant(x_train, y_train, s, lambda name, rows: visual_concept(name)(x_train[rows]), rng)
-        model = train_cnn(x, y_train, seed + s.number)
+        model = planted.train_cnn(x, y_train, seed + s.number)
         with torch.no_grad():
             accuracy = float((model(x_test).argmax(1) == y_test).float().mean())
         log.info("cnn scenario %d: clean test accuracy %.3f", s.number, accuracy)
@@ -161,11 +151,11 @@ def train_mlp(x: Tensor, y: Tensor, n_classes: int, seed: int, epochs: int = 60)
     torch.manual_seed(seed)
     model = nn.Sequential(OrderedDict(fc1=nn.Linear(x.shape[1], 256), relu1=nn.ReLU(), fc2=nn.Linear(256, 128),
                                       relu2=nn.ReLU(), head=nn.Linear(128, n_classes)))
-    return fit_classifier(model, x, y, epochs, lr=1e-3, weight_decay=1e-4)
+    return planted.fit_classifier(model, x, y, epochs, lr=1e-3, weight_decay=1e-4)
 
 
 def mlp_family(root: str, edits: tuple[str, ...], count: int, seed: int, emit) -> None:
-    cub = cub_features(root)
+    cub = planted.cub_features(root)
     train, test, info, features, train_x, test_x = cub.train, cub.test, cub.info, cub.edited, cub.train_x, cub.test_x
     rng = torch.Generator().manual_seed(seed)
     n_classes = len(info.task_names)
@@ -227,15 +217,15 @@ def markdown(rows: list[dict]) -> str:
 
 
 def main() -> None:
-    parser = benchmark_arguments(__doc__, "results/tcav-causal")
+    parser = planted.benchmark_arguments(__doc__, "results/tcav-causal")
     parser.add_argument("--scenarios", type=int, default=6, help="scenarios per model family")
     parser.add_argument("--families", nargs="+", default=["cnn", "mlp"], choices=("cnn", "mlp"))
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     torch.set_num_threads(1)
-    edits = DEV_EDITS if args.part == "dev" else HELD_OUT_EDITS
+    edits = planted.DEV_EDITS if args.part == "dev" else planted.HELD_OUT_EDITS
     seed = args.seed if args.part == "dev" else args.seed + 1000  # held-out draws its own classes and models
-    results = RecordFile(args.out, args.part)
+    results = planted.RecordFile(args.out, args.part)
     start = time.perf_counter()
     for family in args.families:
         if family == "cnn":
