@@ -88,6 +88,19 @@ def test_class_level_fallback_without_image_labels(tmp_path):
     assert strict.test.c.sum() == 0
 
 
+@pytest.mark.parametrize("damage, message", [
+    (lambda rows: rows[:1], "a line per class id up to 3; got 1 line"),           # an IndexError before
+    (lambda rows: [rows[0], rows[1].replace("10", "nan", 1), *rows[2:]], r"line 2: value \d+ is nan"),  # accepted before
+    (lambda rows: [rows[0].replace("80", "150", 1), *rows[1:]], r"line 1: value \d+ is 150.0, not a percentage"),
+])
+def test_a_damaged_class_level_file_names_its_line(tmp_path, damage, message):
+    root = build_cub(tmp_path / "cub", image_labels=False)
+    path = root / "CUB_200_2011" / "attributes" / "class_attribute_labels_continuous.txt"
+    path.write_text("\n".join(damage(path.read_text().splitlines())) + "\n")
+    with pytest.raises(ValueError, match=message):
+        load_cub(root, seed=0)
+
+
 def test_koh_pickles_are_read_and_rerooted(archive, tmp_path):
     cub = read_archive(archive)
     rows = [

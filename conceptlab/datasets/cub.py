@@ -199,8 +199,9 @@ def majority_class_concepts(
     return matrix, kept
 
 
-def continuous_class_concepts(root: Path, threshold: float = CLASS_LEVEL_THRESHOLD) -> np.ndarray:
-    """(200, 312) 0/1 matrix: attribute present in at least ``threshold`` % of a class's images."""
+def continuous_class_concepts(root: Path, threshold: float = CLASS_LEVEL_THRESHOLD, n_classes: int = 200) -> np.ndarray:
+    """(200, 312) 0/1 matrix: attribute present in at least ``threshold`` % of a class's images;
+    the file must hold a row of percentages in [0, 100] for each of the ``n_classes`` class ids."""
     path = root / "attributes" / "class_attribute_labels_continuous.txt"
     if not path.is_file():
         raise FileNotFoundError(
@@ -213,6 +214,12 @@ def continuous_class_concepts(root: Path, threshold: float = CLASS_LEVEL_THRESHO
         raise ValueError(f"{path}: expected 312 space-separated percentages per line; {err}") from None
     if matrix.shape[1] != 312:
         raise ValueError(f"{path}: expected 312 percentages per line; got {matrix.shape[1]}")
+    if matrix.shape[0] < n_classes:
+        raise ValueError(f"{path}: expected a line per class id up to {n_classes}; got {matrix.shape[0]} line(s)")
+    bad = np.argwhere(~np.isfinite(matrix) | (matrix < 0) | (matrix > 100))
+    if len(bad):
+        line, column = bad[0] + 1
+        raise ValueError(f"{path}, line {line}: value {column} is {matrix[line - 1, column - 1]}, not a percentage in [0, 100]")
     return (matrix >= threshold).astype(np.int64)
 
 
@@ -252,7 +259,7 @@ def load_cub(
             raise ValueError(f"no attribute is present in at least {min_classes} classes; lower min_classes")
         source = f"majority vote over per-image labels of the training split ({len(kept)} attributes in >= {min_classes} classes)"
     else:
-        full = continuous_class_concepts(archive.root, threshold)
+        full = continuous_class_concepts(archive.root, threshold, max(kept_classes))
         matrix = full[[c - 1 for c in kept_classes]]
         kept = np.array(KOH_ATTRIBUTES)
         source = f"class-level fallback: Koh's 112 attributes at >= {threshold:g}% of a class's images (approximate)"
