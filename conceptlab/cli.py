@@ -440,6 +440,10 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as err:
         print(f"conceptlab: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # a path that is a directory, under a file, unwritable, ...
+        where = f" {err.filename}" if err.filename else ""
+        print(f"conceptlab: error: cannot use{where}: {err.strerror or err}; check the paths you passed", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("conceptlab: interrupted; finished runs are saved and a rerun resumes from them", file=sys.stderr)
         return 130

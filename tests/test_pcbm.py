@@ -230,6 +230,9 @@ def test_cli_edit_prunes_into_a_new_file_and_shows_top_concepts(tmp_path, data, 
     for bad in ("nan", "inf", "-inf", "1e400", "-2"):  # a NaN model with rc 0 before
         assert main(["edit", str(path), "--scale", f"c0={bad}", "--out", str(fresh)]) == 2
         assert "finite number >= 0" in capsys.readouterr().err and not fresh.exists()
+    for target in (tmp_path, path / "under-a-file.pt"):  # tracebacks before
+        assert main(["edit", str(path), "--prune", "c0", "--out", str(target)]) == 2
+        assert "cannot use" in capsys.readouterr().err
     assert main(["edit", str(path), "--prune", ",", "--out", str(fresh)]) == 2  # an IndexError before
     assert "at least one concept" in capsys.readouterr().err and not fresh.exists()
     before = path.read_bytes()
