@@ -78,6 +78,13 @@ def test_report_merges_folders_without_training(tmp_path, monkeypatch, capsys):
     assert (tmp_path / "merged" / "losses.png").read_bytes()[:4] == b"\x89PNG"
     assert "4 runs from 2 folder(s)" in capsys.readouterr().out
     assert cli.main(["report", str(tmp_path / "nowhere")]) == 2
+    specs = tmp_path / "a" / "specs.json"
+    good = specs.read_text()
+    for garbage in ("\x00\x01 not json", "[1, 2]", '{"tiny": {"dataset": {"name": "xor"}, "modles": []}}'):
+        specs.write_text(garbage)
+        assert cli.main(["report", str(tmp_path / "a"), "--out", str(tmp_path / "r")]) == 2
+        assert str(specs) in capsys.readouterr().err  # the file is named (it was not before)
+    specs.write_text(good)
 
 
 def test_tensorboard_receives_every_epoch_of_every_run(tmp_path):

@@ -172,7 +172,7 @@ def record_specs(specs: list[BenchSpec], out_dir: Path) -> None:
     path = out_dir / SPECS_FILE
     out_dir.mkdir(parents=True, exist_ok=True)
     with FileLock(str(path) + ".lock"):
-        known = json.loads(path.read_text()) if path.is_file() else {}
+        known = _read_specs(path) if path.is_file() else {}
         for spec in specs:
             known[spec.name] = _merged(known.get(spec.name), spec.to_config())
         write_atomic(path, json.dumps(known, indent=1, sort_keys=True))
@@ -197,11 +197,25 @@ def load_specs(out_dir: Path) -> list[BenchSpec]:
     path = Path(out_dir) / SPECS_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing: {out_dir} is not a folder written by `conceptlab bench`")
+    specs = []
+    for name, config in _read_specs(path).items():
+        try:
+            specs.append(parse_spec(config, default_name=name))
+        except ValueError as err:
+            raise ValueError(f"{path}, benchmark {name!r}: {err}") from None
+    return specs
+
+
+def _read_specs(path: Path) -> dict[str, dict]:
+    """``specs.json`` as {benchmark name: config}; anything else is an error naming the file."""
     try:
         configs = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path} is not valid JSON ({err})") from None
-    return [parse_spec(config, default_name=name) for name, config in configs.items()]
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path} is not valid JSON ({err}); delete it and run the bench again to rewrite it") from None
+    if not isinstance(configs, dict) or not all(isinstance(c, dict) for c in configs.values()):
+        raise ValueError(f"{path} is not a conceptlab specs file (expected {{benchmark name: settings}}); "
+                         "delete it and run the bench again to rewrite it")
+    return configs
 
 
 def plan_runs(spec: BenchSpec, out_dir: Path, store: RunStore, tracker: str | None = None) -> list[RunPlan]:
