@@ -156,6 +156,10 @@ def test_feature_cache_hits_and_misses(archive, tmp_path, monkeypatch):
          r"attributes.txt: expected the 312 attributes .* ids \[301, 302, 303, 304, 305\] are missing .*truncated"),
         ("image_class_labels.txt", "", r"image_class_labels.txt is empty"),
         ("attributes/image_attribute_labels.txt", "1 2 1\n", r"image_attribute_labels.txt, line 1: expected"),
+        ("images.txt", "".join(f"{i} {'../../etc/passwd' if i == 4 else f'a/{i}.jpg'}\n" for i in range(1, 19)),
+         r"image id 4 has path '../../etc/passwd'; paths must be relative"),  # accepted before (the explorer serves images)
+        ("images.txt", "".join(f"{i} {'/etc/passwd' if i == 2 else f'a/{i}.jpg'}\n" for i in range(1, 19)),
+         r"image id 2 has path '/etc/passwd'"),
     ],
 )
 def test_missing_and_malformed_files_name_the_file(archive, file, content, message):

@@ -19,7 +19,7 @@ from __future__ import annotations
 import pickle
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 
 import numpy as np
 import torch
@@ -150,9 +150,15 @@ def read_archive(path: str | Path) -> CubArchive:
     unknown = sorted(set(class_ids.tolist()) - set(classes))
     if unknown:
         raise ValueError(f"{labels_path} names class ids {unknown[:5]} that classes.txt does not list")
+    image_paths = [images[i][0].strip() for i in ids]
+    for i, relative in zip(ids, image_paths):
+        parts = PurePosixPath(relative.replace("\\", "/")).parts
+        if not parts or PurePosixPath(relative).is_absolute() or PureWindowsPath(relative).is_absolute() or ".." in parts:
+            raise ValueError(f"{root / 'images.txt'}: image id {i} has path {relative!r}; paths must be relative to "
+                             "images/ and stay inside it (no absolute paths, no '..')")
     return CubArchive(
         root=root,
-        image_paths=[images[i][0].strip() for i in ids],
+        image_paths=image_paths,
         class_ids=class_ids,
         is_train=is_train,
         class_names={k: v[0].strip() for k, v in classes.items()},
