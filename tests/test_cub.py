@@ -203,3 +203,17 @@ def test_finetune_mode_trains_a_backbone_end_to_end(archive):
     assert any(not torch.equal(a, b) for a, b in zip(before, model.encoder[0].parameters()))
     metrics = evaluate(model, splits.test)
     assert 0 <= metrics["task_accuracy"] <= 1 and metrics["concept_accuracy"] is not None
+
+
+@pytest.mark.parametrize("target", ["cub100", "cce"])
+def test_a_cub_bench_without_the_cub_extra_says_what_to_install(archive, monkeypatch, capsys, target):
+    """The ImportError came from inside the first run before; now the readiness check says it."""
+    import importlib.util
+
+    from conceptlab import cli
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "efficientnet_lite_pytorch" else real(name, *a))
+    assert cli.main(["bench", target, "--root", str(archive), "--out", str(archive / "never")]) == 2
+    assert "pip install 'conceptlab[cub]'" in capsys.readouterr().err and not (archive / "never").exists()

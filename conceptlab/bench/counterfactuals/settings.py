@@ -132,10 +132,12 @@ class CounterfactualSpec:
 
     def check_ready(self) -> None:
         from ...datasets.cub import find_cub_root
+        from ...models.encoders import require_backbone
 
         if not self.dataset.root:
             raise ValueError(f"{self.name} needs CUB images: pass --root PATH (the directory holding CUB_200_2011/)")
         find_cub_root(self.dataset.root)
+        require_backbone(self.dataset.backbone)
 
     def config_hash(self) -> str:
         settings_ = {k: v for k, v in asdict(self).items() if k not in ("name", "scenarios")}
