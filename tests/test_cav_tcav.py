@@ -238,6 +238,19 @@ def test_cli_tcav_on_a_conceptlab_model_with_tensor_examples(tmp_path, capsys):
                      "--concepts", str(tmp_path / "concepts"), "--random", str(tmp_path / "random"),
                      "--inputs", str(tmp_path / "inputs"), "--target", "zebra", "--out", str(tmp_path / "md")]) == 0
     assert len((tmp_path / "md" / "tcav.csv").read_text().splitlines()) == 1 + 2
+    torch.save(torch.randn(30, D + 3), tmp_path / "concepts" / "dotted" / "x.pt")  # wrong width: a traceback before
+    assert cli.main(["tcav", "--model", str(tmp_path / "m.pt"), "--layers", "encoder.1", "--concepts", str(tmp_path / "concepts"),
+                     "--random", str(tmp_path / "random"), "--inputs", str(tmp_path / "inputs"), "--target", "zebra"]) == 2
+    assert f"example set 'dotted' holds examples of shape ({D + 3},), the inputs ({D},)" in capsys.readouterr().err
+    torch.save(torch.randn(30, D), tmp_path / "concepts" / "dotted" / "x.pt")
+    torch.save(torch.randn(20, D + 1), tmp_path / "inputs" / "x.pt")
+    for folder in ("concepts/striped", "concepts/dotted", "random/r0", "random/r1", "random/r2"):
+        torch.save(torch.randn(30, D + 1), tmp_path / folder / "x.pt")
+    assert cli.main(["tcav", "--model", str(tmp_path / "m.pt"), "--layers", "encoder.1", "--concepts", str(tmp_path / "concepts"),
+                     "--random", str(tmp_path / "random"), "--inputs", str(tmp_path / "inputs"), "--target", "zebra"]) == 2
+    assert f"the model cannot run on inputs of shape ({D + 1},)" in capsys.readouterr().err
+    for folder in ("concepts/striped", "concepts/dotted", "random/r0", "random/r1", "random/r2", "inputs"):
+        torch.save(torch.randn(30, D), tmp_path / folder / "x.pt")
     for level in ("nan", "0", "1.5"):
         assert cli.main(["tcav", "--model", str(tmp_path / "m.pt"), "--layers", "encoder.1", "--alpha", level,
                          "--concepts", str(tmp_path / "concepts"), "--random", str(tmp_path / "random"),

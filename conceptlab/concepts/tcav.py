@@ -231,8 +231,17 @@ def run_tcav(
         raise ValueError(f"concept and random set names must differ; both have {overlap}")
     if inputs.shape[0] == 0:
         raise ValueError("inputs is empty: give examples of the target class to explain")
-    with torch.no_grad(), evaluating(model):
-        probe = task_logits(model(prepare_batch(inputs[:1], next(model.parameters()).device)))
+    shape = tuple(inputs.shape[1:])
+    odd = {name: tuple(x.shape[1:]) for name, x in {**concepts, **randoms}.items() if tuple(x.shape[1:]) != shape}
+    if odd:
+        name, other = next(iter(odd.items()))
+        raise ValueError(f"example set {name!r} holds examples of shape {other}, the inputs {shape}: every concept and "
+                         "random set must be examples of the kind the model takes")
+    try:
+        with torch.no_grad(), evaluating(model):
+            probe = task_logits(model(prepare_batch(inputs[:1], next(model.parameters()).device)))
+    except RuntimeError as err:
+        raise ValueError(f"the model cannot run on inputs of shape {shape} ({str(err).splitlines()[0][:160]})") from None
     index = resolve_class(target, n_classes_of(probe), classes)
     sets = {**concepts, **randoms}
     names = list(sets)
