@@ -217,3 +217,21 @@ def test_a_cub_bench_without_the_cub_extra_says_what_to_install(archive, monkeyp
                         lambda name, *a: None if name == "efficientnet_lite_pytorch" else real(name, *a))
     assert cli.main(["bench", target, "--root", str(archive), "--out", str(archive / "never")]) == 2
     assert "pip install 'conceptlab[cub]'" in capsys.readouterr().err and not (archive / "never").exists()
+
+
+def test_a_corrupt_image_in_a_cub_bench_is_an_error_naming_the_file(archive, tmp_path, capsys):
+    """A PIL.UnidentifiedImageError traceback before."""
+    from conceptlab import cli
+
+    splits = load_cub(archive, seed=0, min_classes=1)
+    broken = splits.train.paths[1]
+    broken.write_bytes(b"\xff\xd8 not really a jpeg")
+    config = tmp_path / "tinycub.yaml"
+    config.write_text(
+        "name: tinycub\n"
+        f"dataset: {{name: cub, backbone: resnet18, weights: null, image_size: 32, min_classes: 1, cache_dir: {tmp_path / 'c'}}}\n"
+        "models: [cem]\nseeds: 1\nmodel: {hidden: [16], embedding_size: 4, latent_dim: 16}\ntrain: {max_epochs: 1}\n"
+    )
+    assert cli.main(["bench", str(config), "--root", str(archive), "--out", str(tmp_path / "out"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert f"{broken} is not a readable image" in err and "replace or remove it" in err

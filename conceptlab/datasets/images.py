@@ -31,9 +31,14 @@ class ImageConceptDataset(Dataset):
     def __getitem__(self, index: int) -> tuple[Tensor, Tensor, Tensor]:
         from PIL import Image
 
-        with Image.open(self.paths[index]) as image:
-            image = image.convert("RGB")
-            x = self.transform(image) if self.transform is not None else image
+        path = self.paths[index]
+        try:
+            with Image.open(path) as image:
+                image = image.convert("RGB")
+        except (OSError, SyntaxError, ValueError) as err:  # truncated, not an image, unreadable
+            raise ValueError(f"{path} is not a readable image ({type(err).__name__}: {str(err)[:120]}); "
+                             "replace or remove it") from None
+        x = self.transform(image) if self.transform is not None else image
         return x, self.c[index], self.y[index]
 
     @property
