@@ -132,6 +132,8 @@ def _intervene(args: argparse.Namespace) -> int:
     from .training.recipes import check_compatible
 
     resolve_policy(args.policy)  # an unknown name fails before anything loads
+    out = Path(args.out or Path("results") / "interventions" / Path(args.checkpoint).stem)
+    _check_writable(out)  # before the curves are computed, not after
     model, info, meta = load_model(args.checkpoint)
     if "dataset" not in meta or "seed" not in meta:
         raise ValueError(
@@ -151,7 +153,6 @@ def _intervene(args: argparse.Namespace) -> int:
         intervention_curve(model, test, policy, args.groups, competence, args.repeats, args.seed, threshold)
         for competence in args.competence
     ]
-    out = Path(args.out or Path("results") / "interventions" / Path(args.checkpoint).stem)
     unit = "groups" if args.groups else "concepts"
     print(f"{Path(args.checkpoint).name}: task accuracy % after intervening on n {unit} ({args.policy} policy, "
           f"{args.repeats} repeats, test split of {meta['dataset'].get('name')} seed {meta['seed']})")

@@ -62,7 +62,8 @@ def test_learned_policy_without_groups_is_refused_before_anything_runs():
         _spec(intervention_policies=["psychic"])
 
 
-def test_the_cli_runs_every_policy_on_a_saved_intcem(tmp_path, capsys):
+def test_the_cli_runs_every_policy_on_a_saved_intcem(tmp_path, capsys, monkeypatch):
+    import conceptlab.interventions as cli_interventions
     from conceptlab import cli
     from conceptlab.interventions import POLICIES
 
@@ -75,6 +76,12 @@ def test_the_cli_runs_every_policy_on_a_saved_intcem(tmp_path, capsys):
     assert (tmp_path / "iv" / "interventions-learned-groups.png").read_bytes()[:8] == PNG
     assert cli.main(["intervene", str(checkpoint), "--policy", "coop", "--groups", "--repeats", "1",
                      "--out", str(tmp_path / "iv")]) == 0  # fitted on the checkpoint's own training and validation splits
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    started = []
+    monkeypatch.setattr(cli_interventions, "intervention_curve", lambda *a, **k: started.append(1))
+    assert cli.main(["intervene", str(checkpoint), "--out", str(blocker / "iv")]) == 2  # an unwritable --out
+    assert "cannot write results to" in capsys.readouterr().err and not started  # said before computing anything
     assert (tmp_path / "iv" / "interventions-coop-groups.json").exists()
     assert cli.main(["intervene", str(checkpoint), "--policy", "psychic"]) != 0
     assert "unknown intervention policy 'psychic'" in capsys.readouterr().err
