@@ -12,6 +12,7 @@ log = logging.getLogger("conceptlab")
 
 def _bench(args: argparse.Namespace) -> int:
     from .bench import load_spec, run_grid, write_reports
+    from .bench.runner import load_specs
     from .bench.spec import load_config
     from .bench.tracking import check_tracker
     from .runtime import keep_freed_memory
@@ -46,7 +47,8 @@ def _bench(args: argparse.Namespace) -> int:
     check_tracker(args.logger)
     store = run_grid(specs, out, workers=args.workers, progress=not args.no_progress, tracker=args.logger,
                      backend=args.backend, address=args.address)
-    print(write_reports(store.records(), specs, out, select=args.select, curves=args.curves))
+    # the folder's table: every benchmark and model recorded there, also by benches that ran beside this one
+    print(write_reports(store.records(), load_specs(out), out, select=args.select, curves=args.curves))
     print(f"results: {out}/runs.jsonl, {out}/table.md, {out}/table.csv, {out}/accuracy.png")
     failed = [r for r in store.records() if r.get("status") != "ok"]
     return 1 if failed else 0

@@ -84,6 +84,8 @@ def test_two_benches_on_one_output_directory_both_keep_their_runs(tmp_path):
         assert process.returncode == 0, err
     records = _records(out)
     assert sorted((r["model"], r["seed"]) for r in records) == [(m, s) for m in ("blackbox", "cbm-fuzzy") for s in range(3)]
+    table = (out / "table.md").read_text()  # written last by whichever finished last: both models (one before)
+    assert "| blackbox |" in table and "| cbm-fuzzy |" in table
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="reads worker processes from /proc")
