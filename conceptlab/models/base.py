@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass, fields
 
 import torch
@@ -62,7 +63,7 @@ def check_sizes(**sizes: int) -> None:
     """Raise a ``ValueError`` naming the first size that is not a whole number >= 1 (a builder's
     ``in_features``, ``n_concepts``, ``n_classes``, ...)."""
     for name, value in sizes.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
             raise ValueError(f"{name} must be a whole number >= 1; got {value!r}")
 
 

@@ -44,7 +44,7 @@ def black_box(
     backbone_weights: str | None = None,
 ) -> BlackBoxModel:
     """The no-concept baseline: MLP encoder (optionally on an image backbone) to ``latent_dim`` units, Linear head."""
-    check_sizes(n_classes=n_classes, latent_dim=latent_dim, **({} if backbone else {"in_features": in_features}))  # a backbone sets its own width
+    check_sizes(n_classes=n_classes, latent_dim=latent_dim)  # in_features: checked by the encoder, unless a backbone sets it
     model = BlackBoxModel(encoder(in_features, latent_dim, hidden, backbone, backbone_weights), latent_dim, n_classes)
     model.build_spec = {
         "builder": "black_box",

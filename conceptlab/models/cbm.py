@@ -120,7 +120,7 @@ def cbm(
     With ``backbone`` (e.g. ``"resnet18"``) the MLP sits on an image backbone, for end-to-end
     training on images; ``in_features`` is then ignored.
     """
-    check_sizes(n_concepts=n_concepts, n_classes=n_classes, **({} if backbone else {"in_features": in_features}))  # a backbone sets its own width
+    check_sizes(n_concepts=n_concepts, n_classes=n_classes)  # in_features: checked by the encoder, unless a backbone sets it
     model = ConceptBottleneckModel(
         encoder(in_features, n_concepts + n_extra, hidden, backbone, backbone_weights),
         n_concepts, n_classes, bottleneck, n_extra,

@@ -118,8 +118,7 @@ def cem(
 
     With ``backbone`` the MLP sits on an image backbone (``in_features`` is then ignored).
     """
-    widths = {} if backbone else {"in_features": in_features}  # a backbone sets its own width
-    check_sizes(n_concepts=n_concepts, n_classes=n_classes, embedding_size=embedding_size, **widths)
+    check_sizes(n_concepts=n_concepts, n_classes=n_classes, embedding_size=embedding_size)  # in_features: by the encoder
     model = ConceptEmbeddingModel(
         encoder(in_features, latent_dim, hidden, backbone, backbone_weights), latent_dim, n_concepts, n_classes,
         embedding_size,

@@ -13,11 +13,12 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from .base import check_sizes
+
 
 def mlp(in_features: int, out_features: int, hidden: Sequence[int] = (128, 128)) -> nn.Sequential:
     """Linear -> LeakyReLU blocks of widths ``hidden``, then a final Linear to ``out_features``."""
-    if in_features < 1 or out_features < 1:
-        raise ValueError(f"mlp needs positive sizes; got in={in_features}, out={out_features}")
+    check_sizes(in_features=in_features, out_features=out_features)
     layers: list[nn.Module] = []
     width = in_features
     for h in hidden:

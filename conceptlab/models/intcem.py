@@ -90,8 +90,7 @@ def intcem(
 ) -> InterventionAwareCEM:
     """IntCEM with the CEM encoder; ``units`` (G, k) are the intervention units its policy ranks
     (default: every concept on its own; pass ``info.group_matrix()`` for concept groups)."""
-    widths = {} if backbone else {"in_features": in_features}  # a backbone sets its own width
-    check_sizes(n_concepts=n_concepts, n_classes=n_classes, embedding_size=embedding_size, **widths)
+    check_sizes(n_concepts=n_concepts, n_classes=n_classes, embedding_size=embedding_size)  # in_features: by the encoder
     units = torch.eye(n_concepts, dtype=torch.bool) if units is None else torch.as_tensor(units).bool()
     model = InterventionAwareCEM(
         encoder(in_features, latent_dim, hidden, backbone, backbone_weights), latent_dim, n_concepts, n_classes,
