@@ -124,7 +124,8 @@ class CAVBank:
         if self.solver in ("svm", "logistic"):
             members = [(torch.as_tensor(p), torch.as_tensor(n)) for p, n in train]
             fit = fit_linear_svms if self.solver == "svm" else fit_logistic_cavs
-            solution = fit(pool, members, self.alpha, self.tol, self.max_iter or (200 if self.solver == "svm" else 100))
+            limit = {"max_iter": self.max_iter} if self.max_iter else {}  # else each solver's own default
+            solution = fit(pool, members, self.alpha, self.tol, **limit)
             weights, intercepts = solution.weights.cpu(), solution.intercepts.cpu()
             self.n_iter_ = solution.iterations.cpu()
             unfinished = solution.gap.cpu() > self.tol

@@ -166,8 +166,7 @@ def significance(
     concept's scores against random-vs-random scores (tensorflow/tcav). ``significant`` uses the
     paper's test; ``significant_reference`` the reference code's.
     """
-    if not 0 < alpha < 1:
-        raise ValueError(f"the significance level alpha must lie in (0, 1), e.g. 0.05; got {alpha}")
+    _check_level(alpha)
     scores = np.asarray(concept_scores, dtype=float)
     if scores.size < 2:
         raise ValueError("significance needs the scores of at least 2 random sets")
@@ -179,6 +178,11 @@ def significance(
         result["p_reference"] = p_ref
         result["significant_reference"] = bool(p_ref <= alpha)
     return result
+
+
+def _check_level(alpha: float) -> None:
+    if not 0 < alpha < 1:
+        raise ValueError(f"the significance level alpha must lie in (0, 1), e.g. 0.05; got {alpha}")
 
 
 def _t_test_p(scores: np.ndarray, other: float | np.ndarray) -> float:
@@ -224,8 +228,7 @@ def run_tcav(
     """
     if len(randoms) < 2:
         raise ValueError("TCAV needs at least 2 random sets for its significance tests")
-    if not 0 < alpha < 1:
-        raise ValueError(f"the significance level alpha must lie in (0, 1), e.g. 0.05; got {alpha}")
+    _check_level(alpha)  # before any work, not when the first test runs
     overlap = sorted(set(concepts) & set(randoms))
     if overlap:
         raise ValueError(f"concept and random set names must differ; both have {overlap}")
