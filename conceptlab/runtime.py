@@ -1,4 +1,4 @@
-"""Process and module state helpers: seeded blocks, evaluation mode, SIGTERM handling, the allocator setting."""
+"""Process and module state helpers: seeded blocks, evaluation mode, the allocator setting."""
 
 from __future__ import annotations
 
@@ -28,27 +28,6 @@ def evaluating(module: nn.Module) -> Iterator[nn.Module]:
         yield module
     finally:
         module.train(was_training)
-
-
-@contextmanager
-def sigterm_as_exit() -> Iterator[None]:
-    """Turn SIGTERM into ``SystemExit`` in the main thread for the block, so that cleanup code
-    (cancelling queued work, stopping workers) runs as it does for Ctrl-C."""
-    import signal
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def stop(signum, frame):
-        raise SystemExit(128 + signum)
-
-    previous = signal.signal(signal.SIGTERM, stop)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def keep_freed_memory() -> None:

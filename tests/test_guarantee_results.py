@@ -80,7 +80,7 @@ def test_two_benches_on_one_output_directory_both_keep_their_runs(tmp_path):
     first, second = _bench(config, out, "--models", "blackbox", "--workers", "1"), \
         _bench(config, out, "--models", "cbm-fuzzy", "--workers", "1")
     for process in (first, second):
-        _, err = process.communicate(timeout=300)
+        _, err = process.communicate(timeout=900)
         assert process.returncode == 0, err
     records = _records(out)
     assert sorted((r["model"], r["seed"]) for r in records) == [(m, s) for m in ("blackbox", "cbm-fuzzy") for s in range(3)]
@@ -89,27 +89,27 @@ def test_two_benches_on_one_output_directory_both_keep_their_runs(tmp_path):
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="reads worker processes from /proc")
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT])
 def test_a_killed_bench_leaves_no_workers_and_resumes_without_loss(tmp_path, sig):
     config = tmp_path / "tiny.yaml"
     config.write_text(TINY % 60)
     out = tmp_path / "out"
     bench = _bench(config, out, "--workers", "2")
-    deadline = time.time() + 240
-    while not ((out / "runs.jsonl").exists() and _records(out)) and time.time() < deadline:
+    deadline = time.monotonic() + 900  # ceilings, not expectations: a loaded machine may be ten times slower
+    while not ((out / "runs.jsonl").exists() and _records(out)) and time.monotonic() < deadline:
         time.sleep(0.2)
     workers = _children(bench.pid)
     assert workers, "the bench started no worker processes"
     os.kill(bench.pid, sig)
-    bench.wait(60)
-    deadline = time.time() + 20
-    while any(_alive(w) for w in workers) and time.time() < deadline:
+    bench.wait(300)
+    deadline = time.monotonic() + 120
+    while any(_alive(w) for w in workers) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not any(_alive(w) for w in workers), "workers outlived the bench process"
     done_before = len(_records(out))
     assert 1 <= done_before < 6
     rerun = _bench(config, out, "--workers", "2")
-    _, err = rerun.communicate(timeout=300)
+    _, err = rerun.communicate(timeout=900)
     assert rerun.returncode == 0, err
     records = _records(out)
     keys = [run_key(r) for r in records]

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..runtime import sigterm_as_exit
+from ..processes import sigterm_as_exit
 from .spec import BenchSpec
 
 log = logging.getLogger(__name__)

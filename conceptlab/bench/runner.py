@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
-import multiprocessing
 import os
 import platform
 import time
 import traceback
 import warnings
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -22,7 +20,8 @@ from .. import __version__
 from ..concepts.bank import BANK_SUFFIX
 from ..datasets.registry import load_dataset, prepare_shared, settings_dict
 from ..models.io import save_model
-from ..runtime import keep_freed_memory, seeded, sigterm_as_exit
+from ..processes import WorkerPool, sigterm_as_exit
+from ..runtime import keep_freed_memory, seeded
 from ..training.recipes import fit
 from .evaluation import evaluate_run, evaluate_split
 from .spec import BenchSpec
@@ -67,10 +66,10 @@ def versions() -> dict[str, str]:
     }
 
 
-def run_one(plan: RunPlan) -> dict[str, Any]:
-    """Train and evaluate one (model, seed); the seed draws the data and initialises the model."""
-    spec, key = plan.spec, MODEL_KEYS[plan.model]
-    record: dict[str, Any] = {
+def plan_record(plan: RunPlan) -> dict[str, Any]:
+    """The fields that name a run in ``runs.jsonl``, whatever became of it."""
+    spec = plan.spec
+    return {
         "dataset": spec.name,
         "model": plan.model,
         "seed": plan.seed,
@@ -79,6 +78,12 @@ def run_one(plan: RunPlan) -> dict[str, Any]:
         "sweep_point": dict(spec.point),
         "versions": versions(),
     }
+
+
+def run_one(plan: RunPlan) -> dict[str, Any]:
+    """Train and evaluate one (model, seed); the seed draws the data and initialises the model."""
+    spec, key = plan.spec, MODEL_KEYS[plan.model]
+    record = plan_record(plan)
     started = time.perf_counter()
     try:
         splits = load_dataset(spec.dataset, seed=plan.seed)
@@ -127,36 +132,10 @@ def training_bank(splits, spec: BenchSpec, seed: int):
                             spec.model.bank_alpha, seed=seed)
 
 
-def _init_worker(threads: int, parent: int) -> None:
+def _init_worker(threads: int) -> None:
     torch.set_num_threads(threads)
     keep_freed_memory()
     warnings.filterwarnings("ignore", category=DeprecationWarning)
-    exit_with_parent(parent)
-
-
-def exit_with_parent(parent: int) -> None:
-    """End this worker process as soon as ``parent`` (the bench process) is gone.
-
-    On Linux the kernel delivers SIGKILL on the parent's death (prctl PR_SET_PDEATHSIG); a
-    watchdog thread checks the parent every second elsewhere, and catches a parent that died
-    before the prctl call. Without it, a killed bench left its workers training runs nobody records.
-    """
-    import ctypes
-    import ctypes.util
-    import signal
-    import threading
-
-    if platform.system() == "Linux":
-        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-        pr_set_pdeathsig = 1
-        libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(1.0)
-        os._exit(1)
-
-    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 SPECS_FILE = "specs.json"
@@ -284,24 +263,15 @@ def run_grid(
 
 
 def _run_parallel(plans: list[RunPlan], workers: int, store: RunStore, bar: tqdm) -> None:
-    """Runs on a spawned process pool; an interruption (Ctrl-C, SIGTERM, an error) cancels the
-    queued runs and terminates the running ones, whose records were never written."""
+    """Runs on a pool of worker processes this process owns: an interruption (Ctrl-C, SIGTERM, an
+    error) kills every worker, whose runs were never recorded, and so cannot hang on a worker."""
     threads = max(1, (os.cpu_count() or 1) // workers)
-    context = multiprocessing.get_context("spawn")
-    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(threads, os.getpid()))
-    try:
-        with sigterm_as_exit():
-            pending: set[Future] = {pool.submit(run_one, plan) for plan in plans}
-            while pending:
-                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for future in finished:
-                    _record(store, future.result(), bar)
-    except BaseException:
-        pool.shutdown(wait=False, cancel_futures=True)
-        for child in multiprocessing.active_children():
-            child.terminate()
-        raise
-    pool.shutdown()
+    with sigterm_as_exit(), WorkerPool(workers, initializer=_init_worker, initargs=(threads,)) as pool:
+        for outcome in pool.imap_unordered(run_one, plans):
+            if outcome.error is None:
+                _record(store, outcome.value, bar)
+            else:  # the worker died during the run (run_one records its own errors)
+                _record(store, {**plan_record(outcome.item), "status": "failed", "error": outcome.error}, bar)
 
 
 def _record(store: RunStore, record: dict[str, Any], bar: tqdm) -> None:
