@@ -46,6 +46,19 @@ def _children(pid: int) -> list[int]:
     return found
 
 
+def _workers(pid: int) -> list[int]:
+    """The bench's worker processes (not multiprocessing's resource tracker)."""
+    found = []
+    for child in _children(pid):
+        try:
+            command = (Path("/proc") / str(child) / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"spawn_main" in command:
+            found.append(child)
+    return found
+
+
 def _alive(pid: int) -> bool:
     try:
         state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -114,6 +127,32 @@ def test_a_killed_bench_leaves_no_workers_and_resumes_without_loss(tmp_path, sig
     records = _records(out)
     keys = [run_key(r) for r in records]
     assert len(keys) == len(set(keys)) == 6 and all(r["status"] == "ok" for r in records)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="reads worker processes from /proc")
+def test_a_worker_killed_mid_run_fails_only_that_run(tmp_path):
+    """As the out-of-memory killer would: SIGKILL one worker; its run is recorded as failed with the
+    cause, the others finish, and a rerun trains only the failed one."""
+    config = tmp_path / "tiny.yaml"
+    config.write_text(TINY % 30)
+    out = tmp_path / "out"
+    bench = _bench(config, out, "--workers", "2")
+    deadline = time.monotonic() + 900
+    while len(_workers(bench.pid)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    victim = _workers(bench.pid)[0]
+    time.sleep(1.0)  # into its first run
+    os.kill(victim, signal.SIGKILL)
+    _, err = bench.communicate(timeout=900)
+    assert bench.returncode == 1, err
+    failed = [r for r in _records(out) if r["status"] != "ok"]
+    assert len(failed) == 1 and "killed by signal SIGKILL" in failed[0]["error"], failed
+    assert len(_records(out)) == 6
+    rerun = _bench(config, out, "--workers", "1")
+    _, err = rerun.communicate(timeout=900)
+    assert rerun.returncode == 0, err
+    assert "resuming: 5 finished run(s)" in err
+    assert len(_records(out)) == 6 and all(r["status"] == "ok" for r in _records(out))
 
 
 def test_a_record_and_its_checkpoint_always_agree(tmp_path):
