@@ -25,6 +25,10 @@ def _bench(args: argparse.Namespace) -> int:
     keep_freed_memory()  # this process may train too (one worker)
     if args.address and args.backend != "ray":
         raise ValueError(f"--address {args.address} names a Ray cluster: add --backend ray (the local pool ignores it)")
+    if args.backend == "ray":
+        from .bench.ray_backend import check_reachable
+
+        check_reachable(args.address)  # before any work: Ray alone retries an unreachable address for minutes
 
     specs = [
         load_spec(target, quick=args.quick).with_overrides(
@@ -343,7 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "--address, the CPUs of the local Ray instance")
     bench.add_argument("--backend", choices=["local", "ray"], default="local",
                        help="local: a process pool on this machine; ray: one Ray task per run (pip install -e \".[ray]\")")
-    bench.add_argument("--address", help="with --backend ray: 'auto' or ray://HOST:PORT of a running cluster "
+    bench.add_argument("--address", help="with --backend ray: 'auto', HOST:PORT or ray://HOST:PORT of a running cluster "
                                          "(default: start a local Ray instance)")
     bench.add_argument("--logger", choices=["tensorboard", "mlflow"],
                        help="also log every epoch to TensorBoard (OUT/tensorboard) or MLflow ($MLFLOW_TRACKING_URI, "

@@ -34,3 +34,28 @@ def test_a_worker_that_cannot_write_the_output_stops_the_grid(tmp_path):
     with pytest.raises(ValueError, match="cannot write to .*not-there.*storage that every node mounts"):
         run_on_ray([plan], run_one, None, 2, recorded.append)
     assert recorded == []
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1:1", "ray://127.0.0.1:1"])
+def test_an_unreachable_cluster_is_named_before_any_work(tmp_path, address):
+    """Ray alone retried these for minutes (ConnectionError after 178 s, or only its own warnings)."""
+    import subprocess
+    import sys
+    import time
+
+    config = tmp_path / "tiny.yaml"
+    config.write_text("name: tiny\ndataset: {name: xor, size: 300}\nmodels: [blackbox]\nseeds: 1\n")
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "-m", "conceptlab.cli", "bench", str(config), "--out", str(tmp_path / "out"),
+                             "--backend", "ray", "--address", address], capture_output=True, text=True, timeout=600)
+    assert result.returncode != 0
+    assert f"no Ray cluster answers at {address}" in result.stderr and "ray start --head" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "out").exists()
+    assert time.monotonic() - started < 300  # a ceiling far above the seconds it takes, far below Ray's retries
+
+
+def test_a_malformed_cluster_address_is_refused():
+    from conceptlab.bench.ray_backend import check_reachable
+
+    with pytest.raises(ValueError, match="not a cluster address"):
+        check_reachable("ray://:abc")

@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from ..processes import sigterm_as_exit
@@ -21,10 +20,41 @@ from .spec import BenchSpec
 log = logging.getLogger(__name__)
 
 RETRIES = 3  # a task whose worker or node dies is run again, up to this many times
+CONNECT_SECONDS = 10.0  # how long a cluster address may take to accept a connection before the bench gives up
 
 
 class SharedStorageError(RuntimeError):
     """A Ray worker cannot write to the output directory."""
+
+
+def check_reachable(address: str | None) -> None:
+    """Fail at once, naming the fix, when a cluster ``address`` does not accept connections.
+
+    Ray itself retries an unreachable address for minutes, printing only its own warnings.
+    ``ray://HOST:PORT`` (Ray Client, port 10001 by default) and ``HOST:PORT`` (the cluster's GCS,
+    6379 by default) are tried with one TCP connection; ``auto`` and no address are left to Ray.
+
+    Args:
+        address: The ``--address`` given to ``conceptlab bench``, or None.
+    """
+    import socket
+
+    if address is None or address == "auto":
+        return
+    target = address.removeprefix("ray://")
+    host, colon, port = target.rpartition(":")
+    if not colon:
+        host, port = target, ("10001" if address.startswith("ray://") else "6379")
+    if not host or not port.isdigit():
+        raise ValueError(f"--address {address!r} is not a cluster address: use auto, HOST:PORT or ray://HOST:PORT")
+    try:
+        socket.create_connection((host, int(port)), timeout=CONNECT_SECONDS).close()
+    except OSError as err:
+        reason = "timed out" if isinstance(err, TimeoutError) else (err.strerror or str(err))
+        raise ValueError(
+            f"no Ray cluster answers at {address} ({reason}): start one there (`ray start --head`, then use "
+            f"ray://HOST:10001 or HOST:6379), check the host and port, or drop --address to run on a local Ray instance"
+        ) from None
 
 
 def _check_shared_storage(out_dir: str) -> None:
@@ -82,6 +112,7 @@ def run_on_ray(plans: list, run: Callable[[Any], dict[str, Any]], address: str |
         import ray
     except ImportError:
         raise ValueError("--backend ray needs Ray: pip install -e \".[ray]\"") from None
+    check_reachable(address)
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING}
     if address:
@@ -124,6 +155,6 @@ def _result(ray, ref, plan) -> dict[str, Any]:
 
 
 def _failed(plan, err: Exception) -> dict[str, Any]:
-    return {"dataset": plan.spec.name, "model": plan.model, "seed": plan.seed, "config_hash": plan.spec.config_hash(),
-            "config": plan.spec.config_dict(), "sweep_point": dict(plan.spec.point), "status": "failed",
-            "error": f"{type(err).__name__}: {str(err).splitlines()[0][:500]}", "checkpoint": str(Path(plan.checkpoint))}
+    from .runner import plan_record
+
+    return {**plan_record(plan), "status": "failed", "error": f"{type(err).__name__}: {str(err).splitlines()[0][:500]}"}
