@@ -66,7 +66,7 @@ def _report(args: argparse.Namespace) -> int:
     records: dict = {}
     specs: dict = {}
     for folder in map(Path, args.dirs):
-        if not (folder / "runs.jsonl").is_file():
+        if not (folder / "runs.jsonl").exists():
             raise FileNotFoundError(f"{folder} holds no runs.jsonl: pass folders written by `conceptlab bench`")
         records.update(read_records(folder / "runs.jsonl"))
         specs.update({spec.name: spec for spec in load_specs(folder)})

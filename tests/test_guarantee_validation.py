@@ -125,6 +125,28 @@ def test_non_finite_inputs_empty_splits_and_duplicate_names_are_rejected():
         fit(cbm(2, 2, 2, hidden=[4]), no_train, config=TrainConfig(max_epochs=1))
     with pytest.raises(ValueError, match="takes inputs of 7 features but the data's x has 2"):
         fit(cbm(7, 2, 2, hidden=[4]), split_dataset(data), config=TrainConfig(max_epochs=1))
+    # an empty dataset is a legal value (a split may be empty); what needs samples says so
+    from conceptlab.interventions import intervention_curve
+
+    with pytest.raises(ValueError, match="the data has no samples"):
+        intervention_curve(cbm(2, 2, 2, hidden=[4]), no_val.val)
+
+
+def test_a_runs_file_that_is_a_folder_or_binary_is_named(tmp_path, monkeypatch, capsys):
+    ran = []
+    monkeypatch.setattr(runner_module, "run_one", lambda plan: ran.append(plan))
+    out = tmp_path / "out"
+    (out / "runs.jsonl").mkdir(parents=True)
+    assert cli.main(["bench", "xor", "--out", str(out), "--no-progress"]) == 2
+    assert "runs.jsonl is not a file" in capsys.readouterr().err and ran == []
+    assert cli.main(["report", str(out)]) == 2
+    assert "runs.jsonl is not a file" in capsys.readouterr().err
+    binary = tmp_path / "binary"
+    binary.mkdir()
+    (binary / "runs.jsonl").write_bytes(bytes(range(256)) * 4)
+    from conceptlab.bench.store import read_records
+
+    assert read_records(binary / "runs.jsonl") == {}  # every line skipped with a warning, no UnicodeDecodeError
 
 
 def test_interventions_are_checked_and_converted():

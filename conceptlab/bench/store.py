@@ -33,7 +33,10 @@ def read_records(path: Path, key: Callable[[dict[str, Any]], Hashable] = run_key
     records: dict[Hashable, dict[str, Any]] = {}
     if not path.exists():
         return records
-    for number, line in enumerate(path.read_text().splitlines(), 1):
+    if not path.is_file():
+        raise ValueError(f"{path} is not a file: it should hold the runs written by `conceptlab bench`; "
+                         "move it away or use another output folder")
+    for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):  # bytes that are not text: warned lines
         if not line.strip():
             continue
         try:

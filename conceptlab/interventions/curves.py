@@ -98,6 +98,8 @@ def policy_curve(
         raise ValueError(f"{type(model).__name__} has no concepts; intervention curves need a concept model")
     if repeats < 1:
         raise ValueError(f"repeats must be at least 1; got {repeats}")
+    if len(data) == 0:
+        raise ValueError("the data has no samples: an intervention curve needs at least one (check the split sizes)")
     info = data.info
     if groups:
         units, names = info.group_matrix(), info.group_names
