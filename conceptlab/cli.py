@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -308,7 +309,14 @@ def _explore(args: argparse.Namespace) -> int:
     except BaseException:
         sock.close()
         raise
-    serve(explorer, sock)
+    try:
+        serve(explorer, sock)
+    except KeyboardInterrupt:
+        # Requests may still be computing in server threads (a CUB counterfactual: tens of seconds).
+        # They only read; a normal interpreter exit would wait for them, so end the process now.
+        print("conceptlab: interrupted; explorer stopped", file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        os._exit(130)
     return 0
 
 
@@ -356,7 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--quick", action="store_true", help="few seeds and epochs: a smoke run of about a minute")
     bench.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     _report_options(bench)
-    bench.set_defaults(handler=_bench)
+    bench.set_defaults(handler=_bench, on_interrupt="finished runs are saved and a rerun resumes from them")
 
     report = commands.add_parser("report", help="render tables and plots again from result folders, merging them")
     report.add_argument("dirs", nargs="+", help="folders written by `conceptlab bench` (runs.jsonl and specs.json)")
@@ -452,7 +460,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"conceptlab: error: cannot use{where}: {err.strerror or err}; check the paths you passed", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("conceptlab: interrupted; finished runs are saved and a rerun resumes from them", file=sys.stderr)
+        note = getattr(args, "on_interrupt", None)
+        print("conceptlab: interrupted" + (f"; {note}" if note else ""), file=sys.stderr)
         return 130
 
 

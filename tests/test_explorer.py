@@ -3,6 +3,7 @@ the library's curves, its server refuses bad input before starting and serves no
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import socket
@@ -422,3 +423,86 @@ def test_cub_style_data_serves_its_images_and_many_class_heads(tmp_path, capsys)
     assert page.status_code == 200 and 'id="input-image"' in page.text and 'id="input-plane"' not in page.text
     result = client.get("/api/counterfactual", params={"model": pcbm_name, "sample": 0}).json()
     assert result["target"] in model.info.task_names and set(result) >= {"add", "remove", "success"}
+
+
+def test_ctrl_c_stops_the_explorer_while_requests_are_in_flight(folder):
+    """Requests keep arriving when Ctrl+C lands: the server stops (after at most a short grace
+    period for them) and says so, without the bench's resume message."""
+    import signal
+
+    import httpx
+
+    process = subprocess.Popen([sys.executable, "-m", "conceptlab.cli", "explore", str(folder / "checkpoints" / "xor-cem-seed3.pt"),
+                                "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    stop = threading.Event()
+    answered = threading.Semaphore(0)
+
+    def ask(base: str, sample: int) -> None:
+        with httpx.Client(timeout=60) as client:
+            while not stop.is_set():
+                try:
+                    client.get(f"{base}/api/curve", params={"model": "xor-cem-seed3", "sample": sample})
+                except httpx.HTTPError:
+                    return
+                answered.release()
+
+    try:
+        found = re.search(r"http://127.0.0.1:(\d+)/", process.stdout.readline())
+        assert found, process.stderr.read()
+        clients = [threading.Thread(target=ask, args=(f"http://127.0.0.1:{found.group(1)}", i), daemon=True) for i in range(4)]
+        for client in clients:
+            client.start()
+        assert answered.acquire(timeout=120), "no request was answered"
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=120)  # a ceiling for a loaded machine; it takes about 2 s here
+    finally:
+        stop.set()
+        if process.poll() is None:
+            process.kill()
+    err = process.stderr.read()
+    assert process.returncode == 130 and "conceptlab: interrupted; explorer stopped" in err and "rerun" not in err, err
+
+
+SLOW_SERVER = """
+import sys, time
+from pathlib import Path
+from conceptlab import cli
+from conceptlab.explorer.session import Explorer
+
+def slow_curve(*args, **kwargs):
+    Path(sys.argv[2]).touch()
+    time.sleep(600)
+
+Explorer.curve = slow_curve
+sys.exit(cli.main(["explore", sys.argv[1], "--port", "0"]))
+"""
+
+
+def test_ctrl_c_does_not_wait_for_a_long_request(folder, tmp_path):
+    """A request computing for 10 minutes (a counterfactual on a large model, say) does not hold the
+    process: Ctrl+C gives requests in flight a short grace period and then drops them; served from
+    the main thread, the interpreter waited for such a request to finish."""
+    import signal
+
+    import httpx
+
+    script, entered = tmp_path / "slow_server.py", tmp_path / "entered"
+    script.write_text(SLOW_SERVER)
+    process = subprocess.Popen([sys.executable, str(script), str(folder / "checkpoints" / "xor-cem-seed3.pt"), str(entered)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    try:
+        port = int(re.search(r"http://127.0.0.1:(\d+)/", process.stdout.readline()).group(1))
+        threading.Thread(target=lambda: httpx.get(f"http://127.0.0.1:{port}/api/curve?model=xor-cem-seed3&sample=0",
+                                                  timeout=700), daemon=True).start()
+        deadline = time.monotonic() + 120
+        while not entered.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert entered.exists(), "the slow request never started"
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=300)  # far below the request's 600 s; about 2 s here
+    finally:
+        if process.poll() is None:
+            process.kill()
+    err = process.stderr.read()
+    assert process.returncode == 130 and "conceptlab: interrupted; explorer stopped" in err, err

@@ -13,6 +13,8 @@ from .sources import find_checkpoints, load_explorer_model
 
 log = logging.getLogger(__name__)
 
+STOP_SECONDS = 2
+
 
 def open_explorer(paths: Sequence[str | Path], data_root: str | Path | None = None, bank: str | Path | None = None) -> Explorer:
     """An ``Explorer`` over the concept models of checkpoints and bench folders, every model's data
@@ -55,7 +57,11 @@ def listen(host: str, port: int) -> socket.socket:
 
 
 def serve(explorer: Explorer, sock: socket.socket) -> None:
-    """Serve ``explorer`` on a socket from ``listen`` until interrupted; warns when other machines can reach it."""
+    """Serve ``explorer`` on a socket from ``listen`` until interrupted; warns when other machines can reach it.
+
+    Ctrl+C stops the server after at most ``STOP_SECONDS`` for requests in flight and raises
+    ``KeyboardInterrupt``; a request still computing goes on in its worker thread.
+    """
     import uvicorn
 
     from .app import LOCAL_HOSTS, create_app
@@ -68,7 +74,9 @@ def serve(explorer: Explorer, sock: socket.socket) -> None:
         log.warning("serving on %s: anyone who can reach this machine can open the explorer and read its test data; "
                     "use the default --host 127.0.0.1 unless you mean that", host)
     shown = f"[{host}]" if ":" in host else host
-    server = uvicorn.Server(uvicorn.Config(create_app(explorer, hosts), log_level="warning"))
+    # Ctrl+C gives requests in flight STOP_SECONDS; uvicorn then raises KeyboardInterrupt here
+    server = uvicorn.Server(uvicorn.Config(create_app(explorer, hosts), log_level="warning",
+                                           timeout_graceful_shutdown=STOP_SECONDS))
     print(f"conceptlab explorer: http://{shown}:{port}/  ({len(explorer.models)} model(s); Ctrl+C stops it)", flush=True)
     with sock:
         server.run(sockets=[sock])
