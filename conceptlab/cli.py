@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 log = logging.getLogger("conceptlab")
 
@@ -298,7 +299,7 @@ def _edit(args: argparse.Namespace) -> int:
     return 0
 
 
-def _explore(args: argparse.Namespace) -> int:
+def _explore(args: argparse.Namespace) -> NoReturn:
     try:
         from .explorer.serve import listen, open_explorer, serve
     except ImportError as err:
@@ -310,14 +311,14 @@ def _explore(args: argparse.Namespace) -> int:
         sock.close()
         raise
     try:
-        serve(explorer, sock)
+        serve(explorer, sock)  # returns, or raises KeyboardInterrupt, only when a signal stopped it
     except KeyboardInterrupt:
-        # Requests may still be computing in server threads (a CUB counterfactual: tens of seconds).
-        # They only read; a normal interpreter exit would wait for them, so end the process now.
-        print("conceptlab: interrupted; explorer stopped", file=sys.stderr, flush=True)
-        sys.stdout.flush()
-        os._exit(130)
-    return 0
+        pass
+    # Requests may still be computing in server threads (a CUB counterfactual: tens of seconds).
+    # They only read; a normal interpreter exit would wait for them, so end the process now.
+    print("conceptlab: interrupted; explorer stopped", file=sys.stderr, flush=True)
+    sys.stdout.flush()
+    os._exit(130)
 
 
 def _names(text: str) -> list[str]:

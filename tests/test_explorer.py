@@ -34,6 +34,8 @@ from conceptlab.models.base import predict  # noqa: E402
 from conceptlab.runtime import seeded  # noqa: E402
 from conceptlab.training import TrainConfig, fit  # noqa: E402
 
+from .processes import with_default_sigint  # noqa: E402
+
 SIZE = 600
 
 
@@ -433,7 +435,8 @@ def test_ctrl_c_stops_the_explorer_while_requests_are_in_flight(folder):
     import httpx
 
     process = subprocess.Popen([sys.executable, "-m", "conceptlab.cli", "explore", str(folder / "checkpoints" / "xor-cem-seed3.pt"),
-                                "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=with_default_sigint)
     stop = threading.Event()
     answered = threading.Semaphore(0)
 
@@ -490,7 +493,8 @@ def test_ctrl_c_does_not_wait_for_a_long_request(folder, tmp_path):
     script.write_text(SLOW_SERVER)
     process = subprocess.Popen([sys.executable, str(script), str(folder / "checkpoints" / "xor-cem-seed3.pt"), str(entered)],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+                               env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+                               preexec_fn=with_default_sigint)
     try:
         port = int(re.search(r"http://127.0.0.1:(\d+)/", process.stdout.readline()).group(1))
         threading.Thread(target=lambda: httpx.get(f"http://127.0.0.1:{port}/api/curve?model=xor-cem-seed3&sample=0",

@@ -14,6 +14,8 @@ import pytest
 from conceptlab.bench.store import RunStore, run_key
 from conceptlab.models import load_model
 
+from .processes import alive, children, with_default_sigint, workers
+
 TINY = """name: tiny
 dataset: {name: xor, size: 300}
 models: [blackbox, cbm-fuzzy]
@@ -26,45 +28,18 @@ evaluation: {intervention_repeats: 1, concept_alignment: false}
 
 def _bench(config: Path, out: Path, *extra: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "conceptlab.cli", "bench", str(config), "--out", str(out),
-                             "--no-progress", *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             "--no-progress", *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=with_default_sigint)
 
 
 def _records(out: Path) -> list[dict]:
     return [json.loads(line) for line in (out / "runs.jsonl").read_text().splitlines() if line.strip()]
 
 
-def _children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == pid:
-                found.append(int(entry.name))
-    return found
 
 
-def _workers(pid: int) -> list[int]:
-    """The bench's worker processes (not multiprocessing's resource tracker)."""
-    found = []
-    for child in _children(pid):
-        try:
-            command = (Path("/proc") / str(child) / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if b"spawn_main" in command:
-            found.append(child)
-    return found
 
 
-def _alive(pid: int) -> bool:
-    try:
-        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 def _add_many(path: str, tag: str, n: int) -> None:
@@ -111,14 +86,14 @@ def test_a_killed_bench_leaves_no_workers_and_resumes_without_loss(tmp_path, sig
     deadline = time.monotonic() + 900  # ceilings, not expectations: a loaded machine may be ten times slower
     while not ((out / "runs.jsonl").exists() and _records(out)) and time.monotonic() < deadline:
         time.sleep(0.2)
-    workers = _children(bench.pid)
-    assert workers, "the bench started no worker processes"
+    spawned = children(bench.pid)
+    assert spawned, "the bench started no worker processes"
     os.kill(bench.pid, sig)
     bench.wait(300)
     deadline = time.monotonic() + 120
-    while any(_alive(w) for w in workers) and time.monotonic() < deadline:
+    while any(alive(w) for w in spawned) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert not any(_alive(w) for w in workers), "workers outlived the bench process"
+    assert not any(alive(w) for w in spawned), "workers outlived the bench process"
     done_before = len(_records(out))
     assert 1 <= done_before < 6
     rerun = _bench(config, out, "--workers", "2")
@@ -138,9 +113,9 @@ def test_a_worker_killed_mid_run_fails_only_that_run(tmp_path):
     out = tmp_path / "out"
     bench = _bench(config, out, "--workers", "2")
     deadline = time.monotonic() + 900
-    while len(_workers(bench.pid)) < 2 and time.monotonic() < deadline:
+    while len(workers(bench.pid)) < 2 and time.monotonic() < deadline:
         time.sleep(0.2)
-    victim = _workers(bench.pid)[0]
+    victim = workers(bench.pid)[0]
     time.sleep(1.0)  # into its first run
     os.kill(victim, signal.SIGKILL)
     _, err = bench.communicate(timeout=900)

@@ -16,6 +16,8 @@ import pytest
 
 from conceptlab.processes import WorkerPool
 
+from .processes import alive, children, with_default_sigint
+
 ROOT = Path(__file__).resolve().parents[1]
 DRIVER = """
 import time
@@ -77,25 +79,8 @@ def test_a_pool_needs_a_worker():
         WorkerPool(0)
 
 
-def _children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == pid:
-                found.append(int(entry.name))
-    return found
 
 
-def _alive(pid: int) -> bool:
-    try:
-        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="reads worker processes from /proc")
@@ -106,20 +91,21 @@ def test_a_signal_during_task_handoffs_ends_the_parent_and_every_worker(tmp_path
     rng = random.Random(0)
     for trial in range(trials):
         parent = subprocess.Popen([sys.executable, str(driver)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                  text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+                                  text=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                                  preexec_fn=with_default_sigint)
         try:
             assert parent.stdout.readline().strip() == "running", parent.stderr.read()
-            workers = _children(parent.pid)
+            spawned = children(parent.pid)
             time.sleep(rng.uniform(0.0, 0.5))
             parent.send_signal(sig)
             parent.wait(120)  # a ceiling for a loaded machine; the hang this guards against never ends
         finally:
             if parent.poll() is None:
                 parent.kill()
-                for pid in _children(parent.pid):
+                for pid in children(parent.pid):
                     os.kill(pid, signal.SIGKILL)
         assert parent.returncode != 0, f"trial {trial}: the parent ignored {sig.name}"
         deadline = time.monotonic() + 60
-        while any(_alive(w) for w in workers) and time.monotonic() < deadline:
+        while any(alive(w) for w in spawned) and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert workers and not any(_alive(w) for w in workers), f"trial {trial}: workers outlived the parent"
+        assert spawned and not any(alive(w) for w in spawned), f"trial {trial}: workers outlived the parent"

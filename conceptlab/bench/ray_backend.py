@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..processes import sigterm_as_exit
+from .plan import plan_record
 from .spec import BenchSpec
 
 log = logging.getLogger(__name__)
@@ -155,6 +156,4 @@ def _result(ray, ref, plan) -> dict[str, Any]:
 
 
 def _failed(plan, err: Exception) -> dict[str, Any]:
-    from .runner import plan_record
-
     return {**plan_record(plan), "status": "failed", "error": f"{type(err).__name__}: {str(err).splitlines()[0][:500]}"}
