@@ -66,15 +66,14 @@ def _report(args: argparse.Namespace) -> int:
     from .bench.store import read_records
 
     records: dict = {}
-    specs: dict = {}
     for folder in map(Path, args.dirs):
         if not (folder / "runs.jsonl").exists():
             raise FileNotFoundError(f"{folder} holds no runs.jsonl: pass folders written by `conceptlab bench`")
         records.update(read_records(folder / "runs.jsonl"))
-        specs.update({spec.name: spec for spec in load_specs(folder)})
+    specs = load_specs(*map(Path, args.dirs))  # one benchmark split over folders (by model or seed) is merged
     out = Path(args.out or args.dirs[0])
     _check_writable(out)
-    print(write_reports(list(records.values()), list(specs.values()), out, select=args.select, curves=args.curves))
+    print(write_reports(list(records.values()), specs, out, select=args.select, curves=args.curves))
     print(f"{len(records)} runs from {len(args.dirs)} folder(s); tables and plots in {out}")
     return 0
 

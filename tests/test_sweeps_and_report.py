@@ -87,6 +87,17 @@ def test_report_merges_folders_without_training(tmp_path, monkeypatch, capsys):
     specs.write_text(good)
 
 
+def test_report_merges_one_benchmark_split_over_folders_by_model_and_seed(tmp_path, capsys):
+    """Before, the last folder's settings replaced the others': the table listed only its models."""
+    two_models = {**TINY, "models": ["blackbox", "cbm-fuzzy"]}
+    run_grid([parse_spec({**two_models, "models": ["blackbox"], "seeds": 1})], tmp_path / "a", workers=1, progress=False)
+    run_grid([parse_spec({**two_models, "models": ["cbm-fuzzy"], "seeds": 2})], tmp_path / "b", workers=1, progress=False)
+    assert cli.main(["report", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "merged")]) == 0
+    table = (tmp_path / "merged" / "table.md").read_text()
+    assert "| blackbox |" in table and "| cbm-fuzzy |" in table
+    assert "3 runs from 2 folder(s)" in capsys.readouterr().out
+
+
 def test_tensorboard_receives_every_epoch_of_every_run(tmp_path):
     pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator

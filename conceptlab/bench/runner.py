@@ -120,20 +120,23 @@ def _merged(old: dict | None, new: dict) -> dict:
     return {**new, "models": models, "seeds": max(old.get("seeds", 1), new.get("seeds", 1))}
 
 
-def load_specs(out_dir: Path) -> list[BenchSpec]:
-    """The benchmarks a result folder holds, from its ``specs.json``."""
+def load_specs(*out_dirs: Path) -> list[BenchSpec]:
+    """The benchmarks result folders hold, from their ``specs.json``; one benchmark run in several
+    folders (split by model or by seed, same settings) is merged as a rerun in one folder would be."""
     from .spec import parse_spec
 
-    path = Path(out_dir) / SPECS_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing: {out_dir} is not a folder written by `conceptlab bench`")
-    specs = []
-    for name, config in _read_specs(path).items():
-        try:
-            specs.append(parse_spec(config, default_name=name))
-        except ValueError as err:
-            raise ValueError(f"{path}, benchmark {name!r}: {err}") from None
-    return specs
+    configs: dict[str, dict] = {}
+    for out_dir in out_dirs:
+        path = Path(out_dir) / SPECS_FILE
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} is missing: {out_dir} is not a folder written by `conceptlab bench`")
+        for name, config in _read_specs(path).items():
+            try:
+                parse_spec(config, default_name=name)
+            except ValueError as err:
+                raise ValueError(f"{path}, benchmark {name!r}: {err}") from None
+            configs[name] = _merged(configs.get(name), config)
+    return [parse_spec(config, default_name=name) for name, config in configs.items()]
 
 
 def _read_specs(path: Path) -> dict[str, dict]:
