@@ -14,6 +14,7 @@ log = logging.getLogger("conceptlab")
 
 def _bench(args: argparse.Namespace) -> int:
     from .bench import load_spec, run_grid, write_reports
+    from .bench.report import terminal_summary
     from .bench.runner import load_specs
     from .bench.spec import load_config
     from .bench.tracking import check_tracker
@@ -54,14 +55,17 @@ def _bench(args: argparse.Namespace) -> int:
     store = run_grid(specs, out, workers=args.workers, progress=not args.no_progress, tracker=args.logger,
                      backend=args.backend, address=args.address)
     # the folder's table: every benchmark and model recorded there, also by benches that ran beside this one
-    print(write_reports(store.records(), load_specs(out), out, select=args.select, curves=args.curves))
-    print(f"results: {out}/runs.jsonl, {out}/table.md, {out}/table.csv, {out}/accuracy.png")
+    specs = load_specs(out)
+    write_reports(store.records(), specs, out, select=args.select, curves=args.curves)
+    print(terminal_summary(store.records(), specs, out, select=args.select), end="")
+    print(f"runs: {out}/runs.jsonl (a rerun resumes from it); `conceptlab report {out}` prints this again")
     failed = [r for r in store.records() if r.get("status") != "ok"]
     return 1 if failed else 0
 
 
 def _report(args: argparse.Namespace) -> int:
     from .bench import write_reports
+    from .bench.report import terminal_summary
     from .bench.runner import load_specs
     from .bench.store import read_records
 
@@ -73,7 +77,8 @@ def _report(args: argparse.Namespace) -> int:
     specs = load_specs(*map(Path, args.dirs))  # one benchmark split over folders (by model or seed) is merged
     out = Path(args.out or args.dirs[0])
     _check_writable(out)
-    print(write_reports(list(records.values()), specs, out, select=args.select, curves=args.curves))
+    write_reports(list(records.values()), specs, out, select=args.select, curves=args.curves)
+    print(terminal_summary(list(records.values()), specs, out, select=args.select), end="")
     print(f"{len(records)} runs from {len(args.dirs)} folder(s); tables and plots in {out}")
     return 0
 

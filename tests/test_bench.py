@@ -1,4 +1,5 @@
 import json
+import re
 
 import pytest
 
@@ -110,6 +111,11 @@ def test_cli_bench_runs_end_to_end(tmp_path, capsys):
     config.write_text(
         "name: tiny\ndataset: {name: dot, size: 200}\nmodels: [cem]\nseeds: 1\n"
         "model: {hidden: [8], embedding_size: 2, latent_dim: 8}\ntrain: {max_epochs: 1}\n"
+        "evaluation: {intervention_policies: [random, uncertainty, oracle]}\n"
     )
     assert cli.main(["bench", str(config), "--out", str(tmp_path / "out"), "--workers", "1", "--no-progress"]) == 0
-    assert "| cem |" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    # a compact summary: the model table and the best policy; every curve and competence stays in table.md
+    assert "| cem |" in printed and re.search(r"  cem: (random|uncertainty), AUC", printed) and str(tmp_path / "out" / "table.md") in printed
+    assert "@competence" not in printed and "@competence=0" in (tmp_path / "out" / "table.md").read_text()
+    assert len(printed.splitlines()) < 15

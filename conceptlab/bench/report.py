@@ -297,6 +297,44 @@ def write_reports(records: list[dict[str, Any]], specs: list[BenchSpec], out_dir
     return markdown
 
 
+def terminal_summary(records: list[dict[str, Any]], specs: list[BenchSpec], out_dir: Path,
+                     select: str = "val_task_accuracy") -> str:
+    """What a bench prints when it ends: per benchmark, the model table's main columns and each
+    concept model's best deployable intervention policy; the full tables are in ``out_dir``."""
+    rows = summarize(records, specs, select)
+    out = io.StringIO()
+    for spec in specs:
+        cells = [r for r in rows if r.dataset == spec.name]
+        out.write(f"## {spec.name}: task accuracy on the test split, % (mean ± std over seeds)\n\n")
+        published = any(r.reference_task_accuracy is not None for r in cells)
+        out.write("| model | task accuracy " + ("| published " if published else "")
+                  + "| concept accuracy | CAS | epochs | runs |\n|---|---|" + ("---|" if published else "") + "---|---|---|---|\n")
+        for r in cells:
+            model = f"{r.model} ({_point(r.chosen)})" if r.chosen else r.model
+            runs = f"{r.runs}" + (f" ({r.failed} failed)" if r.failed else "")
+            reference = f"| {_opt(r.reference_task_accuracy)} " if published else ""
+            out.write(f"| {model} | {_fmt(r.metrics['task_accuracy'])} {reference}"
+                      f"| {_fmt(r.metrics['concept_accuracy'])} | {_fmt(r.metrics['concept_alignment'])} "
+                      f"| {_opt(r.epochs, 0)} | {runs} |\n")
+        best = [(r, _best_policy(r)) for r in cells]
+        best = [(r, name) for r, name in best if name]
+        if best:
+            out.write("\nBest deployable intervention policy per model (AUC %; accuracy with none -> all groups corrected):\n")
+            for r, name in best:
+                mean = r.curves[name][0]
+                out.write(f"  {r.model}: {name}, AUC {_fmt(r.aucs[name])} ({mean[0]:.2f} -> {mean[-1]:.2f})\n")
+        out.write("\n")
+    out.write(f"Full tables (every metric, policy and competence): {out_dir / 'table.md'}; "
+              f"plots: {out_dir / 'accuracy.png'}, {out_dir / 'interventions.png'}\n")
+    return out.getvalue()
+
+
+def _best_policy(row: Row) -> str | None:
+    """The full-competence policy with the highest mean AUC among those that read no labels."""
+    names = [n for n in row.aucs if "@" not in n and not uses_labels(n)]
+    return max(names, key=lambda n: row.aucs[n][0]) if names else None
+
+
 def policy_plot(rows: list[Row], path: Path, min_policies: int = 3) -> bool:
     """One panel per (dataset, model) with at least ``min_policies`` curves at full competence:
     a line per policy, labelled with its AUC and its cost per sample (dashed: reads labels)."""
