@@ -111,6 +111,61 @@ def test_tensorboard_receives_every_epoch_of_every_run(tmp_path):
     assert len(events.Scalars("val_loss")) == 3 and len(events.Scalars("train_loss")) == 3
 
 
+def _retry_one(out, model: str) -> None:
+    """Mark one recorded run as failed, so that the next bench trains it again (as a retry would)."""
+    path = out / "runs.jsonl"
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    victim = next(r for r in lines if r["model"] == model and r["seed"] == 0)
+    victim["status"] = "failed"
+    path.write_text("".join(json.dumps(r) + "\n" for r in lines))
+
+
+TRACKED = {**TINY, "models": ["cbm-fuzzy", "cbm-seq"], "seeds": 1, "sweep": {"train.lr": [0.01]}}
+
+
+def test_tensorboard_holds_each_run_once_with_settings_stages_and_final_metrics(tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    spec = parse_spec(TRACKED)
+    run_grid([spec], tmp_path, workers=1, progress=False, tracker="tensorboard")
+    _retry_one(tmp_path, "cbm-seq")
+    run_grid([spec], tmp_path, workers=1, progress=False, tracker="tensorboard")
+    runs = {r.name.split("-seed")[0]: r for r in (tmp_path / "tensorboard" / "tiny").iterdir()}
+    assert sorted(runs) == ["cbm-fuzzy", "cbm-seq"]
+    for folder in runs.values():
+        assert len(list(folder.glob("events.out.tfevents.*"))) == 1  # the retry replaced the first attempt's file
+    seq = EventAccumulator(str(runs["cbm-seq"]))
+    seq.Reload()
+    tags = set(seq.Tags()["scalars"])
+    assert {"concepts/train_loss", "task/val_loss", "test/task_accuracy", "val/task_accuracy", "epochs"} <= tags
+    assert len(seq.Scalars("task/val_loss")) == 3 and len(seq.Scalars("concepts/val_loss")) == 3
+    hparams = (runs["cbm-seq"] / "hparams.yaml").read_text()
+    assert "train.lr" in hparams and "sweep.train.lr" in hparams and "tag.config_hash" in hparams
+
+
+def test_mlflow_holds_each_run_once_with_params_tags_and_final_metrics(tmp_path, monkeypatch):
+    pytest.importorskip("mlflow")
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    spec = parse_spec(TRACKED)
+    run_grid([spec], tmp_path, workers=1, progress=False, tracker="mlflow")
+    _retry_one(tmp_path, "cbm-fuzzy")
+    run_grid([spec], tmp_path, workers=1, progress=False, tracker="mlflow")
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("tiny")
+    runs = client.search_runs([experiment.experiment_id])
+    assert sorted(r.data.tags["model"] for r in runs) == ["cbm-fuzzy", "cbm-seq"]  # the retry left one run, not two
+    for run in runs:
+        assert run.info.status == "FINISHED"
+        assert {"dataset", "model", "seed", "config_hash"} <= set(run.data.tags)
+        assert run.data.params["train.lr"] == "0.01" and run.data.params["sweep.train.lr"] == "0.01"
+        assert {"test/task_accuracy", "val/task_accuracy", "epochs"} <= set(run.data.metrics)
+    seq = next(r for r in runs if r.data.tags["model"] == "cbm-seq")
+    assert {"concepts/train_loss", "task/val_loss"} <= set(seq.data.metrics)
+
+
 def test_a_missing_tracker_package_is_named_before_any_run(monkeypatch, capsys):
     import importlib.util
 

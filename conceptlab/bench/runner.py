@@ -25,7 +25,7 @@ from .evaluation import evaluate_run, evaluate_split
 from .plan import RunPlan, plan_record
 from .spec import BenchSpec
 from .store import RunStore
-from .tracking import make_logger
+from .tracking import RunTracker, final_metrics, flat_params
 from .zoo import MODEL_KEYS
 
 log = logging.getLogger(__name__)
@@ -36,6 +36,7 @@ def run_one(plan: RunPlan) -> dict[str, Any]:
     spec, key = plan.spec, MODEL_KEYS[plan.model]
     record = plan_record(plan)
     started = time.perf_counter()
+    tracker = None
     try:
         splits = load_dataset(spec.dataset, seed=plan.seed)
         with seeded(plan.seed):
@@ -45,8 +46,11 @@ def run_one(plan: RunPlan) -> dict[str, Any]:
         if bank is not None:
             model.set_bank(bank)
         train_config = key.train_config(replace(spec.train, seed=plan.seed), spec.model)
-        logger = make_logger(plan.tracker, plan.out_dir, spec.name, plan.name.removeprefix(f"{spec.name}-"))
-        report = fit(model, splits, key.recipe, train_config, loggers=[logger] if logger else None)
+        if plan.tracker:
+            tags = {"dataset": spec.name, "model": plan.model, "seed": plan.seed, "config_hash": record["config_hash"]}
+            params = {**flat_params(record["config"]), **{f"sweep.{k}": str(v) for k, v in record["sweep_point"].items()}}
+            tracker = RunTracker(plan.tracker, plan.out_dir, spec.name, plan.name.removeprefix(f"{spec.name}-"), tags, params)
+        report = fit(model, splits, key.recipe, train_config, loggers=[tracker.logger] if tracker else None)
         metrics = evaluate_run(model, splits, spec.evaluation, seed=plan.seed)
         validation = evaluate_split(model, splits.val, spec.evaluation)
         if bank is not None:  # beside the checkpoint, so that `conceptlab explore` can draw counterfactuals
@@ -69,6 +73,9 @@ def run_one(plan: RunPlan) -> dict[str, Any]:
     except Exception as err:  # a failed run is recorded and the grid goes on
         record.update(status="failed", error=f"{type(err).__name__}: {err}", traceback=traceback.format_exc())
     record["wall_seconds"] = round(time.perf_counter() - started, 3)
+    if tracker is not None:
+        ok = record["status"] == "ok"
+        tracker.finish(final_metrics(record) if ok else {}, "success" if ok else "failed")
     return record
 
 

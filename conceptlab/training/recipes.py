@@ -22,6 +22,7 @@ from .intcem import IntCEMLearner
 from .learner import ConceptLearner, Stage
 from .losses import concept_pos_weight
 from .posthoc import check_posthoc, fit_residual_as_authors, fit_sparse_head
+from .stage_logger import StageLogger
 
 RECIPES: tuple[str, ...] = ("joint", "sequential", "independent", "intcem", "posthoc")
 
@@ -152,7 +153,9 @@ def fit(
     Each stage early-stops on its validation loss and ends with the weights of its best epoch
     (``config.keep = "last"``: of its last epoch).
     Afterwards the model learns its intervention values from the training set (logit CBMs).
-    ``loggers`` (Lightning loggers, e.g. ``TensorBoardLogger``) receive every logged metric.
+    ``loggers`` (Lightning loggers, e.g. ``TensorBoardLogger``) receive every logged metric, each
+    stage's as ``STAGE/NAME`` when several stages train; they are flushed but left open, so that
+    the caller can add final metrics to the same run (then call their ``finalize``).
     """
     config = config or TrainConfig()
     check_compatible(model, splits)
@@ -186,8 +189,10 @@ def fit(
             continue
         learner = (IntCEMLearner if stage.trajectories else ConceptLearner)(model, stage, config, pos_weight)
         recorder = _History(learner.epoch_metrics)
+        trained = sum(1 for s in stages if s.solver not in ("fixed-epochs", "elastic-net"))
+        stage_loggers = [StageLogger(lg, stage.name if trained > 1 else None) for lg in loggers or []]
         with _quiet_lightning():
-            trainer = _trainer(config, stage.name, [recorder], loggers)
+            trainer = _trainer(config, stage.name, [recorder], stage_loggers)
         data = _datamodule(splits, config, seed=config.seed + index)
         try:
             with seeded(config.seed + index, trainer.strategy.root_device), _quiet_lightning():
