@@ -1,5 +1,7 @@
 """`--backend ray`: the same runs as the local pool, on a local Ray instance with 2 CPUs."""
 
+import os
+
 import pytest
 
 from conceptlab.bench import RunPlan, parse_spec, run_grid
@@ -59,3 +61,61 @@ def test_a_malformed_cluster_address_is_refused():
 
     with pytest.raises(ValueError, match="not a cluster address"):
         check_reachable("ray://:abc")
+
+
+def test_every_node_is_checked_before_any_run(tmp_path):
+    """Cache, data root and versions are checked on the node itself, with messages naming what is wrong."""
+    from conceptlab.bench.plan import versions
+    from conceptlab.bench.ray_backend import Readiness, SharedStorageError, check_node
+
+    own = {k: versions()[k] for k in ("conceptlab", "torch")}
+    check_node(Readiness(str(tmp_path), (str(tmp_path),), (str(tmp_path),), own))  # all there
+    with pytest.raises(SharedStorageError, match="cannot write to .*missing-cache"):
+        check_node(Readiness(str(tmp_path), (str(tmp_path / "missing-cache"),), (), own))
+    with pytest.raises(SharedStorageError, match="does not see the data root .*missing-root"):
+        check_node(Readiness(str(tmp_path), (), (str(tmp_path / "missing-root"),), own))
+    with pytest.raises(SharedStorageError, match=r"runs conceptlab .* \(driver: 0.0.1\)"):
+        check_node(Readiness(str(tmp_path), (), (), {**own, "conceptlab": "0.0.1"}))
+
+
+def test_paths_become_absolute_and_workers_get_the_tracking_variables(tmp_path, monkeypatch):
+    from conceptlab.bench.ray_backend import absolute, isolate_gpus, runtime_env
+
+    monkeypatch.chdir(tmp_path)
+    spec = parse_spec({**TINY, "name": "cub-like"})
+    plan = absolute(RunPlan(spec, "blackbox", 0, "results/x"))
+    assert plan.out_dir == str(tmp_path / "results" / "x")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://tracking:5000")
+    assert runtime_env(None) == {"env_vars": {"MLFLOW_TRACKING_URI": "http://tracking:5000"}}
+    assert runtime_env("ray://head:10001")["py_modules"][0].endswith("conceptlab")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    isolate_gpus(1.0)
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "0,1"
+    isolate_gpus(0)
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == ""
+
+
+def test_a_running_cluster_is_not_joined_without_an_address(tmp_path, monkeypatch):
+    """A cluster running on this machine (found through RAY_ADDRESS, or /tmp/ray) used to capture
+    `--backend ray`, and `--workers` then failed ("num_cpus ... must not be provided")."""
+    import shutil
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from ray_cluster import processes_of, start_node, stop_processes
+
+    folder = Path(tempfile.mkdtemp(prefix="rt-", dir="/tmp"))  # short: Ray's socket paths live under it
+    try:
+        try:
+            port = start_node(folder, dict(os.environ))
+        except Exception as err:  # noqa: BLE001
+            pytest.skip(f"cannot start a Ray head here: {err}")
+        monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{port}")
+        store = run_grid([parse_spec({**TINY, "models": ["blackbox"], "seeds": 1})], tmp_path / "out", workers=2,
+                         progress=False, backend="ray")
+        assert [r["status"] for r in store.records()] == ["ok"]
+    finally:
+        stop_processes(processes_of(folder))
+        shutil.rmtree(folder, ignore_errors=True)

@@ -3,8 +3,13 @@
 The driver (the process that called ``run_grid``) is the only writer of ``runs.jsonl``: it
 records a run when its task returns, so a run is recorded exactly once even when Ray retries a
 task whose worker or node died. Shared artifacts (CUB features) are computed by one task before
-the runs start. Checkpoints, ``--out`` and the cache directory must be on storage every node
-mounts; a task that cannot write there stops the grid with a message saying so.
+the runs start. Checkpoints, ``--out``, the cache directory and the data root must be on storage
+every node mounts at the same path: the driver makes them absolute, and a readiness task on every
+node checks them, and that the node runs the driver's conceptlab and torch, before any run starts.
+
+Without ``--address`` the grid runs on a new local instance, even when a cluster is already
+running on this machine. With one, workers get the driver's conceptlab package and tracking
+variables through Ray's ``runtime_env``, so they need no setup beyond Ray and the dependencies.
 """
 
 from __future__ import annotations
@@ -12,6 +17,8 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from ..processes import sigterm_as_exit
@@ -24,8 +31,12 @@ RETRIES = 3  # a task whose worker or node dies is run again, up to this many ti
 CONNECT_SECONDS = 10.0  # how long a cluster address may take to accept a connection before the bench gives up
 
 
+TRACKING_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD",
+                      "MLFLOW_TRACKING_TOKEN", "MLFLOW_EXPERIMENT_NAME")
+
+
 class SharedStorageError(RuntimeError):
-    """A Ray worker cannot write to the output directory."""
+    """A Ray worker cannot reach the output folder, the cache or the data, or runs other code."""
 
 
 def check_reachable(address: str | None) -> None:
@@ -58,30 +69,106 @@ def check_reachable(address: str | None) -> None:
         ) from None
 
 
-def _check_shared_storage(out_dir: str) -> None:
+@dataclass(frozen=True)
+class Readiness:
+    """What every node must offer before a grid starts on it."""
+
+    out_dir: str
+    cache_dirs: tuple[str, ...]
+    data_roots: tuple[str, ...]
+    versions: dict[str, str]
+
+
+def readiness(plans: list) -> Readiness:
+    """The folders and versions the driver's plans need on every node."""
+    from .plan import versions
+
+    datasets = [plan.spec.dataset for plan in plans]
+    caches = sorted({str(d.cache_dir) for d in datasets if getattr(d, "cache_dir", None)})
+    roots = sorted({str(d.root) for d in datasets if getattr(d, "root", None)})
+    found = versions()
+    return Readiness(plans[0].out_dir, tuple(caches), tuple(roots),
+                     {k: found[k] for k in ("conceptlab", "torch")})
+
+
+def check_node(ready: Readiness) -> None:
+    """Raise ``SharedStorageError`` naming this node when it lacks what ``ready`` asks for."""
     import tempfile
 
-    import ray
+    from .plan import versions
 
+    node = _node_name()
+    for folder in (ready.out_dir, *ready.cache_dirs):  # the driver made them: a node that lacks them has its own disk
+        try:
+            with tempfile.NamedTemporaryFile(dir=folder, prefix=".ray-check-"):
+                pass
+        except OSError as err:
+            raise SharedStorageError(
+                f"a Ray worker on node {node} cannot write to {folder} ({err.strerror or err}): --out and the cache "
+                "directory must be on storage that every node mounts at the same path"
+            ) from None
+    for root in ready.data_roots:
+        if not Path(root).is_dir():
+            raise SharedStorageError(f"a Ray worker on node {node} does not see the data root {root}: --root must be "
+                                     "on storage that every node mounts at the same path")
+    found = versions()
+    different = {k: (v, found[k]) for k, v in ready.versions.items() if found[k] != v}
+    if different:
+        said = ", ".join(f"{k} {theirs} (driver: {ours})" for k, (ours, theirs) in different.items())
+        raise SharedStorageError(f"node {node} runs {said}: install the driver's versions there, or run the bench "
+                                 "with --address so that Ray ships the driver's conceptlab")
+
+
+def _node_name() -> str:
     try:
-        with tempfile.NamedTemporaryFile(dir=out_dir, prefix=".ray-check-"):
-            pass
-    except OSError as err:
-        node = ray.util.get_node_ip_address()
-        raise SharedStorageError(
-            f"a Ray worker on node {node} cannot write to {out_dir} ({err.strerror or err}): --out (and the cache "
-            "directory) must be on storage that every node mounts at the same path"
-        ) from None
+        import ray
+
+        return ray.util.get_node_ip_address()
+    except Exception:  # noqa: BLE001 - outside Ray: this machine
+        return "localhost"
+
+
+def isolate_gpus(gpus: float) -> None:
+    """Hide every GPU from a task that asked for none (Ray no longer does), so that a CPU run
+    never lands on GPU 0 beside the GPU runs; must run before CUDA is first used in the process."""
+    if gpus == 0:
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""
+
+
+def runtime_env(address: str | None) -> dict[str, Any]:
+    """What Ray gives every worker: the driver's tracking variables and, on a cluster, its conceptlab."""
+    env: dict[str, Any] = {"env_vars": {k: os.environ[k] for k in TRACKING_VARIABLES if k in os.environ}}
+    if address:
+        import conceptlab
+
+        env["py_modules"] = [str(Path(conceptlab.__file__).parent)]
+    return env
+
+
+def absolute(plan):
+    """``plan`` with its output folder, cache directory and data root as absolute paths, which
+    every node resolves alike (a relative path is relative to each worker's own directory)."""
+    from ..datasets.registry import default_cache_dir
+
+    dataset = plan.spec.dataset
+    changes: dict[str, Any] = {}
+    if hasattr(dataset, "cache_dir"):
+        changes["cache_dir"] = str(Path(dataset.cache_dir or default_cache_dir()).resolve())
+    if getattr(dataset, "root", None):
+        changes["root"] = str(Path(dataset.root).resolve())
+    spec = replace(plan.spec, dataset=replace(dataset, **changes)) if changes else plan.spec
+    return replace(plan, spec=spec, out_dir=str(Path(plan.out_dir).resolve()))
 
 
 def _run_task(plan, run: Callable[[Any], dict[str, Any]]) -> dict[str, Any]:
-    """``run(plan)`` inside a Ray worker, with as many torch threads as CPUs the task holds."""
+    """``run(plan)`` inside a Ray worker, with as many torch threads as CPUs the task holds and
+    no GPU unless it asked for one."""
     import ray
     import torch
 
     from ..runtime import keep_freed_memory
 
-    _check_shared_storage(plan.out_dir)
+    isolate_gpus(gpus_for(plan.spec))
     torch.set_num_threads(max(1, int(plan.spec.resources.cpus)))
     keep_freed_memory()
     record = run(plan)
@@ -114,13 +201,19 @@ def run_on_ray(plans: list, run: Callable[[Any], dict[str, Any]], address: str |
     except ImportError:
         raise ValueError("--backend ray needs Ray: pip install -e \".[ray]\"") from None
     check_reachable(address)
+    plans = [absolute(plan) for plan in plans]
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
-    options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING}
+    options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING,
+                               "runtime_env": runtime_env(address)}
     if address:
         ray.init(address=address, **options)
-    else:
-        ray.init(num_cpus=cpus, **options)
+    else:  # a new local instance, even when a cluster already runs on this machine
+        ray.init(address="local", num_cpus=cpus, **options)
     try:
+        ready = readiness(plans)
+        for folder in ready.cache_dirs:
+            Path(folder).mkdir(parents=True, exist_ok=True)
+        _check_every_node(ray, ready)
         run_task = ray.remote(max_retries=RETRIES)(_run_task)
         prepare = ray.remote(max_retries=RETRIES)(_prepare_task)
         for spec in {plan.spec.name: plan.spec for plan in plans}.values():
@@ -140,6 +233,22 @@ def run_on_ray(plans: list, run: Callable[[Any], dict[str, Any]], address: str |
             raise
     finally:
         ray.shutdown()
+
+
+def _check_every_node(ray, ready: Readiness) -> None:
+    """One readiness task pinned to each live node; the first problem stops the grid."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    check = ray.remote(num_cpus=0)(check_node)
+    nodes = [n["NodeID"] for n in ray.nodes() if n.get("Alive")]
+    refs = [check.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False)).remote(ready)
+            for node in nodes]
+    try:
+        ray.get(refs)
+    except ray.exceptions.RayTaskError as err:
+        if isinstance(err.cause, SharedStorageError):
+            raise ValueError(str(err.cause)) from None
+        raise
 
 
 def _result(ray, ref, plan) -> dict[str, Any]:
