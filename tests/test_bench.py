@@ -31,6 +31,10 @@ def test_bundled_configs_hold_the_paper_settings():
     assert spec.reference["task_accuracy"]["cbm-fuzzy"] == 98.37
     quick = load_spec("trig", quick=True)
     assert quick.seeds < spec.seeds and quick.train.max_epochs < t.max_epochs
+    # a smoke run measures what says the pipeline works, not the expensive extras
+    assert quick.evaluation.intervention_policies == ("random", "uncertainty")
+    assert quick.evaluation.intervention_competence == (1.0,) and not quick.evaluation.purity
+    assert spec.evaluation.purity and len(spec.evaluation.intervention_policies) > 2
 
 
 def test_grid_writes_runs_tables_and_checkpoints(tmp_path):

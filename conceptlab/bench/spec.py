@@ -26,7 +26,7 @@ from .zoo import MODEL_KEYS, ModelSettings
 
 @settings
 class QuickSettings:
-    """What ``--quick`` changes: fewer seeds and epochs."""
+    """What ``--quick`` changes: fewer seeds and epochs (and ``quick_evaluation``)."""
 
     seeds: PositiveInt | None = None
     max_epochs: PositiveInt | None = None
@@ -241,6 +241,16 @@ def load_spec(target: str, quick: bool = False) -> BenchSpec:
         raise SettingsError(f"{target}: {err}") from None
 
 
+QUICK_POLICIES = ("random", "uncertainty")
+
+
+def quick_evaluation(evaluation: EvaluationSettings) -> EvaluationSettings:
+    """What a smoke run measures: accuracy, CAS, and the random and uncertainty curves at full
+    competence; no impurity scores, no other policies or competences."""
+    policies = tuple(p for p in evaluation.intervention_policies if p in QUICK_POLICIES)
+    return replace(evaluation, intervention_policies=policies, intervention_competence=(1.0,), purity=False)
+
+
 def parse_spec(raw: dict[str, Any], default_name: str = "bench", quick: bool = False) -> BenchSpec:
     """A validated ``BenchSpec`` from a config mapping; every problem names its key."""
     if "dataset" not in raw:
@@ -254,11 +264,12 @@ def parse_spec(raw: dict[str, Any], default_name: str = "bench", quick: bool = F
                             "it applies to the model keys that train with interventions (cem, intcem)")
     train = TrainConfig.from_dict(top.train)
     seeds = top.seeds
+    evaluation = EvaluationSettings.from_dict(top.evaluation)
     if quick:
         fast = validated(QuickSettings, top.quick, "quick")
         seeds = fast.seeds or min(seeds, 2)
         train = replace(train, max_epochs=fast.max_epochs or min(train.max_epochs, 30))
-    evaluation = EvaluationSettings.from_dict(top.evaluation)
+        evaluation = quick_evaluation(evaluation)
     if "intcem" in models and "learned" in evaluation.intervention_policies and not evaluation.intervention_groups:
         raise SettingsError("evaluation.intervention_groups: intcem learns to rank concept groups, so its learned "
                             "policy needs intervention_groups: true (or leave 'learned' out of intervention_policies)")
