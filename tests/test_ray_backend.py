@@ -86,8 +86,10 @@ def test_paths_become_absolute_and_workers_get_the_tracking_variables(tmp_path, 
     plan = absolute(RunPlan(spec, "blackbox", 0, "results/x"))
     assert plan.out_dir == str(tmp_path / "results" / "x")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://tracking:5000")
-    assert runtime_env(None) == {"env_vars": {"MLFLOW_TRACKING_URI": "http://tracking:5000"}}
-    assert runtime_env("ray://head:10001")["py_modules"][0].endswith("conceptlab")
+    assert runtime_env(None) is None  # a local instance's workers inherit this process's environment
+    shipped = runtime_env("ray://head:10001")
+    assert shipped["py_modules"][0].endswith("conceptlab")
+    assert shipped["env_vars"] == {"MLFLOW_TRACKING_URI": "http://tracking:5000"}
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
     isolate_gpus(1.0)
     assert os.environ["CUDA_VISIBLE_DEVICES"] == "0,1"

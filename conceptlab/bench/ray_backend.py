@@ -28,6 +28,7 @@ from .spec import BenchSpec
 log = logging.getLogger(__name__)
 
 RETRIES = 3  # a task whose worker or node dies is run again, up to this many times
+READY_SECONDS = 600.0  # the readiness task on every node: a ceiling for a loaded machine, not an expectation
 CONNECT_SECONDS = 10.0  # how long a cluster address may take to accept a connection before the bench gives up
 
 
@@ -135,13 +136,19 @@ def isolate_gpus(gpus: float) -> None:
         os.environ["CUDA_VISIBLE_DEVICES"] = ""
 
 
-def runtime_env(address: str | None) -> dict[str, Any]:
-    """What Ray gives every worker: the driver's tracking variables and, on a cluster, its conceptlab."""
-    env: dict[str, Any] = {"env_vars": {k: os.environ[k] for k in TRACKING_VARIABLES if k in os.environ}}
-    if address:
-        import conceptlab
+def runtime_env(address: str | None) -> dict[str, Any] | None:
+    """What Ray gives every worker on a cluster: the driver's conceptlab and tracking variables.
 
-        env["py_modules"] = [str(Path(conceptlab.__file__).parent)]
+    A local instance's workers are children of this process and see its environment and
+    packages already, so they get none (Ray then never waits on its runtime-env agent)."""
+    if not address:
+        return None
+    import conceptlab
+
+    env: dict[str, Any] = {"py_modules": [str(Path(conceptlab.__file__).parent)]}
+    variables = {k: os.environ[k] for k in TRACKING_VARIABLES if k in os.environ}
+    if variables:
+        env["env_vars"] = variables
     return env
 
 
@@ -243,8 +250,12 @@ def _check_every_node(ray, ready: Readiness) -> None:
     nodes = [n["NodeID"] for n in ray.nodes() if n.get("Alive")]
     refs = [check.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False)).remote(ready)
             for node in nodes]
+    log.info("checking storage, data and versions on %d Ray node(s)", len(nodes))
     try:
-        ray.get(refs)
+        ray.get(refs, timeout=READY_SECONDS)
+    except ray.exceptions.GetTimeoutError:
+        raise ValueError(f"a Ray node did not answer the readiness check within {READY_SECONDS:.0f} s: see `ray status` "
+                         "for nodes without free resources or workers that cannot start") from None
     except ray.exceptions.RayTaskError as err:
         if isinstance(err.cause, SharedStorageError):
             raise ValueError(str(err.cause)) from None
