@@ -83,10 +83,10 @@ class IntCEMLearner(ConceptLearner):
     def training_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int) -> Tensor:
         terms, steps = self.trajectory_terms(batch)
         loss = sum(terms.values())
-        self.log("train_loss", loss, on_step=False, on_epoch=True, batch_size=batch[0].shape[0])
-        self.log("trajectory_steps", float((steps > 0).any()), on_step=False, on_epoch=True, batch_size=1)
-        self.log("trajectory_samples", (steps > 0).float().mean(), on_step=False, on_epoch=True, batch_size=1)
-        self.log("policy_loss", terms["policy"].detach(), on_step=False, on_epoch=True, batch_size=1)
+        self.accumulate("train_loss", loss, batch[0].shape[0])
+        self.accumulate("trajectory_steps", (steps > 0).any().float())
+        self.accumulate("trajectory_samples", (steps > 0).float().mean())
+        self.accumulate("policy_loss", terms["policy"])
         return loss
 
     def _randint(self, batch_size: int, n_units: int, device: torch.device) -> Tensor:

@@ -47,6 +47,7 @@ class ConceptLearner(L.LightningModule):
         self.config = config
         self.register_buffer("pos_weight", pos_weight, persistent=False)
         self._uses_concepts = model.n_concepts > 0 and (stage.concept_weight > 0 or stage.true_concepts)
+        self._epoch_sums: dict[str, tuple[Tensor, int]] = {}
 
     def _intervention(self, c: Tensor, training: bool) -> Intervention | None:
         if self.model.n_concepts == 0:
@@ -87,8 +88,25 @@ class ConceptLearner(L.LightningModule):
 
     def training_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int) -> Tensor:
         loss = self._loss(batch, training=True)
-        self.log("train_loss", loss, on_step=False, on_epoch=True, batch_size=batch[0].shape[0])
+        self.accumulate("train_loss", loss, batch[0].shape[0])
         return loss
+
+    def accumulate(self, name: str, value: Tensor | float, weight: int = 1) -> None:
+        """Add one training step's ``value`` to the epoch's ``weight``-weighted mean of ``name``,
+        logged once when the epoch ends. ``self.log`` in every step cost about 1 ms each (a third
+        of a small model's step); the logged means are the same."""
+        value = value.detach() if isinstance(value, Tensor) else torch.tensor(float(value))
+        total, count = self._epoch_sums.get(name, (0.0, 0))
+        self._epoch_sums[name] = (total + value * weight, count + weight)
+
+    def epoch_means(self) -> dict[str, float]:
+        """The means accumulated so far in this training epoch, by name."""
+        return {name: float(total / count) for name, (total, count) in self._epoch_sums.items()}
+
+    def on_train_epoch_end(self) -> None:
+        for name, (total, count) in self._epoch_sums.items():
+            self.log(name, total / count)
+        self._epoch_sums = {}
 
     def validation_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int) -> None:
         self.log("val_loss", self._loss(batch, training=False), batch_size=batch[0].shape[0], prog_bar=True)

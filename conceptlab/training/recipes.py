@@ -73,9 +73,10 @@ class _History(Callback):
         self.losses: dict[str, list[float]] = {"train_loss": [], "val_loss": [], **{name: [] for name in epoch_metrics}}
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        means = pl_module.epoch_means()  # callbacks run before the learner logs (and resets) them
         for name in self.losses:
-            if name != "val_loss" and name in trainer.callback_metrics:
-                self.losses[name].append(round(float(trainer.callback_metrics[name]), 6))
+            if name != "val_loss" and name in means:
+                self.losses[name].append(round(means[name], 6))
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.sanity_checking and "val_loss" in trainer.callback_metrics:
