@@ -4,8 +4,9 @@ The driver (the process that called ``run_grid``) is the only writer of ``runs.j
 records a run when its task returns, so a run is recorded exactly once even when Ray retries a
 task whose worker or node died. Shared artifacts (CUB features) are computed by one task before
 the runs start. Checkpoints, ``--out``, the cache directory and the data root must be on storage
-every node mounts at the same path: the driver makes them absolute, and a readiness task on every
-node checks them, and that the node runs the driver's conceptlab and torch, before any run starts.
+every node mounts at the same path: the driver makes them absolute, and on a cluster a readiness
+task on every node checks them, and that the node runs the driver's conceptlab and torch, before
+any run starts (a local instance is checked by the driver itself).
 
 Without ``--address`` the grid runs on a new local instance, even when a cluster is already
 running on this machine. With one, workers get the driver's conceptlab package and tracking
@@ -220,7 +221,13 @@ def run_on_ray(plans: list, run: Callable[[Any], dict[str, Any]], address: str |
         ready = readiness(plans)
         for folder in ready.cache_dirs:
             Path(folder).mkdir(parents=True, exist_ok=True)
-        _check_every_node(ray, ready)
+        if address:
+            _check_every_node(ray, ready)
+        else:  # a local instance runs on this machine, with this process's files and packages
+            try:
+                check_node(ready)
+            except SharedStorageError as err:
+                raise ValueError(str(err)) from None
         run_task = ray.remote(max_retries=RETRIES)(_run_task)
         prepare = ray.remote(max_retries=RETRIES)(_prepare_task)
         for spec in {plan.spec.name: plan.spec for plan in plans}.values():
