@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ..processes import sigterm_as_exit
-from .plan import plan_record
+from .plan import plan_record, versions
 from .spec import BenchSpec
 
 log = logging.getLogger(__name__)
@@ -83,8 +83,6 @@ class Readiness:
 
 def readiness(plans: list) -> Readiness:
     """The folders and versions the driver's plans need on every node."""
-    from .plan import versions
-
     datasets = [plan.spec.dataset for plan in plans]
     caches = sorted({str(d.cache_dir) for d in datasets if getattr(d, "cache_dir", None)})
     roots = sorted({str(d.root) for d in datasets if getattr(d, "root", None)})
@@ -96,8 +94,6 @@ def readiness(plans: list) -> Readiness:
 def check_node(ready: Readiness) -> None:
     """Raise ``SharedStorageError`` naming this node when it lacks what ``ready`` asks for."""
     import tempfile
-
-    from .plan import versions
 
     node = _node_name()
     for folder in (ready.out_dir, *ready.cache_dirs):  # the driver made them: a node that lacks them has its own disk

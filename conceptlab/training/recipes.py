@@ -174,6 +174,7 @@ def fit(
     start = time.perf_counter()
     stage_epochs: dict[str, int] = {}
     history: dict[str, dict[str, list[float]]] = {}
+    trained = sum(1 for s in stages if s.solver not in ("fixed-epochs", "elastic-net"))  # stages Lightning runs
     for index, stage in enumerate(stages):
         if stage.solver == "fixed-epochs":
             losses = fit_residual_as_authors(model, splits.train, config.seed + index)
@@ -190,7 +191,6 @@ def fit(
             continue
         learner = (IntCEMLearner if stage.trajectories else ConceptLearner)(model, stage, config, pos_weight)
         recorder = _History(learner.epoch_metrics)
-        trained = sum(1 for s in stages if s.solver not in ("fixed-epochs", "elastic-net"))
         stage_loggers = [StageLogger(lg, stage.name if trained > 1 else None) for lg in loggers or []]
         with _quiet_lightning():
             trainer = _trainer(config, stage.name, [recorder], stage_loggers)
