@@ -13,6 +13,10 @@ log = logging.getLogger("conceptlab")
 
 
 def _bench(args: argparse.Namespace) -> int:
+    if args.backend == "local" and args.workers != 1:
+        from .processes import start_worker_server
+
+        start_worker_server(["conceptlab.bench.runner"])  # workers' imports run beside this process's own
     from .bench import load_spec, run_grid, write_reports
     from .bench.report import terminal_summary
     from .bench.runner import load_specs

@@ -3,6 +3,8 @@
 import signal
 from pathlib import Path
 
+from conceptlab.processes import WORKER_NAME
+
 
 def with_default_sigint() -> None:
     """``preexec_fn`` for a child that must react to SIGINT as a terminal's Ctrl+C.
@@ -27,17 +29,30 @@ def children(pid: int) -> list[int]:
     return found
 
 
+def descendants(pid: int) -> list[int]:
+    """Children of ``pid``, their children, and so on (a pool's workers are grandchildren: they
+    fork from multiprocessing's fork server)."""
+    found, frontier = [], [pid]
+    while frontier:
+        below = [child for parent in frontier for child in children(parent)]
+        found += below
+        frontier = below
+    return found
+
+
 def workers(pid: int) -> list[int]:
-    """The spawned worker processes of ``pid`` (not multiprocessing's resource tracker)."""
-    found = []
-    for child in children(pid):
+    """The pool worker processes under ``pid``, found by their name (not the fork server,
+    multiprocessing's resource tracker, or a short-lived process a worker forks, which inherits
+    its name until it runs a program)."""
+    named = set()
+    for process in descendants(pid):
         try:
-            command = (Path("/proc") / str(child) / "cmdline").read_bytes()
+            name = (Path("/proc") / str(process) / "comm").read_text().strip()
         except OSError:
             continue
-        if b"spawn_main" in command:
-            found.append(child)
-    return found
+        if name == WORKER_NAME.decode():
+            named.add(process)
+    return sorted(process for process in named if not any(process in children(worker) for worker in named))
 
 
 def alive(pid: int) -> bool:

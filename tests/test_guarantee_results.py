@@ -14,7 +14,7 @@ import pytest
 from conceptlab.bench.store import RunStore, run_key
 from conceptlab.models import load_model
 
-from .processes import alive, children, with_default_sigint, workers
+from .processes import alive, descendants, with_default_sigint, workers
 
 TINY = """name: tiny
 dataset: {name: xor, size: 300}
@@ -86,7 +86,7 @@ def test_a_killed_bench_leaves_no_workers_and_resumes_without_loss(tmp_path, sig
     deadline = time.monotonic() + 900  # ceilings, not expectations: a loaded machine may be ten times slower
     while not ((out / "runs.jsonl").exists() and _records(out)) and time.monotonic() < deadline:
         time.sleep(0.2)
-    spawned = children(bench.pid)
+    spawned = descendants(bench.pid)
     assert spawned, "the bench started no worker processes"
     os.kill(bench.pid, sig)
     bench.wait(300)
@@ -109,7 +109,7 @@ def test_a_worker_killed_mid_run_fails_only_that_run(tmp_path):
     """As the out-of-memory killer would: SIGKILL one worker; its run is recorded as failed with the
     cause, the others finish, and a rerun trains only the failed one."""
     config = tmp_path / "tiny.yaml"
-    config.write_text(TINY % 30)
+    config.write_text(TINY % 300)  # runs of seconds: the kill below lands inside one
     out = tmp_path / "out"
     bench = _bench(config, out, "--workers", "2")
     deadline = time.monotonic() + 900

@@ -16,7 +16,7 @@ import pytest
 
 from conceptlab.processes import WorkerPool
 
-from .processes import alive, children, with_default_sigint
+from .processes import alive, descendants, with_default_sigint
 
 ROOT = Path(__file__).resolve().parents[1]
 DRIVER = """
@@ -95,14 +95,14 @@ def test_a_signal_during_task_handoffs_ends_the_parent_and_every_worker(tmp_path
                                   preexec_fn=with_default_sigint)
         try:
             assert parent.stdout.readline().strip() == "running", parent.stderr.read()
-            spawned = children(parent.pid)
+            spawned = descendants(parent.pid)  # the fork server, its workers, the resource tracker
             time.sleep(rng.uniform(0.0, 0.5))
             parent.send_signal(sig)
             parent.wait(120)  # a ceiling for a loaded machine; the hang this guards against never ends
         finally:
             if parent.poll() is None:
                 parent.kill()
-                for pid in children(parent.pid):
+                for pid in descendants(parent.pid):
                     os.kill(pid, signal.SIGKILL)
         assert parent.returncode != 0, f"trial {trial}: the parent ignored {sig.name}"
         deadline = time.monotonic() + 60
