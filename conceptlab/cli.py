@@ -63,7 +63,7 @@ def _bench(args: argparse.Namespace) -> int:
     write_reports(store.records(), specs, out, select=args.select, curves=args.curves)
     print(terminal_summary(store.records(), specs, out, select=args.select), end="")
     print(f"runs: {out}/runs.jsonl (a rerun resumes from it); `conceptlab report {out}` prints this again")
-    failed = [r for r in store.records() if r.get("status") != "ok"]
+    failed = [r for r in store.records() if r.get("status") == "failed"]
     return 1 if failed else 0
 
 

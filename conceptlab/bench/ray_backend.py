@@ -15,9 +15,10 @@ variables through Ray's ``runtime_env``, so they need no setup beyond Ray and th
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -164,17 +165,23 @@ def absolute(plan):
     return replace(plan, spec=spec, out_dir=str(Path(plan.out_dir).resolve()))
 
 
-def _run_task(plan, run: Callable[[Any], dict[str, Any]]) -> dict[str, Any]:
-    """``run(plan)`` inside a Ray worker, with as many torch threads as CPUs the task holds and
-    no GPU unless it asked for one."""
-    import ray
+def prepare_worker(spec: BenchSpec) -> None:
+    """Set up a Ray worker process for one run of ``spec``: as many torch threads as CPUs the
+    task holds, and no GPU unless it asked for one."""
     import torch
 
     from ..runtime import keep_freed_memory
 
-    isolate_gpus(gpus_for(plan.spec))
-    torch.set_num_threads(max(1, int(plan.spec.resources.cpus)))
+    isolate_gpus(gpus_for(spec))
+    torch.set_num_threads(max(1, int(spec.resources.cpus)))
     keep_freed_memory()
+
+
+def _run_task(plan, run: Callable[[Any], dict[str, Any]]) -> dict[str, Any]:
+    """``run(plan)`` inside a Ray worker."""
+    import ray
+
+    prepare_worker(plan.spec)
     record = run(plan)
     record["ray_node"] = ray.get_runtime_context().get_node_id()
     return record
@@ -193,19 +200,18 @@ def gpus_for(spec: BenchSpec) -> float:
     return spec.resources.gpus
 
 
-def run_on_ray(plans: list, run: Callable[[Any], dict[str, Any]], address: str | None, cpus: int | None,
-               record: Callable[[dict[str, Any]], None]) -> None:
-    """``run`` every plan as a Ray task and ``record`` each result as it returns.
+@contextlib.contextmanager
+def ray_session(plans: list, address: str | None, cpus: int | None) -> Iterator[Any]:
+    """Ray started for ``plans`` (absolute paths: see :func:`absolute`), every node checked, shared
+    artifacts prepared by one task; yields the ``ray`` module and shuts Ray down afterwards.
 
     ``address`` is None (start a local instance with ``cpus`` CPUs), "auto" or "ray://HOST:PORT".
-    Ctrl-C or SIGTERM cancels the tasks still queued or running.
     """
     try:
         import ray
     except ImportError:
         raise ValueError("--backend ray needs Ray: pip install -e \".[ray]\"") from None
     check_reachable(address)
-    plans = [absolute(plan) for plan in plans]
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING,
                                "runtime_env": runtime_env(address)}
@@ -224,10 +230,24 @@ def run_on_ray(plans: list, run: Callable[[Any], dict[str, Any]], address: str |
                 check_node(ready)
             except SharedStorageError as err:
                 raise ValueError(str(err)) from None
-        run_task = ray.remote(max_retries=RETRIES)(_run_task)
         prepare = ray.remote(max_retries=RETRIES)(_prepare_task)
         for spec in {plan.spec.name: plan.spec for plan in plans}.values():
             ray.get(prepare.remote(spec.dataset))
+        yield ray
+    finally:
+        ray.shutdown()
+
+
+def run_on_ray(plans: list, run: Callable[[Any], dict[str, Any]], address: str | None, cpus: int | None,
+               record: Callable[[dict[str, Any]], None]) -> None:
+    """``run`` every plan as a Ray task and ``record`` each result as it returns.
+
+    ``address`` is None (start a local instance with ``cpus`` CPUs), "auto" or "ray://HOST:PORT".
+    Ctrl-C or SIGTERM cancels the tasks still queued or running.
+    """
+    plans = [absolute(plan) for plan in plans]
+    with ray_session(plans, address, cpus) as ray:
+        run_task = ray.remote(max_retries=RETRIES)(_run_task)
         refs = {run_task.options(num_cpus=plan.spec.resources.cpus, num_gpus=gpus_for(plan.spec)).remote(plan, run): plan
                 for plan in plans}
         pending = list(refs)
@@ -241,8 +261,6 @@ def run_on_ray(plans: list, run: Callable[[Any], dict[str, Any]], address: str |
             for ref in pending:
                 ray.cancel(ref, force=True)
             raise
-    finally:
-        ray.shutdown()
 
 
 def _check_every_node(ray, ready: Readiness) -> None:

@@ -38,6 +38,13 @@ class Row:
     costs: dict[str, float]  # policy -> mean seconds the policy spent per sample
     chosen: dict[str, Any] | None = None  # the sweep point selected on the validation split
     points: int = 1  # sweep points this row was selected from
+    stopped: int = 0  # runs of the chosen point that ASHA stopped early (search.asha)
+
+
+def _runs_cell(row: Row) -> str:
+    """Finished runs, and how many failed or were stopped by ASHA."""
+    notes = [f"{row.failed} failed"] * bool(row.failed) + [f"{row.stopped} stopped by ASHA"] * bool(row.stopped)
+    return f"{row.runs}" + (f" ({', '.join(notes)})" if notes else "")
 
 
 def _mean_std(values: list[float]) -> tuple[float, float] | None:
@@ -52,6 +59,8 @@ def summarize(records: list[dict[str, Any]], specs: list[BenchSpec], select: str
 
     With a sweep, each model's row is the point whose mean ``select`` (a validation metric) over
     seeds is highest; its test metrics are reported and no test number takes part in the choice.
+    With ``search.asha`` a point's mean is over its finished runs (a point ASHA stopped on every
+    seed cannot be chosen), and the row counts the chosen point's stopped runs.
     """
     if select not in SELECTABLE:
         raise ValueError(f"unknown selection metric {select!r}; choose from {', '.join(SELECTABLE)}")
@@ -73,9 +82,10 @@ def summarize(records: list[dict[str, Any]], specs: list[BenchSpec], select: str
             epochs = _mean_std([r["epochs"] for r in ok])
             seconds = _mean_std([r["train_seconds"] for r in ok])
             rows.append(
-                Row(spec.name, model, len(ok), len(runs) - len(ok), metrics, reference.get(model),
+                Row(spec.name, model, len(ok), sum(r.get("status") == "failed" for r in runs), metrics, reference.get(model),
                     reference_cas.get(model), epochs[0] if epochs else None, seconds[0] if seconds else None,
-                    _curves(ok), _aucs(ok), _costs(ok), dict(point.point) if spec.sweep else None, len(points))
+                    _curves(ok), _aucs(ok), _costs(ok), dict(point.point) if spec.sweep else None, len(points),
+                    sum(r.get("status") == "stopped" for r in runs))
             )
     return rows
 
@@ -150,7 +160,7 @@ def markdown_table(rows: list[Row], specs: list[BenchSpec], select: str = "val_t
                   + ("| OIS | NIS " if impurity else "") + "| epochs | train s | runs |\n")
         out.write("|---|---|---|---|---|---|---|---|" + ("---|---|" if impurity else "") + "---|---|---|\n")
         for r in cells:
-            runs = f"{r.runs}" + (f" ({r.failed} failed)" if r.failed else "")
+            runs = _runs_cell(r)
             model = f"{r.model} ({_point(r.chosen)})" if r.chosen else r.model
             purity = f"| {_fmt(r.metrics['oracle_impurity'])} | {_fmt(r.metrics['niche_impurity'])} " if impurity else ""
             out.write(
@@ -200,13 +210,13 @@ def _intervention_section(out: io.StringIO, cells: list[Row]) -> None:
 def csv_table(rows: list[Row]) -> str:
     out = io.StringIO()
     writer = csv.writer(out)
-    header = ["dataset", "model", "runs", "failed"]
+    header = ["dataset", "model", "runs", "failed", "stopped"]
     for m in METRICS:
         header += [f"{m}_mean", f"{m}_std"]
     writer.writerow(header + ["reference_task_accuracy", "reference_concept_alignment", "epochs_mean", "train_seconds_mean",
                               "chosen"])
     for r in rows:
-        values: list[Any] = [r.dataset, r.model, r.runs, r.failed]
+        values: list[Any] = [r.dataset, r.model, r.runs, r.failed, r.stopped]
         for m in METRICS:
             values += list(r.metrics[m]) if r.metrics[m] else ["", ""]
         extras = (r.reference_task_accuracy, r.reference_alignment, r.epochs, r.train_seconds, _point(r.chosen) or None)
@@ -311,7 +321,7 @@ def terminal_summary(records: list[dict[str, Any]], specs: list[BenchSpec], out_
                   + "| concept accuracy | CAS | epochs | runs |\n|---|---|" + ("---|" if published else "") + "---|---|---|---|\n")
         for r in cells:
             model = f"{r.model} ({_point(r.chosen)})" if r.chosen else r.model
-            runs = f"{r.runs}" + (f" ({r.failed} failed)" if r.failed else "")
+            runs = _runs_cell(r)
             reference = f"| {_opt(r.reference_task_accuracy)} " if published else ""
             out.write(f"| {model} | {_fmt(r.metrics['task_accuracy'])} {reference}"
                       f"| {_fmt(r.metrics['concept_accuracy'])} | {_fmt(r.metrics['concept_alignment'])} "

@@ -31,8 +31,9 @@ from .zoo import MODEL_KEYS
 log = logging.getLogger(__name__)
 
 
-def run_one(plan: RunPlan) -> dict[str, Any]:
-    """Train and evaluate one (model, seed); the seed draws the data and initialises the model."""
+def run_one(plan: RunPlan, callbacks: list | None = None) -> dict[str, Any]:
+    """Train and evaluate one (model, seed); the seed draws the data and initialises the model.
+    ``callbacks`` (Lightning callbacks) join its training, e.g. Ray Tune's per-epoch report."""
     spec, key = plan.spec, MODEL_KEYS[plan.model]
     record = plan_record(plan)
     started = time.perf_counter()
@@ -50,7 +51,8 @@ def run_one(plan: RunPlan) -> dict[str, Any]:
             tags = {"dataset": spec.name, "model": plan.model, "seed": plan.seed, "config_hash": record["config_hash"]}
             params = {**flat_params(record["config"]), **{f"sweep.{k}": str(v) for k, v in record["sweep_point"].items()}}
             tracker = RunTracker(plan.tracker, plan.out_dir, spec.name, plan.name.removeprefix(f"{spec.name}-"), tags, params)
-        report = fit(model, splits, key.recipe, train_config, loggers=[tracker.logger] if tracker else None)
+        report = fit(model, splits, key.recipe, train_config, loggers=[tracker.logger] if tracker else None,
+                     callbacks=callbacks)
         metrics = evaluate_run(model, splits, spec.evaluation, seed=plan.seed)
         validation = evaluate_split(model, splits.val, spec.evaluation)
         if bank is not None:  # beside the checkpoint, so that `conceptlab explore` can draw counterfactuals
@@ -189,11 +191,16 @@ def run_grid(
     """Run every missing (spec, sweep point, model, seed) and record each result in ``out_dir/runs.jsonl``.
 
     ``backend="local"`` runs on a process pool of ``workers`` (default: one per core; one on a
-    GPU); ``backend="ray"`` runs one Ray task per run, on a local instance (with ``workers``
-    CPUs) or the cluster at ``address``. Either way only this process writes ``runs.jsonl``.
+    GPU); ``backend="ray"`` runs one Ray task per run (one Ray Tune trial per run when a config
+    has a ``search`` block), on a local instance (with ``workers`` CPUs) or the cluster at
+    ``address``. Either way only this process writes ``runs.jsonl``.
     """
     if backend not in ("local", "ray"):
         raise ValueError(f"unknown backend {backend!r}; choose local or ray")
+    asha = [spec.name for spec in specs if spec.search and spec.search.asha]
+    if asha and backend != "ray":
+        raise ValueError(f"{asha[0]}: search.asha stops trials through Ray Tune; add --backend ray (pip install -e "
+                         "\".[ray]\"), or drop search.asha to run the whole sweep on the local pool")
     out_dir = Path(out_dir)
     record_specs(specs, out_dir)
     store = RunStore(out_dir / "runs.jsonl")
@@ -206,9 +213,11 @@ def run_grid(
     bar = tqdm(total=len(plans), desc="runs", unit="run", disable=not progress)
     try:
         if backend == "ray":
-            from .ray_backend import run_on_ray
-
-            run_on_ray(plans, run_one, address, workers, lambda record: _record(store, record, bar))
+            if any(spec.search for spec in specs):
+                from .tune_backend import run_on_tune as run_on_cluster
+            else:
+                from .ray_backend import run_on_ray as run_on_cluster
+            run_on_cluster(plans, run_one, address, workers, lambda record: _record(store, record, bar))
             return store
         for spec in {plan.spec.name: plan.spec for plan in plans}.values():
             prepare_shared(spec.dataset, progress=progress)  # e.g. CUB features: extracted once, not once per worker

@@ -9,16 +9,18 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import random
 from dataclasses import asdict, dataclass, field, replace
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import yaml
+from pydantic import Field, StrictInt
 
 from ..concepts.bank import BANK_ALPHA, BANK_EXAMPLES
 from ..datasets.registry import CubSettings, DatasetSettings, dataset_settings, hashed_settings, settings_dict
-from ..settings import NonNegativeFloat, PositiveFloat, PositiveInt, SettingsError, Str, settings, validated
+from ..settings import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, SettingsError, Str, settings, validated
 from ..training.config import IntCEMConfig, PosthocConfig, TrainConfig
 from .evaluation import EvaluationSettings
 from .zoo import MODEL_KEYS, ModelSettings
@@ -30,6 +32,31 @@ class QuickSettings:
 
     seeds: PositiveInt | None = None
     max_epochs: PositiveInt | None = None
+
+
+@settings
+class AshaSettings:
+    """ASHA early stopping of a sweep's trials (``search.asha``; Ray Tune, ``--backend ray``).
+
+    Trials of one model (every sweep point and seed) form one bracket: at each rung (``grace_epochs``
+    validation epochs, then x ``reduction_factor``) a trial whose validation loss is not in the best
+    1 / ``reduction_factor`` of those that reached the rung stops there.
+    """
+
+    grace_epochs: PositiveInt = 10
+    reduction_factor: Annotated[StrictInt, Field(ge=2)] = 3
+
+
+@settings
+class SearchSettings:
+    """How a sweep's points are searched: ``grid`` (every point) or ``random`` (``samples`` of
+    them, drawn without replacement with ``seed``, the same for every model and seed); ``asha``
+    stops trials that fall behind."""
+
+    method: Literal["grid", "random"] = "grid"
+    samples: PositiveInt | None = None
+    seed: NonNegativeInt = 0
+    asha: AshaSettings | None = None
 
 
 @settings
@@ -46,6 +73,7 @@ class BenchFile:
     quick: dict[str, Any] | None = None
     reference: dict[str, Any] | None = None
     sweep: dict[str, list[Any]] | None = None
+    search: dict[str, Any] | None = None
     resources: dict[str, Any] | None = None
 
 
@@ -87,13 +115,22 @@ class BenchSpec:
     sweep: tuple[tuple[str, tuple[Any, ...]], ...] = ()  # ("train.lr", (0.01, 0.001)), ...
     point: tuple[tuple[str, Any], ...] = ()  # the sweep values this spec was set to
     resources: ResourceSettings = field(default_factory=ResourceSettings)
+    search: SearchSettings | None = None
 
-    def points(self) -> list[BenchSpec]:
-        """One spec per point of the sweep (every combination of the listed values), or itself."""
+    def grid(self) -> list[BenchSpec]:
+        """One spec per point of the sweep grid (every combination of the listed values), or itself."""
         if not self.sweep:
             return [self]
         keys = [key for key, _ in self.sweep]
         return [self.at(dict(zip(keys, values))) for values in itertools.product(*(values for _, values in self.sweep))]
+
+    def points(self) -> list[BenchSpec]:
+        """The sweep points that run: the whole grid, or a random search's sample of it (in grid order)."""
+        grid = self.grid()
+        if self.search is None or self.search.method == "grid":
+            return grid
+        chosen = sorted(random.Random(self.search.seed).sample(range(len(grid)), self.search.samples))
+        return [grid[i] for i in chosen]
 
     def at(self, values: dict[str, Any]) -> BenchSpec:
         """This spec with ``values`` ("block.key", "train.intcem.key" or "train.posthoc.key" -> value)
@@ -154,7 +191,7 @@ class BenchSpec:
             "name": self.name, "dataset": settings_dict(self.dataset), "models": list(self.models), "seeds": self.seeds,
             "model": self.model.to_dict(), "train": train, "evaluation": self.evaluation.to_dict(),
             "reference": self.reference, "sweep": {k: list(v) for k, v in self.sweep} or None,
-            "resources": asdict(self.resources),
+            "search": asdict(self.search) if self.search else None, "resources": asdict(self.resources),
         }
 
     def with_overrides(
@@ -284,7 +321,25 @@ def parse_spec(raw: dict[str, Any], default_name: str = "bench", quick: bool = F
         reference=dict(top.reference or {}),
         resources=validated(ResourceSettings, top.resources, "resources"),
     )
-    return replace(spec, sweep=_parse_sweep(top.sweep or {}, spec))
+    spec = replace(spec, sweep=_parse_sweep(top.sweep or {}, spec))
+    return replace(spec, search=_parse_search(top.search, spec)) if top.search is not None else spec
+
+
+def _parse_search(raw: dict[str, Any], spec: BenchSpec) -> SearchSettings:
+    """``search: {method: random, samples: 8, asha: {grace_epochs: 10}}``, checked against the sweep."""
+    search = validated(SearchSettings, raw, "search")
+    if not spec.sweep:
+        raise SettingsError("search: a search needs a sweep to search (sweep: {train.lr: [0.01, 0.001], ...})")
+    size = len(spec.grid())
+    if search.method == "random":
+        if search.samples is None:
+            raise SettingsError(f"search.samples: a random search needs the number of points to draw (1 to {size})")
+        if search.samples > size:
+            raise SettingsError(f"search.samples: {search.samples} points asked, but the sweep has {size}; draw at most "
+                                f"{size} (or use method: grid)")
+    elif search.samples is not None:
+        raise SettingsError("search.samples: a grid search runs every point; drop samples or use method: random")
+    return search
 
 
 def _parse_sweep(sweep: dict[str, list[Any]], spec: BenchSpec) -> tuple[tuple[str, tuple[Any, ...]], ...]:

@@ -49,6 +49,9 @@ def read_records(path: Path, key: Callable[[dict[str, Any]], Hashable] = run_key
     return records
 
 
+DONE = ("ok", "stopped")  # statuses a rerun does not train again; "failed" runs are retried
+
+
 class RunStore:
     """Runs of a benchmark directory; a later record of the same run replaces an earlier one.
 
@@ -65,8 +68,8 @@ class RunStore:
         return list(self._records.values())
 
     def finished(self) -> set[Hashable]:
-        """Keys of the runs that completed successfully (failed runs are retried)."""
-        return {key for key, r in self._records.items() if r.get("status") == "ok"}
+        """Keys of the runs that completed successfully or that ASHA stopped (failed runs are retried)."""
+        return {key for key, r in self._records.items() if r.get("status") in DONE}
 
     def add(self, record: dict[str, Any]) -> None:
         """Record one run, merged with whatever other processes wrote since this store last looked."""

@@ -147,6 +147,7 @@ def fit(
     recipe: str = "joint",
     config: TrainConfig | None = None,
     loggers: list | None = None,
+    callbacks: list[Callback] | None = None,
 ) -> FitReport:
     """Train ``model`` in place on ``splits`` with ``recipe``; returns epochs, wall time and the
     per-epoch losses of every stage.
@@ -157,6 +158,8 @@ def fit(
     ``loggers`` (Lightning loggers, e.g. ``TensorBoardLogger``) receive every logged metric, each
     stage's as ``STAGE/NAME`` when several stages train; they are flushed but left open, so that
     the caller can add final metrics to the same run (then call their ``finalize``).
+    ``callbacks`` (Lightning callbacks) join every Lightning-trained stage, e.g. to report each
+    validation epoch to a hyperparameter scheduler.
     """
     config = config or TrainConfig()
     check_compatible(model, splits)
@@ -193,7 +196,7 @@ def fit(
         recorder = _History(learner.epoch_metrics)
         stage_loggers = [StageLogger(lg, stage.name if trained > 1 else None) for lg in loggers or []]
         with _quiet_lightning():
-            trainer = _trainer(config, stage.name, [recorder], stage_loggers)
+            trainer = _trainer(config, stage.name, [recorder, *(callbacks or [])], stage_loggers)
         data = _datamodule(splits, config, seed=config.seed + index)
         try:
             with seeded(config.seed + index, trainer.strategy.root_device), _quiet_lightning():
