@@ -1,7 +1,8 @@
 """Wall time of the main job (`conceptlab bench xor`) and of its `--quick` smoke run, and where it goes.
 
     python benchmarks/main_job.py                 # the main job once, then --quick once
-    python benchmarks/main_job.py --quick-only --repeats 3
+    python benchmarks/main_job.py --jobs quick --repeats 3
+    python benchmarks/main_job.py --config trig --jobs full
 
 Each job runs as a user would start it (a fresh `conceptlab bench` process, fresh output folder,
 default workers: one per core). Reported per job: wall time, the machine's load average just
@@ -67,13 +68,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default="xor", help="bundled benchmark or YAML path (default: xor)")
     parser.add_argument("--repeats", type=int, default=1, help="runs of each job (the median is printed)")
-    parser.add_argument("--quick-only", action="store_true", help="skip the full job")
+    parser.add_argument("--jobs", default="full,quick", help="which jobs to run: full, quick or both (default)")
     parser.add_argument("--json", type=Path, help="write every job's figures here")
     args = parser.parse_args()
     if args.repeats < 1:
         parser.error("--repeats must be at least 1")
-
-    jobs = [True] if args.quick_only else [False, True]
+    names = args.jobs.split(",")
+    if not names or set(names) - {"full", "quick"}:
+        parser.error(f"--jobs takes full, quick or full,quick; got {args.jobs!r}")
+    jobs = [name == "quick" for name in names]
     results = {"import_seconds": round(import_seconds(), 2), "cpus": os.cpu_count(), "jobs": []}
     with tempfile.TemporaryDirectory(prefix="conceptlab-main-job-") as scratch:
         for repeat in range(args.repeats):
