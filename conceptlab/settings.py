@@ -77,11 +77,3 @@ def validated(build: Callable[..., T], values: Any, where: str) -> T:
     except ValidationError as err:
         known = [f.name for f in dataclasses.fields(build)] if dataclasses.is_dataclass(build) else []
         raise SettingsError(describe(err, where, known)) from None
-
-
-def reject_unknown_keys(values: Mapping, known: Iterable[str], what: str) -> None:
-    """Raise a ValueError naming the keys of ``values`` that no setting reads, and the known ones."""
-    known = sorted(known)
-    unknown = sorted(set(values) - set(known))
-    if unknown:
-        raise SettingsError(f"unknown {what} {unknown}; known: {known}")

@@ -46,15 +46,6 @@ def test_bench_records_every_policy_its_auc_cost_and_impurity(tmp_path):
     assert float(rows[("cbm-fuzzy", "random")]["auc_mean"]) == pytest.approx(100 * records["cbm-fuzzy"]["intervention_auc"]["random"])
 
 
-def test_new_settings_at_their_defaults_keep_result_folders_valid():
-    """Issue 22 changed what default settings compute (CAS with k-medoids, IntCEM's objective, the
-    policies), so folders written before it carry another hash and never resume into new ones; the
-    hash of a default spec is pinned from then on."""
-    default = parse_spec({"dataset": {"name": "xor", "size": 3000}})
-    assert default.config_hash() == "33abd8dbe999"
-    assert parse_spec({"dataset": {"name": "xor", "size": 3000}, "evaluation": {"purity": True}}).config_hash() != "33abd8dbe999"
-
-
 def test_learned_policy_without_groups_is_refused_before_anything_runs():
     with pytest.raises(SettingsError, match="intervention_groups: intcem learns to rank concept groups"):
         _spec(intervention_policies=["learned"], intervention_groups=False)

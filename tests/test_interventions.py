@@ -217,16 +217,6 @@ def test_curve_plot_is_a_png(trained_cem, tmp_path):
     assert (tmp_path / "c.png").read_bytes()[:8] == PNG
 
 
-def test_the_old_import_path_still_works_with_a_deprecation_warning():
-    import conceptlab.interventions as moved
-    from conceptlab.models import interventions as old
-
-    with pytest.warns(DeprecationWarning, match="moved to conceptlab.interventions.intervention_curve"):
-        assert old.intervention_curve is moved.intervention_curve
-    with pytest.raises(AttributeError):
-        old.no_such_name  # noqa: B018
-
-
 def _total_distance(points, medoids):
     return float(np.min(np.linalg.norm(points[:, None] - points[list(medoids)][None], axis=-1), axis=1).sum())
 

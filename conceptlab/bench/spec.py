@@ -18,10 +18,9 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import Field, StrictInt
 
-from ..concepts.bank import BANK_ALPHA, BANK_EXAMPLES
 from ..datasets.registry import CubSettings, DatasetSettings, dataset_settings, hashed_settings, settings_dict
 from ..settings import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, SettingsError, Str, settings, validated
-from ..training.config import IntCEMConfig, PosthocConfig, TrainConfig
+from ..training.config import TrainConfig
 from .evaluation import EvaluationSettings
 from .zoo import MODEL_KEYS, ModelSettings
 
@@ -87,18 +86,6 @@ class ResourceSettings:
 
 SWEEPABLE = ("model", "train")
 NESTED_TRAIN = ("intcem", "posthoc")  # train blocks of their own: swept as train.intcem.KEY, train.posthoc.KEY
-
-# Settings added after results were first recorded: at these values they are left out of the
-# settings hash, so that older result folders still resume and render with a newer conceptlab.
-HASH_NEUTRAL: dict[tuple[str, str], Any] = {
-    ("model", "policy_hidden"): [256, 128],
-    ("train", "intcem"): asdict(IntCEMConfig()),
-    ("train", "posthoc"): asdict(PosthocConfig()),
-    ("model", "bank_examples"): BANK_EXAMPLES,
-    ("model", "bank_alpha"): BANK_ALPHA,
-    ("evaluation", "purity"): False,
-}
-
 
 @dataclass(frozen=True)
 class BenchSpec:
@@ -168,16 +155,13 @@ class BenchSpec:
     def config_dict(self) -> dict[str, Any]:
         """The settings that determine a run's result (not the model list, seeds or references),
         normalised: defaults are filled in, so equal settings always give equal dictionaries."""
-        ignored = ("device", "devices", "seed", "checkpoint_dir", "num_workers")
+        ignored = ("device", "devices", "seed", "num_workers")
         blocks = {
             "dataset": hashed_settings(self.dataset),
             "model": self.model.to_dict(),
             "train": {k: v for k, v in asdict(self.train).items() if k not in ignored},
             "evaluation": self.evaluation.to_dict(),
         }
-        for (block, key), neutral in HASH_NEUTRAL.items():
-            if blocks[block].get(key) == neutral:
-                del blocks[block][key]
         return blocks
 
     def config_hash(self) -> str:

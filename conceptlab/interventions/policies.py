@@ -109,7 +109,9 @@ class PolicyData:
         return info.group_matrix() if self.groups else torch.eye(info.n_concepts, dtype=torch.bool)
 
 
-LegacyPolicy = Callable[[Tensor, Tensor, torch.Generator], Tensor]  # (probs (B, k), units (G, k), generator) -> (B, G)
+#: A policy as a plain function: (probs (B, k), units (G, k), generator) -> (B, G) priorities;
+#: ``resolve_policy`` wraps one as a static, stochastic :class:`Policy`.
+PriorityFunction = Callable[[Tensor, Tensor, torch.Generator], Tensor]
 
 
 def random_policy(probs: Tensor, units: Tensor, generator: torch.Generator) -> Tensor:
@@ -117,7 +119,7 @@ def random_policy(probs: Tensor, units: Tensor, generator: torch.Generator) -> T
     return torch.rand(probs.shape[0], units.shape[0], generator=generator).to(probs.device)
 
 
-def from_function(function: LegacyPolicy) -> Callable[[PolicyState], Tensor]:
+def from_function(function: PriorityFunction) -> Callable[[PolicyState], Tensor]:
     return lambda state: function(state.probs, state.units, state.generator)
 
 

@@ -6,7 +6,7 @@ import inspect
 
 from .criteria import CRITERIA
 from .fitted import FITTED
-from .policies import LegacyPolicy, Policy, from_function, random_policy
+from .policies import Policy, PriorityFunction, from_function, random_policy
 from .sequential import SEQUENTIAL
 
 POLICIES: dict[str, Policy] = {
@@ -21,7 +21,7 @@ POLICIES: dict[str, Policy] = {
 ALIASES = {"ucp": "uncertainty", "oracle-greedy": "oracle"}
 
 
-def resolve_policy(policy: str | Policy | LegacyPolicy) -> Policy:
+def resolve_policy(policy: str | Policy | PriorityFunction) -> Policy:
     """A ``Policy`` by name (a key of ``POLICIES``, or ``ucp``), a ``Policy`` itself, or a plain
     function ``(probs, units, generator) -> (B, G)`` wrapped as a static, stochastic policy."""
     if isinstance(policy, Policy):

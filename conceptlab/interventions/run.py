@@ -7,14 +7,14 @@ from torch import Tensor
 from ..datasets.base import ConceptDataset
 from ..models.base import ConceptModel
 from .curves import InterventionCurve, policy_curve
-from .policies import LegacyPolicy, Policy, PolicyData
+from .policies import Policy, PolicyData, PriorityFunction
 from .registry import resolve_policy
 
 
 def intervention_curve(
     model: ConceptModel,
     data: ConceptDataset,
-    policy: str | Policy | LegacyPolicy = "random",
+    policy: str | Policy | PriorityFunction = "random",
     groups: bool = True,
     competence: float = 1.0,
     repeats: int = 5,
@@ -40,7 +40,7 @@ def intervention_curve(
 
 
 def fit_policy(
-    policy: str | Policy | LegacyPolicy,
+    policy: str | Policy | PriorityFunction,
     model: ConceptModel,
     *,
     train: ConceptDataset | None = None,

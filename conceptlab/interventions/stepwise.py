@@ -15,7 +15,7 @@ from torch import Tensor
 from ..models.base import ConceptModel
 from ..models.interventions import Intervention
 from ..runtime import evaluating
-from .policies import LegacyPolicy, Policy, PolicyState, unit_ranks
+from .policies import Policy, PolicyState, PriorityFunction, unit_ranks
 from .registry import resolve_policy
 
 
@@ -26,7 +26,7 @@ def next_units(
     units: Tensor,
     done: Tensor,
     intervention: Intervention | None,
-    policy: str | Policy | LegacyPolicy,
+    policy: str | Policy | PriorityFunction,
     c: Tensor | None = None,
     y: Tensor | None = None,
     seed: int = 0,

@@ -6,8 +6,6 @@ evaluation, not models: they live in :mod:`conceptlab.interventions`.
 
 from __future__ import annotations
 
-import importlib
-import warnings
 from dataclasses import dataclass
 
 import torch
@@ -65,15 +63,3 @@ def _as_tensor(value, what: str) -> Tensor:
         raise ValueError(f"intervention {what} must be a tensor, numpy array or nested list of numbers; "
                          f"got {type(value).__name__}") from None
 
-
-_MOVED = ("POLICIES", "InterventionCurve", "Policy", "intervention_curve", "random_policy", "resolve_policy",
-          "unit_ranks", "units_to_concepts", "with_competence")
-
-
-def __getattr__(name: str):
-    """Names that moved to :mod:`conceptlab.interventions` stay importable from here, with a warning."""
-    if name in _MOVED:
-        warnings.warn(f"conceptlab.models.interventions.{name} moved to conceptlab.interventions.{name}",
-                      DeprecationWarning, stacklevel=2)
-        return getattr(importlib.import_module("conceptlab.interventions"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -12,7 +12,6 @@ from ..settings import (
     NonNegativeInt,
     PositiveFloat,
     PositiveInt,
-    Str,
     settings,
     validated,
 )
@@ -77,7 +76,6 @@ class TrainConfig:
     intervention_per: Literal["sample", "batch"] = "sample"
     device: Literal["auto", "cpu", "cuda", "gpu", "mps"] = "auto"  # Lightning accelerator
     devices: PositiveInt = 1
-    checkpoint_dir: Str | None = None  # keep the best checkpoint of each stage here
     num_workers: NonNegativeInt = 2  # DataLoader workers for image datasets (tensor datasets need none)
     seed: Int = 0
     intcem: IntCEMConfig = IntCEMConfig()  # read by the intcem recipe only

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import lightning as L
-from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, EarlyStopping
 
 from ..datasets.base import ConceptDataset, ConceptSplits
 from ..models.base import ConceptModel, predict
@@ -196,7 +196,7 @@ def fit(
         recorder = _History(learner.epoch_metrics)
         stage_loggers = [StageLogger(lg, stage.name if trained > 1 else None) for lg in loggers or []]
         with _quiet_lightning():
-            trainer = _trainer(config, stage.name, [recorder, *(callbacks or [])], stage_loggers)
+            trainer = _trainer(config, [recorder, *(callbacks or [])], stage_loggers)
         data = _datamodule(splits, config, seed=config.seed + index)
         try:
             with seeded(config.seed + index, trainer.strategy.root_device), _quiet_lightning():
@@ -218,21 +218,17 @@ def _datamodule(splits, config: TrainConfig, seed: int) -> L.LightningDataModule
     return ImageDataModule(splits, config.batch_size, num_workers=config.num_workers, seed=seed)
 
 
-def _trainer(config: TrainConfig, stage_name: str, extra: list[Callback], loggers: list | None) -> L.Trainer:
+def _trainer(config: TrainConfig, extra: list[Callback], loggers: list | None) -> L.Trainer:
     callbacks: list[Callback] = [*([_RestoreBestWeights()] if config.keep == "best" else []), *extra]
     if config.early_stopping_patience > 0:
         callbacks.append(EarlyStopping("val_loss", patience=config.early_stopping_patience))
-    if config.checkpoint_dir:
-        callbacks.append(
-            ModelCheckpoint(config.checkpoint_dir, filename=f"{stage_name}-{{epoch}}-{{val_loss:.4f}}", monitor="val_loss")
-        )
     return L.Trainer(
         accelerator=config.device,
         devices=config.devices,
         max_epochs=config.max_epochs,
         callbacks=callbacks,
         logger=loggers or False,
-        enable_checkpointing=bool(config.checkpoint_dir),
+        enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
         num_sanity_val_steps=0,
