@@ -52,3 +52,12 @@ def test_no_private_names_are_imported_across_packages():
             if private:
                 offenders.append(f"{module} imports {private} from {source}")
     assert offenders == []
+
+
+def test_the_single_logit_convention_lives_in_models_heads_only():
+    """How a binary task's one logit reads as two classes is decided in one module: no other
+    module branches on a head having a single logit."""
+    patterns = ("shape[-1] == 1", "shape[1] == 1", "shape[0] == 1 else")
+    offenders = [str(path.relative_to(PACKAGE)) for path in sorted(PACKAGE.rglob("*.py"))
+                 if path.name != "heads.py" and any(p in path.read_text() for p in patterns)]
+    assert offenders == []

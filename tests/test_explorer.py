@@ -27,10 +27,10 @@ from conceptlab.explorer.app import create_app  # noqa: E402
 from conceptlab.explorer.plane import plane_view  # noqa: E402
 from conceptlab.explorer.serve import listen, open_explorer  # noqa: E402
 from conceptlab.interventions import intervention_curve, next_units  # noqa: E402
-from conceptlab.interventions.lookahead import log_class_probabilities  # noqa: E402
-from conceptlab.metrics import task_accuracy, task_predictions  # noqa: E402
+from conceptlab.metrics import task_accuracy  # noqa: E402
 from conceptlab.models import Intervention, black_box, cbm, cem, save_model  # noqa: E402
 from conceptlab.models.base import predict  # noqa: E402
+from conceptlab.models.heads import class_log_probs, predicted_class  # noqa: E402
 from conceptlab.runtime import seeded  # noqa: E402
 from conceptlab.training import TrainConfig, fit  # noqa: E402
 
@@ -83,7 +83,7 @@ def _library_probs(explorer: Explorer, name: str, sample: int, fix: dict[int, fl
         mask[0, i], values[0, i] = True, v
     with torch.no_grad():
         logits = model(test.x[sample : sample + 1], Intervention(mask, values) if fix else None).task_logits
-    return log_class_probabilities(logits)[0].exp().tolist()
+    return class_log_probs(logits)[0].exp().tolist()
 
 
 def test_folder_skips_models_without_concepts_and_pairs_models_by_data(explorer, folder):
@@ -130,7 +130,7 @@ def test_setting_every_concept_true_fixes_the_cem(explorer):
 def test_filters_agree_with_the_library(explorer, name):
     test = explorer.data(name).test
     out = predict(explorer.model(name).model, test.x)
-    assert explorer.samples(name, "misclassified") == (task_predictions(out.task_logits) != test.y).nonzero().flatten().tolist()
+    assert explorer.samples(name, "misclassified") == (predicted_class(out.task_logits) != test.y).nonzero().flatten().tolist()
     wrong_c = ((out.concept_probs > 0.5) != (test.c > 0.5)).any(1).nonzero().flatten().tolist()
     assert explorer.samples(name, "wrong-concepts") == wrong_c
     assert set(explorer.samples(name, "all", "xor")) == set((test.y == 1).nonzero().flatten().tolist())
@@ -400,7 +400,7 @@ def test_cub_style_data_serves_its_images_and_many_class_heads(tmp_path, capsys)
     moved = tmp_path / "elsewhere"
     archive.rename(moved)
     assert cli.main(["explore", str(out)]) == 2
-    assert "pass --data PATH" in capsys.readouterr().err
+    assert "conceptlab explore --data PATH" in capsys.readouterr().err
     explorer = open_explorer([out], data_root=moved)
     client = TestClient(create_app(explorer), base_url="http://localhost")
     cem_name = next(n for n in explorer.models if "-cem-" in n)
@@ -418,7 +418,7 @@ def test_cub_style_data_serves_its_images_and_many_class_heads(tmp_path, capsys)
         values[0, 0] = 1.0
         with torch.no_grad():
             logits = model.model(data.test.x[1:2], Intervention(mask, values)).task_logits
-        assert len(view["class_probs"]) == 3 and view["class_probs"] == log_class_probabilities(logits)[0].exp().tolist()
+        assert len(view["class_probs"]) == 3 and view["class_probs"] == class_log_probs(logits)[0].exp().tolist()
         assert {g: [r["index"] for r in rows] for g, rows in view["concepts"].items()} == \
             {g: list(i) for g, i in model.info.concept_groups.items()}
     page = client.get("/explore", params={"model": pcbm_name, "sample": 0})

@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..models import heads
 from ..models.base import ConceptOutput
 from ..runtime import evaluating
 from .cav import CAVBank
@@ -153,14 +154,13 @@ class Counterfactuals:
         return {"add": add, "remove": remove}
 
 
-def class_logits(head: nn.Module, z: Tensor) -> Tensor:
-    """The head's logits for ``z`` as (B, n_classes): a single-logit binary head gives [0, logit],
-    whose softmax is (1 - sigmoid, sigmoid), so class 1 is the positive class."""
+def head_class_logits(head: nn.Module, z: Tensor) -> Tensor:
+    """The head's logits for ``z`` as (B, n_classes), whose softmax is the class distribution
+    (``models.heads.class_logits``: a single binary logit ``z`` becomes ``[0, z]``)."""
     logits = head(z)
     if isinstance(logits, ConceptOutput):
         logits = logits.task_logits
-    logits = logits[:, None] if logits.ndim == 1 else logits
-    return torch.cat([torch.zeros_like(logits), logits], 1) if logits.shape[1] == 1 else logits
+    return heads.class_logits(logits[:, None] if logits.ndim == 1 else logits)
 
 
 def _check_inputs(bank: CAVBank, head: nn.Module, embeddings: Tensor, targets: Tensor | int) -> tuple[Tensor, Tensor]:
@@ -187,7 +187,7 @@ def _check_inputs(bank: CAVBank, head: nn.Module, embeddings: Tensor, targets: T
     if targets.shape != (z.shape[0],):
         raise ValueError(f"targets must be one class or one per sample ({z.shape[0]}); got shape {tuple(targets.shape)}")
     with torch.no_grad():
-        n_classes = class_logits(head, z[:1]).shape[1]
+        n_classes = head_class_logits(head, z[:1]).shape[1]
     bad = targets[(targets < 0) | (targets >= n_classes)]
     if len(bad):
         raise ValueError(f"target {int(bad[0])} is not a class of the head, which distinguishes {n_classes} classes "
@@ -301,7 +301,7 @@ class CCE:
         original = None
         for step in range(self.steps):
             weights.requires_grad_(True)
-            logits = class_logits(self.head, z + weights @ box.steps)
+            logits = head_class_logits(self.head, z + weights @ box.steps)
             if original is None:
                 original = logits.detach().argmax(1)
             if self.early_stop:
@@ -327,7 +327,7 @@ class CCE:
                 weights = torch.where(active[:, None], moved, weights)
         weights = weights.detach()
         with torch.no_grad():
-            logits = class_logits(self.head, z + weights @ box.steps)
+            logits = head_class_logits(self.head, z + weights @ box.steps)
         return weights, original, taken, logits
 
 
@@ -345,14 +345,14 @@ def univariate_scores(bank: CAVBank, head: nn.Module, embeddings: Tensor, target
     """Baseline: add each concept alone, as far as its box allows; score = gain in target probability."""
     with evaluating(head):
         z, targets = _check_inputs(bank, head, embeddings, targets)
-        logits = class_logits(head, z)
+        logits = head_class_logits(head, z)
         before = logits.softmax(1).gather(1, targets[:, None])  # (B, 1)
         gains = []
         for i in range(0, z.shape[0], chunk):
             rows, goal = z[i : i + chunk], targets[i : i + chunk]
             box = concept_box(bank, rows, kappa, margin_means)
             moved = rows[:, None, :] + box.upper[:, :, None] * box.steps[None]  # (b, K, D)
-            after = class_logits(head, moved.flatten(0, 1)).softmax(1).view(len(rows), moved.shape[1], -1)
+            after = head_class_logits(head, moved.flatten(0, 1)).softmax(1).view(len(rows), moved.shape[1], -1)
             after = after.gather(2, goal[:, None, None].expand(-1, moved.shape[1], 1))[..., 0]
             gains.append(after - before[i : i + chunk])
     original = logits.argmax(1)
@@ -365,7 +365,7 @@ def random_scores(bank: CAVBank, head: nn.Module, embeddings: Tensor, targets: T
     """Baseline: a uniformly random concept ranking per sample (chance level)."""
     with evaluating(head):
         z, targets = _check_inputs(bank, head, embeddings, targets)
-        logits = class_logits(head, z)
+        logits = head_class_logits(head, z)
     generator = torch.Generator().manual_seed(seed)
     scores = torch.rand(z.shape[0], bank.directions_.shape[0], generator=generator)
     return _outcome(concept_names(bank), logits, scores, targets, logits.argmax(1), torch.zeros_like(targets))

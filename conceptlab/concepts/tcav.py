@@ -16,9 +16,9 @@ from typing import Literal
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..models import heads
 from ..models.base import ConceptOutput
 from ..plotting import pyplot, save_figure
 from ..runtime import evaluating
@@ -38,11 +38,6 @@ def task_logits(output) -> Tensor:
     if not isinstance(logits, Tensor):
         raise ValueError(f"the model returned {type(logits).__name__}; TCAV needs a tensor of logits (or a ConceptOutput)")
     return logits[:, None] if logits.ndim == 1 else logits.flatten(1)
-
-
-def n_classes_of(logits: Tensor) -> int:
-    """Classes a head distinguishes: 2 for a single logit, else one per logit."""
-    return 2 if logits.shape[1] == 1 else logits.shape[1]
 
 
 def resolve_class(target: int | str, n_classes: int, classes: Sequence[str] | None = None) -> int:
@@ -66,21 +61,12 @@ def resolve_class(target: int | str, n_classes: int, classes: Sequence[str] | No
 
 
 def objective_value(logits: Tensor, target: int, objective: Objective) -> Tensor:
-    """Summed class logit (single logit: signed by the class) or summed training loss for ``target``.
-
-    The loss is the model's training loss (binary cross-entropy for one logit, cross-entropy
-    otherwise), written so that its gradient never cancels: ``softplus(-z)`` for class 1 of a
-    single logit and ``softplus(logsumexp_{j != k}(z_j - z_k))`` for class k, in float64. The
-    textbook forms differentiate to ``sigmoid(z) - 1`` or ``p_k - 1``, which round to exactly 0 for
-    confident inputs, so those inputs would silently drop out of the TCAV count.
-    """
+    """Summed class logit (single logit: signed by the class) or summed training loss for ``target``
+    (``models.heads.gradient_safe_loss``: the model's training loss in a form whose gradient never
+    rounds to 0 for confident inputs)."""
     if objective == "logit":
-        return (logits[:, 0] if target == 1 else -logits[:, 0]).sum() if logits.shape[1] == 1 else logits[:, target].sum()
-    z = logits.double()
-    if z.shape[1] == 1:
-        return F.softplus(-z[:, 0] if target == 1 else z[:, 0]).sum()
-    others = torch.cat([z[:, :target], z[:, target + 1 :]], 1) - z[:, target : target + 1]
-    return F.softplus(torch.logsumexp(others, 1)).sum()
+        return heads.true_class_logit(logits, torch.full((len(logits),), target, device=logits.device)).sum()
+    return heads.gradient_safe_loss(logits, target).sum()
 
 
 def layer_gradients(
@@ -120,7 +106,7 @@ def layer_gradients(
                 x = prepare_batch(inputs[start : start + batch_size], device)
                 logits = task_logits(model(x))
                 if start == 0:
-                    resolve_class(target, n_classes_of(logits))
+                    resolve_class(target, heads.n_classes(logits))
                 grads = torch.autograd.grad(objective_value(logits, target, objective), [captured[name] for name in names])
                 for name, grad in zip(names, grads):
                     grad = grad.detach().flatten(1)
@@ -245,7 +231,7 @@ def run_tcav(
             probe = task_logits(model(prepare_batch(inputs[:1], next(model.parameters()).device)))
     except RuntimeError as err:
         raise ValueError(f"the model cannot run on inputs of shape {shape} ({str(err).splitlines()[0][:160]})") from None
-    index = resolve_class(target, n_classes_of(probe), classes)
+    index = resolve_class(target, heads.n_classes(probe), classes)
     sets = {**concepts, **randoms}
     names = list(sets)
     random_names = list(randoms)

@@ -17,10 +17,9 @@ import torch
 from torch import Tensor, nn
 
 from ..interventions import Policy, fit_policy, next_units, resolve_policy
-from ..interventions.lookahead import log_class_probabilities
-from ..metrics import task_predictions
 from ..models import Intervention
 from ..models.base import ConceptOutput, decode_all, encode_all
+from ..models.heads import class_log_probs, predicted_class
 from ..runtime import evaluating
 from .sources import ExplorerData, ExplorerModel, check_bank, load_explorer_data
 
@@ -228,9 +227,9 @@ class Explorer:
         base = self._decode(name, code, Corrections({})).task_logits if corrections.values else logits
         return SampleView(
             name, sample, groups, model.info.task_names,
-            tuple(log_class_probabilities(logits)[0].exp().tolist()),
-            tuple(log_class_probabilities(base)[0].exp().tolist()),
-            int(task_predictions(logits, threshold)[0]), int(task_predictions(base, threshold)[0]),
+            tuple(class_log_probs(logits)[0].exp().tolist()),
+            tuple(class_log_probs(base)[0].exp().tolist()),
+            int(predicted_class(logits, threshold)[0]), int(predicted_class(base, threshold)[0]),
             int(data.test.y[sample]),
         )
 
@@ -278,8 +277,8 @@ class Explorer:
         points, unit = [], None
         for n in range(n_units + 1):
             logits = self._decode(name, code, corrections).task_logits
-            predicted = int(task_predictions(logits, self.threshold(name))[0])
-            points.append({"n": n, "unit": unit, "true_probability": float(log_class_probabilities(logits)[0, true_class].exp()),
+            predicted = int(predicted_class(logits, self.threshold(name))[0])
+            points.append({"n": n, "unit": unit, "true_probability": float(class_log_probs(logits)[0, true_class].exp()),
                            "predicted": predicted, "correct": predicted == true_class})
             if n < n_units:
                 unit, corrections = self._next_step(name, sample, code, corrections, policy)
@@ -295,7 +294,7 @@ class Explorer:
         data, (probs, logits) = self.data(name), self._base[name]
         keep = torch.ones(len(data.test), dtype=torch.bool)
         if which == "misclassified":
-            keep &= task_predictions(logits, self.threshold(name)).cpu() != data.test.y
+            keep &= predicted_class(logits, self.threshold(name)).cpu() != data.test.y
         elif which == "wrong-concepts":
             keep &= ((probs.cpu() > 0.5) != (data.test.c > 0.5)).any(1)
         if class_name:

@@ -1,7 +1,7 @@
 """What a correction would do: task distributions after correcting one more concept or unit.
 
 Built on ``ConceptModel.concept_effects`` (closed form for CBMs and CEMs, one decode per concept
-otherwise). A binary task's single logit is read as the two-class distribution (1 - p, p).
+otherwise). A binary task's single logit is read as the two-class distribution (1 - p, p) (``models.heads``).
 """
 
 from __future__ import annotations
@@ -9,15 +9,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ..models.heads import class_log_probs
 from ..models.interventions import Intervention
 from .policies import PolicyState
-
-
-def log_class_probabilities(logits: Tensor) -> Tensor:
-    """(..., T) task logits -> (..., n_classes) log-probabilities; one logit means two classes."""
-    if logits.shape[-1] == 1:
-        return torch.cat([torch.nn.functional.logsigmoid(-logits), torch.nn.functional.logsigmoid(logits)], dim=-1)
-    return logits.log_softmax(dim=-1)
 
 
 def entropy(log_probs: Tensor) -> Tensor:
@@ -25,18 +19,13 @@ def entropy(log_probs: Tensor) -> Tensor:
     return -(log_probs.exp() * log_probs).sum(-1)
 
 
-def predicted_class(logits: Tensor) -> Tensor:
-    """The class each row of task logits predicts (a single logit: positive above 0)."""
-    return (logits.squeeze(-1) > 0).long() if logits.shape[-1] == 1 else logits.argmax(-1)
-
-
 def outcomes(state: PolicyState) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Log task distributions now (B, C) and after setting each concept alone to 0 / 1 (B, k, C),
     and the concept probabilities as (B, k, 1)."""
     effects = state.effects
-    now = log_class_probabilities(effects.logits)
-    to_zero = log_class_probabilities(effects.logits.unsqueeze(1) + effects.to_zero)
-    to_one = log_class_probabilities(effects.logits.unsqueeze(1) + effects.to_one)
+    now = class_log_probs(effects.logits)
+    to_zero = class_log_probs(effects.logits.unsqueeze(1) + effects.to_zero)
+    to_one = class_log_probs(effects.logits.unsqueeze(1) + effects.to_one)
     return now, to_zero, to_one, state.probs.float().unsqueeze(-1)
 
 

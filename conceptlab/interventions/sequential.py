@@ -11,7 +11,8 @@ import math
 import torch
 from torch import Tensor
 
-from .lookahead import after_each_unit, log_class_probabilities, outcomes, predicted_class
+from ..models.heads import class_log_probs, predicted_class
+from .lookahead import after_each_unit, outcomes
 from .policies import Policy, PolicyState
 
 
@@ -57,7 +58,7 @@ def _true_class_probability(log_probs: Tensor, y: Tensor) -> Tensor:
 def oracle(state: PolicyState) -> Tensor:
     """Greedy upper bound: the unit whose correction (all its concepts at once, true values) most
     raises the true class's probability."""
-    return _true_class_probability(log_class_probabilities(after_each_unit(state, state.c)), state.y)
+    return _true_class_probability(class_log_probs(after_each_unit(state, state.c)), state.y)
 
 
 def oracle_mean(state: PolicyState) -> Tensor:
@@ -66,7 +67,7 @@ def oracle_mean(state: PolicyState) -> Tensor:
     already corrected ones as 0."""
     effects = state.effects
     change = torch.where(state.c.bool().unsqueeze(-1), effects.to_one, effects.to_zero)  # (B, k, T)
-    probability = _true_class_probability(log_class_probabilities(effects.logits.unsqueeze(1) + change), state.y).exp()
+    probability = _true_class_probability(class_log_probs(effects.logits.unsqueeze(1) + change), state.y).exp()
     if state.intervention is not None:
         probability = probability.masked_fill(state.intervention.mask, 0.0)
     return state.per_unit(probability)

@@ -2,7 +2,7 @@
 
 from .alignment import concept_alignment_score, concept_representations
 from .purity import niche_impurity_score, oracle_impurity_score, own_representations, purity_matrix
-from .task import concept_accuracy, concept_auc, evaluate, summarize, task_accuracy, task_predictions
+from .task import concept_accuracy, concept_auc, evaluate, summarize, task_accuracy
 
 __all__ = [
     "concept_accuracy",
@@ -16,5 +16,4 @@ __all__ = [
     "purity_matrix",
     "summarize",
     "task_accuracy",
-    "task_predictions",
 ]

@@ -9,6 +9,7 @@ from torch import Tensor
 
 from ..datasets.base import ConceptDataset
 from ..models.base import ConceptModel, ConceptOutput, predict
+from ..models.heads import predicted_class
 from ..models.interventions import Intervention
 
 
@@ -18,15 +19,8 @@ def task_accuracy(task_logits: Tensor, y: Tensor, binary_threshold: float = 0.0)
     The default 0 is the decision boundary of a logit. The CEM paper's code compared logits with
     0.5, which lowers some published numbers; pass ``binary_threshold=0.5`` only to reproduce that.
     """
-    pred = task_predictions(task_logits, binary_threshold)
+    pred = predicted_class(task_logits, binary_threshold)
     return float((pred == y.to(pred.device)).float().mean())
-
-
-def task_predictions(task_logits: Tensor, binary_threshold: float = 0.0) -> Tensor:
-    """The predicted class of every row: the arg-max, or for a single binary logit 1 above ``binary_threshold``."""
-    if task_logits.shape[-1] == 1:
-        return (task_logits.squeeze(-1) > binary_threshold).long()
-    return task_logits.argmax(-1)
 
 
 def concept_accuracy(concept_probs: Tensor, c: Tensor) -> float:

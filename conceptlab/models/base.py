@@ -140,13 +140,6 @@ class ConceptModel(nn.Module):
         return intervention if intervention.mask.device == like.device else intervention.to(like.device)
 
 
-def task_outputs(n_classes: int) -> int:
-    """A binary task uses one logit; a multiclass task one per class."""
-    if n_classes < 2:
-        raise ValueError(f"n_classes must be at least 2; got {n_classes}")
-    return 1 if n_classes == 2 else n_classes
-
-
 def _batches(inputs: Tensor | Dataset, batch_size: int, num_workers: int):
     if isinstance(inputs, Tensor):
         return (inputs[start : start + batch_size] for start in range(0, inputs.shape[0], batch_size))

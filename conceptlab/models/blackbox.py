@@ -7,8 +7,9 @@ from collections.abc import Sequence
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import ConceptModel, ConceptOutput, check_sizes, task_outputs
+from .base import ConceptModel, ConceptOutput, check_sizes
 from .encoders import encoder
+from .heads import task_outputs
 from .interventions import Intervention
 
 

@@ -39,6 +39,7 @@ from torch import Tensor
 from ..info import ConceptInfo
 from .base import ConceptModel
 from .cbm import ConceptBottleneckModel
+from .heads import weights_per_class
 from .pcbm import PosthocCBM
 
 EditMethod = Literal["fold-mean", "prune", "prune-normalize"]
@@ -80,8 +81,7 @@ def _concept_weight(model: ConceptModel) -> Tensor:
 
 def class_weights(model: ConceptModel) -> Tensor:
     """Each class's weight on each concept, (n_classes, k); a binary head gives (-w, +w)."""
-    weight = _concept_weight(model).detach().cpu()
-    return torch.cat([-weight, weight]) if weight.shape[0] == 1 else weight.clone()
+    return weights_per_class(_concept_weight(model).detach().cpu())
 
 
 def top_concepts(model: ConceptModel, info: ConceptInfo, k: int = 5) -> dict[str, list[tuple[str, float]]]:

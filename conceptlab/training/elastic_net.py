@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .losses import task_loss
+from ..models.heads import task_loss
 
 
 @dataclass(frozen=True)

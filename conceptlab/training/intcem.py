@@ -15,22 +15,14 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor
 
+from ..models.heads import task_loss, true_class_logit
 from ..models.intcem import InterventionAwareCEM
 from ..models.interventions import Intervention
 from .config import TrainConfig
 from .learner import ConceptLearner, Stage
-from .losses import concept_loss, task_loss
+from .losses import concept_loss
 
 MASKED = -1e9  # policy logit of a unit already corrected
-
-
-def true_class_logit(logits: Tensor, y: Tensor) -> Tensor:
-    """(..., T) task logits -> the logit (log-odds for one binary logit) of the true class, (...)."""
-    if logits.shape[-1] == 1:
-        sign = (2 * y.to(logits.dtype) - 1).view(-1, *([1] * (logits.ndim - 2)))
-        return sign * logits.squeeze(-1)
-    index = y.long().view(-1, *([1] * (logits.ndim - 1))).expand(*logits.shape[:-1], 1)
-    return logits.gather(-1, index).squeeze(-1)
 
 
 def random_pick(free: Tensor, counts: Tensor | int) -> Tensor:

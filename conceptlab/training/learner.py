@@ -10,9 +10,10 @@ import torch
 from torch import Tensor
 
 from ..models.base import ConceptModel
+from ..models.heads import task_loss
 from ..models.interventions import Intervention
 from .config import TrainConfig
-from .losses import concept_loss, task_loss
+from .losses import concept_loss
 
 
 @dataclass(frozen=True)

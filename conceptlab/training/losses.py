@@ -1,20 +1,10 @@
-"""Losses of concept models: BCE on concepts, BCE / cross-entropy on the task."""
+"""Concept losses (the task loss is the head convention's: ``models.heads.task_loss``)."""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-
-
-def task_loss(task_logits: Tensor, y: Tensor, reduction: str = "mean") -> Tensor:
-    """BCE-with-logits for one binary logit, cross-entropy for one logit per class.
-
-    ``reduction``: ``"mean"`` over the batch, or ``"none"`` for one loss per sample.
-    """
-    if task_logits.shape[-1] == 1:
-        return F.binary_cross_entropy_with_logits(task_logits.squeeze(-1), y.to(task_logits.dtype), reduction=reduction)
-    return F.cross_entropy(task_logits, y, reduction=reduction)
 
 
 def concept_loss(concept_logits: Tensor, c: Tensor, pos_weight: Tensor | None = None) -> Tensor:

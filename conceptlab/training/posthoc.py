@@ -7,11 +7,11 @@ import torch
 
 from ..datasets.base import ConceptDataset
 from ..models.base import encode_all
+from ..models.heads import task_loss
 from ..models.pcbm import PosthocCBM
 from ..runtime import evaluating, seeded
 from .config import PosthocConfig
 from .elastic_net import ElasticNetFit, fit_elastic_net
-from .losses import task_loss
 
 
 def check_posthoc(model: object, recipe: str) -> None:
