@@ -19,7 +19,7 @@ def _bench(args: argparse.Namespace) -> int:
         start_worker_server(["conceptlab.bench.runner"])  # workers' imports run beside this process's own
     from .bench import load_spec, run_grid, write_reports
     from .bench.report import terminal_summary
-    from .bench.runner import load_specs
+    from .bench.runner import recorded_specs
     from .bench.spec import load_config
     from .bench.tracking import check_tracker
     from .runtime import keep_freed_memory
@@ -59,7 +59,7 @@ def _bench(args: argparse.Namespace) -> int:
     store = run_grid(specs, out, workers=args.workers, progress=not args.no_progress, tracker=args.logger,
                      backend=args.backend, address=args.address)
     # the folder's table: every benchmark and model recorded there, also by benches that ran beside this one
-    specs = load_specs(out)
+    specs = recorded_specs(out)
     write_reports(store.records(), specs, out, select=args.select, curves=args.curves)
     print(terminal_summary(store.records(), specs, out, select=args.select), end="")
     print(f"runs: {out}/runs.jsonl (a rerun resumes from it); `conceptlab report {out}` prints this again")
@@ -70,7 +70,7 @@ def _bench(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from .bench import write_reports
     from .bench.report import terminal_summary
-    from .bench.runner import load_specs
+    from .bench.runner import recorded_specs
     from .bench.store import read_records
 
     records: dict = {}
@@ -78,7 +78,7 @@ def _report(args: argparse.Namespace) -> int:
         if not (folder / "runs.jsonl").exists():
             raise FileNotFoundError(f"{folder} holds no runs.jsonl: pass folders written by `conceptlab bench`")
         records.update(read_records(folder / "runs.jsonl"))
-    specs = load_specs(*map(Path, args.dirs))  # one benchmark split over folders (by model or seed) is merged
+    specs = recorded_specs(*map(Path, args.dirs))  # one benchmark split over folders (by model or seed) is merged
     out = Path(args.out or args.dirs[0])
     _check_writable(out)
     write_reports(list(records.values()), specs, out, select=args.select, curves=args.curves)
@@ -142,28 +142,15 @@ def _intervene(args: argparse.Namespace) -> int:
     import json
 
     from .atomic import write_atomic
-    from .datasets.registry import load_dataset
     from .interventions import curve_plot, fit_policy, intervention_curve, resolve_policy
-    from .models import load_model
-    from .training.recipes import check_compatible
+    from .training.runs import load_run
 
     resolve_policy(args.policy)  # an unknown name fails before anything loads
     out = Path(args.out or Path("results") / "interventions" / Path(args.checkpoint).stem)
     _check_writable(out)  # before the curves are computed, not after
-    model, info, meta = load_model(args.checkpoint)
-    if "dataset" not in meta or "seed" not in meta:
-        raise ValueError(
-            f"{args.checkpoint} does not record the dataset it was trained on; use the Python API "
-            "conceptlab.models.interventions.intervention_curve(model, data) with your test data"
-        )
-    splits = load_dataset(meta["dataset"], seed=meta["seed"])
+    run = load_run(args.checkpoint)
+    model, splits, threshold = run.model, run.data.splits, run.record.binary_threshold
     test = splits.test
-    if test.info.to_dict() != info.to_dict():
-        raise ValueError(f"{args.checkpoint} was trained with concepts {list(info.concept_names)[:5]} and classes "
-                         f"{list(info.task_names)[:5]}, but the dataset it records gives {list(test.info.concept_names)[:5]} "
-                         f"and {list(test.info.task_names)[:5]}: the checkpoint and its metadata disagree")
-    check_compatible(model, test)
-    threshold = meta.get("evaluation", {}).get("binary_threshold", 0.0)
     policy = fit_policy(args.policy, model, train=splits.train, val=splits.val, groups=args.groups, seed=args.seed)
     curves = [
         intervention_curve(model, test, policy, args.groups, competence, args.repeats, args.seed, threshold)
@@ -171,7 +158,7 @@ def _intervene(args: argparse.Namespace) -> int:
     ]
     unit = "groups" if args.groups else "concepts"
     print(f"{Path(args.checkpoint).name}: task accuracy % after intervening on n {unit} ({args.policy} policy, "
-          f"{args.repeats} repeats, test split of {meta['dataset'].get('name')} seed {meta['seed']})")
+          f"{args.repeats} repeats, test split of {run.record.dataset.get('name')} seed {run.record.seed})")
     print("n   " + "  ".join(f"{c.name:>24s}" for c in curves))
     for n in range(len(curves[0].accuracy_mean)):
         print(f"{n:<3d} " + "  ".join(f"{100 * c.accuracy_mean[n]:>15.2f} ± {100 * c.accuracy_std[n]:5.2f}" for c in curves))
@@ -224,26 +211,27 @@ def _cce(args: argparse.Namespace) -> int:
     from .concepts.cce import CCE
     from .concepts.cce_plot import explanation_plot
     from .concepts.examples import image_files, read_image
-    from .concepts.tcav import n_classes_of, resolve_class, task_logits
+    from .concepts.tcav import resolve_class, task_logits
     from .datasets.transforms import image_transform
+    from .models.heads import n_classes
     from .models.io import load_any_model
 
     model, classes = load_any_model(args.model, trust_code=args.trust_model_file)
     bank = CAVBank.load(args.bank)
-    classes = classes or list(bank.metadata_.get("classes", []))
-    head_name = args.head or bank.metadata_.get("head")
+    classes = classes or list(bank.saved_metadata.get("classes", []))
+    head_name = args.head or bank.saved_metadata.get("head")
     if not head_name:
         raise ValueError("the bank does not say which layer's input it was fitted on: pass --head NAME "
                          "(the module that maps the embedding to logits, e.g. fc)")
     head = resolve_layer(model, head_name)
-    size = args.image_size or int(bank.metadata_.get("image_size", 224))
+    size = args.image_size or int(bank.saved_metadata.get("image_size", 224))
     files = image_files(args.images)
     transform = image_transform(size)
     x = torch.stack([read_image(file, transform) for file in files])
     embeddings = layer_inputs(model, head_name, x)
     with torch.no_grad():
-        n_classes = n_classes_of(task_logits(head(embeddings[:1])))
-    target = resolve_class(args.target, n_classes, classes or None)
+        head_classes = n_classes(task_logits(head(embeddings[:1])))
+    target = resolve_class(args.target, head_classes, classes or None)
     chosen = {k: v for k, v in (("steps", args.steps), ("alpha", args.alpha), ("beta", args.beta), ("lr", args.lr))
               if v is not None} | {"early_stop": args.early_stop}
     solver = CCE.published(bank, head, **chosen) if args.published else CCE(bank, head, **chosen)

@@ -180,7 +180,7 @@ def test_intervene_refuses_a_checkpoint_whose_data_does_not_match(tmp_path, caps
     model = cbm(2, 3, 2, hidden=[4])
     save_model(model, tmp_path / "m.pt", ConceptInfo(("a", "b", "c"), ("no", "yes")), dataset={"name": "xor"}, seed=0)
     assert cli.main(["intervene", str(tmp_path / "m.pt")]) == 2
-    assert "the checkpoint and its metadata disagree" in capsys.readouterr().err
+    assert "the data do not match the model" in capsys.readouterr().err
     save_model(cbm(5, 2, 2, hidden=[4]), tmp_path / "w.pt", xor(size=100).info, dataset={"name": "xor"}, seed=0)
     assert cli.main(["intervene", str(tmp_path / "w.pt")]) == 2
     assert "takes inputs of 5 features" in capsys.readouterr().err

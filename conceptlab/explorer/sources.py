@@ -94,33 +94,18 @@ def load_explorer_model(path: Path, bank: str | Path | None = None, skip_without
 
 
 def load_explorer_data(model: ExplorerModel, data_root: str | Path | None = None) -> ExplorerData:
-    """The test split ``model`` was evaluated on, rebuilt from its recorded dataset settings and seed.
+    """The test split ``model`` was evaluated on, rebuilt from its recorded dataset settings and seed
+    (``training.runs``, as every tool reads a run).
 
     ``data_root`` replaces the recorded root of a dataset read from disk (CUB), for results moved
     to another machine.
     """
-    from ..datasets.registry import CubSettings, cub_image_splits, dataset_settings, load_cub_for_bench, load_dataset
-    from ..training.recipes import check_compatible
+    from ..training.runs import RunRecord, run_data
 
-    settings = dict(model.metadata["dataset"])
-    if data_root is not None:
-        if settings.get("name") != "cub":
-            raise ValueError(f"--data names where a dataset's files are; {settings.get('name')!r} is generated, not read")
-        settings["root"] = str(data_root)
-    options = dataset_settings(settings)
-    if isinstance(options, CubSettings) and (not options.root or not Path(options.root).exists()):
-        raise FileNotFoundError(f"{model.path.name} was trained on CUB at {options.root!r}, which is not here: "
-                                "pass --data PATH (the directory holding CUB_200_2011/)")
-    seed = int(model.metadata["seed"])
-    images = cub_image_splits(options, seed) if isinstance(options, CubSettings) else None  # the archive, read once
-    splits = load_cub_for_bench(options, seed, images) if images is not None else load_dataset(options, seed=seed)
-    test = splits.test
-    if test.info.to_dict() != model.info.to_dict():
-        raise ValueError(f"{model.path.name} predicts concepts {list(model.info.concept_names)[:4]}... and classes "
-                         f"{list(model.info.task_names)[:4]}..., but its data give {list(test.info.concept_names)[:4]}... "
-                         f"and {list(test.info.task_names)[:4]}...: the data do not match the model")
-    check_compatible(model.model, test)
-    return ExplorerData(test, settings, seed, list(images.test.paths) if images is not None else [], splits.train, splits.val)
+    record = RunRecord.from_metadata(model.metadata, model.path)
+    data = run_data(record, model.model, model.info, model.path, data_root)
+    splits = data.splits
+    return ExplorerData(splits.test, data.dataset, record.seed, data.image_paths, splits.train, splits.val)
 
 
 def check_bank(model: ExplorerModel, inputs: Tensor | None) -> None:
