@@ -120,7 +120,9 @@ def test_bad_example_sets_raise_clear_errors():
     with pytest.raises(ValueError, match="pairs is empty"):
         CAVBank().fit(sets, [])
     with pytest.raises(ValueError, match="alpha and tol must be positive"):
-        CAVBank(alpha=0)
+        CAVBank(alpha=0).fit(sets, [("clear", "random0")])  # checked by fit, as scikit-learn does
+    with pytest.raises(ValueError, match="max_iter must be a positive"):
+        CAVBank(max_iter=0).fit(sets, [("clear", "random0")])
 
 
 def test_an_iteration_cap_that_stops_short_is_reported():

@@ -90,8 +90,13 @@ def test_bank_input_errors():
         CAVBank().fit(sets, [("concept0", "stripes")])
     with pytest.raises(ValueError, match="one shape"):
         CAVBank().fit({"a": torch.randn(4, 3), "b": torch.randn(4, 5)}, [("a", "b")])
+    unfitted = CAVBank("liblinear", alpha=0.5)  # scikit-learn style: __init__ stores, fit validates
+    assert unfitted.get_params() == {"solver": "liblinear", "alpha": 0.5, "max_iter": None, "tol": 1e-3,
+                                     "test_fraction": 0.33, "seed": 0, "cache_dir": None}
     with pytest.raises(ValueError, match="solver must be"):
-        CAVBank("liblinear")
+        unfitted.fit(sets, [("concept0", "random0")])
+    with pytest.raises(TypeError):
+        CAVBank("svm", 0.5)  # options are keyword-only
 
 
 def _planted_model(u: torch.Tensor) -> nn.Module:

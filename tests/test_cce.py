@@ -235,7 +235,7 @@ def test_a_bank_survives_save_and_load(tmp_path):
     bank.seed = 0
     path = bank.save(tmp_path / "bank.pt", head="fc", classes=["a", "b"])
     loaded = CAVBank.load(path)
-    assert loaded.metadata_ == {"head": "fc", "classes": ["a", "b"]}
+    assert loaded.saved_metadata == {"head": "fc", "classes": ["a", "b"]}
     assert loaded.pairs_ == bank.pairs_
     assert torch.equal(CCE(loaded, head, steps=5).explain(z, targets).weights, CCE(bank, head, steps=5).explain(z, targets).weights)
     with pytest.raises(FileNotFoundError, match="no concept bank"):

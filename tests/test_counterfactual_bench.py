@@ -100,7 +100,7 @@ def test_benchmark_runs_resumes_and_reports_on_a_tiny_archive(archive, tmp_path,
     assert {r["concept"] for r in records} == {"grayscale", "red_tint", "border"}
     bank = CAVBank.load(out / "bank.pt")
     assert [p for p, _ in bank.pairs_] == ["grayscale", "red_tint", "border"]  # attributes: too few images
-    assert bank.metadata_["head"] == "head" and len(bank.metadata_["classes"]) == 3
+    assert bank.saved_metadata["head"] == "head" and len(bank.saved_metadata["classes"]) == 3
     with_mistakes = [r for r in records if r["mistakes"]]
     for r in with_mistakes:
         assert 1 <= r["mean_rank"] <= 3 and 0 <= r["precision_at_3"] <= 1

@@ -67,6 +67,7 @@ class CAVBank:
     def __init__(
         self,
         solver: Solver = "svm",
+        *,
         alpha: float = 0.01,
         max_iter: int | None = None,
         tol: float = 1e-3,
@@ -74,12 +75,6 @@ class CAVBank:
         seed: int = 0,
         cache_dir: str | Path | None = None,
     ):
-        if solver not in SOLVERS:
-            raise ValueError(f"solver must be one of {', '.join(SOLVERS)}; got {solver!r}")
-        if not 0 <= test_fraction < 1:
-            raise ValueError(f"test_fraction must lie in [0, 1); got {test_fraction}")
-        if not alpha > 0 or not tol > 0:
-            raise ValueError(f"alpha and tol must be positive; got alpha={alpha}, tol={tol}")
         self.solver = solver
         self.alpha = alpha
         self.max_iter = max_iter
@@ -87,6 +82,23 @@ class CAVBank:
         self.test_fraction = test_fraction
         self.seed = seed
         self.cache_dir = cache_dir
+        #: What the file this bank was loaded from recorded beside it (``save(path, **metadata)``);
+        #: empty for a bank fitted in this process.
+        self.saved_metadata: dict = {}
+
+    def get_params(self) -> dict:
+        """The hyperparameters, as given to ``__init__``."""
+        return {name: getattr(self, name) for name in (*self._SETTINGS, "cache_dir")}
+
+    def _check_settings(self) -> None:
+        if self.solver not in SOLVERS:
+            raise ValueError(f"solver must be one of {', '.join(SOLVERS)}; got {self.solver!r}")
+        if not 0 <= self.test_fraction < 1:
+            raise ValueError(f"test_fraction must lie in [0, 1); got {self.test_fraction}")
+        if not self.alpha > 0 or not self.tol > 0:
+            raise ValueError(f"alpha and tol must be positive; got alpha={self.alpha}, tol={self.tol}")
+        if self.max_iter is not None and self.max_iter < 1:
+            raise ValueError(f"max_iter must be a positive number of iterations (or None); got {self.max_iter}")
 
     _LEARNED = ("pairs_", "directions_", "intercepts_", "norms_", "accuracy_", "objective_", "duality_gap_", "n_iter_",
                 "margin_max_", "margin_min_", "positive_mean_", "negative_mean_", "above_mean_", "below_mean_")
@@ -104,7 +116,13 @@ class CAVBank:
         return Path(self.cache_dir) / f"cavs-{hashlib.sha256(blob.encode()).hexdigest()[:24]}.pt"
 
     def fit(self, sets: Mapping[str, Tensor], pairs: Sequence[tuple[str, str]]) -> CAVBank:
-        """Fit one CAV per (positive set, negative set) pair of ``sets`` (name -> (n, ...) activations)."""
+        """Fit one CAV per (positive set, negative set) pair of ``sets`` (name -> (n, ...) activations).
+
+        Raises:
+            ValueError: Invalid hyperparameters (checked here, as scikit-learn does), or sets that
+                are missing, empty or of different widths.
+        """
+        self._check_settings()
         pairs = [(str(p), str(n)) for p, n in pairs]
         _check_sets(sets, pairs)
         cache = self._cache_path(sets, pairs) if self.cache_dir is not None else None
@@ -194,7 +212,8 @@ class CAVBank:
 
     @classmethod
     def load(cls, path: str | Path) -> CAVBank:
-        """A bank written by ``save``; its metadata is in ``metadata_``. Loads tensors only, never code."""
+        """A bank written by ``save``; what it recorded beside the CAVs is in ``saved_metadata``. Loads
+        tensors only, never code."""
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"no concept bank at {path}; write one with CAVBank.fit(...).save(path)")
@@ -203,18 +222,17 @@ class CAVBank:
         except Exception as err:
             raise ValueError(f"{path} is not a readable conceptlab concept bank ({type(err).__name__}: {err})") from err
         if not isinstance(payload, dict) or payload.get("format") != BANK_FORMAT:
-            found = payload.get("format") if isinstance(payload, dict) else None
-            hint = "; it was written by an older conceptlab: fit and save it again" if found == "conceptlab-cavs/1" else ""
-            raise ValueError(f"{path} is not a conceptlab concept bank (expected format {BANK_FORMAT!r}){hint}")
+            raise ValueError(f"{path} is not a conceptlab concept bank (expected format {BANK_FORMAT!r})")
         verify_checksum(payload, path, "concept bank")
         try:
             bank = cls(**payload["settings"])
+            bank._check_settings()
         except (TypeError, ValueError) as err:
             raise ValueError(f"{path} holds settings this conceptlab does not know ({err}); fit and save the bank again") from None
         for key, value in payload["learned"].items():
             setattr(bank, key, value)
         bank.pairs_ = [tuple(p) for p in bank.pairs_]
-        bank.metadata_ = dict(payload["metadata"])
+        bank.saved_metadata = dict(payload["metadata"])
         return bank
 
     def _margins(self, z: Tensor) -> Tensor:
