@@ -17,13 +17,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from conceptlab.bench.report import Row, summarize
-from conceptlab.bench.runner import load_specs
+from conceptlab.bench.report import Row, table_rows
+from conceptlab.bench.runner import recorded_specs
 from conceptlab.bench.store import RunStore
 
 
 def rows_of(folder: Path) -> list[Row]:
-    return summarize(RunStore(folder / "runs.jsonl").records(), load_specs(folder))
+    return table_rows(RunStore(folder / "runs.jsonl").records(), recorded_specs(folder))
 
 
 def auc(row: Row, policy: str) -> float | None:

@@ -79,7 +79,10 @@ def test_every_node_is_checked_before_any_run(tmp_path):
 
 
 def test_paths_become_absolute_and_workers_get_the_tracking_variables(tmp_path, monkeypatch):
-    from conceptlab.bench.ray_backend import absolute, isolate_gpus, runtime_env
+    import torch
+
+    from conceptlab.bench.ray_backend import absolute, runtime_env
+    from conceptlab.bench.worker import setup_worker
 
     monkeypatch.chdir(tmp_path)
     spec = parse_spec({**TINY, "name": "cub-like"})
@@ -91,9 +94,9 @@ def test_paths_become_absolute_and_workers_get_the_tracking_variables(tmp_path, 
     assert shipped["py_modules"][0].endswith("conceptlab")
     assert shipped["env_vars"] == {"MLFLOW_TRACKING_URI": "http://tracking:5000"}
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
-    isolate_gpus(1.0)
+    setup_worker(torch.get_num_threads())
     assert os.environ["CUDA_VISIBLE_DEVICES"] == "0,1"
-    isolate_gpus(0)
+    setup_worker(torch.get_num_threads(), hide_gpus=True)
     assert os.environ["CUDA_VISIBLE_DEVICES"] == ""
 
 

@@ -7,7 +7,7 @@ import pytest
 from conceptlab import cli
 from conceptlab.bench import parse_spec, run_grid
 from conceptlab.bench import runner as runner_module
-from conceptlab.bench.report import summarize
+from conceptlab.bench.report import table_rows
 
 TINY = {
     "name": "tiny",
@@ -42,11 +42,11 @@ def test_selection_reads_validation_metrics_never_test_ones():
     spec = parse_spec({**TINY, "sweep": {"train.lr": [0.01, 0.001]}})
     records = [_record(0.01, s, val=0.90, test=0.60) for s in range(2)]  # best on validation, worse on test
     records += [_record(0.001, s, val=0.80, test=0.99) for s in range(2)]
-    (row,) = summarize(records, [spec])
+    (row,) = table_rows(records, [spec])
     assert row.chosen == {"train.lr": 0.01} and row.points == 2
     assert row.metrics["task_accuracy"][0] == pytest.approx(60.0)
     with pytest.raises(ValueError, match="unknown selection metric"):
-        summarize(records, [spec], select="task_accuracy")
+        table_rows(records, [spec], select="task_accuracy")
 
 
 @pytest.mark.parametrize("sweep, message", [
@@ -176,13 +176,13 @@ def test_a_missing_tracker_package_is_named_before_any_run(monkeypatch, capsys):
 
 
 def test_a_rerun_with_other_models_keeps_the_first_models_in_the_report(tmp_path):
-    from conceptlab.bench.runner import load_specs, record_specs
+    from conceptlab.bench.runner import record_specs, recorded_specs
 
     base = {"name": "tiny", "dataset": {"name": "xor", "size": 300}, "models": ["cbm-fuzzy", "blackbox"], "seeds": 2}
     record_specs([parse_spec(base)], tmp_path)
     record_specs([parse_spec({**base, "models": ["cem"], "seeds": 1})], tmp_path)
-    (spec,) = load_specs(tmp_path)
+    (spec,) = recorded_specs(tmp_path)
     assert spec.models == ("cbm-fuzzy", "blackbox", "cem") and spec.seeds == 2
     record_specs([parse_spec({**base, "dataset": {"name": "xor", "size": 400}, "models": ["cem"]})], tmp_path)
-    (spec,) = load_specs(tmp_path)
+    (spec,) = recorded_specs(tmp_path)
     assert spec.models == ("cem",)  # other settings: the new benchmark replaces the old one

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from conceptlab.bench import parse_spec, run_grid
-from conceptlab.bench.report import summarize
+from conceptlab.bench.report import table_rows
 from conceptlab.settings import SettingsError
 
 pytest.importorskip("ray.tune")
@@ -53,7 +53,7 @@ def test_asha_stops_trials_that_fall_behind_and_records_each_once(tmp_path):
     assert stopped and finished, [(r["sweep_point"], r["status"]) for r in records]
     assert all(2 <= r["epochs"] < 12 and "stopped by ASHA" in r["error"] for r in stopped)
     assert all(r["epochs"] == 12 for r in finished)
-    row = summarize(records, [spec])[0]
+    row = table_rows(records, [spec])[0]
     assert row.chosen["train.lr"] in {r["sweep_point"]["train.lr"] for r in finished}  # only finished points compete
     lines = (tmp_path / "out" / "runs.jsonl").read_text().splitlines()
     assert len(lines) == 8 and all(json.loads(line)["status"] in ("ok", "stopped") for line in lines)

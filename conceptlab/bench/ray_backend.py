@@ -26,6 +26,7 @@ from typing import Any
 from ..processes import sigterm_as_exit
 from .plan import plan_record, versions
 from .spec import BenchSpec
+from .worker import setup_worker
 
 log = logging.getLogger(__name__)
 
@@ -127,13 +128,6 @@ def _node_name() -> str:
         return "localhost"
 
 
-def isolate_gpus(gpus: float) -> None:
-    """Hide every GPU from a task that asked for none (Ray no longer does), so that a CPU run
-    never lands on GPU 0 beside the GPU runs; must run before CUDA is first used in the process."""
-    if gpus == 0:
-        os.environ["CUDA_VISIBLE_DEVICES"] = ""
-
-
 def runtime_env(address: str | None) -> dict[str, Any] | None:
     """What Ray gives every worker on a cluster: the driver's conceptlab and tracking variables.
 
@@ -167,14 +161,8 @@ def absolute(plan):
 
 def prepare_worker(spec: BenchSpec) -> None:
     """Set up a Ray worker process for one run of ``spec``: as many torch threads as CPUs the
-    task holds, and no GPU unless it asked for one."""
-    import torch
-
-    from ..runtime import keep_freed_memory
-
-    isolate_gpus(gpus_for(spec))
-    torch.set_num_threads(max(1, int(spec.resources.cpus)))
-    keep_freed_memory()
+    task holds, and no GPU unless it asked for one (``worker.setup_worker``)."""
+    setup_worker(int(spec.resources.cpus), hide_gpus=gpus_for(spec) == 0)
 
 
 def _run_task(plan, run: Callable[[Any], dict[str, Any]]) -> dict[str, Any]:

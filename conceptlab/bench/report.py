@@ -54,7 +54,7 @@ def _mean_std(values: list[float]) -> tuple[float, float] | None:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
-def summarize(records: list[dict[str, Any]], specs: list[BenchSpec], select: str = "val_task_accuracy") -> list[Row]:
+def table_rows(records: list[dict[str, Any]], specs: list[BenchSpec], select: str = "val_task_accuracy") -> list[Row]:
     """Aggregate the runs of the current configs, model by model in config order.
 
     With a sweep, each model's row is the point whose mean ``select`` (a validation metric) over
@@ -293,7 +293,7 @@ def write_reports(records: list[dict[str, Any]], specs: list[BenchSpec], out_dir
                   select: str = "val_task_accuracy", curves: bool = False) -> str:
     """Write table.md, table.csv, accuracy.png, interventions.csv / .png, policies.png (models
     with several policies) and, with ``curves``, losses.png into ``out_dir``; return the markdown."""
-    rows = summarize(records, specs, select)
+    rows = table_rows(records, specs, select)
     markdown = markdown_table(rows, specs, select)
     write_atomic(out_dir / "table.md", markdown)
     write_atomic(out_dir / "table.csv", csv_table(rows))
@@ -311,7 +311,7 @@ def terminal_summary(records: list[dict[str, Any]], specs: list[BenchSpec], out_
                      select: str = "val_task_accuracy") -> str:
     """What a bench prints when it ends: per benchmark, the model table's main columns and each
     concept model's best deployable intervention policy; the full tables are in ``out_dir``."""
-    rows = summarize(records, specs, select)
+    rows = table_rows(records, specs, select)
     out = io.StringIO()
     for spec in specs:
         cells = [r for r in rows if r.dataset == spec.name]

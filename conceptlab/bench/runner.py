@@ -7,7 +7,6 @@ import logging
 import os
 import time
 import traceback
-import warnings
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -19,13 +18,14 @@ from ..concepts.bank import BANK_SUFFIX
 from ..datasets.registry import load_dataset, prepare_shared, settings_dict
 from ..models.io import save_model
 from ..processes import WorkerPool, sigterm_as_exit
-from ..runtime import keep_freed_memory, seeded
+from ..runtime import seeded
 from ..training.recipes import fit
 from .evaluation import evaluate_run, evaluate_split
 from .plan import RunPlan, plan_record
 from .spec import BenchSpec
 from .store import RunStore
 from .tracking import RunTracker, final_metrics, flat_params
+from .worker import setup_worker
 from .zoo import MODEL_KEYS
 
 log = logging.getLogger(__name__)
@@ -92,12 +92,6 @@ def training_bank(splits, spec: BenchSpec, seed: int):
                             spec.model.bank_alpha, seed=seed)
 
 
-def _init_worker(threads: int) -> None:
-    torch.set_num_threads(threads)
-    keep_freed_memory()
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
-
-
 SPECS_FILE = "specs.json"
 
 
@@ -129,7 +123,7 @@ def _merged(old: dict | None, new: dict) -> dict:
     return {**new, "models": models, "seeds": max(old.get("seeds", 1), new.get("seeds", 1))}
 
 
-def load_specs(*out_dirs: Path) -> list[BenchSpec]:
+def recorded_specs(*out_dirs: Path) -> list[BenchSpec]:
     """The benchmarks result folders hold, from their ``specs.json``; one benchmark run in several
     folders (split by model or by seed, same settings) is merged as a rerun in one folder would be."""
     from .spec import parse_spec
@@ -236,7 +230,7 @@ def _run_parallel(plans: list[RunPlan], workers: int, store: RunStore, bar: tqdm
     """Runs on a pool of worker processes this process owns: an interruption (Ctrl-C, SIGTERM, an
     error) kills every worker, whose runs were never recorded, and so cannot hang on a worker."""
     threads = max(1, (os.cpu_count() or 1) // workers)
-    with sigterm_as_exit(), WorkerPool(workers, initializer=_init_worker, initargs=(threads,)) as pool:
+    with sigterm_as_exit(), WorkerPool(workers, initializer=setup_worker, initargs=(threads,)) as pool:
         for outcome in pool.imap_unordered(run_one, plans):
             if outcome.error is None:
                 _record(store, outcome.value, bar)

@@ -43,7 +43,7 @@ class ModelSettings:
 
 
 @dataclass(frozen=True)
-class ModelKey:
+class ModelEntry:
     """How one benchmark model is built and trained."""
 
     description: str
@@ -62,62 +62,62 @@ def _bottleneck_units(info: ConceptInfo, s: ModelSettings) -> int:
     return info.n_concepts * s.embedding_size
 
 
-MODEL_KEYS: dict[str, ModelKey] = {
-    "linear-probe": ModelKey(
+MODEL_KEYS: dict[str, ModelEntry] = {
+    "linear-probe": ModelEntry(
         "one Linear layer on the inputs (frozen features: the backbone's own linear classifier)",
         lambda d, info, s: linear_probe(d, info.n_classes),
     ),
-    "pcbm": ModelKey(
+    "pcbm": ModelEntry(
         "post-hoc CBM: elastic-net head on distances to a concept bank fitted on the embeddings",
         lambda d, info, s: pcbm(d, info.n_concepts, info.n_classes),
         recipe="posthoc",
         bank=True,
     ),
-    "pcbm-h": ModelKey(
+    "pcbm-h": ModelEntry(
         "hybrid post-hoc CBM: the PCBM head frozen, plus a linear residual on the embedding",
         lambda d, info, s: pcbm(d, info.n_concepts, info.n_classes, hybrid=True),
         recipe="posthoc",
         bank=True,
     ),
-    "blackbox": ModelKey(
+    "blackbox": ModelEntry(
         "no-concept baseline: hybrid-sized latent code, task loss only",
         lambda d, info, s: black_box(d, info.n_classes, _bottleneck_units(info, s), s.hidden, **s.trunk),
     ),
-    "cbm-bool": ModelKey(
+    "cbm-bool": ModelEntry(
         "joint CBM, hard 0/1 bottleneck",
         lambda d, info, s: cbm(d, info.n_concepts, info.n_classes, "bool", hidden=s.hidden, **s.trunk),
     ),
-    "cbm-fuzzy": ModelKey(
+    "cbm-fuzzy": ModelEntry(
         "joint CBM, sigmoid bottleneck",
         lambda d, info, s: cbm(d, info.n_concepts, info.n_classes, "sigmoid", hidden=s.hidden, **s.trunk),
     ),
-    "cbm-logit": ModelKey(
+    "cbm-logit": ModelEntry(
         "joint CBM, logit bottleneck",
         lambda d, info, s: cbm(d, info.n_concepts, info.n_classes, "logit", hidden=s.hidden, **s.trunk),
     ),
-    "cbm-hybrid": ModelKey(
+    "cbm-hybrid": ModelEntry(
         "joint CBM, sigmoid concepts plus k(m-1) unsupervised units",
         lambda d, info, s: cbm(
             d, info.n_concepts, info.n_classes, "sigmoid",
             n_extra=_bottleneck_units(info, s) - info.n_concepts, hidden=s.hidden, **s.trunk,
         ),
     ),
-    "cbm-seq": ModelKey(
+    "cbm-seq": ModelEntry(
         "sequential CBM, sigmoid bottleneck",
         lambda d, info, s: cbm(d, info.n_concepts, info.n_classes, "sigmoid", hidden=s.hidden, **s.trunk),
         recipe="sequential",
     ),
-    "cbm-ind": ModelKey(
+    "cbm-ind": ModelEntry(
         "independent CBM, sigmoid bottleneck",
         lambda d, info, s: cbm(d, info.n_concepts, info.n_classes, "sigmoid", hidden=s.hidden, **s.trunk),
         recipe="independent",
     ),
-    "cem": ModelKey(
+    "cem": ModelEntry(
         "concept embedding model with RandInt",
         lambda d, info, s: cem(d, info.n_concepts, info.n_classes, s.embedding_size, s.latent_dim, s.hidden, **s.trunk),
         randint=True,
     ),
-    "intcem": ModelKey(
+    "intcem": ModelEntry(
         "intervention-aware CEM: trained on sampled intervention trajectories, with a learned policy over concept groups",
         lambda d, info, s: intcem(d, info.n_concepts, info.n_classes, info.group_matrix(), s.embedding_size, s.latent_dim,
                                   s.hidden, s.policy_hidden, **s.trunk),
