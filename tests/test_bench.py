@@ -5,7 +5,7 @@ import pytest
 
 from conceptlab import cli
 from conceptlab.bench import load_spec, parse_spec, run_grid, write_reports
-from conceptlab.bench import runner as runner_module
+from conceptlab.bench import run as run_module
 from conceptlab.datasets.registry import SyntheticSettings
 
 
@@ -58,7 +58,7 @@ def test_grid_writes_runs_tables_and_checkpoints(tmp_path):
 def test_rerun_skips_finished_runs_and_retries_failed_ones(tmp_path, monkeypatch):
     spec = _spec()
     calls, fail_once = [], [1]  # the first load of seed 1 fails
-    real_load = runner_module.load_dataset
+    real_load = run_module.load_dataset
 
     def load_or_fail_once(config, seed):
         calls.append(seed)
@@ -67,7 +67,7 @@ def test_rerun_skips_finished_runs_and_retries_failed_ones(tmp_path, monkeypatch
             raise OSError("disk went away")
         return real_load(config, seed)
 
-    monkeypatch.setattr(runner_module, "load_dataset", load_or_fail_once)
+    monkeypatch.setattr(run_module, "load_dataset", load_or_fail_once)
     store = run_grid([spec], tmp_path, workers=1, progress=False)
     failed = [r for r in store.records() if r["status"] == "failed"]
     assert len(calls) == 4 and len(failed) == 1  # the grid went on after the failure

@@ -29,7 +29,7 @@ def test_ray_and_local_backends_give_identical_results(tmp_path):
 
 def test_a_worker_that_cannot_write_the_output_stops_the_grid(tmp_path):
     from conceptlab.bench.ray_backend import run_on_ray
-    from conceptlab.bench.runner import run_one
+    from conceptlab.bench.run import run_one
 
     plan = RunPlan(parse_spec(TINY), "blackbox", 0, str(tmp_path / "not-there"))
     recorded = []

@@ -1,4 +1,5 @@
-"""One run of a grid, and the fields that name it in ``runs.jsonl`` whatever became of it."""
+"""Planning a grid: its runs (``RunPlan``), those still to do, and the fields that name a run in
+``runs.jsonl`` whatever became of it."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import torch
 
 from .. import __version__
 from .spec import BenchSpec
+from .store import RunStore
 
 
 @dataclass(frozen=True)
@@ -59,3 +61,15 @@ def plan_record(plan: RunPlan) -> dict[str, Any]:
         "sweep_point": dict(spec.point),
         "versions": versions(),
     }
+
+
+def plan_runs(spec: BenchSpec, out_dir: Path, store: RunStore, tracker: str | None = None) -> list[RunPlan]:
+    """Every (sweep point, seed, model) not finished in ``store``."""
+    done = store.finished()
+    return [
+        RunPlan(point, model, seed, str(out_dir), tracker)
+        for point in spec.points()
+        for seed in range(spec.seeds)
+        for model in spec.models
+        if (spec.name, model, seed, point.config_hash()) not in done
+    ]

@@ -1,95 +1,26 @@
-"""Run a benchmark grid (models x seeds), resumably, in parallel worker processes."""
+"""Run a benchmark grid (models x seeds), resumably: record its specs, plan the runs still to do
+(``plan``), and hand them to an executor (``executors``, ``ray_backend``, ``tune_backend``), each
+running ``run.run_one``."""
 
 from __future__ import annotations
 
 import json
 import logging
 import os
-import time
-import traceback
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
 from tqdm import tqdm
 
-from ..concepts.bank import BANK_SUFFIX
-from ..datasets.registry import load_dataset, prepare_shared, settings_dict
-from ..models.io import save_model
-from ..processes import WorkerPool, sigterm_as_exit
-from ..runtime import seeded
-from ..training.recipes import fit
-from .evaluation import evaluate_run, evaluate_split
-from .plan import RunPlan, plan_record
+from ..datasets.registry import prepare_shared
+from .executors import run_inline, run_on_pool
+from .plan import plan_runs
+from .run import run_one
 from .spec import BenchSpec
 from .store import RunStore
-from .tracking import RunTracker, final_metrics, flat_params
-from .worker import setup_worker
-from .zoo import MODEL_KEYS
 
 log = logging.getLogger(__name__)
-
-
-def run_one(plan: RunPlan, callbacks: list | None = None) -> dict[str, Any]:
-    """Train and evaluate one (model, seed); the seed draws the data and initialises the model.
-    ``callbacks`` (Lightning callbacks) join its training, e.g. Ray Tune's per-epoch report."""
-    spec, key = plan.spec, MODEL_KEYS[plan.model]
-    record = plan_record(plan)
-    started = time.perf_counter()
-    tracker = None
-    try:
-        splits = load_dataset(spec.dataset, seed=plan.seed)
-        with seeded(plan.seed):
-            in_features = splits.train.x.shape[1] if hasattr(splits.train, "x") else 0  # images: the backbone decides
-            model = key.build(in_features, splits.info, spec.model)
-        bank = training_bank(splits, spec, plan.seed) if key.bank else None
-        if bank is not None:
-            model.set_bank(bank)
-        train_config = key.train_config(replace(spec.train, seed=plan.seed), spec.model)
-        if plan.tracker:
-            tags = {"dataset": spec.name, "model": plan.model, "seed": plan.seed, "config_hash": record["config_hash"]}
-            params = {**flat_params(record["config"]), **{f"sweep.{k}": str(v) for k, v in record["sweep_point"].items()}}
-            tracker = RunTracker(plan.tracker, plan.out_dir, spec.name, plan.name.removeprefix(f"{spec.name}-"), tags, params)
-        report = fit(model, splits, key.recipe, train_config, loggers=[tracker.logger] if tracker else None,
-                     callbacks=callbacks)
-        metrics = evaluate_run(model, splits, spec.evaluation, seed=plan.seed)
-        validation = evaluate_split(model, splits.val, spec.evaluation)
-        if bank is not None:  # beside the checkpoint, so that `conceptlab explore` can draw counterfactuals
-            bank.save(plan.checkpoint.with_name(plan.checkpoint.stem + BANK_SUFFIX), checkpoint=plan.checkpoint.name)
-        save_model(
-            model.cpu(), plan.checkpoint, splits.info,
-            bench=spec.name, model_key=plan.model, seed=plan.seed, dataset=settings_dict(spec.dataset),
-            evaluation=spec.evaluation.to_dict(), config_hash=record["config_hash"],
-        )
-        record.update(
-            status="ok",
-            **metrics,
-            **{f"val_{k}": v for k, v in validation.items()},
-            history=report.history,
-            epochs=report.epochs,
-            stage_epochs=report.stage_epochs,
-            train_seconds=round(report.seconds, 3),
-            checkpoint=str(plan.checkpoint),
-        )
-    except Exception as err:  # a failed run is recorded and the grid goes on
-        record.update(status="failed", error=f"{type(err).__name__}: {err}", traceback=traceback.format_exc())
-    record["wall_seconds"] = round(time.perf_counter() - started, 3)
-    if tracker is not None:
-        ok = record["status"] == "ok"
-        tracker.finish(final_metrics(record) if ok else {}, "success" if ok else "failed")
-    return record
-
-
-def training_bank(splits, spec: BenchSpec, seed: int):
-    """A PCBM's concept bank, fitted on the training split's embeddings and concept labels."""
-    from ..concepts.bank import bank_from_labels
-
-    if not hasattr(splits.train, "x"):
-        raise ValueError("pcbm and pcbm-h read embeddings: use the dataset in frozen mode (dataset.mode: frozen), "
-                         "not images")
-    return bank_from_labels(splits.train.x, splits.train.c, splits.info.concept_names, spec.model.bank_examples,
-                            spec.model.bank_alpha, seed=seed)
 
 
 SPECS_FILE = "specs.json"
@@ -154,18 +85,6 @@ def _read_specs(path: Path) -> dict[str, dict]:
     return configs
 
 
-def plan_runs(spec: BenchSpec, out_dir: Path, store: RunStore, tracker: str | None = None) -> list[RunPlan]:
-    """Every (sweep point, seed, model) not finished in ``store``."""
-    done = store.finished()
-    return [
-        RunPlan(point, model, seed, str(out_dir), tracker)
-        for point in spec.points()
-        for seed in range(spec.seeds)
-        for model in spec.models
-        if (spec.name, model, seed, point.config_hash()) not in done
-    ]
-
-
 def default_workers(device: str) -> int:
     """One process per core on the CPU; a single process when a GPU does the work."""
     if device in ("cuda", "gpu") or (device == "auto" and torch.cuda.is_available()):
@@ -205,37 +124,28 @@ def run_grid(
     if not plans:
         return store
     bar = tqdm(total=len(plans), desc="runs", unit="run", disable=not progress)
+
+    def keep(record: dict[str, Any]) -> None:
+        _record(store, record, bar)
+
     try:
         if backend == "ray":
             if any(spec.search for spec in specs):
                 from .tune_backend import run_on_tune as run_on_cluster
             else:
                 from .ray_backend import run_on_ray as run_on_cluster
-            run_on_cluster(plans, run_one, address, workers, lambda record: _record(store, record, bar))
+            run_on_cluster(plans, run_one, address, workers, keep)
             return store
         for spec in {plan.spec.name: plan.spec for plan in plans}.values():
             prepare_shared(spec.dataset, progress=progress)  # e.g. CUB features: extracted once, not once per worker
         workers = min(workers or default_workers(specs[0].train.device), len(plans))
         if workers == 1:
-            for plan in plans:
-                _record(store, run_one(plan), bar)
+            run_inline(plans, run_one, keep)
         else:
-            _run_parallel(plans, workers, store, bar)
+            run_on_pool(plans, run_one, workers, keep)
     finally:
         bar.close()
     return store
-
-
-def _run_parallel(plans: list[RunPlan], workers: int, store: RunStore, bar: tqdm) -> None:
-    """Runs on a pool of worker processes this process owns: an interruption (Ctrl-C, SIGTERM, an
-    error) kills every worker, whose runs were never recorded, and so cannot hang on a worker."""
-    threads = max(1, (os.cpu_count() or 1) // workers)
-    with sigterm_as_exit(), WorkerPool(workers, initializer=setup_worker, initargs=(threads,)) as pool:
-        for outcome in pool.imap_unordered(run_one, plans):
-            if outcome.error is None:
-                _record(store, outcome.value, bar)
-            else:  # the worker died during the run (run_one records its own errors)
-                _record(store, {**plan_record(outcome.item), "status": "failed", "error": outcome.error}, bar)
 
 
 def _record(store: RunStore, record: dict[str, Any], bar: tqdm) -> None:

@@ -1,0 +1,80 @@
+"""One run of a grid: train and evaluate one (model, seed) and return its record; every executor calls it."""
+
+from __future__ import annotations
+
+import time
+import traceback
+from dataclasses import replace
+from typing import Any
+
+from ..concepts.bank import BANK_SUFFIX
+from ..datasets.registry import load_dataset, settings_dict
+from ..models.io import save_model
+from ..runtime import seeded
+from ..training.recipes import fit
+from .evaluation import evaluate_run, evaluate_split
+from .plan import RunPlan, plan_record
+from .spec import BenchSpec
+from .tracking import RunTracker, final_metrics, flat_params
+from .zoo import MODEL_KEYS
+
+
+def run_one(plan: RunPlan, callbacks: list | None = None) -> dict[str, Any]:
+    """Train and evaluate one (model, seed); the seed draws the data and initialises the model.
+    ``callbacks`` (Lightning callbacks) join its training, e.g. Ray Tune's per-epoch report."""
+    spec, key = plan.spec, MODEL_KEYS[plan.model]
+    record = plan_record(plan)
+    started = time.perf_counter()
+    tracker = None
+    try:
+        splits = load_dataset(spec.dataset, seed=plan.seed)
+        with seeded(plan.seed):
+            in_features = splits.train.x.shape[1] if hasattr(splits.train, "x") else 0  # images: the backbone decides
+            model = key.build(in_features, splits.info, spec.model)
+        bank = training_bank(splits, spec, plan.seed) if key.bank else None
+        if bank is not None:
+            model.set_bank(bank)
+        train_config = key.train_config(replace(spec.train, seed=plan.seed), spec.model)
+        if plan.tracker:
+            tags = {"dataset": spec.name, "model": plan.model, "seed": plan.seed, "config_hash": record["config_hash"]}
+            params = {**flat_params(record["config"]), **{f"sweep.{k}": str(v) for k, v in record["sweep_point"].items()}}
+            tracker = RunTracker(plan.tracker, plan.out_dir, spec.name, plan.name.removeprefix(f"{spec.name}-"), tags, params)
+        report = fit(model, splits, key.recipe, train_config, loggers=[tracker.logger] if tracker else None,
+                     callbacks=callbacks)
+        metrics = evaluate_run(model, splits, spec.evaluation, seed=plan.seed)
+        validation = evaluate_split(model, splits.val, spec.evaluation)
+        if bank is not None:  # beside the checkpoint, so that `conceptlab explore` can draw counterfactuals
+            bank.save(plan.checkpoint.with_name(plan.checkpoint.stem + BANK_SUFFIX), checkpoint=plan.checkpoint.name)
+        save_model(
+            model.cpu(), plan.checkpoint, splits.info,
+            bench=spec.name, model_key=plan.model, seed=plan.seed, dataset=settings_dict(spec.dataset),
+            evaluation=spec.evaluation.to_dict(), config_hash=record["config_hash"],
+        )
+        record.update(
+            status="ok",
+            **metrics,
+            **{f"val_{k}": v for k, v in validation.items()},
+            history=report.history,
+            epochs=report.epochs,
+            stage_epochs=report.stage_epochs,
+            train_seconds=round(report.seconds, 3),
+            checkpoint=str(plan.checkpoint),
+        )
+    except Exception as err:  # a failed run is recorded and the grid goes on
+        record.update(status="failed", error=f"{type(err).__name__}: {err}", traceback=traceback.format_exc())
+    record["wall_seconds"] = round(time.perf_counter() - started, 3)
+    if tracker is not None:
+        ok = record["status"] == "ok"
+        tracker.finish(final_metrics(record) if ok else {}, "success" if ok else "failed")
+    return record
+
+
+def training_bank(splits, spec: BenchSpec, seed: int):
+    """A PCBM's concept bank, fitted on the training split's embeddings and concept labels."""
+    from ..concepts.bank import bank_from_labels
+
+    if not hasattr(splits.train, "x"):
+        raise ValueError("pcbm and pcbm-h read embeddings: use the dataset in frozen mode (dataset.mode: frozen), "
+                         "not images")
+    return bank_from_labels(splits.train.x, splits.train.c, splits.info.concept_names, spec.model.bank_examples,
+                            spec.model.bank_alpha, seed=seed)
