@@ -61,3 +61,13 @@ def test_the_single_logit_convention_lives_in_models_heads_only():
     offenders = [str(path.relative_to(PACKAGE)) for path in sorted(PACKAGE.rglob("*.py"))
                  if path.name != "heads.py" and any(p in path.read_text() for p in patterns)]
     assert offenders == []
+
+
+def test_datasets_are_told_apart_by_their_features_not_their_type():
+    """Tensor and image datasets share one protocol (datasets.base.ConceptData): code asks
+    ``features`` (None for image files), never ``hasattr(data, "x")`` or the class."""
+    import re
+
+    pattern = re.compile(r'hasattr\([\w.]+, "(x|paths)"\)|isinstance\([\w.]+, (Image)?ConceptDataset\)')
+    offenders = [str(path.relative_to(PACKAGE)) for path in sorted(PACKAGE.rglob("*.py")) if pattern.search(path.read_text())]
+    assert offenders == []

@@ -80,3 +80,24 @@ def test_unknown_dataset_names_the_choices():
         load_dataset({"name": "mnist"}, seed=0)
     with pytest.raises(ValueError, match=r"dataset.sizes: unknown key.*known: name, size"):
         load_dataset({"name": "xor", "sizes": 10}, seed=0)
+
+
+def test_tensor_and_image_datasets_share_one_protocol(tmp_path):
+    from PIL import Image
+
+    from conceptlab.datasets import ConceptDataset
+    from conceptlab.datasets.images import ImageConceptDataset
+    from conceptlab.info import ConceptInfo
+
+    info = ConceptInfo(("a", "b"), ("no", "yes"))
+    c, y = torch.tensor([[1.0, 0.0], [0.0, 1.0]]), torch.tensor([1, 0])
+    tensors = ConceptDataset(torch.randn(2, 3), c, y, info)
+    for i in range(2):
+        Image.new("RGB", (4, 4)).save(tmp_path / f"{i}.png")
+    images = ImageConceptDataset([tmp_path / "0.png", tmp_path / "1.png"], c, y, info)
+    assert torch.equal(tensors.features, tensors.x) and images.features is None
+    x, ci, yi = tensors[1]
+    assert torch.equal(x, tensors.x[1]) and torch.equal(ci, c[1]) and int(yi) == 0
+    _, ci, yi = images[1]
+    assert torch.equal(ci, c[1]) and int(yi) == 0
+    assert len(tensors) == len(images) == 2

@@ -29,7 +29,8 @@ def run_one(plan: RunPlan, callbacks: list | None = None) -> dict[str, Any]:
     try:
         splits = load_dataset(spec.dataset, seed=plan.seed)
         with seeded(plan.seed):
-            in_features = splits.train.x.shape[1] if hasattr(splits.train, "x") else 0  # images: the backbone decides
+            features = splits.train.features
+            in_features = features.shape[1] if features is not None else 0  # images: the backbone decides
             model = key.build(in_features, splits.info, spec.model)
         bank = training_bank(splits, spec, plan.seed) if key.bank else None
         if bank is not None:
@@ -73,7 +74,7 @@ def training_bank(splits, spec: BenchSpec, seed: int):
     """A PCBM's concept bank, fitted on the training split's embeddings and concept labels."""
     from ..concepts.bank import bank_from_labels
 
-    if not hasattr(splits.train, "x"):
+    if splits.train.features is None:
         raise ValueError("pcbm and pcbm-h read embeddings: use the dataset in frozen mode (dataset.mode: frozen), "
                          "not images")
     return bank_from_labels(splits.train.x, splits.train.c, splits.info.concept_names, spec.model.bank_examples,

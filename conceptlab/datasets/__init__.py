@@ -1,7 +1,7 @@
 """Concept-annotated datasets: tensors or image files plus named concepts."""
 
 from ..info import ConceptInfo
-from .base import ConceptDataset, ConceptSplits, split_dataset
+from .base import ConceptData, ConceptDataset, ConceptSplits, split_dataset
 from .cub import load_cub, load_koh_pickles
 from .features import extract_features
 from .images import ImageConceptDataset
@@ -10,6 +10,7 @@ from .synthetic import SYNTHETIC_DATASETS, dot, make_synthetic, trig, xor
 
 __all__ = [
     "SYNTHETIC_DATASETS",
+    "ConceptData",
     "ConceptDataset",
     "ConceptInfo",
     "ConceptSplits",

@@ -4,11 +4,43 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor
 
 from ..info import ConceptInfo
+
+
+class ConceptData(Protocol):
+    """What every conceptlab dataset offers, tensors (``ConceptDataset``) or image files
+    (``ImageConceptDataset``): code that needs to know which asks ``features``, never the type.
+
+    Attributes:
+        c: (N, k) concept labels in [0, 1].
+        y: (N,) class indices.
+        info: The concept and class names.
+    """
+
+    c: Tensor
+    y: Tensor
+    info: ConceptInfo
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: int) -> tuple[Any, Tensor, Tensor]:
+        """Sample ``index`` as (input, c, y)."""
+        ...
+
+    @property
+    def inputs(self) -> Any:
+        """What ``predict`` takes: a tensor, or the dataset itself read in order."""
+        ...
+
+    @property
+    def features(self) -> Tensor | None:
+        """The inputs as one (N, ...) tensor, or None when they are files read on demand."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -55,9 +87,17 @@ class ConceptDataset:
     def __len__(self) -> int:
         return self.x.shape[0]
 
+    def __getitem__(self, index: int) -> tuple[Tensor, Tensor, Tensor]:
+        return self.x[index], self.c[index], self.y[index]
+
     @property
     def inputs(self) -> Tensor:
         """What ``predict`` takes for this dataset: the input tensor."""
+        return self.x
+
+    @property
+    def features(self) -> Tensor:
+        """The input tensor (every row in memory)."""
         return self.x
 
     def subset(self, index: Tensor | Sequence[int]) -> ConceptDataset:
@@ -76,9 +116,9 @@ class ConceptSplits:
     ``concept_source`` says how the concept labels were made, where that is not obvious.
     """
 
-    train: ConceptDataset
-    val: ConceptDataset
-    test: ConceptDataset
+    train: ConceptData
+    val: ConceptData
+    test: ConceptData
     concept_source: str = ""
 
     @property

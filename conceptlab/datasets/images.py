@@ -46,5 +46,10 @@ class ImageConceptDataset(Dataset):
         """What ``predict`` takes for this dataset: the dataset itself, read in order."""
         return self
 
+    @property
+    def features(self) -> None:
+        """None: images are files read on demand, not one tensor."""
+        return None
+
     def with_transform(self, transform) -> ImageConceptDataset:
         return ImageConceptDataset(self.paths, self.c, self.y, self.info, transform)

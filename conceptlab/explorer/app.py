@@ -117,7 +117,7 @@ def create_app(explorer: Explorer, hosts: Sequence[str] | None = LOCAL_HOSTS) ->
         groups_done = int(fixed.units_done(explorer.units(name)[1]).sum())
         data = explorer.data(name)
         info = explorer.model(name).info
-        plane = plane_view(data.name, data.test.x[:1], info.concept_names) if hasattr(data.test, "x") else None
+        plane = plane_view(data.name, data.test.features[:1], info.concept_names) if data.test.features is not None else None
         context = {
             "state": state, "link": link, "views": views, "fixed": fixed, "policies": POLICIES, "filters": FILTERS,
             "models": list(explorer.models), "comparable": explorer.comparable(name), "listed": listed[:SAMPLES_LISTED],
@@ -187,7 +187,7 @@ def create_app(explorer: Explorer, hosts: Sequence[str] | None = LOCAL_HOSTS) ->
     def plane(model: str, sample: int) -> Response:
         name = model_or_404(model)
         data = explorer.data(name)
-        view = plane_view(data.name, data.test.x, explorer.model(name).info.concept_names) if hasattr(data.test, "x") else None
+        view = plane_view(data.name, data.test.features, explorer.model(name).info.concept_names) if data.test.features is not None else None
         if view is None or not 0 <= sample < len(data.test):
             raise HTTPException(404, "no 2-D view for this sample")
         return Response(plane_svg(view, data.test.y, explorer.model(name).info.task_names, sample), media_type="image/svg+xml")

@@ -207,7 +207,7 @@ class Explorer:
         self.prepare(name)
         self._check_sample(name, sample)
         model, test = self.model(name).model, self.data(name).test
-        x = test.x[sample : sample + 1] if hasattr(test, "x") else test[sample][0].unsqueeze(0)
+        x = test[sample][0].unsqueeze(0)
         with evaluating(model), torch.no_grad():
             return model.encode(x.to(next(model.parameters()).device))
 

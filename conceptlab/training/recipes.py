@@ -213,7 +213,7 @@ def fit(
 
 def _datamodule(splits, config: TrainConfig, seed: int) -> L.LightningDataModule:
     """Tensor splits live on the device and are sliced; image splits go through DataLoaders."""
-    if isinstance(splits.train, ConceptDataset):
+    if splits.train.features is not None:
         return ConceptDataModule(splits, config.batch_size, seed=seed)
     return ImageDataModule(splits, config.batch_size, num_workers=config.num_workers, seed=seed)
 
