@@ -203,50 +203,28 @@ def _tcav(args: argparse.Namespace) -> int:
 def _cce(args: argparse.Namespace) -> int:
     import json
 
-    import torch
-
     from .atomic import write_atomic
     from .concepts import CAVBank
-    from .concepts.activations import layer_inputs, resolve_layer
-    from .concepts.cce import CCE
+    from .concepts.cce_images import explain_images
     from .concepts.cce_plot import explanation_plot
-    from .concepts.examples import image_files, read_image
-    from .concepts.tcav import resolve_class, task_logits
-    from .datasets.transforms import image_transform
-    from .models.heads import n_classes
     from .models.io import load_any_model
 
     model, classes = load_any_model(args.model, trust_code=args.trust_model_file)
-    bank = CAVBank.load(args.bank)
-    classes = classes or list(bank.saved_metadata.get("classes", []))
-    head_name = args.head or bank.saved_metadata.get("head")
-    if not head_name:
-        raise ValueError("the bank does not say which layer's input it was fitted on: pass --head NAME "
-                         "(the module that maps the embedding to logits, e.g. fc)")
-    head = resolve_layer(model, head_name)
-    size = args.image_size or int(bank.saved_metadata.get("image_size", 224))
-    files = image_files(args.images)
-    transform = image_transform(size)
-    x = torch.stack([read_image(file, transform) for file in files])
-    embeddings = layer_inputs(model, head_name, x)
-    with torch.no_grad():
-        head_classes = n_classes(task_logits(head(embeddings[:1])))
-    target = resolve_class(args.target, head_classes, classes or None)
-    chosen = {k: v for k, v in (("steps", args.steps), ("alpha", args.alpha), ("beta", args.beta), ("lr", args.lr))
-              if v is not None} | {"early_stop": args.early_stop}
-    solver = CCE.published(bank, head, **chosen) if args.published else CCE(bank, head, **chosen)
-    result = solver.explain(embeddings, target)
-    name = lambda k: classes[k] if k < len(classes) else str(k)  # noqa: E731
+    options = {k: v for k, v in (("steps", args.steps), ("alpha", args.alpha), ("beta", args.beta), ("lr", args.lr))
+               if v is not None} | {"early_stop": args.early_stop}
+    found = explain_images(model, CAVBank.load(args.bank), args.images, args.target, head=args.head,
+                           classes=classes or None, image_size=args.image_size, published=args.published, **options)
+    result, name, target = found.result, found.class_name, found.target
     out = Path(args.out or Path("results") / "cce" / Path(args.model).stem)
     records = []
-    for i, file in enumerate(files):
+    for i, file in enumerate(found.files):
         explanation = result.explanation(i, args.top)
         print(f"{file.name}: predicted {name(int(result.original_prediction[i]))}; counterfactual "
               f"{'reaches' if bool(result.success[i]) else 'does not reach'} {name(target)} "
               f"(p = {float(result.target_probability[i]):.2f}) with {int(result.support[i])} concept(s)")
         print("  add:    " + (", ".join(f"{c} ({w:+.2f})" for c, w in explanation["add"]) or "-"))
         print("  remove: " + (", ".join(f"{c} ({w:+.2f})" for c, w in explanation["remove"]) or "-"))
-        explanation_plot(x[i], result, i, out / f"{file.stem}.png", f"{file.name}: towards {name(target)}", args.top)
+        explanation_plot(found.images[i], result, i, out / f"{file.stem}.png", f"{file.name}: towards {name(target)}", args.top)
         records.append({"image": str(file), "target": name(target), "prediction": name(int(result.original_prediction[i])),
                         "success": bool(result.success[i]), "target_probability": float(result.target_probability[i]),
                         "support": int(result.support[i]), **explanation})

@@ -170,3 +170,22 @@ def test_bench_cli_asks_for_the_images_and_runs_cce_alone(capsys):
     assert "on its own" in capsys.readouterr().err
     assert main(["bench", "cce", "--root", "/nonexistent", "--seeds", "2"]) == 2
     assert "--seeds do not apply" in capsys.readouterr().err
+
+
+def test_explain_images_is_the_library_side_of_the_command(archive, tmp_path):
+    from conceptlab.concepts import explain_images
+    from conceptlab.datasets.cub import load_cub
+    from conceptlab.datasets.transforms import image_transform
+
+    model = _tiny_model()
+    images = load_cub(archive, val_fraction=0.0).train
+    x = torch.stack([image_transform(32)(images[i][0]) for i in range(len(images))])
+    sets = {"grayscale": layer_inputs(model, "fc", visual_concept("grayscale")(x[:6])),
+            "grayscale:neg": layer_inputs(model, "fc", x[6:])}
+    bank = CAVBank().fit(sets, [("grayscale", "grayscale:neg")])
+    with pytest.raises(ValueError, match="does not say which layer's input"):
+        explain_images(model, bank, images.paths[0], 1)
+    bank.saved_metadata = {"head": "fc", "classes": ["a", "b", "c"], "image_size": 32}  # as CAVBank.load gives it
+    found = explain_images(model, bank, images.paths[0].parent, "c", steps=20)
+    assert found.head == "fc" and found.target == 2 and found.class_name(2) == "c" and found.images.shape[-1] == 32
+    assert len(found.files) == found.result.weights.shape[0] == found.images.shape[0] > 0

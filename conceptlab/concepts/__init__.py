@@ -4,19 +4,22 @@ from .activations import capture_activations, layer_inputs, resolve_layer
 from .bank import bank_concepts, bank_from_folders, bank_from_labels, concept_bank, label_sets
 from .cav import CAVBank
 from .cce import CCE, Counterfactuals, random_scores, univariate_scores
+from .cce_images import ImageCounterfactuals, explain_images
 from .tcav import layer_gradients, run_tcav, significance, tcav_plot, tcav_scores, write_tcav_csv
 
 __all__ = [
-    "CCE",
     "CAVBank",
+    "CCE",
     "Counterfactuals",
+    "ImageCounterfactuals",
     "bank_concepts",
     "bank_from_folders",
     "bank_from_labels",
     "capture_activations",
     "concept_bank",
-    "layer_gradients",
+    "explain_images",
     "label_sets",
+    "layer_gradients",
     "layer_inputs",
     "random_scores",
     "resolve_layer",
