@@ -17,10 +17,10 @@ def _bench(args: argparse.Namespace) -> int:
         from .processes import start_worker_server
 
         start_worker_server(["conceptlab.bench.runner"])  # workers' imports run beside this process's own
-    from .bench import load_spec, run_grid, write_reports
+    from .bench import run_grid, write_reports
     from .bench.report import terminal_summary
     from .bench.runner import recorded_specs
-    from .bench.spec import load_config
+    from .bench.spec import load_config, spec_from_config
     from .bench.tracking import check_tracker
     from .runtime import keep_freed_memory
 
@@ -38,14 +38,14 @@ def _bench(args: argparse.Namespace) -> int:
         check_reachable(args.address)  # before any work: Ray alone retries an unreachable address for minutes
 
     specs = [
-        load_spec(target, quick=args.quick).with_overrides(
+        spec_from_config(raw, name, target, quick=args.quick).with_overrides(
             models=args.models.split(",") if args.models is not None else None,
             seeds=args.seeds,
             max_epochs=args.max_epochs,
             device=args.device,
             root=args.root,
         )
-        for target in args.targets
+        for target, (raw, name) in zip(args.targets, configs)  # each file read once
     ]
     for spec in specs:
         spec.check_ready()

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict
-from typing import Any, Literal
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, StrictStr
 
 from ..datasets.base import ConceptDataset, ConceptSplits
-from ..interventions import fit_policy, intervention_curve
+from ..interventions import POLICIES, fit_policy, intervention_curve
 from ..metrics import (
     concept_alignment_score,
     concept_representations,
@@ -19,10 +21,14 @@ from ..metrics import (
 from ..models.base import ConceptModel, decode_all, encode_all
 from ..settings import Bool, Float, Fraction, PositiveInt, settings, validated
 
-PolicyName = Literal[
-    "random", "uncertainty", "uncertainty-mean", "lcp", "cctp", "ectp", "eudtp", "coop", "oracle", "oracle-mean",
-    "learned", "learned-sample", "global-val-error", "global-val-improvement", "behavioural-cloning",
-]
+
+def _known_policy(name: str) -> str:
+    if name not in POLICIES:
+        raise ValueError(f"unknown intervention policy {name!r}; choose from {', '.join(POLICIES)}")
+    return name
+
+
+PolicyName = Annotated[StrictStr, AfterValidator(_known_policy)]  # a key of interventions.POLICIES, the one list
 
 
 @settings

@@ -256,6 +256,12 @@ def load_config(target: str) -> tuple[dict[str, Any], str]:
 def load_spec(target: str, quick: bool = False) -> BenchSpec:
     """Load a bundled config by name ('xor') or a YAML file by path; ``quick`` applies its quick block."""
     raw, name = load_config(target)
+    return spec_from_config(raw, name, target, quick)
+
+
+def spec_from_config(raw: dict[str, Any], name: str, target: str, quick: bool = False) -> BenchSpec:
+    """The spec of a config ``load_config(target)`` already read (``raw``, default ``name``); errors
+    name ``target``."""
     try:
         return parse_spec(raw, default_name=name, quick=quick)
     except SettingsError as err:
