@@ -6,9 +6,8 @@ import pytest
 import torch
 
 from conceptlab.interventions import intervention_curve
-from conceptlab.models import cbm, intcem, load_model, save_model
+from conceptlab.models import Intervention, cbm, intcem, load_model, save_model
 from conceptlab.models.heads import true_class_logit
-from conceptlab.models.interventions import Intervention
 from conceptlab.training import IntCEMConfig, TrainConfig, fit, seeded
 from conceptlab.training.intcem import IntCEMLearner, random_pick, trajectory_lengths
 from conceptlab.training.recipes import recipe_stages

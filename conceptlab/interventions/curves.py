@@ -10,8 +10,7 @@ from torch import Tensor
 
 from ..datasets.base import ConceptDataset
 from ..metrics import task_accuracy
-from ..models.base import ConceptModel, decode_all, encode_all
-from ..models.interventions import Intervention
+from ..models.base import ConceptModel, Intervention, decode_all, encode_all
 from ..runtime import evaluating
 from .policies import Policy, PolicyState, unit_ranks, units_to_concepts
 

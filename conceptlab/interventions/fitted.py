@@ -16,8 +16,7 @@ from torch import Tensor
 
 from ..metrics import task_accuracy
 from ..models import mlp
-from ..models.base import ConceptModel, decode_all, encode_all
-from ..models.interventions import Intervention
+from ..models.base import ConceptModel, Intervention, decode_all, encode_all
 from ..runtime import evaluating, seeded
 from .curves import policy_curve
 from .policies import Policy, PolicyData, PolicyState

@@ -9,8 +9,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ..models.base import Intervention
 from ..models.heads import class_log_probs
-from ..models.interventions import Intervention
 from .policies import PolicyState
 
 

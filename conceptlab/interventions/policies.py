@@ -22,8 +22,7 @@ import torch
 from torch import Tensor
 
 from ..datasets.base import ConceptDataset
-from ..models.base import ConceptEffects, ConceptModel
-from ..models.interventions import Intervention
+from ..models.base import ConceptEffects, ConceptModel, Intervention
 
 
 @dataclass(frozen=True, eq=False)

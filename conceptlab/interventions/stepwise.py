@@ -12,8 +12,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..models.base import ConceptModel
-from ..models.interventions import Intervention
+from ..models.base import ConceptModel, Intervention
 from ..runtime import evaluating
 from .policies import Policy, PolicyState, PriorityFunction, unit_ranks
 from .registry import resolve_policy

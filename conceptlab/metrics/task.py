@@ -8,9 +8,8 @@ from sklearn.metrics import roc_auc_score
 from torch import Tensor
 
 from ..datasets.base import ConceptDataset
-from ..models.base import ConceptModel, ConceptOutput, predict
+from ..models.base import ConceptModel, ConceptOutput, Intervention, predict
 from ..models.heads import predicted_class
-from ..models.interventions import Intervention
 
 
 def task_accuracy(task_logits: Tensor, y: Tensor, binary_threshold: float = 0.0) -> float:

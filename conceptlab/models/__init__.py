@@ -1,13 +1,12 @@
 """Concept models: plain ``nn.Module``s with ``forward(x, intervention=None) -> ConceptOutput``."""
 
-from .base import ConceptEffects, ConceptModel, ConceptOutput, predict
+from .base import ConceptEffects, ConceptModel, ConceptOutput, Intervention, predict
 from .blackbox import BlackBoxModel, black_box, linear_probe
 from .cbm import BOTTLENECKS, ConceptBottleneckModel, cbm
 from .cem import ConceptEmbeddingModel, cem
 from .editing import ConceptEdit, apply_edits, class_weights, matching_concepts, sparsity, top_concepts
 from .encoders import mlp
 from .intcem import InterventionAwareCEM, intcem
-from .interventions import Intervention
 from .io import load_model, save_model
 from .pcbm import PosthocCBM, pcbm
 

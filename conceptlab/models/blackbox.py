@@ -7,10 +7,9 @@ from collections.abc import Sequence
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import ConceptModel, ConceptOutput, check_sizes
+from .base import ConceptModel, ConceptOutput, Intervention, check_sizes
 from .encoders import encoder
 from .heads import task_outputs
-from .interventions import Intervention
 
 
 class BlackBoxModel(ConceptModel):

@@ -9,10 +9,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import ConceptEffects, ConceptModel, ConceptOutput, check_sizes
+from .base import ConceptEffects, ConceptModel, ConceptOutput, Intervention, check_sizes
 from .encoders import encoder
 from .heads import task_outputs
-from .interventions import Intervention
 
 Bottleneck = Literal["sigmoid", "logit", "bool"]
 BOTTLENECKS: tuple[str, ...] = ("sigmoid", "logit", "bool")

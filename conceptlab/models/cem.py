@@ -10,10 +10,9 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-from .base import ConceptEffects, ConceptModel, ConceptOutput, check_sizes
+from .base import ConceptEffects, ConceptModel, ConceptOutput, Intervention, check_sizes
 from .encoders import encoder
 from .heads import task_outputs
-from .interventions import Intervention
 
 
 class ConceptEmbeddingModel(ConceptModel):

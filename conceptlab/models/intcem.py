@@ -15,10 +15,9 @@ import torch
 from einops import rearrange
 from torch import Tensor, nn
 
-from .base import check_sizes
+from .base import Intervention, check_sizes
 from .cem import ConceptEmbeddingModel
 from .encoders import encoder
-from .interventions import Intervention
 
 
 def policy_network(in_features: int, hidden: Sequence[int], n_units: int) -> nn.Sequential:

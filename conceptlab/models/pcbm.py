@@ -15,10 +15,9 @@ from typing import Protocol
 import torch
 from torch import Tensor, nn
 
-from .base import ConceptEffects, ConceptModel, ConceptOutput, check_sizes
+from .base import ConceptEffects, ConceptModel, ConceptOutput, Intervention, check_sizes
 from .cbm import LOGIT_PERCENTILES
 from .heads import task_outputs
-from .interventions import Intervention
 
 
 class ConceptBankLike(Protocol):

@@ -15,9 +15,9 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor
 
+from ..models.base import Intervention
 from ..models.heads import task_loss, true_class_logit
 from ..models.intcem import InterventionAwareCEM
-from ..models.interventions import Intervention
 from .config import TrainConfig
 from .learner import ConceptLearner, Stage
 from .losses import concept_loss

@@ -9,9 +9,8 @@ import lightning as L
 import torch
 from torch import Tensor
 
-from ..models.base import ConceptModel
+from ..models.base import ConceptModel, Intervention
 from ..models.heads import task_loss
-from ..models.interventions import Intervention
 from .config import TrainConfig
 from .losses import concept_loss
 
