@@ -142,3 +142,12 @@ def test_every_documented_command_parses():
             parser.parse_args(shlex.split(command)[1:])
         except SystemExit:
             pytest.fail(f"{name}: `{command}` does not parse with the current command line")
+
+
+def test_the_guide_lists_every_model_key():
+    from conceptlab.bench.zoo import MODEL_KEYS
+
+    guide = (ROOT / "docs" / "guide" / "benchmarks.md").read_text()
+    table = guide[guide.index("| key | model |"):guide.index("A test keeps this table equal")]
+    listed = set(re.findall(r"`([a-z-]+)`", table))
+    assert listed == set(MODEL_KEYS)
