@@ -43,7 +43,16 @@ def black_box(
     backbone: str | None = None,
     backbone_weights: str | None = None,
 ) -> BlackBoxModel:
-    """The no-concept baseline: MLP encoder (optionally on an image backbone) to ``latent_dim`` units, Linear head."""
+    """The no-concept baseline: MLP encoder (optionally on an image backbone) to ``latent_dim`` units, Linear head.
+
+    Args:
+        in_features: Width of the input vectors (ignored with ``backbone``).
+        n_classes: Number of task classes (2: one binary logit).
+        latent_dim: Width of the code the head reads (the bench gives it a hybrid CBM's bottleneck size).
+        hidden: Widths of the MLP encoder's hidden layers.
+        backbone: An image backbone name (e.g. ``"resnet18"``) under the MLP, for training on images.
+        backbone_weights: A local file of the backbone's pretrained weights (nothing is downloaded).
+    """
     check_sizes(n_classes=n_classes, latent_dim=latent_dim)  # in_features: checked by the encoder, unless a backbone sets it
     model = BlackBoxModel(encoder(in_features, latent_dim, hidden, backbone, backbone_weights), latent_dim, n_classes)
     model.build_spec = {
@@ -55,7 +64,12 @@ def black_box(
 
 
 def linear_probe(in_features: int, n_classes: int) -> BlackBoxModel:
-    """One Linear layer on the input (e.g. frozen backbone features): the accuracy a PCBM gives up."""
+    """One Linear layer on the input (e.g. frozen backbone features): the accuracy a PCBM gives up.
+
+    Args:
+        in_features: Width of the input vectors.
+        n_classes: Number of task classes (2: one binary logit).
+    """
     check_sizes(in_features=in_features, n_classes=n_classes)
     model = BlackBoxModel(nn.Flatten(), in_features, n_classes, activation=False)
     model.build_spec = {"builder": "linear_probe", "kwargs": dict(in_features=in_features, n_classes=n_classes)}

@@ -119,6 +119,16 @@ def cbm(
 
     With ``backbone`` (e.g. ``"resnet18"``) the MLP sits on an image backbone, for end-to-end
     training on images; ``in_features`` is then ignored.
+
+    Args:
+        in_features: Width of the input vectors (ignored with ``backbone``: the backbone decides).
+        n_concepts: Number of concepts k.
+        n_classes: Number of task classes (2: one binary logit, see ``models.heads``).
+        bottleneck: How concepts enter the head: ``"sigmoid"`` (fuzzy), ``"logit"`` or ``"bool"`` (hard 0/1).
+        n_extra: Unsupervised bottleneck units beside the concepts (a hybrid CBM).
+        hidden: Widths of the MLP encoder's hidden layers.
+        backbone: An image backbone name (e.g. ``"resnet18"``) under the MLP, for training on images.
+        backbone_weights: A local file of the backbone's pretrained weights (nothing is downloaded).
     """
     check_sizes(n_concepts=n_concepts, n_classes=n_classes)  # in_features: checked by the encoder, unless a backbone sets it
     model = ConceptBottleneckModel(

@@ -117,6 +117,16 @@ def cem(
     """CEM with the MLP encoder of the CEM paper (m = 128 in its synthetic experiments, 16 on CUB).
 
     With ``backbone`` the MLP sits on an image backbone (``in_features`` is then ignored).
+
+    Args:
+        in_features: Width of the input vectors (ignored with ``backbone``: the backbone decides).
+        n_concepts: Number of concepts k.
+        n_classes: Number of task classes (2: one binary logit, see ``models.heads``).
+        embedding_size: m, the size of each concept's embedding.
+        latent_dim: Width of the shared latent code the concept embeddings are computed from.
+        hidden: Widths of the MLP encoder's hidden layers.
+        backbone: An image backbone name (e.g. ``"resnet18"``) under the MLP, for training on images.
+        backbone_weights: A local file of the backbone's pretrained weights (nothing is downloaded).
     """
     check_sizes(n_concepts=n_concepts, n_classes=n_classes, embedding_size=embedding_size)  # in_features: by the encoder
     model = ConceptEmbeddingModel(

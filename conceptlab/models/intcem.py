@@ -88,7 +88,20 @@ def intcem(
     backbone_weights: str | None = None,
 ) -> InterventionAwareCEM:
     """IntCEM with the CEM encoder; ``units`` (G, k) are the intervention units its policy ranks
-    (default: every concept on its own; pass ``info.group_matrix()`` for concept groups)."""
+    (default: every concept on its own; pass ``info.group_matrix()`` for concept groups).
+
+    Args:
+        in_features: Width of the input vectors (ignored with ``backbone``: the backbone decides).
+        n_concepts: Number of concepts k.
+        n_classes: Number of task classes (2: one binary logit, see ``models.heads``).
+        units: (G, k) boolean membership of the intervention units the learned policy ranks.
+        embedding_size: m, the size of each concept's embedding.
+        latent_dim: Width of the shared latent code the concept embeddings are computed from.
+        hidden: Widths of the MLP encoder's hidden layers.
+        policy_hidden: Widths of the policy MLP's hidden layers.
+        backbone: An image backbone name (e.g. ``"resnet18"``) under the MLP, for training on images.
+        backbone_weights: A local file of the backbone's pretrained weights (nothing is downloaded).
+    """
     check_sizes(n_concepts=n_concepts, n_classes=n_classes, embedding_size=embedding_size)  # in_features: by the encoder
     units = torch.eye(n_concepts, dtype=torch.bool) if units is None else torch.as_tensor(units).bool()
     model = InterventionAwareCEM(

@@ -162,6 +162,13 @@ class PosthocCBM(ConceptModel):
 
 
 def pcbm(in_features: int, n_concepts: int, n_classes: int, hybrid: bool = False) -> PosthocCBM:
-    """A PCBM (``hybrid``: PCBM-h) whose bank is still to be set (``set_bank``) or loaded from a file."""
+    """A PCBM (``hybrid``: PCBM-h) whose bank is still to be set (``set_bank``) or loaded from a file.
+
+    Args:
+        in_features: Width of the embeddings the bank's CAVs live in.
+        n_concepts: Number of concepts in the bank.
+        n_classes: Number of task classes (2: one binary logit).
+        hybrid: Add PCBM-h's linear residual from the embedding to the logits.
+    """
     check_sizes(in_features=in_features, n_concepts=n_concepts, n_classes=n_classes)
     return PosthocCBM(UnfittedBank(in_features, n_concepts), n_classes, hybrid)
