@@ -129,7 +129,16 @@ class ConceptSplits:
 def split_dataset(
     data: ConceptDataset, fractions: Sequence[float] = (0.7, 0.1, 0.2), seed: int = 0
 ) -> ConceptSplits:
-    """Shuffle with ``seed`` and cut into train / val / test by ``fractions``."""
+    """Shuffle with ``seed`` and cut into train / val / test by ``fractions``.
+
+    Args:
+        data: The whole dataset.
+        fractions: Three non-negative fractions summing to 1: train, validation, test.
+        seed: Draws the shuffle.
+
+    Raises:
+        ValueError: Fractions that are not three non-negative numbers summing to 1.
+    """
     if len(fractions) != 3 or abs(sum(fractions) - 1) > 1e-6 or min(fractions) < 0:
         raise ValueError(f"fractions must be three non-negative numbers summing to 1; got {fractions}")
     order = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))

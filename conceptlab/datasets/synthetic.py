@@ -80,15 +80,30 @@ def make_synthetic(name: str, size: int = 3000, seed: int = 0) -> ConceptSplits:
 
 
 def xor(size: int = 3000, seed: int = 0) -> ConceptSplits:
-    """XOR: x ~ U(0,1)^2, concepts x_i > 0.5, task c1 XOR c2."""
+    """XOR: x ~ U(0,1)^2, concepts x_i > 0.5, task c1 XOR c2.
+
+    Args:
+        size: Samples in all, split 70 / 10 / 20 % into train / validation / test.
+        seed: Draws the samples and the split.
+    """
     return make_synthetic("xor", size, seed)
 
 
 def trig(size: int = 3000, seed: int = 0) -> ConceptSplits:
-    """Trig: seven trigonometric features of h ~ N(0, 2)^3, concepts h_i > 0, task sum(h) > 1."""
+    """Trig: seven trigonometric features of h ~ N(0, 2)^3, concepts h_i > 0, task sum(h) > 1.
+
+    Args:
+        size: Samples in all, split 70 / 10 / 20 % into train / validation / test.
+        seed: Draws the samples and the split.
+    """
     return make_synthetic("trig", size, seed)
 
 
 def dot(size: int = 3000, seed: int = 0) -> ConceptSplits:
-    """Dot: x = [v1 + v3, v1 - v3], concepts on projections of v1 and v3, task v1 . v3 > 0."""
+    """Dot: x = [v1 + v3, v1 - v3], concepts on projections of v1 and v3, task v1 . v3 > 0.
+
+    Args:
+        size: Samples in all, split 70 / 10 / 20 % into train / validation / test.
+        seed: Draws the samples and the split.
+    """
     return make_synthetic("dot", size, seed)

@@ -51,6 +51,14 @@ def summarize(output: ConceptOutput, data: ConceptDataset, binary_threshold: flo
 def evaluate(
     model: ConceptModel, data: ConceptDataset, intervention: Intervention | None = None, binary_threshold: float = 0.0
 ) -> dict[str, float | None]:
-    """Predict ``data`` with ``model`` and summarise it."""
+    """Predict ``data`` with ``model`` and summarise it: task accuracy, concept accuracy and AUC
+    (None for a model without concepts).
+
+    Args:
+        model: The trained model.
+        data: The split to score (e.g. ``splits.test``).
+        intervention: Concept corrections applied while predicting, one row per sample.
+        binary_threshold: The decision threshold of a single binary logit (0: its decision boundary).
+    """
     with torch.no_grad():
         return summarize(predict(model, data.inputs, intervention), data, binary_threshold)

@@ -219,6 +219,13 @@ def predict(
 
     ``inputs`` is a tensor, or a dataset of ``(x, c, y)`` items (images) read in order; row ``i``
     of ``intervention`` applies to item ``i``.
+
+    Args:
+        model: The model to run.
+        inputs: (N, ...) inputs, or a dataset of image items.
+        intervention: Concept corrections, one row per input.
+        batch_size: Rows per forward pass.
+        num_workers: DataLoader workers when ``inputs`` is a dataset of images.
     """
     return decode_all(model, encode_all(model, inputs, batch_size, num_workers), intervention, batch_size)
 

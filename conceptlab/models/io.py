@@ -31,7 +31,18 @@ BUILDERS = {"cbm": cbm, "cem": cem, "intcem": intcem, "pcbm": pcbm, "black_box":
 
 
 def save_model(model: ConceptModel, path: str | Path, info: ConceptInfo, **metadata: Any) -> Path:
-    """Write ``model`` (built by a conceptlab builder), its ``info`` and ``metadata`` atomically."""
+    """Write ``model`` (built by a conceptlab builder), its ``info`` and ``metadata`` atomically.
+
+    Args:
+        model: A model made by a conceptlab builder (``cbm``, ``cem``, ...), which records how to rebuild it.
+        path: The ``.pt`` file to write (folders are created).
+        info: The concept and class names the model predicts.
+        metadata: Anything JSON-like to keep beside it; ``dataset=`` and ``seed=`` let
+            ``training.runs.load_run`` rebuild its data.
+
+    Returns:
+        The path written.
+    """
     if not model.build_spec:
         raise ValueError(
             "only models made by conceptlab's builder functions (cbm, cem, intcem, pcbm, black_box, linear_probe) can be saved "
@@ -69,6 +80,10 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tu
 
     Reads tensors and plain data only; a truncated, empty, text or foreign file is a ValueError
     that names the file.
+
+    Args:
+        path: A file written by ``save_model``.
+        map_location: The device to load the tensors onto.
     """
     path = Path(path)
     payload = _read_payload(path, map_location)
