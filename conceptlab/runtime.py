@@ -12,7 +12,12 @@ from torch import nn
 
 @contextmanager
 def seeded(seed: int, device: torch.device | None = None) -> Iterator[None]:
-    """Run a block with torch's random generators seeded, restoring their state afterwards."""
+    """Run a block with torch's random generators seeded, restoring their state afterwards.
+
+    Args:
+        seed: The seed of the block.
+        device: Also seed (and restore) this CUDA device's generator.
+    """
     cuda = [device.index or 0] if device is not None and device.type == "cuda" else []
     with torch.random.fork_rng(devices=cuda):
         torch.manual_seed(seed)

@@ -82,7 +82,12 @@ def hashed_settings(config: DatasetSettings) -> dict[str, Any]:
 
 
 def load_dataset(config: Mapping[str, Any] | DatasetSettings, seed: int) -> ConceptSplits:
-    """Build the dataset a config names, e.g. ``{"name": "xor", "size": 3000}``, for ``seed``."""
+    """Build the dataset a config names, e.g. ``{"name": "xor", "size": 3000}``, for ``seed``.
+
+    Args:
+        config: A dataset block (name and options) or its validated settings.
+        seed: Draws the data (generators) and the split.
+    """
     config = dataset_settings(config)
     if isinstance(config, SyntheticSettings):
         return make_synthetic(config.name, size=config.size, seed=seed)

@@ -56,7 +56,13 @@ SYNTHETIC_DATASETS: tuple[str, ...] = tuple(_GENERATORS)
 
 
 def make_synthetic(name: str, size: int = 3000, seed: int = 0) -> ConceptSplits:
-    """Draw the synthetic dataset ``name`` ('xor', 'trig' or 'dot') and split it 70/10/20."""
+    """Draw the synthetic dataset ``name`` ('xor', 'trig' or 'dot') and split it 70/10/20.
+
+    Args:
+        name: ``xor``, ``trig`` or ``dot``.
+        size: Samples in all.
+        seed: Draws the samples and the split.
+    """
     if name not in _GENERATORS:
         raise ValueError(f"unknown synthetic dataset {name!r}; choose one of {', '.join(SYNTHETIC_DATASETS)}")
     if size < 10:

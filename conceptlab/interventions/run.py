@@ -31,6 +31,18 @@ def intervention_curve(
     anew. ``codes`` (``encode_all(model, data.inputs)``) saves re-encoding the data when several
     curves are drawn; policies see ``chunk_size`` samples at a time. A policy that learns from
     data (``coop``, ``global-val-*``, ``behavioural-cloning``) is passed fitted: ``fit_policy``.
+
+    Args:
+        model: The trained model.
+        data: The split to measure (the test split).
+        policy: A name of ``POLICIES``, a ``Policy`` or a plain priority function.
+        groups: Units are the concept groups of ``data.info`` (else single concepts).
+        competence: Fraction of correct values written (1: the true labels; 0: all wrong).
+        repeats: Random orders (and wrong-value draws) averaged.
+        seed: Draws the orders, ties and wrong values.
+        binary_threshold: The decision threshold of a single binary logit.
+        codes: ``encode_all(model, data.inputs)``, when already computed.
+        chunk_size: Samples a policy scores at once.
     """
     rule = resolve_policy(policy)
     if rule.fit is not None:

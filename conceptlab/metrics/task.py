@@ -17,19 +17,34 @@ def task_accuracy(task_logits: Tensor, y: Tensor, binary_threshold: float = 0.0)
 
     The default 0 is the decision boundary of a logit. The CEM paper's code compared logits with
     0.5, which lowers some published numbers; pass ``binary_threshold=0.5`` only to reproduce that.
+
+    Args:
+        task_logits: (N, T) task logits.
+        y: (N,) true classes.
+        binary_threshold: The decision threshold of a single binary logit.
     """
     pred = predicted_class(task_logits, binary_threshold)
     return float((pred == y.to(pred.device)).float().mean())
 
 
 def concept_accuracy(concept_probs: Tensor, c: Tensor) -> float:
-    """Accuracy of thresholding probabilities at 0.5, averaged over concepts."""
+    """Accuracy of thresholding probabilities at 0.5, averaged over concepts.
+
+    Args:
+        concept_probs: (N, k) predicted concept probabilities.
+        c: (N, k) concept labels.
+    """
     correct = (concept_probs > 0.5) == (c.to(concept_probs.device) > 0.5)
     return float(correct.float().mean())
 
 
 def concept_auc(concept_probs: Tensor, c: Tensor) -> float:
-    """ROC-AUC of each concept's probabilities, averaged over the concepts that have both labels."""
+    """ROC-AUC of each concept's probabilities, averaged over the concepts that have both labels.
+
+    Args:
+        concept_probs: (N, k) predicted concept probabilities.
+        c: (N, k) concept labels.
+    """
     probs = concept_probs.detach().cpu().numpy()
     labels = (c.detach().cpu().numpy() > 0.5).astype(int)
     scores = [

@@ -10,13 +10,20 @@ from torch import Tensor
 def concept_loss(concept_logits: Tensor, c: Tensor, pos_weight: Tensor | None = None) -> Tensor:
     """Mean BCE between predicted concept probabilities and labels (computed from logits, stably).
 
-    ``pos_weight`` (k,) scales each concept's positive term, e.g. by n_neg / n_pos.
+    Args:
+        concept_logits: (B, k) concept logits.
+        c: (B, k) concept labels in [0, 1].
+        pos_weight: (k,) weights of each concept's positive term, e.g. n_neg / n_pos.
     """
     return F.binary_cross_entropy_with_logits(concept_logits, c.to(concept_logits.dtype), pos_weight=pos_weight)
 
 
 def concept_pos_weight(c: Tensor) -> Tensor:
-    """n_neg / n_pos per concept, for class-balanced concept losses (1 where a concept never occurs)."""
+    """n_neg / n_pos per concept, for class-balanced concept losses (1 where a concept never occurs).
+
+    Args:
+        c: (N, k) concept labels of the training split.
+    """
     positives = c.sum(0)
     negatives = c.shape[0] - positives
     return torch.where(positives > 0, negatives / positives.clamp(min=1), torch.ones_like(positives))

@@ -160,6 +160,17 @@ def fit(
     the caller can add final metrics to the same run (then call their ``finalize``).
     ``callbacks`` (Lightning callbacks) join every Lightning-trained stage, e.g. to report each
     validation epoch to a hyperparameter scheduler.
+
+    Args:
+        model: A conceptlab model; it is trained in place.
+        splits: Train, validation (early stopping, the schedule) and test splits.
+        recipe: ``joint``, ``sequential``, ``independent``, ``intcem`` or ``posthoc`` (``recipe_stages``).
+        config: Optimiser, schedule, early stopping, loss weights, device; default ``TrainConfig()``.
+        loggers: Lightning loggers that receive every logged metric.
+        callbacks: Lightning callbacks added to every Lightning-trained stage.
+
+    Raises:
+        ValueError: An empty split, or a model that does not read these data.
     """
     config = config or TrainConfig()
     check_compatible(model, splits)
