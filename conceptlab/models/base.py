@@ -17,8 +17,10 @@ from ..runtime import evaluating
 class Intervention:
     """Overwrite concept ``i`` of sample ``b`` with ``values[b, i]`` wherever ``mask[b, i]``.
 
-    ``values`` are concept labels in {0, 1}; each model turns them into its own representation
-    (a probability, a training-logit percentile, an embedding mixture).
+    Attributes:
+        mask: (B, k) booleans: which concepts of which samples are corrected.
+        values: (B, k) the concept labels written there, in {0, 1}; each model turns them into its
+            own representation (a probability, a training-logit percentile, an embedding mixture).
     """
 
     mask: Tensor
@@ -68,13 +70,14 @@ def _as_tensor(value, what: str) -> Tensor:
 
 @dataclass
 class ConceptOutput:
-    """One forward pass.
+    """One forward pass. Models without concepts (the black box) leave the concept fields ``None``.
 
-    ``concept_logits`` / ``concept_probs`` (B, k) are the model's own predictions, before any
-    intervention; ``bottleneck`` (B, D) is what the task head read, interventions applied;
-    ``task_logits`` is (B, 1) for a binary task and (B, n_classes) otherwise.
-    ``concept_embeddings`` (B, k, m) is set by models with one vector per concept (CEM).
-    Models without concepts (the black box) leave the concept fields ``None``.
+    Attributes:
+        task_logits: (B, 1) for a binary task, (B, n_classes) otherwise (``models.heads``).
+        bottleneck: (B, D) what the task head read, interventions applied.
+        concept_logits: (B, k) the model's own concept logits, before any intervention.
+        concept_probs: (B, k) the model's own concept probabilities, before any intervention.
+        concept_embeddings: (B, k, m) one vector per concept, for models that have them (CEM).
     """
 
     task_logits: Tensor
@@ -86,11 +89,13 @@ class ConceptOutput:
 
 @dataclass
 class ConceptEffects:
-    """Task logits under an intervention and what one more corrected concept would do to them.
+    """Task logits under an intervention and what one more corrected concept would do to them;
+    intervention policies that look ahead read these.
 
-    ``logits`` (B, T) are the task logits with the intervention applied; ``to_zero`` and
-    ``to_one`` (B, k, T) are the changes of those logits when concept ``i`` alone is, in
-    addition, set to 0 or to 1. Intervention policies that look ahead read these.
+    Attributes:
+        logits: (B, T) task logits with the intervention applied.
+        to_zero: (B, k, T) change of those logits when concept ``i`` alone is, in addition, set to 0.
+        to_one: (B, k, T) the same when it is set to 1.
     """
 
     logits: Tensor

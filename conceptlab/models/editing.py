@@ -49,7 +49,13 @@ EDIT_METHODS: tuple[str, ...] = get_args(EditMethod)
 @dataclass(frozen=True)
 class ConceptEdit:
     """Multiply the head weights of ``concepts`` by ``factor`` (0: prune) for ``classes`` (None: all),
-    by ``method``: ``fold-mean``, ``prune`` or ``prune-normalize`` (see the module docstring)."""
+    by ``method``: ``fold-mean``, ``prune`` or ``prune-normalize`` (see the module docstring).
+
+    Attributes:
+        concepts: The concept names edited.
+        factor: What their weights are multiplied by (0 prunes them).
+        classes: The classes whose weights change; None: every class.
+        method: ``fold-mean``, ``prune`` or ``prune-normalize``."""
 
     concepts: tuple[str, ...]
     factor: float = 0.0
@@ -80,12 +86,21 @@ def _concept_weight(model: ConceptModel) -> Tensor:
 
 
 def class_weights(model: ConceptModel) -> Tensor:
-    """Each class's weight on each concept, (n_classes, k); a binary head gives (-w, +w)."""
+    """Each class's weight on each concept, (n_classes, k); a binary head gives (-w, +w).
+
+    Args:
+        model: A PCBM or CBM.
+    """
     return weights_per_class(_concept_weight(model).detach().cpu())
 
 
 def top_concepts(model: ConceptModel, info: ConceptInfo, k: int = 5) -> dict[str, list[tuple[str, float]]]:
-    """The ``k`` concepts with the largest positive weight for each class (zero weights left out)."""
+    """The ``k`` concepts with the largest positive weight for each class (zero weights left out).
+
+    Args:
+        model: A PCBM or CBM.
+        info: Its concept and class names.
+        k: Concepts per class."""
     weights = class_weights(model)
     top: dict[str, list[tuple[str, float]]] = {}
     for c, name in enumerate(info.task_names):
@@ -95,7 +110,11 @@ def top_concepts(model: ConceptModel, info: ConceptInfo, k: int = 5) -> dict[str
 
 
 def sparsity(model: ConceptModel) -> float:
-    """The fraction of the head's concept weights that are exactly zero."""
+    """The fraction of the head's concept weights that are exactly zero.
+
+    Args:
+        model: A PCBM or CBM.
+    """
     return float((_concept_weight(model) == 0).float().mean())
 
 
@@ -108,7 +127,11 @@ def _indices(names: Sequence[str], wanted: Sequence[str], what: str) -> list[int
 
 
 def matching_concepts(info: ConceptInfo, pattern: str) -> tuple[str, ...]:
-    """The concept names that ``pattern`` (a regular expression) finds: an edit rule by name."""
+    """The concept names that ``pattern`` (a regular expression) finds: an edit rule by name.
+
+    Args:
+        info: The concept names to search.
+        pattern: A regular expression (``re.search``)."""
     try:
         found = tuple(name for name in info.concept_names if re.search(pattern, name))
     except re.error as err:
@@ -119,7 +142,12 @@ def matching_concepts(info: ConceptInfo, pattern: str) -> tuple[str, ...]:
 
 
 def apply_edits(model: ConceptModel, info: ConceptInfo, edits: Sequence[ConceptEdit]) -> ConceptModel:
-    """A copy of ``model`` with ``edits`` applied in order; ``model`` itself is left as it was."""
+    """A copy of ``model`` with ``edits`` applied in order; ``model`` itself is left as it was.
+
+    Args:
+        model: A PCBM or CBM (a head linear in the concepts).
+        info: Its concept and class names.
+        edits: The edits, applied in order."""
     edited = copy.deepcopy(model)
     weight = _concept_weight(edited)
     for edit in edits:

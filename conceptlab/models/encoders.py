@@ -17,7 +17,12 @@ from .base import check_sizes
 
 
 def mlp(in_features: int, out_features: int, hidden: Sequence[int] = (128, 128)) -> nn.Sequential:
-    """Linear -> LeakyReLU blocks of widths ``hidden``, then a final Linear to ``out_features``."""
+    """Linear -> LeakyReLU blocks of widths ``hidden``, then a final Linear to ``out_features``.
+
+    Args:
+        in_features: Input width.
+        out_features: Output width.
+        hidden: Widths of the hidden layers."""
     check_sizes(in_features=in_features, out_features=out_features)
     layers: list[nn.Module] = []
     width = in_features
