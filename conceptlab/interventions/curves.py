@@ -20,6 +20,12 @@ def with_competence(mask: Tensor, c: Tensor, competence: float, generator: torch
 
     competence 1 writes the true labels, 0 writes the opposite label for every intervened concept.
     Which intervened concepts are wrong is drawn at random.
+
+    Args:
+        mask: (B, k) the intervened concepts.
+        c: (B, k) the true labels.
+        competence: Fraction of intervened concepts given their true value.
+        generator: Draws which ones are wrong.
     """
     if not 0.0 <= competence <= 1.0:
         raise ValueError(f"competence must lie in [0, 1]; got {competence}")
@@ -72,7 +78,11 @@ class InterventionCurve:
 
 
 def normalised_auc(accuracy: list[float] | tuple[float, ...]) -> float:
-    """Trapezoidal area under accuracy at 0, 1/G, ..., 1 of the units corrected (x from 0 to 1)."""
+    """Trapezoidal area under accuracy at 0, 1/G, ..., 1 of the units corrected (x from 0 to 1).
+
+    Args:
+        accuracy: Accuracies after 0, 1, ..., G units corrected.
+    """
     values = torch.as_tensor(accuracy, dtype=torch.float64)
     if values.numel() < 2:
         return float(values.mean())

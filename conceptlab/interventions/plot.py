@@ -9,7 +9,14 @@ from .curves import InterventionCurve
 
 
 def curve_plot(curves: list[InterventionCurve], path: Path, title: str, unit: str = "concept groups") -> None:
-    """Plot ``InterventionCurve``s of one model: accuracy (%) against units intervened, std band."""
+    """Plot ``InterventionCurve``s of one model: accuracy (%) against units intervened, std band.
+
+    Args:
+        curves: The curves of one model.
+        path: The image file to write.
+        title: The figure's title.
+        unit: What the x axis counts (``concept groups`` or ``concepts``).
+    """
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
     for curve in curves:

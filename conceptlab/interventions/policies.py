@@ -114,7 +114,13 @@ PriorityFunction = Callable[[Tensor, Tensor, torch.Generator], Tensor]
 
 
 def random_policy(probs: Tensor, units: Tensor, generator: torch.Generator) -> Tensor:
-    """A uniformly random order of the units, drawn independently for every sample."""
+    """A uniformly random order of the units, drawn independently for every sample.
+
+    Args:
+        probs: (B, k) concept probabilities (unused: the order is random).
+        units: (G, k) membership of the units.
+        generator: Draws the orders.
+    """
     return torch.rand(probs.shape[0], units.shape[0], generator=generator).to(probs.device)
 
 
@@ -126,6 +132,10 @@ def unit_ranks(priorities: Tensor, generator: torch.Generator | None = None) -> 
     """Position of every unit in its sample's order (0 = corrected first).
 
     Exact ties are broken at random with ``generator`` (else by unit index).
+
+    Args:
+        priorities: (B, G) a policy's priorities (higher: corrected sooner).
+        generator: Breaks exact ties at random (None: by unit index).
     """
     if generator is None:
         order = priorities.argsort(dim=1, descending=True, stable=True)
@@ -136,5 +146,10 @@ def unit_ranks(priorities: Tensor, generator: torch.Generator | None = None) -> 
 
 
 def units_to_concepts(selected: Tensor, units: Tensor) -> Tensor:
-    """(B, G) selected units -> (B, k) concept mask."""
+    """(B, G) selected units -> (B, k) concept mask.
+
+    Args:
+        selected: (B, G) booleans: the units selected per sample.
+        units: (G, k) membership of the units.
+    """
     return (selected.float() @ units.float().to(selected.device)) > 0

@@ -23,7 +23,11 @@ ALIASES = {"ucp": "uncertainty", "oracle-greedy": "oracle"}
 
 def resolve_policy(policy: str | Policy | PriorityFunction) -> Policy:
     """A ``Policy`` by name (a key of ``POLICIES``, or ``ucp``), a ``Policy`` itself, or a plain
-    function ``(probs, units, generator) -> (B, G)`` wrapped as a static, stochastic policy."""
+    function ``(probs, units, generator) -> (B, G)`` wrapped as a static, stochastic policy.
+
+    Args:
+        policy: A name, a ``Policy`` or a plain priority function.
+    """
     if isinstance(policy, Policy):
         return policy
     if callable(policy):

@@ -17,6 +17,10 @@ def concept_representations(output: ConceptOutput, n_concepts: int) -> list[Tens
 
     CEM: the concept's embedding. CBM: its bottleneck unit; with hybrid extra units, that unit
     plus all extras. Models without concepts: the whole latent code, for every concept.
+
+    Args:
+        output: A model's output on the data.
+        n_concepts: The model's number of concepts.
     """
     if output.concept_embeddings is not None:
         return [output.concept_embeddings[:, i] for i in range(n_concepts)]
@@ -51,6 +55,14 @@ def concept_alignment_score(
     conceptlab's rule before 0.2). Both split well-separated representations the same way.
     The paper's code integrates over its ``step`` evenly spaced cluster counts, as here.
     At most ``max_samples`` evenly spaced samples are used.
+
+    Args:
+        representations: One (N, d_i) tensor per concept (``concept_representations``).
+        c: (N, k) concept labels.
+        n_cluster_counts: How many cluster counts between 2 and N are scored.
+        max_samples: At most this many evenly spaced samples are clustered.
+        seed: Seeds the clustering.
+        clustering: ``kmedoids`` (the paper) or ``kmeans``.
     """
     from sklearn.metrics import homogeneity_score
 

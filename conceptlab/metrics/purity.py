@@ -37,6 +37,10 @@ def own_representations(output: ConceptOutput, n_concepts: int) -> Tensor | None
 
     CEM: its embedding (d = m). CBM: its bottleneck unit (d = 1); a hybrid CBM's extra units
     belong to no concept and are left out.
+
+    Args:
+        output: A model's output on the data.
+        n_concepts: The model's number of concepts.
     """
     if output.concept_probs is None:
         return None
@@ -102,7 +106,19 @@ def purity_matrix(
     seed: int = 0,
     pairs_per_block: int = 2048,
 ) -> Tensor:
-    """(k, k): held-out AUC of predicting true concept j from representation i, every pair at once."""
+    """(k, k): held-out AUC of predicting true concept j from representation i, every pair at once.
+
+    Args:
+        representations: (N, k, d) each concept's own representation.
+        c: (N, k) concept labels.
+        test_fraction: Share of the rows held out for the AUCs.
+        hidden: Hidden width of each helper MLP.
+        steps: Adam steps of every helper.
+        batch_size: Rows per step.
+        lr: Adam's learning rate.
+        seed: Draws the held-out rows, batches and initial weights.
+        pairs_per_block: Helpers trained at once (bounds memory for large k).
+    """
     reps, labels = _check(representations, c)
     n, k, d = reps.shape
     generator = torch.Generator().manual_seed(seed)
@@ -148,7 +164,14 @@ def oracle_impurity_score(
 ) -> float:
     """OIS in [0, 2k/k]: the Frobenius distance between the purity matrix of the representations
     and the oracle's (true concepts as inputs), divided by k/2. Concepts constant on the held-out
-    split are left out."""
+    split are left out.
+
+    Args:
+        representations: (N, k, d) each concept's own representation.
+        c: (N, k) concept labels.
+        test_fraction: Share of the rows held out to score the helpers.
+        seed: Draws the held-out rows and initialises the helpers.
+    """
     predicted = purity_matrix(representations, c, test_fraction, seed=seed)
     oracle = purity_matrix((c > 0.5).float().unsqueeze(-1), c, test_fraction, seed=seed)
     oracle.fill_diagonal_(1.0)
@@ -220,7 +243,15 @@ def niche_impurity_score(
     representations: Tensor, c: Tensor, test_fraction: float = 0.2, step: float = 0.05, seed: int = 0
 ) -> float:
     """NIS: the area, over thresholds beta = 0, step, ..., < 1, of the mean held-out AUC of
-    predicting each concept from the representations outside its niche."""
+    predicting each concept from the representations outside its niche.
+
+    Args:
+        representations: (N, k, d) each concept's own representation (``own_representations``).
+        c: (N, k) concept labels.
+        test_fraction: Share of the rows held out to score the helper model.
+        step: Spacing of the thresholds beta.
+        seed: Draws the held-out rows and initialises the helper.
+    """
     reps, labels = _check(representations, c)
     n, k, d = reps.shape
     generator = torch.Generator().manual_seed(seed)

@@ -54,7 +54,13 @@ def concept_auc(concept_probs: Tensor, c: Tensor) -> float:
 
 
 def summarize(output: ConceptOutput, data: ConceptDataset, binary_threshold: float = 0.0) -> dict[str, float | None]:
-    """Task accuracy plus, for concept models, concept accuracy and AUC (``None`` otherwise)."""
+    """Task accuracy plus, for concept models, concept accuracy and AUC (``None`` otherwise).
+
+    Args:
+        output: A model's output on ``data``.
+        data: The split it was computed on (its labels).
+        binary_threshold: The decision threshold of a single binary logit.
+    """
     has_concepts = output.concept_probs is not None
     return {
         "task_accuracy": task_accuracy(output.task_logits, data.y, binary_threshold),
