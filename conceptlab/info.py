@@ -15,6 +15,11 @@ class ConceptInfo:
 
     ``concept_groups`` maps a group name to the indices of its concepts; by default every concept
     is its own group. ``task_names`` holds one name per class (two for a binary task).
+
+    Attributes:
+        concept_names: One name per concept.
+        task_names: One name per class (two for a binary task).
+        concept_groups: Group name -> indices of its concepts (default: each concept its own group).
     """
 
     concept_names: tuple[str, ...]

@@ -45,7 +45,14 @@ class ConceptData(Protocol):
 
 @dataclass(frozen=True)
 class ConceptDataset:
-    """Inputs ``x`` (N, ...), concepts ``c`` (N, k) in [0, 1], class labels ``y`` (N,)."""
+    """Inputs ``x`` (N, ...), concepts ``c`` (N, k) in [0, 1], class labels ``y`` (N,).
+
+    Attributes:
+        x: (N, ...) inputs (floats, finite).
+        c: (N, k) concept labels in [0, 1].
+        y: (N,) class indices.
+        info: The concept and class names.
+    """
 
     x: Tensor
     c: Tensor
@@ -114,6 +121,12 @@ class ConceptSplits:
 
     The parts are ``ConceptDataset``s (tensors) or ``ImageConceptDataset``s (image files);
     ``concept_source`` says how the concept labels were made, where that is not obvious.
+
+    Attributes:
+        train: The training split.
+        val: The validation split (early stopping, model selection).
+        test: The test split.
+        concept_source: How the concept labels were made, where that is not obvious.
     """
 
     train: ConceptData

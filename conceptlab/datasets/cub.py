@@ -248,6 +248,14 @@ def load_cub(
     """CUB splits with class-level concepts; ``concepts`` is 'auto', 'image-labels' or 'class-level'.
 
     The validation set is a ``seed``-determined ``val_fraction`` of the official training split.
+
+    Args:
+        path: The directory holding ``CUB_200_2011/`` (or that folder itself).
+        seed: Draws the validation split.
+        val_fraction: Share of the official training split held out for validation.
+        concepts: ``auto``, ``image-labels`` or ``class-level``.
+        min_classes: Class-level concepts: keep those present in at least this many classes.
+        threshold: Class-level concepts: the percentage of a class's images above which it has the concept.
     """
     if concepts not in ("auto", "image-labels", "class-level"):
         raise ValueError(f"concepts must be 'auto', 'image-labels' or 'class-level'; got {concepts!r}")

@@ -12,7 +12,15 @@ from ..info import ConceptInfo
 
 
 class ImageConceptDataset(Dataset):
-    """Image files with concept and class labels; items are (image tensor, c, y)."""
+    """Image files with concept and class labels; items are (image tensor, c, y).
+
+    Args:
+        paths: The image files, one per sample.
+        c: (N, k) concept labels.
+        y: (N,) class indices.
+        info: The concept and class names.
+        transform: Applied to each PIL image as it is read (e.g. ``datasets.transforms.image_transform``).
+    """
 
     def __init__(self, paths: Sequence[Path], c: Tensor, y: Tensor, info: ConceptInfo, transform=None):
         if not (len(paths) == c.shape[0] == y.shape[0]):

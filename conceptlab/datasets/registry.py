@@ -57,7 +57,11 @@ _NOT_HASHED = ("cache_dir", "batch_size")
 
 
 def dataset_settings(config: Mapping[str, Any] | DatasetSettings) -> DatasetSettings:
-    """Validated settings of the dataset a config block names, e.g. ``{"name": "xor", "size": 3000}``."""
+    """Validated settings of the dataset a config block names, e.g. ``{"name": "xor", "size": 3000}``.
+
+    Args:
+        config: A dataset block (``name`` and its options) or settings already validated.
+    """
     if isinstance(config, (SyntheticSettings, CubSettings)):
         return config
     if not isinstance(config, Mapping):

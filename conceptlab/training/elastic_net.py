@@ -25,7 +25,15 @@ from ..models.heads import task_loss
 
 @dataclass(frozen=True)
 class ElasticNetFit:
-    """The solution and how it was reached: ``objective`` every 10 iterations, ``converged``."""
+    """The solution and how it was reached: ``objective`` every 10 iterations, ``converged``.
+
+    Attributes:
+        weight: (n_outputs, k) the solution's weights.
+        bias: (n_outputs,) its intercepts.
+        iterations: Iterations run.
+        converged: Whether the tolerance was reached before the iteration limit.
+        objective: The objective every 10 iterations.
+    """
 
     weight: Tensor
     bias: Tensor
@@ -43,7 +51,17 @@ def fit_elastic_net(
     max_iter: int = 5000,
     tol: float = 1e-5,
 ) -> ElasticNetFit:
-    """Solve the elastic-net logistic regression of ``y`` (class indices, or 0/1 for one output) on ``x`` (N, k)."""
+    """Solve the elastic-net logistic regression of ``y`` (class indices, or 0/1 for one output) on ``x`` (N, k).
+
+    Args:
+        x: (N, k) inputs (a PCBM's concept scores).
+        y: (N,) class indices, or 0/1 for one output.
+        n_outputs: Logits of the head (1 for a binary task).
+        lam: Penalty strength.
+        l1_ratio: Share of the penalty that is L1 (the rest is L2).
+        max_iter: Iteration limit.
+        tol: Stop when a proximal-gradient step moves no coefficient by more than this (in units of the step size).
+    """
     if x.ndim != 2 or y.shape[:1] != x.shape[:1]:
         raise ValueError(f"need x (N, k) and y (N,); got {tuple(x.shape)} and {tuple(y.shape)}")
     if not torch.isfinite(x).all():

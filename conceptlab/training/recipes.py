@@ -37,6 +37,10 @@ def recipe_stages(recipe: str, config: TrainConfig) -> list[Stage]:
     posthoc: a PCBM's elastic-net head, solved exactly on the fixed concept bank, then (PCBM-h) the
     residual on the task loss with the head frozen, as its authors train it or with Lightning
     (``config.posthoc.residual``; Yuksekgonul et al., ICLR 2023).
+
+    Args:
+        recipe: ``joint``, ``sequential``, ``independent``, ``intcem`` or ``posthoc``.
+        config: The training settings (loss weights, RandInt, PCBM options).
     """
     randint = dict(intervention_prob=config.intervention_prob, intervention_per=config.intervention_per)
     concepts_first = Stage("concepts", "concepts", task_weight=0.0, concept_weight=1.0)
@@ -58,7 +62,14 @@ def recipe_stages(recipe: str, config: TrainConfig) -> list[Stage]:
 @dataclass(frozen=True)
 class FitReport:
     """What training did: epochs (summed over stages), wall time, epochs per stage, and each
-    stage's per-epoch ``train_loss`` and ``val_loss``."""
+    stage's per-epoch ``train_loss`` and ``val_loss``.
+
+    Attributes:
+        epochs: Epochs trained, summed over stages.
+        seconds: Wall time of the fit.
+        stage_epochs: Epochs of each stage, by name.
+        history: Each stage's per-epoch ``train_loss`` and ``val_loss`` (and its learner's diagnostics).
+    """
 
     epochs: int
     seconds: float
