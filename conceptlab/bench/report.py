@@ -292,7 +292,15 @@ def intervention_plot(rows: list[Row], specs: list[BenchSpec], path: Path) -> bo
 def write_reports(records: list[dict[str, Any]], specs: list[BenchSpec], out_dir: Path,
                   select: str = "val_task_accuracy", curves: bool = False) -> str:
     """Write table.md, table.csv, accuracy.png, interventions.csv / .png, policies.png (models
-    with several policies) and, with ``curves``, losses.png into ``out_dir``; return the markdown."""
+    with several policies) and, with ``curves``, losses.png into ``out_dir``; return the markdown.
+
+    Args:
+        records: The runs' records (``RunStore.records()``).
+        specs: The benchmarks they belong to.
+        out_dir: Where the tables and plots go.
+        select: The validation metric that picks each model's sweep point.
+        curves: Also plot every run's per-epoch losses.
+    """
     rows = table_rows(records, specs, select)
     markdown = markdown_table(rows, specs, select)
     write_atomic(out_dir / "table.md", markdown)

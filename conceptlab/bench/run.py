@@ -21,7 +21,12 @@ from .zoo import MODEL_KEYS
 
 def run_one(plan: RunPlan, callbacks: list | None = None) -> dict[str, Any]:
     """Train and evaluate one (model, seed); the seed draws the data and initialises the model.
-    ``callbacks`` (Lightning callbacks) join its training, e.g. Ray Tune's per-epoch report."""
+    ``callbacks`` (Lightning callbacks) join its training, e.g. Ray Tune's per-epoch report.
+
+    Args:
+        plan: The run: benchmark (at its sweep point), model key, seed, output folder.
+        callbacks: Lightning callbacks added to its training.
+    """
     spec, key = plan.spec, MODEL_KEYS[plan.model]
     record = plan_record(plan)
     started = time.perf_counter()

@@ -107,6 +107,15 @@ def run_grid(
     GPU); ``backend="ray"`` runs one Ray task per run (one Ray Tune trial per run when a config
     has a ``search`` block), on a local instance (with ``workers`` CPUs) or the cluster at
     ``address``. Either way only this process writes ``runs.jsonl``.
+
+    Args:
+        specs: The benchmarks to run.
+        out_dir: The result folder (``runs.jsonl``, ``specs.json``, checkpoints).
+        workers: Parallel runs (default: one per core; one on a GPU); on Ray without an address, the local instance's CPUs.
+        progress: Show a progress bar.
+        tracker: ``tensorboard`` or ``mlflow``: also log every epoch there.
+        backend: ``local`` (a process pool) or ``ray``.
+        address: A Ray cluster's address (``auto``, ``HOST:PORT``, ``ray://HOST:PORT``); None starts a local instance.
     """
     if backend not in ("local", "ray"):
         raise ValueError(f"unknown backend {backend!r}; choose local or ray")

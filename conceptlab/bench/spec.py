@@ -254,7 +254,12 @@ def load_config(target: str) -> tuple[dict[str, Any], str]:
 
 
 def load_spec(target: str, quick: bool = False) -> BenchSpec:
-    """Load a bundled config by name ('xor') or a YAML file by path; ``quick`` applies its quick block."""
+    """Load a bundled config by name ('xor') or a YAML file by path; ``quick`` applies its quick block.
+
+    Args:
+        target: A bundled config name (``xor``, ``cub100``, ...) or a YAML file's path.
+        quick: Apply the config's ``quick`` block (fewer seeds and epochs, a lighter evaluation).
+    """
     raw, name = load_config(target)
     return spec_from_config(raw, name, target, quick)
 
@@ -279,7 +284,13 @@ def quick_evaluation(evaluation: EvaluationSettings) -> EvaluationSettings:
 
 
 def parse_spec(raw: dict[str, Any], default_name: str = "bench", quick: bool = False) -> BenchSpec:
-    """A validated ``BenchSpec`` from a config mapping; every problem names its key."""
+    """A validated ``BenchSpec`` from a config mapping; every problem names its key.
+
+    Args:
+        raw: The config as a mapping (a parsed YAML file).
+        default_name: The benchmark's name when the config gives none.
+        quick: Apply the config's ``quick`` block.
+    """
     if "dataset" not in raw:
         raise SettingsError("a benchmark config needs `dataset: {name: ...}`")
     top = validated(BenchFile, raw, "")

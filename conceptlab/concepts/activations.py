@@ -19,7 +19,12 @@ Reduce = Literal["flatten", "mean"]
 
 
 def resolve_layer(model: nn.Module, name: str) -> nn.Module:
-    """The submodule at dotted path ``name``; an unknown name lists the closest existing ones."""
+    """The submodule at dotted path ``name``; an unknown name lists the closest existing ones.
+
+    Args:
+        model: Any torch model.
+        name: A dotted module path (``layer3.1.conv2``).
+    """
     if isinstance(model, torch.jit.ScriptModule):
         raise ValueError("a TorchScript module cannot show its hidden layers (TorchScript runs no Python hooks, which "
                          "reading a layer needs): export the model with torch.export.save(torch.export.export(model, "
@@ -96,6 +101,14 @@ def capture_activations(
     With ``cache_dir``, results are stored under a key of the model's fingerprint (structure,
     settings, parameters, buffers), the layer, the reduction and the inputs' dtype, shape and
     values; a damaged cache file is reported and recomputed.
+
+    Args:
+        model: Any torch model.
+        layers: Dotted names of the modules whose outputs are captured.
+        inputs: (N, ...) inputs.
+        batch_size: Inputs per forward pass.
+        reduce: How each activation becomes a vector: ``flatten``, or ``mean`` over its spatial positions.
+        cache_dir: Keep results on disk, keyed by the model, layer and inputs.
     """
     if reduce not in ("flatten", "mean"):
         raise ValueError(f"reduce must be 'flatten' or 'mean'; got {reduce!r}")
@@ -122,7 +135,14 @@ def capture_activations(
 @torch.no_grad()
 def layer_inputs(model: nn.Module, layer: str, inputs: Tensor, batch_size: int = 64) -> Tensor:
     """What ``model`` feeds into ``layer`` for ``inputs`` (N, ...), flattened to (N, D): e.g. the
-    embedding a classifier head ``fc`` receives."""
+    embedding a classifier head ``fc`` receives.
+
+    Args:
+        model: Any torch model.
+        layer: Dotted name of the module whose input is returned (e.g. ``fc``).
+        inputs: (N, ...) inputs.
+        batch_size: Inputs per forward pass.
+    """
     module = resolve_layer(model, layer)
     batches = forward_captures(model, {layer: module}, inputs, batch_size,
                                lambda x: x.flatten(1).float().cpu(), inputs_of=True)

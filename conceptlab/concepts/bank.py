@@ -31,7 +31,15 @@ def concept_bank(
     test_fraction: float = 0.5,
     cache_dir: str | Path | None = None,
 ) -> CAVBank:
-    """One CAV per concept from its ``(positives, negatives)`` activations, in the order of ``sets``."""
+    """One CAV per concept from its ``(positives, negatives)`` activations, in the order of ``sets``.
+
+    Args:
+        sets: Concept name -> (positive, negative) activations.
+        alpha: The CAV solver's regularisation.
+        seed: Seeds the held-out split.
+        test_fraction: Share of each set held out to score the CAV.
+        cache_dir: Keep fitted CAVs on disk.
+    """
     if not sets:
         raise ValueError("give at least one concept: {name: (positive activations, negative activations)}")
     bad = [name for name in sets if name.endswith(NEGATIVES)]
@@ -55,7 +63,16 @@ def bank_from_labels(
 ) -> CAVBank:
     """A bank from a labelled dataset: concept ``i``'s CAV separates rows with ``concepts[:, i] > 0.5``
     from rows without (for CUB's class-level attributes: images of classes with the attribute
-    against images of classes without); see ``label_sets`` for the draw."""
+    against images of classes without); see ``label_sets`` for the draw.
+
+    Args:
+        features: (N, D) embeddings.
+        concepts: (N, k) concept labels.
+        names: One name per concept.
+        examples: Rows drawn per side to train each CAV (as many again are held out).
+        alpha: The CAV solver's regularisation.
+        seed: Draws the rows (with each concept's name).
+    """
     return concept_bank(label_sets(features, concepts, names, examples, seed), alpha=alpha, seed=seed)
 
 
@@ -64,7 +81,15 @@ def label_sets(
 ) -> dict[str, tuple[Tensor, Tensor]]:
     """Each concept's (positive, negative) rows of ``features``: up to ``2 * examples`` a side (half
     to train the CAV, half held out), drawn with ``seed`` and the concept's name, so that one
-    concept's examples do not move when another concept's labels change."""
+    concept's examples do not move when another concept's labels change.
+
+    Args:
+        features: (N, D) embeddings.
+        concepts: (N, k) concept labels.
+        names: One name per concept.
+        examples: Rows per side for training (as many again held out).
+        seed: Seeds the draw (with each concept's name).
+    """
     features = torch.as_tensor(features)
     concepts = torch.as_tensor(concepts)
     if features.ndim != 2 or concepts.ndim != 2 or features.shape[0] != concepts.shape[0]:
@@ -98,7 +123,18 @@ def bank_from_folders(
 ) -> CAVBank:
     """A bank on ``model``'s ``layer`` from example folders, as ``conceptlab tcav`` reads them: one
     sub-directory of ``concepts_root`` per concept (images or .pt tensors), all against the
-    examples in the folder ``negatives`` (e.g. random images)."""
+    examples in the folder ``negatives`` (e.g. random images).
+
+    Args:
+        model: The model whose layer the CAVs live on.
+        layer: Dotted name of that layer.
+        concepts_root: One sub-folder of examples per concept.
+        negatives: A folder of negative examples (e.g. random images).
+        image_size: The side images are resized to.
+        alpha: The CAV solver's regularisation.
+        seed: Seeds the held-out split.
+        cache_dir: Keep activations on disk.
+    """
     from .activations import capture_activations
     from .examples import example_sets, load_examples
 
@@ -110,5 +146,9 @@ def bank_from_folders(
 
 
 def bank_concepts(bank: CAVBank) -> list[str]:
-    """The concept names of a bank made here, in order."""
+    """The concept names of a bank made here, in order.
+
+    Args:
+        bank: A bank made by ``concept_bank`` (or its wrappers).
+    """
     return [positive for positive, _ in bank.pairs_]

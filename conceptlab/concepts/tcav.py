@@ -87,6 +87,15 @@ def layer_gradients(
     (layer -> (P, D) unit CAVs), each batch's gradients are projected at once and the (N, P)
     directional derivatives are returned instead, so memory is bounded by ``batch_size`` and
     the number of CAVs, not by the number of inputs.
+
+    Args:
+        model: Any torch model.
+        layers: A layer's dotted name, or several.
+        inputs: (N, ...) inputs.
+        target: The class whose logit (or loss) is differentiated.
+        objective: ``logit`` or ``loss``.
+        batch_size: Inputs per forward/backward pass.
+        directions: Layer -> (P, D) unit CAVs: return directional derivatives instead of gradients.
     """
     if objective not in ("logit", "loss"):
         raise ValueError(f"objective must be 'logit' or 'loss'; got {objective!r}")
@@ -126,6 +135,11 @@ def tcav_scores(gradients: Tensor, bank: CAVBank, objective: Objective = "logit"
     Score: the fraction of inputs whose directional derivative S = grad . v is positive (negative
     for the loss objective, whose gradient points the other way). Magnitude: the positive part of
     S's mass over its total absolute mass, in [0, 1].
+
+    Args:
+        gradients: (N, D) gradients, or (N, P) directional derivatives, from ``layer_gradients``.
+        bank: The fitted CAVs.
+        objective: The objective the gradients came from (``loss`` flips the sign).
     """
     return sensitivity_scores(gradients.float() @ bank.directions_.T, objective)
 
@@ -151,6 +165,12 @@ def significance(
     corrected for ``n_tests`` tests (Kim et al., 2018). ``p_reference``: two-sample t-test of the
     concept's scores against random-vs-random scores (tensorflow/tcav). ``significant`` uses the
     paper's test; ``significant_reference`` the reference code's.
+
+    Args:
+        concept_scores: The concept's TCAV scores, one per random set.
+        random_scores: Random-vs-random scores, for the reference code's test.
+        n_tests: Tests run together (Bonferroni).
+        alpha: The significance level.
     """
     _check_level(alpha)
     scores = np.asarray(concept_scores, dtype=float)
