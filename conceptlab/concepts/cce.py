@@ -211,6 +211,22 @@ class CCE:
     hyperplane, None: box only). ``early_stop`` freezes a sample's weights at the first step
     whose counterfactual reaches the target. A concept counts towards an explanation
     (``support``) when ``|w| > support_threshold``. ``batch_size`` bounds memory.
+
+    Args:
+        bank: A fitted concept bank on the head's input embedding.
+        head: The differentiable module from the embedding to the logits.
+        alpha: L1 strength per unit weight (few concepts).
+        beta: L2 strength.
+        lr: Learning rate of momentum SGD.
+        momentum: Its momentum.
+        steps: Optimisation steps.
+        kappa: Validity thresholds: ``mean``, ``zero`` (the hyperplane) or None (box only).
+        early_stop: Freeze a sample's weights at the first step that reaches the target.
+        batch_size: Samples solved at once (bounds memory).
+        objective: ``logits`` (cross-entropy of the logits) or ``reference`` (softmax, then cross-entropy, as published).
+        margin_means: Group the training margins by ``sign`` or by the examples' ``label``.
+        support_threshold: A concept counts in an explanation when ``|w|`` exceeds this.
+        l1_step: ``proximal`` (soft-thresholding) or ``subgradient`` (as published).
     """
 
     # alpha and beta as published, before their division by the number of concepts
@@ -342,7 +358,17 @@ def _outcome(names: list[str], logits: Tensor, weights: Tensor, targets: Tensor,
 @torch.no_grad()
 def univariate_scores(bank: CAVBank, head: nn.Module, embeddings: Tensor, targets: Tensor | int,
                       kappa: Kappa | None = "mean", chunk: int = 64, margin_means: MarginMeans = "sign") -> Counterfactuals:
-    """Baseline: add each concept alone, as far as its box allows; score = gain in target probability."""
+    """Baseline: add each concept alone, as far as its box allows; score = gain in target probability.
+
+    Args:
+        bank: A fitted concept bank.
+        head: The head from the embedding to the logits.
+        embeddings: (B, D) embeddings to explain.
+        targets: One target class, or one per sample.
+        kappa: Validity thresholds, as for ``CCE``.
+        chunk: Samples scored at once.
+        margin_means: As for ``CCE``.
+    """
     with evaluating(head):
         z, targets = _check_inputs(bank, head, embeddings, targets)
         logits = head_class_logits(head, z)
@@ -362,7 +388,15 @@ def univariate_scores(bank: CAVBank, head: nn.Module, embeddings: Tensor, target
 @torch.no_grad()
 def random_scores(bank: CAVBank, head: nn.Module, embeddings: Tensor, targets: Tensor | int,
                   seed: int = 0) -> Counterfactuals:
-    """Baseline: a uniformly random concept ranking per sample (chance level)."""
+    """Baseline: a uniformly random concept ranking per sample (chance level).
+
+    Args:
+        bank: A fitted concept bank.
+        head: The head from the embedding to the logits.
+        embeddings: (B, D) embeddings to explain.
+        targets: One target class, or one per sample.
+        seed: Draws the rankings.
+    """
     with evaluating(head):
         z, targets = _check_inputs(bank, head, embeddings, targets)
         logits = head_class_logits(head, z)

@@ -23,7 +23,14 @@ def coop_policy(
     (binary entropy of p_i, in bits) + ``label_weight`` * |E_{c_i ~ p_i} P(y_hat | c_i) - P(y_hat)|
     (how much correcting it is expected to move the probability of the currently predicted class
     y_hat) - ``cost_weight`` * its acquisition cost ``costs[i]`` (default: all equal). A unit
-    scores the mean of its concepts; recomputed after every correction."""
+    scores the mean of its concepts; recomputed after every correction.
+
+    Args:
+        concept_weight: Weight of a concept's uncertainty.
+        label_weight: Weight of its expected effect on the predicted class.
+        costs: (k,) acquisition cost of each concept (default: all equal).
+        cost_weight: Weight of the cost.
+    """
     if costs is not None:
         costs = torch.as_tensor(costs, dtype=torch.float32)
         if costs.ndim != 1 or not torch.isfinite(costs).all():

@@ -35,6 +35,17 @@ def next_units(
     ``codes`` are ``model.encode`` outputs, ``units`` the (G, k) unit membership, ``done`` (B, G)
     the units already corrected and ``intervention`` their values. Policies that read labels need
     the true concepts ``c`` and labels ``y``. A sample with every unit corrected is an error.
+
+    Args:
+        model: The trained model.
+        codes: ``model.encode`` outputs of the samples.
+        units: (G, k) unit membership.
+        done: (B, G) the units already corrected.
+        intervention: Their values (None when nothing is corrected yet).
+        policy: A name, a ``Policy`` or a plain priority function.
+        c: (B, k) true concepts, for policies that read labels.
+        y: (B,) true classes, for policies that read labels.
+        seed: Breaks ties and draws random orders.
     """
     rule = resolve_policy(policy)
     if rule.uses_labels and (c is None or y is None):

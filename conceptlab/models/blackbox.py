@@ -14,7 +14,14 @@ from .heads import task_outputs
 
 class BlackBoxModel(ConceptModel):
     """x -> latent code (LeakyReLU) -> task; the same shape as a hybrid CBM trained without concepts.
-    With ``activation=False`` the code is passed on as it is (``linear_probe``)."""
+    With ``activation=False`` the code is passed on as it is (``linear_probe``).
+
+    Args:
+        encoder: The network from inputs to its latent code (``mlp`` or an image backbone with an MLP).
+        latent_dim: Width of the encoder's output, the code the head reads.
+        n_classes: Number of task classes (2: one binary logit).
+        activation: Apply LeakyReLU to the code (False: pass it on as it is, a linear probe).
+    """
 
     n_concepts = 0
 

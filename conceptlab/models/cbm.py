@@ -25,6 +25,13 @@ class ConceptBottleneckModel(ConceptModel):
     logits; the bottleneck carries them as probabilities (``sigmoid``), raw logits (``logit``) or
     hard 0/1 values (``bool``, no straight-through gradient). Extra units (the hybrid CBM) pass
     through a LeakyReLU and are never intervened on. The task head is one Linear layer.
+
+    Args:
+        encoder: The network from inputs to the k concept logits plus ``n_extra`` units.
+        n_concepts: Number of concepts k.
+        n_classes: Number of task classes (2: one binary logit).
+        bottleneck: ``sigmoid`` (fuzzy), ``logit`` or ``bool`` (hard 0/1): how concepts enter the head.
+        n_extra: Unsupervised bottleneck units beside the concepts (a hybrid CBM).
     """
 
     additive_effects = True  # a linear head: corrections add up

@@ -23,6 +23,14 @@ class ConceptEmbeddingModel(ConceptModel):
     and the concept embedding is ``p_i * c_i+ + (1 - p_i) * c_i-``. An intervention sets ``p_i``
     before mixing. The task head is one Linear layer over the k*m concatenated embeddings.
     ``shared_scorer=False`` gives every concept its own scorer (IntCEM's choice).
+
+    Args:
+        encoder: The network from inputs to its latent code (``mlp`` or an image backbone with an MLP).
+        latent_dim: Width of the latent code h.
+        n_concepts: Number of concepts k.
+        n_classes: Number of task classes (2: one binary logit).
+        embedding_size: m, the size of each concept embedding.
+        shared_scorer: One probability scorer for all concepts (False: one per concept).
     """
 
     additive_effects = True  # a linear head over per-concept embeddings: corrections add up

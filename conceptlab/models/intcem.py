@@ -37,6 +37,15 @@ class InterventionAwareCEM(ConceptEmbeddingModel):
     ``unit_scores(context, intervention)`` returns (B, G) logits: which unit to correct next. Its
     input is the flattened concept embeddings with the intervention applied and the 0/1 mask of
     the concepts corrected so far.
+
+    Args:
+        encoder: The network from inputs to its latent code (``mlp`` or an image backbone with an MLP).
+        latent_dim: Width of the latent code h.
+        n_concepts: Number of concepts k.
+        n_classes: Number of task classes (2: one binary logit).
+        units: (G, k) boolean membership of the units its learned policy ranks.
+        embedding_size: m, the size of each concept embedding.
+        policy_hidden: Widths of the policy MLP's hidden layers.
     """
 
     def __init__(

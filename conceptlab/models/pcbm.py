@@ -58,6 +58,11 @@ class PosthocCBM(ConceptModel):
     writes a concept's 5th / 95th percentile of training distances (as a logit CBM does), so that
     "absent" and "present" are values the head saw during training. The residual (``hybrid``)
     starts at zero and is never intervened on.
+
+    Args:
+        bank: The concept bank (a fitted ``CAVBank``, or a placeholder filled by ``set_bank``).
+        n_classes: Number of task classes (2: one binary logit).
+        hybrid: Add PCBM-h's linear residual from the embedding to the logits.
     """
 
     additive_effects = True  # a linear head on the concepts, and a residual no concept touches
