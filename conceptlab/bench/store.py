@@ -56,6 +56,10 @@ class RunStore:
     """Runs of a benchmark directory; a later record of the same run replaces an earlier one.
 
     ``key`` names a run from its record (default: a training run's ``run_key``).
+
+    Args:
+        path: The JSON-lines file (``runs.jsonl``).
+        key: Names a run from its record (default: ``run_key``).
     """
 
     def __init__(self, path: Path, key: Callable[[dict[str, Any]], Hashable] = run_key):

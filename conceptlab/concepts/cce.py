@@ -116,6 +116,16 @@ class Counterfactuals:
     are its ranking scores. ``success`` and ``target_probability`` describe the counterfactual
     embedding (for baselines: the original one, as they change nothing). A concept is in a
     sample's explanation when ``|weight| > support_threshold``.
+
+    Attributes:
+        concepts: The bank's concept names (the columns of ``weights``).
+        weights: (B, K) concept weights (CCE) or ranking scores (baselines).
+        targets: (B,) the target class of each sample.
+        original_prediction: (B,) the class predicted before any change.
+        prediction: (B,) the class the counterfactual embedding predicts.
+        target_probability: (B,) the target class's probability there.
+        steps: (B,) optimisation steps each sample took.
+        support_threshold: A concept is in an explanation when ``|weight|`` exceeds this.
     """
 
     concepts: list[str]

@@ -231,6 +231,20 @@ def run_tcav(
     score mean and std over the random sets, magnitude, the paper's and the reference code's
     p-values and flags, and the mean held-out CAV accuracy. Random-vs-random CAVs (each random
     set against the next) give the reference test's null scores.
+
+    Args:
+        model: Any torch model.
+        layers: Dotted names of the layers to test.
+        concepts: Concept name -> (n, ...) example inputs.
+        randoms: Random set name -> (n, ...) example inputs (at least 2 sets).
+        inputs: (N, ...) inputs of the class explained.
+        target: The class: an index, or a name of ``classes``.
+        objective: ``logit`` or ``loss``.
+        solver: The CAV estimator (``CAVBank``'s ``solver``).
+        batch_size: Inputs per forward/backward pass.
+        alpha: The significance level.
+        cache_dir: Keep activations and CAVs on disk.
+        classes: One name per class.
     """
     if len(randoms) < 2:
         raise ValueError("TCAV needs at least 2 random sets for its significance tests")
@@ -288,7 +302,12 @@ def run_tcav(
 
 
 def write_tcav_csv(records: list[dict], path) -> None:
-    """The records as CSV, written atomically."""
+    """The records as CSV, written atomically.
+
+    Args:
+        records: ``run_tcav``'s records.
+        path: The CSV file to write.
+    """
     import csv
     import io
 
@@ -302,7 +321,13 @@ def write_tcav_csv(records: list[dict], path) -> None:
 
 
 def tcav_plot(records: list[dict], path, title: str = "TCAV") -> None:
-    """Bars of mean score per concept and layer with std error bars; non-significant bars hatched and pale."""
+    """Bars of mean score per concept and layer with std error bars; non-significant bars hatched and pale.
+
+    Args:
+        records: ``run_tcav``'s records.
+        path: The image file to write.
+        title: The figure's title.
+    """
     plt = pyplot()
     concepts = list(dict.fromkeys(r["concept"] for r in records))
     layers = list(dict.fromkeys(r["layer"] for r in records))

@@ -304,6 +304,10 @@ def load_koh_pickles(pickle_dir: str | Path, cub_path: str | Path) -> ConceptSpl
 
     Each pickle is a list of dicts with 'img_path', 'class_label' and 'attribute_label' (112 values);
     image paths are re-rooted at ``cub_path``'s images directory.
+
+    Args:
+        pickle_dir: The folder holding ``train.pkl``, ``val.pkl`` and ``test.pkl``.
+        cub_path: The CUB archive the images are read from.
     """
     pickle_dir = Path(pickle_dir)
     archive = read_archive(cub_path)

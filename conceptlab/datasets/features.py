@@ -48,6 +48,18 @@ def extract_features(
     ``edit`` names a visual concept (``VISUAL_CONCEPTS``) applied to every image before the backbone.
     Cache files carry a checksum: a damaged one is reported with its path and extracted again;
     a cache directory that cannot be written is reported and the features are used uncached.
+
+    Args:
+        dataset: The images.
+        backbone: A backbone name (``efficientnet-lite0``, ``resnet18``, ...).
+        weights: ``bundled`` (the installed weights), a local weights file, or None (random).
+        image_size: The side images are resized to.
+        batch_size: Images per forward pass.
+        cache_dir: Keep the features on disk.
+        device: Where the backbone runs.
+        num_workers: DataLoader workers reading the images.
+        progress: Show a progress bar.
+        edit: A visual concept applied to every image first.
     """
     transform = image_transform(image_size, train=False)
     change = visual_concept(edit) if edit else (lambda x: x)

@@ -30,7 +30,11 @@ ANSWERS_KEPT = 1024
 
 @dataclass(frozen=True)
 class Corrections:
-    """Concepts a person has set, by index: 1.0 present, 0.0 absent; the rest stay predicted."""
+    """Concepts a person has set, by index: 1.0 present, 0.0 absent; the rest stay predicted.
+
+    Attributes:
+        values: Concept index -> 1.0 (present) or 0.0 (absent).
+    """
 
     values: Mapping[int, float]
 
@@ -87,7 +91,19 @@ class ConceptRow:
 
 @dataclass(frozen=True)
 class SampleView:
-    """One sample as one model sees it under some corrections."""
+    """One sample as one model sees it under some corrections.
+
+    Attributes:
+        model: The model's name.
+        sample: The sample's index in the test split.
+        groups: Concept rows by group.
+        classes: The class names.
+        class_probs: Class probabilities under the corrections.
+        original_probs: Class probabilities without corrections.
+        predicted: The class predicted under the corrections.
+        original_prediction: The class predicted without them.
+        true_class: The sample's true class.
+    """
 
     model: str
     sample: int
@@ -132,6 +148,11 @@ class Explorer:
     they can be compared side by side with the same corrections. ``data_root`` replaces a CUB
     archive's recorded location; ``seed`` draws the random policy's order (sample ``i`` uses
     ``seed + i``, so its order is the same at every step and every visit).
+
+    Args:
+        models: The loaded checkpoints (``load_explorer_model``).
+        data_root: Where a CUB archive is now, when results moved.
+        seed: Draws the random policy's orders.
     """
 
     def __init__(self, models: list[ExplorerModel], data_root: str | Path | None = None, seed: int = 0):

@@ -58,7 +58,11 @@ class ExplorerData:
 
 
 def find_checkpoints(path: str | Path) -> list[Path]:
-    """The model files PATH names: itself when it is a file, else those of a bench result folder."""
+    """The model files PATH names: itself when it is a file, else those of a bench result folder.
+
+    Args:
+        path: A model file, or a folder written by ``conceptlab bench``.
+    """
     path = Path(path)
     if path.is_file():
         return [path]
@@ -77,6 +81,11 @@ def load_explorer_model(path: Path, bank: str | Path | None = None, skip_without
 
     A model without concepts is an error, or ``None`` with ``skip_without_concepts`` (a bench
     folder also holds black boxes and linear probes).
+
+    Args:
+        path: The checkpoint.
+        bank: A concept bank to use instead of the one saved beside it.
+        skip_without_concepts: Return None for a model without concepts instead of failing.
     """
     model, info, metadata = load_model(path)
     if model.n_concepts == 0 and skip_without_concepts:

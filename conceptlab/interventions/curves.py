@@ -46,6 +46,15 @@ class InterventionCurve:
     ``seconds_per_sample`` is what the policy itself cost (choosing every unit of one sample's
     order, averaged over samples and repeats), not the model's predictions; ``uses_labels``
     marks policies that read the true concepts or labels.
+
+    Attributes:
+        policy: The policy's name (``name`` adds ``@competence=...`` when below 1).
+        competence: Fraction of correct values written.
+        units: The unit names, in the data's order.
+        accuracy_mean: Accuracy after 0, 1, ..., G units corrected, mean over repeats.
+        accuracy_std: Its standard deviation over repeats.
+        seconds_per_sample: What the policy itself cost per sample.
+        uses_labels: Whether the policy read true concepts or labels.
     """
 
     policy: str

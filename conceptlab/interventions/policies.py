@@ -29,7 +29,19 @@ from ..models.base import ConceptEffects, ConceptModel, Intervention
 class PolicyState:
     """What a policy sees: the model, the encoded batch, its concept probabilities (B, k), the
     units (G, k), which units are already corrected (B, G), the intervention so far, a random
-    generator, and (only for policies that use labels) the true concepts and task labels."""
+    generator, and (only for policies that use labels) the true concepts and task labels.
+
+    Attributes:
+        model: The model.
+        codes: The encoded batch (``model.encode``).
+        probs: (B, k) concept probabilities.
+        units: (G, k) unit membership.
+        done: (B, G) the units already corrected.
+        intervention: The corrections so far (None when none).
+        generator: Random numbers for stochastic policies.
+        c: (B, k) true concepts (only for policies that use labels).
+        y: (B,) true classes (only for policies that use labels).
+    """
 
     model: ConceptModel
     codes: Tensor
@@ -72,6 +84,16 @@ class Policy:
     recomputed for every repeat of a curve. ``source`` names the paper the rule comes from.
     ``fit``: set on policies that learn from data first (``fit_policy`` calls it and returns the
     ready policy, whose ``settings`` record what was chosen); such a policy cannot score unfitted.
+
+    Attributes:
+        name: The policy's name.
+        score: ``score(state) -> (B, G)`` priorities.
+        sequential: Asked again after every correction.
+        uses_labels: Reads the true concepts and labels (never deployable).
+        stochastic: Draws random numbers (rescored every repeat).
+        source: The paper the rule comes from.
+        fit: For policies that learn from data: returns the ready policy.
+        settings: What fitting chose.
     """
 
     name: str

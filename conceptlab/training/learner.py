@@ -38,7 +38,14 @@ class Stage:
 
 
 class ConceptLearner(L.LightningModule):
-    """Optimises ``task_weight * L_task + concept_weight * L_concept`` for one ``Stage``."""
+    """Optimises ``task_weight * L_task + concept_weight * L_concept`` for one ``Stage``.
+
+    Args:
+        model: The model trained.
+        stage: The stage's objective and trainable parameters.
+        config: The training settings.
+        pos_weight: (k,) weights of each concept's positive term.
+    """
 
     def __init__(self, model: ConceptModel, stage: Stage, config: TrainConfig, pos_weight: Tensor | None = None):
         super().__init__()
