@@ -17,7 +17,15 @@ from .store import RunStore
 
 @dataclass(frozen=True)
 class RunPlan:
-    """One training run of a grid: a (point of a) benchmark, a model key and a seed."""
+    """One training run of a grid: a (point of a) benchmark, a model key and a seed.
+
+    Attributes:
+        spec: The benchmark, at its sweep point.
+        model: The model key.
+        seed: Draws the data and initialises the model.
+        out_dir: The result folder.
+        tracker: ``tensorboard`` or ``mlflow`` to also log every epoch there; None.
+    """
 
     spec: BenchSpec
     model: str

@@ -89,7 +89,22 @@ NESTED_TRAIN = ("intcem", "posthoc")  # train blocks of their own: swept as trai
 
 @dataclass(frozen=True)
 class BenchSpec:
-    """One benchmark: a dataset, models, seeds, settings, and the published numbers to compare with."""
+    """One benchmark: a dataset, models, seeds, settings, and the published numbers to compare with.
+
+    Attributes:
+        name: The benchmark's name (the ``dataset`` field of its records).
+        dataset: Its data settings.
+        models: The model keys it trains.
+        seeds: Seeds per model.
+        model: Model settings.
+        train: Training settings.
+        evaluation: Test-time measurements.
+        reference: The published numbers shown beside ours.
+        sweep: Swept settings and their values.
+        point: The sweep values this spec is set to.
+        resources: What one run asks of a Ray cluster.
+        search: How the sweep is searched (grid, random, ASHA).
+    """
 
     name: str
     dataset: DatasetSettings

@@ -15,18 +15,31 @@ from ..training.config import TrainConfig
 
 @settings
 class ModelSettings:
-    """Architecture settings shared by the models of one benchmark (CEM paper, App. A)."""
+    """Architecture settings shared by the models of one benchmark (CEM paper, App. A).
 
-    hidden: tuple[PositiveInt, ...] = (128, 128)  # MLP encoder widths
-    latent_dim: PositiveInt = 128  # CEM encoder output
-    embedding_size: PositiveInt = 128  # CEM m; hybrid CBM and black box use k * m bottleneck units
-    randint: Fraction = 0.25  # CEM training-intervention probability
-    randint_per: Literal["sample", "batch"] = "sample"  # "sample" (paper) or "batch" (official code)
-    policy_hidden: tuple[PositiveInt, ...] = (256, 128)  # IntCEM's policy network widths
-    backbone: Str | None = None  # image backbone trained end to end (datasets in finetune mode)
-    backbone_weights: Str | None = None  # local weights file, "bundled" or null (random init)
-    bank_examples: PositiveInt = BANK_EXAMPLES  # PCBM concept bank: training examples a side (as many again held out)
-    bank_alpha: PositiveFloat = BANK_ALPHA  # PCBM concept bank: SVM alpha (C = 0.1 on 200 rows)
+    Attributes:
+        hidden: MLP encoder widths.
+        latent_dim: CEM encoder output width.
+        embedding_size: CEM m; the hybrid CBM and the black box use k * m bottleneck units.
+        randint: CEM's training-intervention probability (RandInt).
+        randint_per: ``sample`` (the paper) or ``batch`` (the official code).
+        policy_hidden: IntCEM's policy network widths.
+        backbone: Image backbone trained end to end (datasets in finetune mode).
+        backbone_weights: A local weights file, ``bundled`` or null (random initialisation).
+        bank_examples: PCBM concept bank: training examples a side (as many again held out).
+        bank_alpha: PCBM concept bank: the SVM's alpha.
+    """
+
+    hidden: tuple[PositiveInt, ...] = (128, 128)
+    latent_dim: PositiveInt = 128
+    embedding_size: PositiveInt = 128
+    randint: Fraction = 0.25
+    randint_per: Literal["sample", "batch"] = "sample"
+    policy_hidden: tuple[PositiveInt, ...] = (256, 128)
+    backbone: Str | None = None
+    backbone_weights: Str | None = None
+    bank_examples: PositiveInt = BANK_EXAMPLES
+    bank_alpha: PositiveFloat = BANK_ALPHA
 
     @classmethod
     def from_dict(cls, values: dict) -> ModelSettings:

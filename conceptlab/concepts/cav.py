@@ -62,6 +62,15 @@ class CAVBank:
     ``margin_min_``, ``positive_mean_`` / ``negative_mean_`` (mean margin of the positive /
     negative examples) and ``above_mean_`` / ``below_mean_`` (mean of the margins above / below
     zero, whichever example they belong to, as the CCE reference code groups them).
+
+    Args:
+        solver: ``svm``, ``sgd``, ``logistic`` or ``mean-difference``.
+        alpha: Regularisation strength.
+        max_iter: Iteration limit (None: each solver's own).
+        tol: Tolerance (the SVM's certified duality gap).
+        test_fraction: Share of each set held out to score the CAV.
+        seed: Draws the held-out rows.
+        cache_dir: Keep fitted CAVs on disk, keyed by the data and hyperparameters.
     """
 
     def __init__(

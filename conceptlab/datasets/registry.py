@@ -20,7 +20,12 @@ from .synthetic import SYNTHETIC_DATASETS, make_synthetic
 
 @settings
 class SyntheticSettings:
-    """A generated dataset of the CEM paper: ``name`` xor, trig or dot, ``size`` samples in all."""
+    """A generated dataset of the CEM paper: ``name`` xor, trig or dot, ``size`` samples in all.
+
+    Attributes:
+        name: ``xor``, ``trig`` or ``dot``.
+        size: Samples in all (at least 10).
+    """
 
     name: Literal["xor", "trig", "dot"]
     size: Annotated[PositiveInt, Field(ge=10)] = 3000
@@ -28,20 +33,35 @@ class SyntheticSettings:
 
 @settings
 class CubSettings:
-    """CUB-200-2011 from its official archive, as features of a frozen backbone or as images."""
+    """CUB-200-2011 from its official archive, as features of a frozen backbone or as images.
+
+    Attributes:
+        name: ``cub``.
+        root: The directory holding CUB_200_2011/ (or that directory itself).
+        mode: ``frozen`` (cached backbone features) or ``finetune`` (images, end to end).
+        backbone: The backbone that makes the features (frozen mode).
+        weights: A local weights file, ``bundled`` (EfficientNet-Lite0) or null (random initialisation).
+        image_size: The side images are resized to.
+        concepts: ``auto``, ``image-labels`` or ``class-level``.
+        threshold: Class-level fallback: % of a class's images above which it has an attribute.
+        min_classes: Keep attributes present in at least this many classes (majority vote).
+        val_fraction: Share of the official training split held out for validation.
+        cache_dir: Where features are cached (default: $XDG_CACHE_HOME/conceptlab or ~/.cache/conceptlab).
+        batch_size: Feature-extraction batch.
+    """
 
     name: Literal["cub"] = "cub"
-    root: Str | None = None  # directory holding CUB_200_2011/ (or that directory itself)
-    mode: Literal["frozen", "finetune"] = "frozen"  # cached backbone features, or images for end-to-end training
+    root: Str | None = None
+    mode: Literal["frozen", "finetune"] = "frozen"
     backbone: Str = "efficientnet_lite0"
-    weights: Str | None = "bundled"  # local weights file, "bundled" (EfficientNet-Lite0) or null (random init)
+    weights: Str | None = "bundled"
     image_size: PositiveInt = 224
     concepts: Literal["auto", "image-labels", "class-level"] = "auto"
-    threshold: Annotated[Float, Field(ge=0, le=100)] = CLASS_LEVEL_THRESHOLD  # % for the class-level fallback
-    min_classes: PositiveInt = MIN_CLASSES  # keep attributes present in at least this many classes (majority vote)
+    threshold: Annotated[Float, Field(ge=0, le=100)] = CLASS_LEVEL_THRESHOLD
+    min_classes: PositiveInt = MIN_CLASSES
     val_fraction: Annotated[Float, Field(ge=0, lt=1)] = VAL_FRACTION
-    cache_dir: Str | None = None  # default: $XDG_CACHE_HOME/conceptlab or ~/.cache/conceptlab
-    batch_size: PositiveInt = 64  # feature extraction batch
+    cache_dir: Str | None = None
+    batch_size: PositiveInt = 64
 
     def __post_init__(self) -> None:
         from ..models.encoders import BACKBONES

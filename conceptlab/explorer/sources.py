@@ -25,7 +25,16 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class ExplorerModel:
-    """A loaded checkpoint: its display name, file, model, concept names, metadata and (optional) bank."""
+    """A loaded checkpoint: its display name, file, model, concept names, metadata and (optional) bank.
+
+    Attributes:
+        name: Its display name (the file name without ``.pt``).
+        path: The checkpoint.
+        model: The model, in evaluation mode.
+        info: Its concept and class names.
+        metadata: What the checkpoint records.
+        bank: A concept bank for counterfactuals, if one was saved beside it or given.
+    """
 
     name: str
     path: Path
@@ -43,7 +52,16 @@ class ExplorerModel:
 @dataclass
 class ExplorerData:
     """The test split a model was evaluated on, the image files behind its rows (CUB), if any, and
-    the training and validation splits (policies that learn from data are fitted on them)."""
+    the training and validation splits (policies that learn from data are fitted on them).
+
+    Attributes:
+        test: The test split the model was evaluated on.
+        dataset: Its dataset settings.
+        seed: Its seed.
+        image_paths: The image files behind the rows (CUB), if any.
+        train: The training split (policies that learn from data are fitted on it).
+        val: The validation split.
+    """
 
     test: ConceptDataset
     dataset: dict

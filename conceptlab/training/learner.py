@@ -23,6 +23,17 @@ class Stage:
     ``task`` (the head) or ``residual`` (a path around the concepts: PCBM-h). ``true_concepts`` feeds the head the true concepts (independent CBM).
     ``intervention_prob`` > 0 enables RandInt: random training-time interventions with true values.
     ``trajectories`` trains with IntCEM's sampled intervention trajectories (``training.intcem``).
+
+    Attributes:
+        name: The stage's name (logged metrics are prefixed with it when a recipe has several).
+        trainable: ``all``, ``concepts``, ``task`` or ``residual``.
+        task_weight: Weight of the task loss.
+        concept_weight: Weight of the concept loss.
+        true_concepts: Feed the head the true concepts (independent CBM).
+        intervention_prob: RandInt: probability of a training-time intervention.
+        intervention_per: Draw RandInt's mask per ``sample`` or per ``batch``.
+        trajectories: Train with IntCEM's sampled intervention trajectories.
+        solver: ``lightning``, ``elastic-net`` (the PCBM head, solved exactly) or ``fixed-epochs`` (PCBM-h's residual as its authors train it).
     """
 
     name: str
