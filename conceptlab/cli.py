@@ -149,7 +149,7 @@ def _intervene(args: argparse.Namespace) -> int:
     out = Path(args.out or Path("results") / "interventions" / Path(args.checkpoint).stem)
     _check_writable(out)  # before the curves are computed, not after
     run = load_run(args.checkpoint)
-    model, splits, threshold = run.model, run.data.splits, run.record.binary_threshold
+    model, splits, threshold = run.model, run.data, run.record.binary_threshold
     test = splits.test
     policy = fit_policy(args.policy, model, train=splits.train, val=splits.val, groups=args.groups, seed=args.seed)
     curves = [

@@ -68,6 +68,6 @@ def test_datasets_are_told_apart_by_their_features_not_their_type():
     ``features`` (None for image files), never ``hasattr(data, "x")`` or the class."""
     import re
 
-    pattern = re.compile(r'hasattr\([\w.]+, "(x|paths)"\)|isinstance\([\w.]+, (Image)?ConceptDataset\)')
+    pattern = re.compile(r'(has|get)attr\([\w.]+, "(x|paths)"|isinstance\([\w.]+, (Image)?ConceptDataset\)')
     offenders = [str(path.relative_to(PACKAGE)) for path in sorted(PACKAGE.rglob("*.py")) if pattern.search(path.read_text())]
     assert offenders == []

@@ -26,7 +26,7 @@ def test_a_bench_checkpoint_gives_back_its_model_record_and_exact_data(tmp_path)
     run = load_run(path)
     assert run.record == RunRecord(XOR, 3, 0.5, "b", "cbm-fuzzy", {"config_hash": "abc"})
     for part in ("train", "val", "test"):
-        assert torch.equal(getattr(run.data.splits, part).x, getattr(data, part).x)
+        assert torch.equal(getattr(run.data, part).x, getattr(data, part).x)
     assert torch.equal(run.model(data.test.x).task_logits, model(data.test.x).task_logits)
     assert run.data.image_paths == [] and not run.model.training
 

@@ -6,6 +6,6 @@ Needs the web extra: ``pip install -e ".[explore]"`` (FastAPI, uvicorn, Jinja2).
 """
 
 from .session import Corrections, Explorer, SampleView
-from .sources import ExplorerData, ExplorerModel, find_checkpoints, load_explorer_model
+from .sources import ExplorerModel, find_checkpoints, load_explorer_model
 
-__all__ = ["Corrections", "Explorer", "ExplorerData", "ExplorerModel", "SampleView", "find_checkpoints", "load_explorer_model"]
+__all__ = ["Corrections", "Explorer", "ExplorerModel", "SampleView", "find_checkpoints", "load_explorer_model"]

@@ -21,7 +21,8 @@ from ..models import Intervention
 from ..models.base import ConceptOutput, decode_all, encode_all
 from ..models.heads import class_log_probs, predicted_class
 from ..runtime import evaluating
-from .sources import ExplorerData, ExplorerModel, check_bank, load_explorer_data
+from ..training.runs import RunData
+from .sources import ExplorerModel, check_bank, load_explorer_data
 
 log = logging.getLogger(__name__)
 FILTERS = ("all", "misclassified", "wrong-concepts")
@@ -160,7 +161,7 @@ class Explorer:
             raise ValueError("the explorer needs at least one model")
         self.models = {m.name: m for m in models}
         self.seed = seed
-        self._data: dict[str, ExplorerData] = {}
+        self._data: dict[str, RunData] = {}
         self._base: dict[str, tuple[Tensor, Tensor]] = {}  # name -> (concept probs (N, k), task logits (N, T))
         self._data_root = data_root
         self._answers: dict[tuple, object] = {}  # curves and counterfactuals: they depend on (model, sample, policy) only
@@ -179,7 +180,7 @@ class Explorer:
             raise KeyError(f"no model named {name!r}; choose one of {', '.join(self.models)}")
         return self.models[name]
 
-    def data(self, name: str) -> ExplorerData:
+    def data(self, name: str) -> RunData:
         model = self.model(name)
         if model.data_key not in self._data:
             self._data[model.data_key] = load_explorer_data(model, self._data_root)
@@ -191,7 +192,7 @@ class Explorer:
             return
         model, data = self.model(name), self.data(name)
         if model.bank is not None:
-            check_bank(model, getattr(data.test, "x", None))
+            check_bank(model, data.test.features)
         log.info("predicting the %d test samples of %s with %s", len(data.test), data.name, name)
         output = decode_all(model.model, encode_all(model.model, data.test.inputs))
         self._base[name] = (output.concept_probs.cpu(), output.task_logits.cpu())

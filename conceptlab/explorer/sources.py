@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from torch import Tensor
 
 from ..concepts.bank import BANK_SUFFIX
 from ..concepts.cav import CAVBank
-from ..datasets.base import ConceptDataset
 from ..info import ConceptInfo
 from ..models import ConceptModel, load_model
+from ..training.runs import RunData, RunRecord, run_data
 
 log = logging.getLogger(__name__)
 
@@ -47,32 +47,6 @@ class ExplorerModel:
     def data_key(self) -> str:
         """Models with equal keys were tested on the same samples (same dataset settings and seed)."""
         return json.dumps([self.metadata.get("dataset"), self.metadata.get("seed")], sort_keys=True)
-
-
-@dataclass
-class ExplorerData:
-    """The test split a model was evaluated on, the image files behind its rows (CUB), if any, and
-    the training and validation splits (policies that learn from data are fitted on them).
-
-    Attributes:
-        test: The test split the model was evaluated on.
-        dataset: Its dataset settings.
-        seed: Its seed.
-        image_paths: The image files behind the rows (CUB), if any.
-        train: The training split (policies that learn from data are fitted on it).
-        val: The validation split.
-    """
-
-    test: ConceptDataset
-    dataset: dict
-    seed: int
-    image_paths: list[Path] = field(default_factory=list)
-    train: ConceptDataset | None = None
-    val: ConceptDataset | None = None
-
-    @property
-    def name(self) -> str:
-        return str(self.dataset.get("name", "data"))
 
 
 def find_checkpoints(path: str | Path) -> list[Path]:
@@ -120,19 +94,14 @@ def load_explorer_model(path: Path, bank: str | Path | None = None, skip_without
     return ExplorerModel(path.stem, path, model, info, metadata, CAVBank.load(bank_path) if bank_path else None)
 
 
-def load_explorer_data(model: ExplorerModel, data_root: str | Path | None = None) -> ExplorerData:
+def load_explorer_data(model: ExplorerModel, data_root: str | Path | None = None) -> RunData:
     """The test split ``model`` was evaluated on, rebuilt from its recorded dataset settings and seed
     (``training.runs``, as every tool reads a run).
 
     ``data_root`` replaces the recorded root of a dataset read from disk (CUB), for results moved
     to another machine.
     """
-    from ..training.runs import RunRecord, run_data
-
-    record = RunRecord.from_metadata(model.metadata, model.path)
-    data = run_data(record, model.model, model.info, model.path, data_root)
-    splits = data.splits
-    return ExplorerData(splits.test, data.dataset, record.seed, data.image_paths, splits.train, splits.val)
+    return run_data(RunRecord.from_metadata(model.metadata, model.path), model.model, model.info, model.path, data_root)
 
 
 def check_bank(model: ExplorerModel, inputs: Tensor | None) -> None:

@@ -7,7 +7,7 @@ explorer and any later tool read runs through it.
 
 Example:
     >>> run = load_run("results/xor/checkpoints/xor-cem-seed0.pt")        # doctest: +SKIP
-    >>> run.model, run.data.splits.test, run.record.binary_threshold      # doctest: +SKIP
+    >>> run.model, run.data.test, run.record.binary_threshold             # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..datasets.base import ConceptSplits
+from ..datasets.base import ConceptData
 from ..info import ConceptInfo
 from ..models.base import ConceptModel
 from ..models.io import load_model
@@ -68,17 +68,28 @@ class RunRecord:
 
 @dataclass(frozen=True)
 class RunData:
-    """The splits a run was trained and evaluated on.
+    """The splits a run was trained and evaluated on, rebuilt from its record.
 
     Attributes:
-        splits: Train, validation and test splits, rebuilt from the record.
+        train: The training split (policies that learn from data are fitted on it).
+        val: The validation split.
+        test: The test split the run was evaluated on.
         dataset: The dataset settings used (the record's, with ``data_root`` applied).
+        seed: The seed that drew them.
         image_paths: For image datasets, the test split's image files in order; else empty.
     """
 
-    splits: ConceptSplits
+    train: ConceptData
+    val: ConceptData
+    test: ConceptData
     dataset: dict[str, Any]
+    seed: int
     image_paths: list[Path]
+
+    @property
+    def name(self) -> str:
+        """The dataset's name."""
+        return str(self.dataset.get("name", "data"))
 
 
 @dataclass(frozen=True)
@@ -130,7 +141,8 @@ def run_data(record: RunRecord, model: ConceptModel, info: ConceptInfo, path: st
                          f"but the data it records give {list(found.concept_names)[:4]} and {list(found.task_names)[:4]}: "
                          "the data do not match the model")
     check_compatible(model, splits.test)
-    return RunData(splits, settings, list(images.test.paths) if images is not None else [])
+    return RunData(splits.train, splits.val, splits.test, settings, record.seed,
+                   list(images.test.paths) if images is not None else [])
 
 
 def load_run(checkpoint: str | Path, data_root: str | Path | None = None) -> Run:
