@@ -159,18 +159,13 @@ def absolute(plan):
     return replace(plan, spec=spec, out_dir=str(Path(plan.out_dir).resolve()))
 
 
-def prepare_worker(spec: BenchSpec) -> None:
-    """Set up a Ray worker process for one run of ``spec``: as many torch threads as CPUs the
-    task holds, and no GPU unless it asked for one (``worker.setup_worker``)."""
-    setup_worker(int(spec.resources.cpus), hide_gpus=gpus_for(spec) == 0)
-
-
-def _run_task(plan, run: Callable[[Any], dict[str, Any]]) -> dict[str, Any]:
-    """``run(plan)`` inside a Ray worker."""
+def run_in_worker(plan, run: Callable[..., dict[str, Any]], **options: Any) -> dict[str, Any]:
+    """``run(plan, **options)`` inside a Ray worker (a task or a Tune trial), set up with as many
+    torch threads as CPUs the run holds and no GPU unless it asked for one; the record names the node."""
     import ray
 
-    prepare_worker(plan.spec)
-    record = run(plan)
+    setup_worker(int(plan.spec.resources.cpus), hide_gpus=gpus_for(plan.spec) == 0)
+    record = run(plan, **options)
     record["ray_node"] = ray.get_runtime_context().get_node_id()
     return record
 
@@ -235,7 +230,7 @@ def run_on_ray(plans: list, run: Callable[[Any], dict[str, Any]], address: str |
     """
     plans = [absolute(plan) for plan in plans]
     with ray_session(plans, address, cpus) as ray:
-        run_task = ray.remote(max_retries=RETRIES)(_run_task)
+        run_task = ray.remote(max_retries=RETRIES)(run_in_worker)
         refs = {run_task.options(num_cpus=plan.spec.resources.cpus, num_gpus=gpus_for(plan.spec)).remote(plan, run): plan
                 for plan in plans}
         pending = list(refs)

@@ -25,7 +25,7 @@ from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialSch
 
 from ..processes import sigterm_as_exit
 from .plan import RunPlan, plan_record
-from .ray_backend import RETRIES, absolute, gpus_for, prepare_worker, ray_session
+from .ray_backend import RETRIES, absolute, gpus_for, ray_session, run_in_worker
 
 TUNE_FOLDER = "tune"  # Tune's own experiment state, under the bench's output folder
 NO_CAP = 10**9  # ASHA's max_t: runs end by their own early stopping, never by the scheduler's cap
@@ -42,12 +42,7 @@ class _ReportEpochs(LightningCallback):
 
 def _trial(config: dict[str, Any], plans: list[RunPlan], run: Callable[..., dict[str, Any]], asha: bool) -> None:
     """One Tune trial: run its plan and hand the record to the driver as the trial's last result."""
-    import ray
-
-    plan = plans[config["run"]]
-    prepare_worker(plan.spec)
-    record = run(plan, callbacks=[_ReportEpochs()] if asha else None)
-    record["ray_node"] = ray.get_runtime_context().get_node_id()
+    record = run_in_worker(plans[config["run"]], run, callbacks=[_ReportEpochs()] if asha else None)
     tune.report({"record": json.dumps(record)})  # no val_loss: the scheduler does not judge this result
 
 
