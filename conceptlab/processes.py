@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
+from .clib import libc
+
 STOP_SECONDS = 10.0  # a finished pool's workers get this long to exit by themselves before they are killed
 WORKER_NAME = b"conceptlab-wkr"  # a worker's name in ps, top and /proc/PID/comm (at most 15 bytes)
 
@@ -233,16 +235,10 @@ def _serve(connection: Connection, owner: int, initializer: Callable[..., None] 
             connection.send((False, f"{type(err).__name__}: the task's result could not be sent back: {err}"))
 
 
-def _libc():
-    import ctypes
-
-    return ctypes.CDLL(None, use_errno=True)  # this process's own symbols, libc's among them: no lookup subprocess
-
-
 def _name_this_process(name: bytes) -> None:
     if platform.system() == "Linux":
         pr_set_name = 15
-        _libc().prctl(pr_set_name, name)
+        libc().prctl(pr_set_name, name)
 
 
 def _gone(pid: int) -> bool:
@@ -272,7 +268,7 @@ def exit_with_parent(owner: int) -> None:
     parent = os.getppid()
     if platform.system() == "Linux":
         pr_set_pdeathsig = 1
-        _libc().prctl(pr_set_pdeathsig, signal.SIGKILL)
+        libc().prctl(pr_set_pdeathsig, signal.SIGKILL)
 
     def watch() -> None:
         while os.getppid() == parent and not _gone(owner):

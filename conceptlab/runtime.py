@@ -9,6 +9,8 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
+from .clib import libc
+
 
 @contextmanager
 def seeded(seed: int, device: torch.device | None = None) -> Iterator[None]:
@@ -42,14 +44,10 @@ def keep_freed_memory() -> None:
     by page, which showed up as a large share of system time in training and TCAV runs. No
     effect outside glibc.
     """
-    import ctypes
-    import ctypes.util
-
-    name = ctypes.util.find_library("c")
-    if not name or platform.system() != "Linux":
+    if platform.system() != "Linux":
         return
-    libc = ctypes.CDLL(name)
-    if hasattr(libc, "mallopt"):
+    c_library = libc()
+    if hasattr(c_library, "mallopt"):
         m_trim_threshold, m_mmap_threshold = -1, -3
-        libc.mallopt(m_mmap_threshold, 256 << 20)
-        libc.mallopt(m_trim_threshold, 512 << 20)
+        c_library.mallopt(m_mmap_threshold, 256 << 20)
+        c_library.mallopt(m_trim_threshold, 512 << 20)
