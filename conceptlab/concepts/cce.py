@@ -37,7 +37,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..models import heads
-from ..models.base import ConceptOutput
 from ..runtime import evaluating
 from .cav import CAVBank
 
@@ -167,10 +166,7 @@ class Counterfactuals:
 def head_class_logits(head: nn.Module, z: Tensor) -> Tensor:
     """The head's logits for ``z`` as (B, n_classes), whose softmax is the class distribution
     (``models.heads.class_logits``: a single binary logit ``z`` becomes ``[0, z]``)."""
-    logits = head(z)
-    if isinstance(logits, ConceptOutput):
-        logits = logits.task_logits
-    return heads.class_logits(logits[:, None] if logits.ndim == 1 else logits)
+    return heads.class_logits(heads.output_logits(head(z)))
 
 
 def _check_inputs(bank: CAVBank, head: nn.Module, embeddings: Tensor, targets: Tensor | int) -> tuple[Tensor, Tensor]:

@@ -26,7 +26,7 @@ from .activations import layer_inputs, resolve_layer
 from .cav import CAVBank
 from .cce import CCE, Counterfactuals
 from .examples import image_files, read_image
-from .tcav import resolve_class, task_logits
+from .tcav import resolve_class
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,7 @@ def explain_images(
     x = torch.stack([read_image(file, transform) for file in files])
     embeddings = layer_inputs(model, head_name, x)
     with torch.no_grad():
-        head_classes = heads.n_classes(task_logits(head_module(embeddings[:1])))
+        head_classes = heads.n_classes(heads.output_logits(head_module(embeddings[:1])))
     index = resolve_class(target, head_classes, classes or None)
     solver = (CCE.published if published else CCE)(bank, head_module, **solver_options)
     return ImageCounterfactuals(list(files), x, solver.explain(embeddings, index), index, classes, head_name)

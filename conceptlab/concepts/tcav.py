@@ -19,7 +19,6 @@ import torch
 from torch import Tensor, nn
 
 from ..models import heads
-from ..models.base import ConceptOutput
 from ..plotting import pyplot, save_figure
 from ..runtime import evaluating
 from .activations import capture_activations, prepare_batch, resolve_layer
@@ -29,15 +28,6 @@ Objective = Literal["logit", "loss"]
 # TCAV's CAV estimator, chosen on development scenarios of benchmarks/tcav_causal.py (the best
 # balance of power and false positives against measured causal effects) and reported on held-out ones
 TCAV_ESTIMATOR: Solver = "logistic"
-
-
-def task_logits(output) -> Tensor:
-    """The (B, n_logits) logits of a model output: conceptlab models give their task logits; a
-    (B,) output is one logit per sample."""
-    logits = output.task_logits if isinstance(output, ConceptOutput) else output
-    if not isinstance(logits, Tensor):
-        raise ValueError(f"the model returned {type(logits).__name__}; TCAV needs a tensor of logits (or a ConceptOutput)")
-    return logits[:, None] if logits.ndim == 1 else logits.flatten(1)
 
 
 def resolve_class(target: int | str, n_classes: int, classes: Sequence[str] | None = None) -> int:
@@ -113,7 +103,7 @@ def layer_gradients(
             for start in range(0, inputs.shape[0], batch_size):
                 captured.clear()
                 x = prepare_batch(inputs[start : start + batch_size], device)
-                logits = task_logits(model(x))
+                logits = heads.output_logits(model(x))
                 if start == 0:
                     resolve_class(target, heads.n_classes(logits))
                 grads = torch.autograd.grad(objective_value(logits, target, objective), [captured[name] for name in names])
@@ -262,7 +252,7 @@ def run_tcav(
                          "random set must be examples of the kind the model takes")
     try:
         with torch.no_grad(), evaluating(model):
-            probe = task_logits(model(prepare_batch(inputs[:1], next(model.parameters()).device)))
+            probe = heads.output_logits(model(prepare_batch(inputs[:1], next(model.parameters()).device)))
     except RuntimeError as err:
         raise ValueError(f"the model cannot run on inputs of shape {shape} ({str(err).splitlines()[0][:160]})") from None
     index = resolve_class(target, heads.n_classes(probe), classes)

@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .base import ConceptOutput
+
 
 def task_outputs(n_classes: int) -> int:
     """Logits a head needs for ``n_classes`` classes: one for a binary task, else one per class.
@@ -38,6 +40,23 @@ def task_outputs(n_classes: int) -> int:
 def n_classes(logits: Tensor) -> int:
     """Classes that (..., T) task logits distinguish: 2 for a single logit, else T."""
     return 2 if logits.shape[-1] == 1 else logits.shape[-1]
+
+
+def output_logits(output: ConceptOutput | Tensor) -> Tensor:
+    """The (B, T) task logits of any model's output: a conceptlab model's ``task_logits``, or a
+    tensor (a (B,) one is one logit per sample; trailing axes are flattened).
+
+    Args:
+        output: What a model's forward pass returned.
+
+    Raises:
+        ValueError: An output that is neither a tensor nor a ``ConceptOutput``.
+    """
+    logits = output.task_logits if isinstance(output, ConceptOutput) else output
+    if not isinstance(logits, Tensor):
+        raise ValueError(f"the model returned {type(logits).__name__}; explaining it needs a tensor of logits "
+                         "(or a ConceptOutput)")
+    return logits[:, None] if logits.ndim == 1 else logits.flatten(1)
 
 
 def task_loss(logits: Tensor, y: Tensor, reduction: str = "mean") -> Tensor:

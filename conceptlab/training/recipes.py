@@ -199,7 +199,7 @@ def fit(
     start = time.perf_counter()
     stage_epochs: dict[str, int] = {}
     history: dict[str, dict[str, list[float]]] = {}
-    trained = sum(1 for s in stages if s.solver not in ("fixed-epochs", "elastic-net"))  # stages Lightning runs
+    trained = sum(s.solver == "lightning" for s in stages)  # stages Lightning runs
     for index, stage in enumerate(stages):
         if stage.solver == "fixed-epochs":
             losses = fit_residual_as_authors(model, splits.train, config.seed + index)
