@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from ..interventions import Policy, fit_policy, next_units, resolve_policy
 from ..models import Intervention
@@ -129,17 +129,6 @@ class SampleView:
             "original_prediction": self.original_prediction, "true_class": self.true_class,
             "concepts": {g: [row.__dict__ for row in rows] for g, rows in self.groups.items()},
         }
-
-
-class TaskHead(nn.Module):
-    """A concept model as a head from its input embedding to task logits, for ``CCE``."""
-
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self.model = model
-
-    def forward(self, z: Tensor) -> Tensor:
-        return self.model(z).task_logits
 
 
 class Explorer:
@@ -346,6 +335,6 @@ class Explorer:
 
         data = self.data(model.name)
         target = int(data.test.y[sample])
-        result = CCE(model.bank, TaskHead(model.model).eval()).explain(data.test.x[sample : sample + 1], target)
+        result = CCE(model.bank, model.model).explain(data.test.x[sample : sample + 1], target)
         return {"target": model.info.task_names[target], "success": bool(result.success[0]),
                 "target_probability": float(result.target_probability[0]), **result.explanation(0, top)}
