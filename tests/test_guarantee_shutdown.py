@@ -52,6 +52,10 @@ def _die_on_three(n: int) -> int:
     return n
 
 
+def _parent_and_name(n: int) -> tuple[int, str]:
+    return os.getppid(), Path(f"/proc/{os.getpid()}/comm").read_text().strip()
+
+
 def _outcomes(function, items, workers=2):
     with WorkerPool(workers) as pool:
         return {o.item: o for o in pool.imap_unordered(function, items)}
@@ -72,6 +76,19 @@ def test_a_dying_worker_costs_only_its_task():
     outcomes = _outcomes(_die_on_three, range(8))
     assert "WorkerLost" in outcomes[3].error and "code 7" in outcomes[3].error
     assert all(outcomes[n].value == n for n in range(8) if n != 3)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the fork server and /proc are Linux's")
+def test_workers_fork_from_the_preloaded_server_and_carry_their_name():
+    """The mechanism behind the faster start: workers are children of multiprocessing's fork
+    server (which imported the bench's modules once), not of this process, and name themselves."""
+    from conceptlab.processes import WORKER_NAME, start_worker_server
+
+    start_worker_server(["json"])
+    outcomes = _outcomes(_parent_and_name, range(4))
+    parents = {o.value[0] for o in outcomes.values()}
+    assert os.getpid() not in parents and len(parents) == 1  # one fork server, not this process
+    assert {o.value[1] for o in outcomes.values()} == {WORKER_NAME.decode()}
 
 
 def test_a_pool_needs_a_worker():
