@@ -34,7 +34,7 @@ from conceptlab.datasets import ConceptDataset, ConceptInfo
 from conceptlab.datasets.base import ConceptSplits
 from conceptlab.datasets.cub import load_cub
 from conceptlab.datasets.registry import CubSettings, features_by_path, image_features
-from conceptlab.models import ConceptEdit, PosthocCBM, apply_edits, class_weights, linear_probe, predict
+from conceptlab.models import ConceptEdit, apply_edits, class_weights, linear_probe, pcbm, predict
 from conceptlab.models.editing import EDIT_METHODS
 from conceptlab.runtime import seeded
 from conceptlab.training import PosthocConfig, TrainConfig, fit
@@ -51,10 +51,11 @@ def accuracy(model, x: torch.Tensor, y: torch.Tensor) -> float:
 def train_models(splits: ConceptSplits, bank, seed: int) -> dict:
     models = {}
     for name, hybrid in (("pcbm", False), ("pcbm-h", True)):
-        models[name] = PosthocCBM(bank, splits.info.n_classes, hybrid=hybrid)
+        models[name] = pcbm(in_features=splits.train.x.shape[1], n_concepts=splits.info.n_concepts, n_classes=splits.info.n_classes,
+                             hybrid=hybrid, bank=bank)
         fit(models[name], splits, "posthoc", TRAIN)
     with seeded(seed):
-        models["linear-probe"] = linear_probe(splits.train.x.shape[1], splits.info.n_classes)
+        models["linear-probe"] = linear_probe(in_features=splits.train.x.shape[1], n_classes=splits.info.n_classes)
     fit(models["linear-probe"], splits, "joint", TRAIN)
     return models
 

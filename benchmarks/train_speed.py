@@ -50,7 +50,7 @@ def paper_settings() -> None:
 def conceptlab_fixed_epochs(epochs: int) -> float:
     splits = xor(seed=0)
     with seeded(0):
-        model = cem(2, 2, 2, embedding_size=128)
+        model = cem(in_features=2, n_concepts=2, n_classes=2, embedding_size=128)
     config = TrainConfig(max_epochs=epochs, early_stopping_patience=0, weight_decay=0.0, intervention_prob=0.25, device="cpu")
     start = time.perf_counter()
     fit(model, splits, "joint", config)

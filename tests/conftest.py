@@ -32,9 +32,9 @@ def small_models(noisy):
     config = TrainConfig(max_epochs=8, device="cpu", batch_size=128, early_stopping_patience=0)
     with seeded(0):
         models = {
-            "cbm": cbm(20, 12, 4, hidden=(16,)),
-            "cem": cem(20, 12, 4, embedding_size=4, latent_dim=16, hidden=(16,)),
-            "intcem": intcem(20, 12, 4, noisy.info.group_matrix(), embedding_size=4, latent_dim=16, hidden=(16,),
+            "cbm": cbm(in_features=20, n_concepts=12, n_classes=4, hidden=(16,)),
+            "cem": cem(in_features=20, n_concepts=12, n_classes=4, embedding_size=4, latent_dim=16, hidden=(16,)),
+            "intcem": intcem(in_features=20, n_concepts=12, n_classes=4, units=noisy.info.group_matrix(), embedding_size=4, latent_dim=16, hidden=(16,),
                              policy_hidden=(16,)),
         }
     for name, model in models.items():

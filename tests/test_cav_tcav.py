@@ -226,7 +226,7 @@ def test_cli_tcav_on_a_conceptlab_model_with_tensor_examples(tmp_path, capsys):
     from conceptlab.models import cbm, save_model
 
     torch.manual_seed(0)
-    model = cbm(D, 2, 3, hidden=[16])
+    model = cbm(in_features=D, n_concepts=2, n_classes=3, hidden=[16])
     save_model(model, tmp_path / "m.pt", ConceptInfo(("a", "b"), ("cat", "dog", "zebra")))
     g = torch.Generator().manual_seed(0)
     for folder, n in [("concepts/striped", 30), ("concepts/dotted", 30), ("random/r0", 30), ("random/r1", 30),

@@ -197,7 +197,7 @@ def test_frozen_bench_on_the_fixture_records_group_curves(archive, tmp_path, cap
 def test_finetune_mode_trains_a_backbone_end_to_end(archive):
     splits = load_dataset({"name": "cub", "root": str(archive), "mode": "finetune", "image_size": 32, "min_classes": 1}, seed=0)
     with seeded(0):
-        model = cbm(0, splits.info.n_concepts, splits.info.n_classes, hidden=[], backbone="resnet18")
+        model = cbm(in_features=0, n_concepts=splits.info.n_concepts, n_classes=splits.info.n_classes, hidden=[], backbone="resnet18")
     before = [p.detach().clone() for p in model.encoder[0].parameters()]
     fit(model, splits, "joint", TrainConfig(max_epochs=1, batch_size=4, num_workers=0, device="cpu"))
     assert any(not torch.equal(a, b) for a, b in zip(before, model.encoder[0].parameters()))

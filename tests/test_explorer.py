@@ -56,10 +56,10 @@ def folder(tmp_path_factory) -> Path:
     a CBM on seed 4 (other test samples) and a black box (no concepts)."""
     root = tmp_path_factory.mktemp("explorer")
     with seeded(0):
-        weak = _train_and_save(root, "xor-cem-seed3", cem(2, 2, 2, embedding_size=4, latent_dim=16, hidden=[16]), "xor", 3, 10)
-        _train_and_save(root, "xor-cbm-seed3", cbm(2, 2, 2, hidden=[16]), "xor", 3, 40)
-        _train_and_save(root, "xor-cbm-seed4", cbm(2, 2, 2, hidden=[8]), "xor", 4, 3)
-        _train_and_save(root, "xor-blackbox-seed3", black_box(2, 2, latent_dim=8, hidden=[8]), "xor", 3, 1)
+        weak = _train_and_save(root, "xor-cem-seed3", cem(in_features=2, n_concepts=2, n_classes=2, embedding_size=4, latent_dim=16, hidden=[16]), "xor", 3, 10)
+        _train_and_save(root, "xor-cbm-seed3", cbm(in_features=2, n_concepts=2, n_classes=2, hidden=[16]), "xor", 3, 40)
+        _train_and_save(root, "xor-cbm-seed4", cbm(in_features=2, n_concepts=2, n_classes=2, hidden=[8]), "xor", 4, 3)
+        _train_and_save(root, "xor-blackbox-seed3", black_box(in_features=2, n_classes=2, latent_dim=8, hidden=[8]), "xor", 3, 1)
     train = make_synthetic("xor", SIZE, 3).train
     bank_from_labels(train.x, train.c, train.info.concept_names, examples=100).save(weak.with_name(weak.stem + BANK_SUFFIX))
     return root

@@ -163,7 +163,7 @@ def test_an_exported_program_loads_with_its_layers(tmp_path):
 def test_damaged_model_files_are_errors_that_name_the_file(tmp_path, content):
     path = tmp_path / "model.pt"
     if content == "truncate":
-        save_model(cbm(2, 2, 2, hidden=[4]), path, ConceptInfo(("a", "b"), ("no", "yes")))
+        save_model(cbm(in_features=2, n_concepts=2, n_classes=2, hidden=[4]), path, ConceptInfo(("a", "b"), ("no", "yes")))
         content = path.read_bytes()[:200]
     path.write_bytes(content)
     with pytest.raises(ValueError, match=str(path)):
@@ -177,7 +177,7 @@ def _saved_files(tmp_path):
     from conceptlab.concepts import CAVBank
 
     torch.manual_seed(0)
-    model_path = save_model(cbm(3, 2, 2, hidden=[8]), tmp_path / "model.pt", ConceptInfo(("a", "b"), ("no", "yes")))
+    model_path = save_model(cbm(in_features=3, n_concepts=2, n_classes=2, hidden=[8]), tmp_path / "model.pt", ConceptInfo(("a", "b"), ("no", "yes")))
     g = torch.Generator().manual_seed(0)
     sets = {name: torch.randn(20, 6, generator=g) + shift for name, shift in (("c", 1.0), ("r", 0.0))}
     bank_path = CAVBank().fit(sets, [("c", "r")]).save(tmp_path / "bank.pt", head="fc")
@@ -238,7 +238,7 @@ def test_the_explorer_never_runs_a_crafted_checkpoint_or_bank(tmp_path):
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and "not a readable conceptlab model file" in result.stderr
     info = ConceptInfo(("a", "b"), ("no", "yes"))
-    good = save_model(cbm(2, 2, 2, hidden=[4]), tmp_path / "good.pt", info, dataset={"name": "xor", "size": 100}, seed=0)
+    good = save_model(cbm(in_features=2, n_concepts=2, n_classes=2, hidden=[4]), tmp_path / "good.pt", info, dataset={"name": "xor", "size": 100}, seed=0)
     _malicious(tmp_path / "good.bank.pt", marker)
     result = subprocess.run([sys.executable, "-m", "conceptlab.cli", "explore", str(good), "--port", "0"],
                             capture_output=True, text=True, timeout=120)

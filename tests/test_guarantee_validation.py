@@ -119,17 +119,17 @@ def test_non_finite_inputs_empty_splits_and_duplicate_names_are_rejected():
     data = ConceptDataset(torch.randn(20, 2), torch.zeros(20, 2), torch.zeros(20), info)
     no_val = split_dataset(data, (0.9, 0.0, 0.1))
     with pytest.raises(ValueError, match="the validation split is empty"):
-        fit(cbm(2, 2, 2, hidden=[4]), no_val, config=TrainConfig(max_epochs=1))
+        fit(cbm(in_features=2, n_concepts=2, n_classes=2, hidden=[4]), no_val, config=TrainConfig(max_epochs=1))
     no_train = split_dataset(data, (0.0, 0.5, 0.5))
     with pytest.raises(ValueError, match="the training split is empty"):
-        fit(cbm(2, 2, 2, hidden=[4]), no_train, config=TrainConfig(max_epochs=1))
+        fit(cbm(in_features=2, n_concepts=2, n_classes=2, hidden=[4]), no_train, config=TrainConfig(max_epochs=1))
     with pytest.raises(ValueError, match="takes inputs of 7 features but the data's x has 2"):
-        fit(cbm(7, 2, 2, hidden=[4]), split_dataset(data), config=TrainConfig(max_epochs=1))
+        fit(cbm(in_features=7, n_concepts=2, n_classes=2, hidden=[4]), split_dataset(data), config=TrainConfig(max_epochs=1))
     # an empty dataset is a legal value (a split may be empty); what needs samples says so
     from conceptlab.interventions import intervention_curve
 
     with pytest.raises(ValueError, match="the data has no samples"):
-        intervention_curve(cbm(2, 2, 2, hidden=[4]), no_val.val)
+        intervention_curve(cbm(in_features=2, n_concepts=2, n_classes=2, hidden=[4]), no_val.val)
 
 
 def test_a_runs_file_that_is_a_folder_or_binary_is_named(tmp_path, monkeypatch, capsys):
@@ -150,7 +150,7 @@ def test_a_runs_file_that_is_a_folder_or_binary_is_named(tmp_path, monkeypatch, 
 
 
 def test_interventions_are_checked_and_converted():
-    model = cbm(2, 2, 2, hidden=[4]).eval()
+    model = cbm(in_features=2, n_concepts=2, n_classes=2, hidden=[4]).eval()
     x = torch.randn(3, 2)
     with pytest.raises(ValueError, match=r"values must be concept labels in \[0, 1\] without NaN"):
         Intervention(torch.ones(3, 2, dtype=torch.bool), torch.full((3, 2), 2.0))
@@ -169,7 +169,7 @@ def test_interventions_are_checked_and_converted():
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
 def test_an_intervention_on_another_device_is_moved():
-    model = cbm(2, 2, 2, hidden=[4]).cuda().eval()
+    model = cbm(in_features=2, n_concepts=2, n_classes=2, hidden=[4]).cuda().eval()
     out = model(torch.randn(3, 2, device="cuda"), Intervention.all(torch.ones(3, 2)))
     assert out.bottleneck.device.type == "cuda"
 
@@ -177,11 +177,11 @@ def test_an_intervention_on_another_device_is_moved():
 def test_intervene_refuses_a_checkpoint_whose_data_does_not_match(tmp_path, capsys):
     from conceptlab.models import save_model
 
-    model = cbm(2, 3, 2, hidden=[4])
+    model = cbm(in_features=2, n_concepts=3, n_classes=2, hidden=[4])
     save_model(model, tmp_path / "m.pt", ConceptInfo(("a", "b", "c"), ("no", "yes")), dataset={"name": "xor"}, seed=0)
     assert cli.main(["intervene", str(tmp_path / "m.pt")]) == 2
     assert "the data do not match the model" in capsys.readouterr().err
-    save_model(cbm(5, 2, 2, hidden=[4]), tmp_path / "w.pt", xor(size=100).info, dataset={"name": "xor"}, seed=0)
+    save_model(cbm(in_features=5, n_concepts=2, n_classes=2, hidden=[4]), tmp_path / "w.pt", xor(size=100).info, dataset={"name": "xor"}, seed=0)
     assert cli.main(["intervene", str(tmp_path / "w.pt")]) == 2
     assert "takes inputs of 5 features" in capsys.readouterr().err
 

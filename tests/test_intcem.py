@@ -17,7 +17,7 @@ from .noisy_concepts import noisy_concepts
 
 def _learner(config: TrainConfig, units=None) -> IntCEMLearner:
     with seeded(0):
-        model = intcem(20, 12, 4, units, embedding_size=4, latent_dim=16, hidden=(16,), policy_hidden=(16,))
+        model = intcem(in_features=20, n_concepts=12, n_classes=4, units=units, embedding_size=4, latent_dim=16, hidden=(16,), policy_hidden=(16,))
     return IntCEMLearner(model, recipe_stages("intcem", config)[0], config)
 
 
@@ -98,23 +98,23 @@ def test_a_sample_without_a_trajectory_adds_nothing_to_the_policy_term():
 
 def test_the_intcem_recipe_refuses_other_models():
     with seeded(0):
-        model = cbm(20, 12, 4)
+        model = cbm(in_features=20, n_concepts=12, n_classes=4)
     with pytest.raises(ValueError, match="the intcem recipe trains an IntCEM"):
         fit(model, noisy_concepts(n=300), "intcem", TrainConfig(device="cpu", max_epochs=1))
 
 
 def test_units_must_cover_the_concepts():
     with pytest.raises(ValueError, match=r"units must be a \(n_units, n_concepts=12\) boolean matrix"):
-        intcem(20, 12, 4, torch.ones(3, 5, dtype=torch.bool))
+        intcem(in_features=20, n_concepts=12, n_classes=4, units=torch.ones(3, 5, dtype=torch.bool))
     with pytest.raises(ValueError, match="at least one concept per unit"):
-        intcem(20, 12, 4, torch.zeros(3, 12, dtype=torch.bool))
+        intcem(in_features=20, n_concepts=12, n_classes=4, units=torch.zeros(3, 12, dtype=torch.bool))
 
 
 @pytest.fixture(scope="module")
 def trained():
     data = noisy_concepts()
     with seeded(0):
-        model = intcem(20, 12, 4, None, embedding_size=8, latent_dim=32, hidden=(32,), policy_hidden=(64,))
+        model = intcem(in_features=20, n_concepts=12, n_classes=4, units=None, embedding_size=8, latent_dim=32, hidden=(32,), policy_hidden=(64,))
     fit(model, data, "intcem", TrainConfig(max_epochs=40, intervention_prob=0.25, device="cpu", batch_size=128))
     return model.eval(), data
 

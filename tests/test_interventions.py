@@ -143,7 +143,7 @@ def test_competence_out_of_range_is_refused():
 def trained_cem():
     data = xor(size=1500, seed=0)
     with seeded(0):
-        model = cem(2, 2, 2, embedding_size=16)
+        model = cem(in_features=2, n_concepts=2, n_classes=2, embedding_size=16)
     fit(model, data, "joint", TrainConfig(device="cpu", max_epochs=40, early_stopping_patience=0, intervention_prob=0.25))
     return model, data
 

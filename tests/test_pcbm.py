@@ -27,6 +27,8 @@ from conceptlab.models import (
 from conceptlab.training import PosthocConfig, TrainConfig, fit, fit_elastic_net
 from tests.noisy_concepts import noisy_concepts
 
+D, K = 20, 12  # noisy_concepts' input width and concepts
+
 
 @pytest.fixture(scope="module")
 def data():
@@ -40,7 +42,7 @@ def bank(data):
 
 @pytest.fixture(scope="module")
 def trained(data, bank):
-    model = PosthocCBM(bank, data.info.n_classes)
+    model = pcbm(in_features=D, n_concepts=K, n_classes=data.info.n_classes, bank=bank)
     fit(model, data, "posthoc", TrainConfig(max_epochs=40, posthoc=PosthocConfig(lam=1e-3)))
     return model
 
@@ -81,7 +83,7 @@ def test_elastic_net_reaches_the_optimum_scikit_learn_finds(n_classes):
 def test_a_stronger_penalty_gives_a_sparser_head_and_a_huge_one_an_empty_head(data, bank):
     zeros = []
     for lam in (1e-4, 1e-2, 1e-1, 10.0):
-        model = PosthocCBM(bank, data.info.n_classes)
+        model = pcbm(in_features=D, n_concepts=K, n_classes=data.info.n_classes, bank=bank)
         fit(model, data, "posthoc", TrainConfig(posthoc=PosthocConfig(lam=lam)))
         zeros.append(sparsity(model))
     assert zeros == sorted(zeros)
@@ -111,7 +113,7 @@ def test_pcbm_learns_and_corrected_concepts_raise_its_accuracy(data, trained):
 
 
 def test_hybrid_trains_its_residual_only_and_keeps_the_pcbm_head(data, bank, trained):
-    hybrid = PosthocCBM(bank, data.info.n_classes, hybrid=True)  # the Lightning residual (the authors' recipe: below)
+    hybrid = pcbm(in_features=D, n_concepts=K, n_classes=data.info.n_classes, hybrid=True, bank=bank)  # the Lightning residual (the authors' recipe: below)
     fit(hybrid, data, "posthoc", TrainConfig(max_epochs=40, posthoc=PosthocConfig(lam=1e-3, residual="early-stopping")))
     assert torch.equal(hybrid.head.weight, trained.head.weight)  # the same exact solve, then frozen
     assert hybrid.residual.weight.abs().sum() > 0
@@ -134,7 +136,7 @@ def test_binary_task_uses_one_logit():
     y = (c[:, 0] + c[:, 1] > 0.5).long()
     info = ConceptInfo(["a", "b", "noise"], ["no", "yes"])
     splits = split_dataset(ConceptDataset(x, c, y, info), seed=0)
-    model = PosthocCBM(bank_from_labels(splits.train.x, splits.train.c, info.concept_names), 2)
+    model = pcbm(in_features=5, n_concepts=3, n_classes=2, bank=bank_from_labels(splits.train.x, splits.train.c, info.concept_names))
     fit(model, splits, "posthoc", TrainConfig(posthoc=PosthocConfig(lam=1e-3)))
     out = predict(model, splits.test.x)
     assert out.task_logits.shape == (len(splits.test), 1)
@@ -145,7 +147,7 @@ def test_binary_task_uses_one_logit():
 
 
 def test_save_and_load_give_the_same_model(tmp_path, data, bank):
-    hybrid = PosthocCBM(bank, data.info.n_classes, hybrid=True)
+    hybrid = pcbm(in_features=D, n_concepts=K, n_classes=data.info.n_classes, hybrid=True, bank=bank)
     fit(hybrid, data, "posthoc", TrainConfig(max_epochs=5))
     save_model(hybrid, tmp_path / "m.pt", data.info)
     loaded, info, _ = load_model(tmp_path / "m.pt")
@@ -155,13 +157,13 @@ def test_save_and_load_give_the_same_model(tmp_path, data, bank):
 
 
 def test_bad_input_is_refused_with_the_fix(data, bank):
-    model = PosthocCBM(bank, data.info.n_classes)
+    model = pcbm(in_features=D, n_concepts=K, n_classes=data.info.n_classes, bank=bank)
     with pytest.raises(ValueError, match="recipe='posthoc'"):
         fit(model, data, "joint", TrainConfig(max_epochs=1))
     with pytest.raises(ValueError, match="trains a PosthocCBM"):
-        fit(cbm(20, 12, 4), data, "posthoc", TrainConfig(max_epochs=1))
+        fit(cbm(in_features=20, n_concepts=12, n_classes=4), data, "posthoc", TrainConfig(max_epochs=1))
     with pytest.raises(ValueError, match="no concept bank"):
-        fit(pcbm(20, 12, 4), data, "posthoc")
+        fit(pcbm(in_features=20, n_concepts=12, n_classes=4), data, "posthoc")
     with pytest.raises(ValueError, match="embeddings of 20 features"):
         model(torch.randn(3, 7))
     with pytest.raises(ValueError, match="percentiles"):
@@ -196,12 +198,12 @@ def test_edits_change_only_what_they_name(data, trained):
     with pytest.raises(ValueError, match="mixes concepts"):
         from conceptlab.models import cem
 
-        apply_edits(cem(20, 12, 4), info, [ConceptEdit(("c0",))])
+        apply_edits(cem(in_features=20, n_concepts=12, n_classes=4), info, [ConceptEdit(("c0",))])
 
 
 def test_class_edits_are_refused_on_a_single_logit_head():
     info = ConceptInfo(["a", "b"], ["no", "yes"])
-    model = cbm(4, 2, 2)
+    model = cbm(in_features=4, n_concepts=2, n_classes=2)
     with pytest.raises(ValueError, match="one logit for its two classes"):
         apply_edits(model, info, [ConceptEdit(("a",), 0.0, ("yes",))])
     assert (apply_edits(model, info, [ConceptEdit(("a",))]).head.weight[:, 0] == 0).all()
@@ -317,7 +319,7 @@ def test_prune_normalize_keeps_each_edited_class_total_weight(data, trained):
 
 
 def test_the_authors_residual_recipe_trains_twenty_epochs_and_keeps_the_last(data, bank, trained):
-    hybrid = PosthocCBM(bank, data.info.n_classes, hybrid=True)
+    hybrid = pcbm(in_features=D, n_concepts=K, n_classes=data.info.n_classes, hybrid=True, bank=bank)
     report = fit(hybrid, data, "posthoc", TrainConfig(max_epochs=40, posthoc=PosthocConfig(lam=1e-3, residual="authors")))
     assert report.stage_epochs["residual"] == 20 and len(report.history["residual"]["train_loss"]) == 20
     assert torch.equal(hybrid.head.weight, trained.head.weight)

@@ -26,10 +26,10 @@ K, GROUPS = 5, torch.tensor([[1, 1, 0, 0, 0], [0, 0, 1, 0, 0], [0, 0, 0, 1, 1]],
 
 def _models(n_classes: int) -> dict[str, ConceptModel]:
     with seeded(0):
-        models = {f"cbm-{b}": cbm(6, K, n_classes, b, hidden=(8,)) for b in ("sigmoid", "logit", "bool")}
-        models["cbm-hybrid"] = cbm(6, K, n_classes, "sigmoid", n_extra=2, hidden=(8,))
-        models["cem"] = cem(6, K, n_classes, embedding_size=4, latent_dim=8, hidden=(8,))
-        models["intcem"] = intcem(6, K, n_classes, GROUPS, embedding_size=4, latent_dim=8, hidden=(8,), policy_hidden=(8,))
+        models = {f"cbm-{b}": cbm(in_features=6, n_concepts=K, n_classes=n_classes, bottleneck=b, hidden=(8,)) for b in ("sigmoid", "logit", "bool")}
+        models["cbm-hybrid"] = cbm(in_features=6, n_concepts=K, n_classes=n_classes, bottleneck="sigmoid", n_extra=2, hidden=(8,))
+        models["cem"] = cem(in_features=6, n_concepts=K, n_classes=n_classes, embedding_size=4, latent_dim=8, hidden=(8,))
+        models["intcem"] = intcem(in_features=6, n_concepts=K, n_classes=n_classes, units=GROUPS, embedding_size=4, latent_dim=8, hidden=(8,), policy_hidden=(8,))
     models["cbm-logit"].calibrate_interventions(torch.randn(50, K) * 3)
     for model in models.values():
         model.eval()
@@ -114,7 +114,7 @@ def test_every_policy_orders_every_unit_once_on_every_head(noisy, small_models, 
 def test_policies_work_on_a_single_logit_binary_head():
     data = noisy_concepts(n=900, n_classes=2).test
     with seeded(0):
-        model = cbm(20, 12, 2, hidden=(16,))  # two classes: one logit
+        model = cbm(in_features=20, n_concepts=12, n_classes=2, hidden=(16,))  # two classes: one logit
     fit(model, noisy_concepts(n=900, n_classes=2), "joint", TrainConfig(max_epochs=8, device="cpu", early_stopping_patience=0))
     splits = noisy_concepts(n=900, n_classes=2)
     for name in POLICIES:
@@ -218,7 +218,7 @@ def test_normalised_auc_is_the_trapezoid_over_the_fraction_corrected():
 def independent_cbm_curves():
     data = noisy_concepts()
     with seeded(0):
-        model = cbm(20, 12, 4, hidden=(32,))
+        model = cbm(in_features=20, n_concepts=12, n_classes=4, hidden=(32,))
     fit(model, data, "independent", TrainConfig(max_epochs=30, device="cpu", batch_size=128))
     codes = encode_all(model, data.test.x)
     return {name: intervention_curve(model, data.test, _ready(name, model, data, groups=False), groups=False, repeats=3,

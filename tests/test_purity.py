@@ -115,7 +115,7 @@ def test_bad_inputs_are_refused(bad, message):
 def test_own_representations_of_each_model_kind():
     x = torch.randn(3, 6)
     with torch.no_grad():
-        embeddings = own_representations(cem(6, 4, 3, embedding_size=5)(x), 4)
-        hybrid = own_representations(cbm(6, 4, 3, n_extra=2)(x), 4)
+        embeddings = own_representations(cem(in_features=6, n_concepts=4, n_classes=3, embedding_size=5)(x), 4)
+        hybrid = own_representations(cbm(in_features=6, n_concepts=4, n_classes=3, n_extra=2)(x), 4)
     assert embeddings.shape == (3, 4, 5)
     assert hybrid.shape == (3, 4, 1)  # the hybrid's extra units belong to no concept

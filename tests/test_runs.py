@@ -16,7 +16,7 @@ XOR = {"name": "xor", "size": 200}
 
 def _saved(tmp_path, **metadata):
     data = load_dataset(dataset_settings(XOR), seed=3)
-    model = cbm(2, 2, 2, hidden=[4]).eval()
+    model = cbm(in_features=2, n_concepts=2, n_classes=2, hidden=[4]).eval()
     return model, save_model(model, tmp_path / "m.pt", data.info, **metadata), data
 
 
@@ -36,10 +36,10 @@ def test_records_without_data_or_with_other_data_are_refused_with_the_fix(tmp_pa
     with pytest.raises(ValueError, match=r"does not record the dataset.*save_model\(\.\.\., dataset="):
         load_run(path)
     with pytest.raises(ValueError, match="generated, not read"):
-        save_model(cbm(2, 2, 2, hidden=[4]), tmp_path / "x.pt", load_dataset(dataset_settings(XOR), seed=0).info,
+        save_model(cbm(in_features=2, n_concepts=2, n_classes=2, hidden=[4]), tmp_path / "x.pt", load_dataset(dataset_settings(XOR), seed=0).info,
                    dataset=XOR, seed=0)
         load_run(tmp_path / "x.pt", data_root=tmp_path)
-    other = save_model(cbm(2, 3, 2, hidden=[4]), tmp_path / "o.pt", ConceptInfo(("a", "b", "c"), ("no", "yes")),
+    other = save_model(cbm(in_features=2, n_concepts=3, n_classes=2, hidden=[4]), tmp_path / "o.pt", ConceptInfo(("a", "b", "c"), ("no", "yes")),
                        dataset=XOR, seed=0)
     with pytest.raises(ValueError, match="the data do not match the model"):
         load_run(other)

@@ -27,7 +27,7 @@ def binary_model(request):
     data = ConceptDataset(x, c, (x[:, 0] > 0).long(), ConceptInfo(("x0 > 0", "x1 > 0"), CLASSES))
     splits = split_dataset(data, seed=0)
     with seeded(0):
-        model = black_box(D, 2, 16, hidden=[32]) if request.param == "black_box" else cbm(D, 2, 2, "logit", hidden=[32])
+        model = black_box(in_features=D, n_classes=2, latent_dim=16, hidden=[32]) if request.param == "black_box" else cbm(in_features=D, n_concepts=2, n_classes=2, bottleneck="logit", hidden=[32])
     fit(model, splits, "joint", TrainConfig(max_epochs=40, device="cpu"))
     assert model.head.out_features == 1  # a binary conceptlab model: one task logit
     return model, splits.test

@@ -18,15 +18,15 @@ FAST = dict(device="cpu", max_epochs=40, early_stopping_patience=0)
 @pytest.mark.parametrize(
     "key, build, recipe, low, high, extra",
     [
-        ("blackbox", lambda: black_box(2, 2, 32), "joint", 0.95, 1.0, {}),
-        ("cbm-hybrid", lambda: cbm(2, 2, 2, n_extra=30), "joint", 0.95, 1.0, {}),
-        ("cbm-logit", lambda: cbm(2, 2, 2, "logit"), "joint", 0.90, 1.0, {}),
-        ("cem", lambda: cem(2, 2, 2, embedding_size=16), "joint", 0.95, 1.0, {"intervention_prob": 0.25}),
+        ("blackbox", lambda: black_box(in_features=2, n_classes=2, latent_dim=32), "joint", 0.95, 1.0, {}),
+        ("cbm-hybrid", lambda: cbm(in_features=2, n_concepts=2, n_classes=2, n_extra=30), "joint", 0.95, 1.0, {}),
+        ("cbm-logit", lambda: cbm(in_features=2, n_concepts=2, n_classes=2, bottleneck="logit"), "joint", 0.90, 1.0, {}),
+        ("cem", lambda: cem(in_features=2, n_concepts=2, n_classes=2, embedding_size=16), "joint", 0.95, 1.0, {"intervention_prob": 0.25}),
         # a linear head on two (soft) concept bits cannot represent XOR: at most 3 of 4 quadrants
-        ("cbm-fuzzy", lambda: cbm(2, 2, 2), "joint", 0.2, 0.8, {}),
-        ("cbm-bool", lambda: cbm(2, 2, 2, "bool"), "joint", 0.2, 0.8, {}),
-        ("cbm-seq", lambda: cbm(2, 2, 2), "sequential", 0.2, 0.8, {}),
-        ("cbm-ind", lambda: cbm(2, 2, 2), "independent", 0.2, 0.8, {}),
+        ("cbm-fuzzy", lambda: cbm(in_features=2, n_concepts=2, n_classes=2), "joint", 0.2, 0.8, {}),
+        ("cbm-bool", lambda: cbm(in_features=2, n_concepts=2, n_classes=2, bottleneck="bool"), "joint", 0.2, 0.8, {}),
+        ("cbm-seq", lambda: cbm(in_features=2, n_concepts=2, n_classes=2), "sequential", 0.2, 0.8, {}),
+        ("cbm-ind", lambda: cbm(in_features=2, n_concepts=2, n_classes=2), "independent", 0.2, 0.8, {}),
     ],
 )
 def test_each_model_learns_xor_to_its_band(data, key, build, recipe, low, high, extra):
@@ -56,15 +56,15 @@ def _head_inputs_while_training_head(model, data, recipe):
 
 def test_independent_head_reads_true_concepts_and_sequential_predicted(data):
     with seeded(0):
-        independent = _head_inputs_while_training_head(cbm(2, 2, 2), data, "independent")
-        sequential = _head_inputs_while_training_head(cbm(2, 2, 2), data, "sequential")
+        independent = _head_inputs_while_training_head(cbm(in_features=2, n_concepts=2, n_classes=2), data, "independent")
+        sequential = _head_inputs_while_training_head(cbm(in_features=2, n_concepts=2, n_classes=2), data, "sequential")
     assert set(independent.unique().tolist()) == {0.0, 1.0}
     assert len(sequential.unique()) > 100  # probabilities from the frozen concept encoder
 
 
 def test_sequential_stage_two_leaves_the_concept_encoder_unchanged(data):
     with seeded(0):
-        model = cbm(2, 2, 2)
+        model = cbm(in_features=2, n_concepts=2, n_classes=2)
     snapshots = []
     model.head.register_forward_pre_hook(
         lambda m, i: snapshots.append([p.detach().clone() for p in model.concept_parameters()])
@@ -79,7 +79,7 @@ def test_training_is_deterministic_for_a_seed(data):
     weights = []
     for _ in range(2):
         with seeded(1):
-            model = cem(2, 2, 2, embedding_size=4)
+            model = cem(in_features=2, n_concepts=2, n_classes=2, embedding_size=4)
         fit(model, data, "joint", TrainConfig(device="cpu", max_epochs=3, intervention_prob=0.25, seed=1))
         weights.append(torch.cat([p.flatten() for p in model.parameters()]))
     assert torch.equal(weights[0], weights[1])
@@ -87,26 +87,26 @@ def test_training_is_deterministic_for_a_seed(data):
 
 def test_early_stopping_stops_before_the_epoch_limit(data):
     with seeded(0):
-        model = cbm(2, 2, 2, n_extra=8)
+        model = cbm(in_features=2, n_concepts=2, n_classes=2, n_extra=8)
     report = fit(model, data, "joint", TrainConfig(device="cpu", max_epochs=400, early_stopping_patience=3, lr_patience=1))
     assert report.epochs < 400
 
 
 def test_logit_cbm_is_calibrated_after_fit(data):
     with seeded(0):
-        model = cbm(2, 2, 2, "logit")
+        model = cbm(in_features=2, n_concepts=2, n_classes=2, bottleneck="logit")
     fit(model, data, "joint", TrainConfig(device="cpu", max_epochs=3))
     assert (model.intervention_high > model.intervention_low).all()
 
 
 def test_model_and_data_must_agree(data):
     with pytest.raises(ValueError, match="the model predicts 3 concepts but the data has 2"):
-        fit(cbm(2, 3, 2), data, "joint", TrainConfig(**FAST))
+        fit(cbm(in_features=2, n_concepts=3, n_classes=2), data, "joint", TrainConfig(**FAST))
     with pytest.raises(ValueError, match="the model predicts 5 classes but the data has 2"):
-        fit(cbm(2, 2, 5), data, "joint", TrainConfig(**FAST))
+        fit(cbm(in_features=2, n_concepts=2, n_classes=5), data, "joint", TrainConfig(**FAST))
     with pytest.raises(ValueError, match="unknown recipe 'stacked'"):
-        fit(cbm(2, 2, 2), data, "stacked", TrainConfig(**FAST))
+        fit(cbm(in_features=2, n_concepts=2, n_classes=2), data, "stacked", TrainConfig(**FAST))
     with pytest.raises(ValueError, match=r"train.learning_rate: unknown key.*known: batch_size"):
         TrainConfig.from_dict({"learning_rate": 0.1})
     with pytest.raises(ValueError, match="the model takes inputs of 5 features but the data's x has 2"):
-        fit(cbm(5, 2, 2), data, "joint", TrainConfig(**FAST))
+        fit(cbm(in_features=5, n_concepts=2, n_classes=2), data, "joint", TrainConfig(**FAST))

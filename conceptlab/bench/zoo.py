@@ -8,7 +8,7 @@ from typing import Literal
 
 from ..concepts.bank import BANK_ALPHA, BANK_EXAMPLES
 from ..info import ConceptInfo
-from ..models import ConceptModel, black_box, cbm, cem, intcem, linear_probe, pcbm
+from ..models import ConceptModel, get_model
 from ..settings import Fraction, PositiveFloat, PositiveInt, Str, settings, validated
 from ..training.config import TrainConfig
 
@@ -50,22 +50,45 @@ class ModelSettings:
         return {**asdict(self), "hidden": list(self.hidden), "policy_hidden": list(self.policy_hidden)}
 
     @property
-    def trunk(self) -> dict:
-        """Builder keywords for the image backbone, if any."""
-        return {"backbone": self.backbone, "backbone_weights": self.backbone_weights}
+    def encoder(self) -> dict:
+        """Builder keywords for the input encoder: the MLP widths and the image backbone, if any."""
+        return {"hidden": self.hidden, "backbone": self.backbone, "backbone_weights": self.backbone_weights}
+
+    @property
+    def embeddings(self) -> dict:
+        """Builder keywords for CEM's shared code and concept embeddings."""
+        return {"embedding_size": self.embedding_size, "latent_dim": self.latent_dim}
+
+
+Options = Callable[[ConceptInfo, ModelSettings], dict]
 
 
 @dataclass(frozen=True)
 class ModelEntry:
-    """How one benchmark model is built and trained."""
+    """How one benchmark model is built and trained.
+
+    Attributes:
+        description: One line for tables and ``--help``.
+        builder: The registered model builder (``models.list_models()``).
+        options: The builder's keywords beyond ``in_features`` and ``n_classes``, from the data and settings.
+        recipe: The training recipe (``training.recipes``).
+        randint: Train with CEM's random training interventions (RandInt).
+        bank: The run fits a concept bank on the training split's embeddings first (PCBMs).
+    """
 
     description: str
-    build: Callable[[int, ConceptInfo, ModelSettings], ConceptModel]
+    builder: str
+    options: Options
     recipe: str = "joint"
     randint: bool = False
-    bank: bool = False  # the run fits a concept bank on the training split's embeddings first (PCBMs)
+    bank: bool = False
+
+    def build(self, in_features: int, info: ConceptInfo, settings: ModelSettings) -> ConceptModel:
+        """The untrained model for data of width ``in_features`` described by ``info``."""
+        return get_model(self.builder, in_features=in_features, n_classes=info.n_classes, **self.options(info, settings))
 
     def train_config(self, base: TrainConfig, settings: ModelSettings) -> TrainConfig:
+        """``base`` with this model's RandInt settings, if it trains with them."""
         if self.randint:
             return replace(base, intervention_prob=settings.randint, intervention_per=settings.randint_per)
         return base
@@ -75,66 +98,45 @@ def _bottleneck_units(info: ConceptInfo, s: ModelSettings) -> int:
     return info.n_concepts * s.embedding_size
 
 
+def _cbm(bottleneck: str) -> Options:
+    return lambda info, s: dict(n_concepts=info.n_concepts, bottleneck=bottleneck, **s.encoder)
+
+
 MODEL_KEYS: dict[str, ModelEntry] = {
     "linear-probe": ModelEntry(
         "one Linear layer on the inputs (frozen features: the backbone's own linear classifier)",
-        lambda d, info, s: linear_probe(d, info.n_classes),
+        "linear_probe", lambda info, s: {},
     ),
     "pcbm": ModelEntry(
         "post-hoc CBM: elastic-net head on distances to a concept bank fitted on the embeddings",
-        lambda d, info, s: pcbm(d, info.n_concepts, info.n_classes),
-        recipe="posthoc",
-        bank=True,
+        "pcbm", lambda info, s: dict(n_concepts=info.n_concepts), recipe="posthoc", bank=True,
     ),
     "pcbm-h": ModelEntry(
         "hybrid post-hoc CBM: the PCBM head frozen, plus a linear residual on the embedding",
-        lambda d, info, s: pcbm(d, info.n_concepts, info.n_classes, hybrid=True),
-        recipe="posthoc",
-        bank=True,
+        "pcbm", lambda info, s: dict(n_concepts=info.n_concepts, hybrid=True), recipe="posthoc", bank=True,
     ),
     "blackbox": ModelEntry(
         "no-concept baseline: hybrid-sized latent code, task loss only",
-        lambda d, info, s: black_box(d, info.n_classes, _bottleneck_units(info, s), s.hidden, **s.trunk),
+        "black_box", lambda info, s: dict(latent_dim=_bottleneck_units(info, s), **s.encoder),
     ),
-    "cbm-bool": ModelEntry(
-        "joint CBM, hard 0/1 bottleneck",
-        lambda d, info, s: cbm(d, info.n_concepts, info.n_classes, "bool", hidden=s.hidden, **s.trunk),
-    ),
-    "cbm-fuzzy": ModelEntry(
-        "joint CBM, sigmoid bottleneck",
-        lambda d, info, s: cbm(d, info.n_concepts, info.n_classes, "sigmoid", hidden=s.hidden, **s.trunk),
-    ),
-    "cbm-logit": ModelEntry(
-        "joint CBM, logit bottleneck",
-        lambda d, info, s: cbm(d, info.n_concepts, info.n_classes, "logit", hidden=s.hidden, **s.trunk),
-    ),
+    "cbm-bool": ModelEntry("joint CBM, hard 0/1 bottleneck", "cbm", _cbm("bool")),
+    "cbm-fuzzy": ModelEntry("joint CBM, sigmoid bottleneck", "cbm", _cbm("sigmoid")),
+    "cbm-logit": ModelEntry("joint CBM, logit bottleneck", "cbm", _cbm("logit")),
     "cbm-hybrid": ModelEntry(
         "joint CBM, sigmoid concepts plus k(m-1) unsupervised units",
-        lambda d, info, s: cbm(
-            d, info.n_concepts, info.n_classes, "sigmoid",
-            n_extra=_bottleneck_units(info, s) - info.n_concepts, hidden=s.hidden, **s.trunk,
-        ),
+        "cbm", lambda info, s: dict(n_concepts=info.n_concepts, bottleneck="sigmoid",
+                                    n_extra=_bottleneck_units(info, s) - info.n_concepts, **s.encoder),
     ),
-    "cbm-seq": ModelEntry(
-        "sequential CBM, sigmoid bottleneck",
-        lambda d, info, s: cbm(d, info.n_concepts, info.n_classes, "sigmoid", hidden=s.hidden, **s.trunk),
-        recipe="sequential",
-    ),
-    "cbm-ind": ModelEntry(
-        "independent CBM, sigmoid bottleneck",
-        lambda d, info, s: cbm(d, info.n_concepts, info.n_classes, "sigmoid", hidden=s.hidden, **s.trunk),
-        recipe="independent",
-    ),
+    "cbm-seq": ModelEntry("sequential CBM, sigmoid bottleneck", "cbm", _cbm("sigmoid"), recipe="sequential"),
+    "cbm-ind": ModelEntry("independent CBM, sigmoid bottleneck", "cbm", _cbm("sigmoid"), recipe="independent"),
     "cem": ModelEntry(
         "concept embedding model with RandInt",
-        lambda d, info, s: cem(d, info.n_concepts, info.n_classes, s.embedding_size, s.latent_dim, s.hidden, **s.trunk),
-        randint=True,
+        "cem", lambda info, s: dict(n_concepts=info.n_concepts, **s.embeddings, **s.encoder), randint=True,
     ),
     "intcem": ModelEntry(
         "intervention-aware CEM: trained on sampled intervention trajectories, with a learned policy over concept groups",
-        lambda d, info, s: intcem(d, info.n_concepts, info.n_classes, info.group_matrix(), s.embedding_size, s.latent_dim,
-                                  s.hidden, s.policy_hidden, **s.trunk),
-        recipe="intcem",
-        randint=True,
+        "intcem", lambda info, s: dict(n_concepts=info.n_concepts, units=info.group_matrix(), policy_hidden=s.policy_hidden,
+                                       **s.embeddings, **s.encoder),
+        recipe="intcem", randint=True,
     ),
 }

@@ -1,7 +1,7 @@
 """Concept banks for post-hoc CBMs: one linear SVM per concept, from example sets, labelled data or folders.
 
 Every builder returns a fitted :class:`CAVBank` with one pair per concept, ``(name,
-"name:negatives")``, in the order the concepts were given; ``PosthocCBM(bank, n_classes)``
+"name:negatives")``, in the order the concepts were given; ``models.pcbm(..., bank=bank)``
 reads it. Defaults follow the PCBM authors' CUB bank: 100 training examples a side and an SVM
 with C = 0.1 (``alpha = 1 / (C n)`` = 0.05 on 200 rows), another 100 a side held out.
 """

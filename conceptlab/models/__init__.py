@@ -9,6 +9,7 @@ from .encoders import mlp
 from .intcem import InterventionAwareCEM, intcem
 from .io import load_model, save_model
 from .pcbm import PosthocCBM, pcbm
+from .registry import get_model, list_models, register_model
 
 __all__ = [
     "BOTTLENECKS",
@@ -27,13 +28,16 @@ __all__ = [
     "cbm",
     "cem",
     "class_weights",
+    "get_model",
     "intcem",
     "linear_probe",
+    "list_models",
     "load_model",
     "matching_concepts",
     "mlp",
     "pcbm",
     "predict",
+    "register_model",
     "save_model",
     "sparsity",
     "top_concepts",

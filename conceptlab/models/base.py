@@ -137,7 +137,7 @@ class ConceptModel(nn.Module):
     n_concepts: int
     n_classes: int
     head: nn.Module
-    build_spec: dict | None = None  # set by the builder functions; lets a saved model be rebuilt
+    build_spec: dict | None = None  # the call that built it, recorded by models.registry; lets a saved model be rebuilt
     additive_effects: bool = False  # True when correcting several concepts adds up their single effects
 
     def encode(self, x: Tensor) -> Tensor:

@@ -10,6 +10,7 @@ from torch import Tensor, nn
 from .base import ConceptModel, ConceptOutput, Intervention, check_sizes
 from .encoders import encoder
 from .heads import task_outputs
+from .registry import register_model
 
 
 class BlackBoxModel(ConceptModel):
@@ -42,7 +43,9 @@ class BlackBoxModel(ConceptModel):
         return ConceptOutput(self.head(latent), latent)
 
 
+@register_model(not_saved=("backbone_weights",))
 def black_box(
+    *,
     in_features: int,
     n_classes: int,
     latent_dim: int,
@@ -61,16 +64,11 @@ def black_box(
         backbone_weights: A local file of the backbone's pretrained weights (nothing is downloaded).
     """
     check_sizes(n_classes=n_classes, latent_dim=latent_dim)  # in_features: checked by the encoder, unless a backbone sets it
-    model = BlackBoxModel(encoder(in_features, latent_dim, hidden, backbone, backbone_weights), latent_dim, n_classes)
-    model.build_spec = {
-        "builder": "black_box",
-        "kwargs": dict(in_features=in_features, n_classes=n_classes, latent_dim=latent_dim, hidden=list(hidden),
-                       backbone=backbone),
-    }
-    return model
+    return BlackBoxModel(encoder(in_features, latent_dim, hidden, backbone, backbone_weights), latent_dim, n_classes)
 
 
-def linear_probe(in_features: int, n_classes: int) -> BlackBoxModel:
+@register_model()
+def linear_probe(*, in_features: int, n_classes: int) -> BlackBoxModel:
     """One Linear layer on the input (e.g. frozen backbone features): the accuracy a PCBM gives up.
 
     Args:
@@ -78,6 +76,4 @@ def linear_probe(in_features: int, n_classes: int) -> BlackBoxModel:
         n_classes: Number of task classes (2: one binary logit).
     """
     check_sizes(in_features=in_features, n_classes=n_classes)
-    model = BlackBoxModel(nn.Flatten(), in_features, n_classes, activation=False)
-    model.build_spec = {"builder": "linear_probe", "kwargs": dict(in_features=in_features, n_classes=n_classes)}
-    return model
+    return BlackBoxModel(nn.Flatten(), in_features, n_classes, activation=False)

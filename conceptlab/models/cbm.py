@@ -12,6 +12,7 @@ from torch import Tensor, nn
 from .base import ConceptEffects, ConceptModel, ConceptOutput, Intervention, check_sizes
 from .encoders import encoder
 from .heads import task_outputs
+from .registry import register_model
 
 Bottleneck = Literal["sigmoid", "logit", "bool"]
 BOTTLENECKS: tuple[str, ...] = ("sigmoid", "logit", "bool")
@@ -112,7 +113,9 @@ class ConceptBottleneckModel(ConceptModel):
         self.intervention_high.copy_(high)
 
 
+@register_model(not_saved=("backbone_weights",))
 def cbm(
+    *,
     in_features: int,
     n_concepts: int,
     n_classes: int,
@@ -138,13 +141,7 @@ def cbm(
         backbone_weights: A local file of the backbone's pretrained weights (nothing is downloaded).
     """
     check_sizes(n_concepts=n_concepts, n_classes=n_classes)  # in_features: checked by the encoder, unless a backbone sets it
-    model = ConceptBottleneckModel(
+    return ConceptBottleneckModel(
         encoder(in_features, n_concepts + n_extra, hidden, backbone, backbone_weights),
         n_concepts, n_classes, bottleneck, n_extra,
     )
-    model.build_spec = {
-        "builder": "cbm",
-        "kwargs": dict(in_features=in_features, n_concepts=n_concepts, n_classes=n_classes,
-                       bottleneck=bottleneck, n_extra=n_extra, hidden=list(hidden), backbone=backbone),
-    }
-    return model

@@ -13,6 +13,7 @@ from torch import Tensor, nn
 from .base import ConceptEffects, ConceptModel, ConceptOutput, Intervention, check_sizes
 from .encoders import encoder
 from .heads import task_outputs
+from .registry import register_model
 
 
 class ConceptEmbeddingModel(ConceptModel):
@@ -112,7 +113,9 @@ class ConceptEmbeddingModel(ConceptModel):
         return ConceptEffects(logits, -mix.unsqueeze(-1) * direction, (1 - mix).unsqueeze(-1) * direction)
 
 
+@register_model(not_saved=("backbone_weights",))
 def cem(
+    *,
     in_features: int,
     n_concepts: int,
     n_classes: int,
@@ -137,13 +140,7 @@ def cem(
         backbone_weights: A local file of the backbone's pretrained weights (nothing is downloaded).
     """
     check_sizes(n_concepts=n_concepts, n_classes=n_classes, embedding_size=embedding_size)  # in_features: by the encoder
-    model = ConceptEmbeddingModel(
+    return ConceptEmbeddingModel(
         encoder(in_features, latent_dim, hidden, backbone, backbone_weights), latent_dim, n_concepts, n_classes,
         embedding_size,
     )
-    model.build_spec = {
-        "builder": "cem",
-        "kwargs": dict(in_features=in_features, n_concepts=n_concepts, n_classes=n_classes,
-                       embedding_size=embedding_size, latent_dim=latent_dim, hidden=list(hidden), backbone=backbone),
-    }
-    return model

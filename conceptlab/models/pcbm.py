@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from .base import ConceptEffects, ConceptModel, ConceptOutput, Intervention, check_sizes
 from .cbm import LOGIT_PERCENTILES
 from .heads import task_outputs
+from .registry import register_model
 
 
 class ConceptBankLike(Protocol):
@@ -88,10 +89,6 @@ class PosthocCBM(ConceptModel):
             if layer is not None:
                 nn.init.zeros_(layer.weight)
                 nn.init.zeros_(layer.bias)
-        self.build_spec = {
-            "builder": "pcbm",
-            "kwargs": dict(in_features=self.in_features, n_concepts=self.n_concepts, n_classes=n_classes, hybrid=hybrid),
-        }
 
     def set_bank(self, bank: ConceptBankLike) -> None:
         """Copy ``bank``'s hyperplanes in (same number of concepts and embedding width)."""
@@ -117,7 +114,7 @@ class PosthocCBM(ConceptModel):
             raise ValueError(f"this PCBM reads embeddings of {self.in_features} features; got inputs of shape "
                              f"{tuple(x.shape)}. Feed the backbone's embeddings (the layer the bank was fitted on)")
         if not self.bank_fitted:
-            raise ValueError("this PCBM has no concept bank yet: build it with PosthocCBM(bank, n_classes) or call set_bank(bank)")
+            raise ValueError("this PCBM has no concept bank yet: build it with pcbm(..., bank=bank) or call set_bank(bank)")
         return z
 
     def distances(self, z: Tensor) -> Tensor:
@@ -166,14 +163,27 @@ class PosthocCBM(ConceptModel):
         return list(self.residual.parameters()) if self.residual is not None else []
 
 
-def pcbm(in_features: int, n_concepts: int, n_classes: int, hybrid: bool = False) -> PosthocCBM:
-    """A PCBM (``hybrid``: PCBM-h) whose bank is still to be set (``set_bank``) or loaded from a file.
+@register_model(not_saved=("bank",))
+def pcbm(
+    *, in_features: int, n_concepts: int, n_classes: int, hybrid: bool = False, bank: ConceptBankLike | None = None
+) -> PosthocCBM:
+    """A PCBM (``hybrid``: PCBM-h) on ``bank``, or on a bank still to be set (``set_bank``) or loaded from a file.
 
     Args:
         in_features: Width of the embeddings the bank's CAVs live in.
         n_concepts: Number of concepts in the bank.
         n_classes: Number of task classes (2: one binary logit).
         hybrid: Add PCBM-h's linear residual from the embedding to the logits.
+        bank: A fitted concept bank (e.g. a ``CAVBank``) of ``n_concepts`` directions of width ``in_features``;
+            None leaves a placeholder (NaN) for ``set_bank`` or a saved state.
+
+    Example:
+        >>> model = pcbm(in_features=8, n_concepts=3, n_classes=2)
+        >>> model.bank_fitted
+        False
     """
     check_sizes(in_features=in_features, n_concepts=n_concepts, n_classes=n_classes)
-    return PosthocCBM(UnfittedBank(in_features, n_concepts), n_classes, hybrid)
+    model = PosthocCBM(UnfittedBank(in_features, n_concepts), n_classes, hybrid)
+    if bank is not None:
+        model.set_bank(bank)
+    return model

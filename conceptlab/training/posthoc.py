@@ -21,7 +21,7 @@ def check_posthoc(model: object, recipe: str) -> None:
     if recipe == "posthoc" and not isinstance(model, PosthocCBM):
         raise ValueError(f"recipe 'posthoc' trains a PosthocCBM (conceptlab.models.PosthocCBM); got {type(model).__name__}")
     if isinstance(model, PosthocCBM) and not model.bank_fitted:
-        raise ValueError("this PCBM has no concept bank: build it with PosthocCBM(bank, n_classes) or call set_bank(bank), "
+        raise ValueError("this PCBM has no concept bank: build it with pcbm(..., bank=bank) or call set_bank(bank), "
                          "e.g. with conceptlab.concepts.bank_from_labels(...)")
 
 
