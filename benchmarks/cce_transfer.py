@@ -99,8 +99,8 @@ def explain(method: str, alpha: float, bank: CAVBank, head: nn.Module, z: Tensor
     if method == "cce-published":
         return CCE.published(bank, head, support_threshold=CCE_DEFAULTS["support_threshold"]).explain(z, target)
     if method == "univariate":
-        return univariate_scores(bank, head, z, target)
-    return random_scores(bank, head, z, target, seed=seed)
+        return univariate_scores(bank, head, z, targets=target)
+    return random_scores(bank, head, z, targets=target, seed=seed)
 
 
 def measure(result: Counterfactuals, concept: str) -> dict:

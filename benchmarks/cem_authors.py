@@ -173,7 +173,7 @@ def train_ours(model_key: str, splits, spec, seed: int, protocol: str, epochs: i
         spec = replace(spec, model=replace(spec.model, randint_per="batch"))
     with seeded(seed):
         model = key.build(splits.train.x.shape[1], splits.info, spec.model)
-    report = fit(model, splits, key.recipe, key.train_config(train, spec.model))
+    report = fit(model, splits, key.recipe, config=key.train_config(train, spec.model))
     mechanism = {}
     if model_key == "intcem":
         history = report.history["intcem"]

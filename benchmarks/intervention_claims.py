@@ -33,8 +33,8 @@ def auc(row: Row, policy: str) -> float | None:
 
 def check(rows: list[Row]) -> list[tuple[str, bool]]:
     lines = []
-    for dataset in dict.fromkeys(r.dataset for r in rows):
-        models = {r.model: r for r in rows if r.dataset == dataset}
+    for dataset in dict.fromkeys(r.benchmark for r in rows):
+        models = {r.model: r for r in rows if r.benchmark == dataset}
         intcem, cem = models.get("intcem"), models.get("cem")
         for variant in ("learned", "learned-sample"):
             if not (intcem and cem and auc(intcem, variant) is not None):

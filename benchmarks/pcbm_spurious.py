@@ -53,10 +53,10 @@ def train_models(splits: ConceptSplits, bank, seed: int) -> dict:
     for name, hybrid in (("pcbm", False), ("pcbm-h", True)):
         models[name] = pcbm(in_features=splits.train.x.shape[1], n_concepts=splits.info.n_concepts, n_classes=splits.info.n_classes,
                              hybrid=hybrid, bank=bank)
-        fit(models[name], splits, "posthoc", TRAIN)
+        fit(models[name], splits, "posthoc", config=TRAIN)
     with seeded(seed):
         models["linear-probe"] = linear_probe(in_features=splits.train.x.shape[1], n_classes=splits.info.n_classes)
-    fit(models["linear-probe"], splits, "joint", TRAIN)
+    fit(models["linear-probe"], splits, "joint", config=TRAIN)
     return models
 
 

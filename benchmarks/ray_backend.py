@@ -27,7 +27,7 @@ def bench(targets: list[str], out: Path, workers: int, backend: str) -> float:
 
 def accuracies(out: Path) -> dict[tuple, float]:
     records = [json.loads(line) for line in (out / "runs.jsonl").read_text().splitlines()]
-    return {(r["dataset"], r["model"], r["seed"]): r["task_accuracy"] for r in records}
+    return {(r["benchmark"], r["model"], r["seed"]): r["task_accuracy"] for r in records}
 
 
 def main() -> None:

@@ -115,7 +115,7 @@ def measure(model: nn.Module, s: Scenario, layers: list[str], clean: Tensor, edi
     for solver in SOLVERS:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # sklearn convergence notes on separable sets
-            result = run_tcav(model, layers, examples, randoms, clean, s.target, solver=solver)
+            result = run_tcav(model, layers, examples, randoms=randoms, inputs=clean, target=s.target, solver=solver)
         for r in result:
             role = {s.positive: "positive", s.negative: "negative", s.unused: "unused"}.get(r["concept"], "null")
             records.append({**asdict(s), "solver": solver, "layer": r["layer"], "concept": r["concept"], "role": role,

@@ -43,7 +43,7 @@ def make_data(n_concepts: int, n_random: int, per_set: int, n_inputs: int, size:
 
 def run_conceptlab(model, concepts, randoms, inputs, target: int, estimator: str = TCAV_ESTIMATOR) -> float:
     start = time.perf_counter()
-    run_tcav(model, LAYERS, concepts, randoms, inputs, target, solver=estimator, batch_size=100)
+    run_tcav(model, LAYERS, concepts, randoms=randoms, inputs=inputs, target=target, solver=estimator, batch_size=100)
     return time.perf_counter() - start
 
 

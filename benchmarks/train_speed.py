@@ -38,7 +38,7 @@ def paper_settings() -> None:
             model = entry.build(2, splits.info, spec.model)
         config = entry.train_config(spec.train, spec.model)
         start = time.perf_counter()
-        report = fit(model, splits, entry.recipe, config)
+        report = fit(model, splits, entry.recipe, config=config)
         seconds = time.perf_counter() - start
         total += seconds
         acc = evaluate(model, splits.test)["task_accuracy"]
@@ -53,7 +53,7 @@ def conceptlab_fixed_epochs(epochs: int) -> float:
         model = cem(in_features=2, n_concepts=2, n_classes=2, embedding_size=128)
     config = TrainConfig(max_epochs=epochs, early_stopping_patience=0, weight_decay=0.0, intervention_prob=0.25, device="cpu")
     start = time.perf_counter()
-    fit(model, splits, "joint", config)
+    fit(model, splits, "joint", config=config)
     seconds = time.perf_counter() - start
     acc = evaluate(model, splits.test)["task_accuracy"]
     print(f"conceptlab CEM, {epochs} epochs: {seconds:6.2f} s, test accuracy {100 * acc:.2f}%")

@@ -153,7 +153,7 @@ def _intervene(args: argparse.Namespace) -> int:
     test = splits.test
     policy = fit_policy(args.policy, model, train=splits.train, val=splits.val, groups=args.groups, seed=args.seed)
     curves = [
-        intervention_curve(model, test, policy, args.groups, competence, args.repeats, args.seed, threshold)
+        intervention_curve(model, test, policy, groups=args.groups, competence=competence, repeats=args.repeats, seed=args.seed, binary_threshold=threshold)
         for competence in args.competence
     ]
     unit = "groups" if args.groups else "concepts"
@@ -163,7 +163,7 @@ def _intervene(args: argparse.Namespace) -> int:
     for n in range(len(curves[0].accuracy_mean)):
         print(f"{n:<3d} " + "  ".join(f"{100 * c.accuracy_mean[n]:>15.2f} ± {100 * c.accuracy_std[n]:5.2f}" for c in curves))
     stem = f"interventions-{args.policy}{'-groups' if args.groups else ''}"
-    curve_plot(curves, out / f"{stem}.png", f"{Path(args.checkpoint).stem}: {args.policy} policy", unit)
+    curve_plot(curves, out / f"{stem}.png", title=f"{Path(args.checkpoint).stem}: {args.policy} policy", unit=unit)
     write_atomic(out / f"{stem}.json", json.dumps([c.__dict__ for c in curves], indent=1))
     print(f"plot: {out / (stem + '.png')}, curve: {out / (stem + '.json')}")
     return 0
@@ -185,7 +185,7 @@ def _tcav(args: argparse.Namespace) -> int:
     randoms = example_sets(args.random, args.image_size, args.runs)
     inputs = load_examples(args.inputs, args.image_size)
     layers = args.layers.split(",")
-    records = run_tcav(model, layers, concepts, randoms, inputs, args.target, args.objective, solver=args.estimator,
+    records = run_tcav(model, layers, concepts, randoms=randoms, inputs=inputs, target=args.target, objective=args.objective, solver=args.estimator,
                        alpha=args.alpha, classes=classes or None)
     out = Path(args.out or Path("results") / "tcav" / path.stem)
     out.mkdir(parents=True, exist_ok=True)
@@ -212,7 +212,7 @@ def _cce(args: argparse.Namespace) -> int:
     model, classes = load_any_model(args.model, trust_code=args.trust_model_file)
     options = {k: v for k, v in (("steps", args.steps), ("alpha", args.alpha), ("beta", args.beta), ("lr", args.lr))
                if v is not None} | {"early_stop": args.early_stop}
-    found = explain_images(model, CAVBank.load(args.bank), args.images, args.target, head=args.head,
+    found = explain_images(model, CAVBank.load(args.bank), args.images, target=args.target, head=args.head,
                            classes=classes or None, image_size=args.image_size, published=args.published, **options)
     result, name, target = found.result, found.class_name, found.target
     out = Path(args.out or Path("results") / "cce" / Path(args.model).stem)

@@ -41,7 +41,7 @@ def main() -> None:
         key = MODEL_KEYS["blackbox"]
         with seeded(0):
             model = key.build(data.train.x.shape[1], data.info, spec.model)
-        fit(model, data, key.recipe, spec.train)
+        fit(model, data, key.recipe, config=spec.train)
     classes = list(data.info.task_names)
     target = classes.index(args.target) if args.target else 0
     generator = torch.Generator().manual_seed(0)
@@ -58,7 +58,7 @@ def main() -> None:
     }
     randoms = {f"random{r}": sample(torch.arange(len(data.train))) for r in range(args.random_sets)}
     inputs = data.test.x[data.test.y == target]
-    records = run_tcav(model, ["encoder"], concepts, randoms, inputs, target)
+    records = run_tcav(model, ["encoder"], concepts, randoms=randoms, inputs=inputs, target=target)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     write_tcav_csv(records, out / "tcav.csv")

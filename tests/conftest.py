@@ -38,6 +38,6 @@ def small_models(noisy):
                              policy_hidden=(16,)),
         }
     for name, model in models.items():
-        fit(model, noisy, "intcem" if name == "intcem" else "joint", config)
+        fit(model, noisy, "intcem" if name == "intcem" else "joint", config=config)
         model.eval()
     return models

@@ -47,3 +47,34 @@ def _missing() -> dict[str, list[str]]:
 
 def test_every_public_name_documents_its_parameters():
     assert _missing() == {}, "document these parameters in an Args: (or Attributes:) section"
+
+
+def _public_callables():
+    for package in PACKAGES:
+        module = importlib.import_module(package)
+        for name in module.__all__:
+            obj = getattr(module, name)
+            if inspect.isfunction(obj):
+                yield f"{package}.{name}", obj
+            elif inspect.isclass(obj) and not dataclasses.is_dataclass(obj):
+                if "__init__" in vars(obj):
+                    yield f"{package}.{name}", obj.__init__
+                for attr, member in vars(obj).items():
+                    if inspect.isfunction(member) and not attr.startswith("_"):
+                        yield f"{package}.{name}.{attr}", member
+
+
+# a container's positional parameters are its fields, in the order of ConceptDataset(x, c, y, info)
+DATA_FIELDS = {"conceptlab.datasets.ImageConceptDataset": 4}
+
+
+def test_options_after_the_third_parameter_are_keyword_only():
+    """A call reads what it passes: beyond the first three parameters (the objects a function works
+    on), every option is keyword-only, so an option's position never carries its meaning."""
+    crowded = {}
+    for label, function in _public_callables():
+        parameters = [p for p in inspect.signature(function).parameters.values() if p.name not in ("self", "cls")]
+        positional = [p.name for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        if len(positional) > DATA_FIELDS.get(label, 3):
+            crowded[label] = positional
+    assert crowded == {}, "put `*,` after the third parameter"

@@ -41,7 +41,7 @@ def test_coop_tries_each_weight_ratio_once_and_keeps_the_best_on_validation(nois
             if alpha / beta in ratios:
                 continue
             ratios.add(alpha / beta)
-            curve = intervention_curve(model, noisy.val, coop_policy(alpha, beta), groups=True, repeats=1)
+            curve = intervention_curve(model, noisy.val, coop_policy(concept_weight=alpha, label_weight=beta), groups=True, repeats=1)
             scores[(alpha, beta)] = sum(curve.accuracy_mean[k] * (1 - k / n_units) for k in counts)
     assert len(scores) == 7  # 16 pairs, 7 distinct ratios
     best = max(scores.values())

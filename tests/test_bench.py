@@ -43,14 +43,14 @@ def test_grid_writes_runs_tables_and_checkpoints(tmp_path):
     lines = [json.loads(line) for line in (tmp_path / "runs.jsonl").read_text().splitlines()]
     assert len(lines) == 4 and {r["status"] for r in lines} == {"ok"}
     for r in lines:
-        for key in ("dataset", "model", "seed", "task_accuracy", "concept_accuracy", "concept_auc",
+        for key in ("benchmark", "model", "seed", "task_accuracy", "concept_accuracy", "concept_auc",
                     "epochs", "train_seconds", "config", "versions"):
             assert key in r
         assert 0 <= r["task_accuracy"] <= 1
         assert (r["concept_accuracy"] is None) == (r["model"] == "blackbox")
     markdown = write_reports(store.records(), [spec], tmp_path)
     assert "| blackbox |" in markdown and "99.00" in markdown
-    assert (tmp_path / "table.csv").read_text().startswith("dataset,model,runs")
+    assert (tmp_path / "table.csv").read_text().startswith("benchmark,model,runs")
     assert (tmp_path / "accuracy.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert len(list((tmp_path / "checkpoints").glob("*.pt"))) == 4
 

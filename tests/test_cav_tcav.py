@@ -125,7 +125,7 @@ def test_planted_concept_scores_high_and_is_significant():
     scores, magnitude = tcav_scores(grads, bank)
     assert (scores >= 0.9).all() and (magnitude >= 0.9).all()
     assert significance(scores, n_tests=1)["significant"]
-    loss_scores, _ = tcav_scores(layer_gradients(model, "hidden", torch.randn(30, D, generator=g), 1, "loss"), bank, "loss")
+    loss_scores, _ = tcav_scores(layer_gradients(model, "hidden", torch.randn(30, D, generator=g), target=1, objective="loss"), bank, "loss")
     assert (loss_scores >= 0.9).all()  # the loss objective counts negative derivatives
 
 
@@ -145,7 +145,7 @@ def test_random_concepts_are_rarely_significant_under_the_reference_test():
         sets = {f"r{r}": torch.randn(100, D, generator=g) for r in range(12)}
         acts = {k: capture_activations(model, ["hidden"], v)["hidden"] for k, v in sets.items()}
         pairs = [("r0", f"r{r}") for r in range(1, 7)] + [(f"r{r}", f"r{r + 5}") for r in range(1, 7)]
-        scores, _ = tcav_scores(layer_gradients(model, "hidden", torch.randn(40, D, generator=g), 0), CAVBank().fit(acts, pairs))
+        scores, _ = tcav_scores(layer_gradients(model, "hidden", torch.randn(40, D, generator=g), target=0), CAVBank().fit(acts, pairs))
         significant += significance(scores[:6], scores[6:])["significant_reference"]
     assert significant <= 2
 
@@ -186,7 +186,7 @@ def test_run_tcav_writes_records_csv_and_plot(tmp_path):
     model = _planted_model(u)
     concepts = {"planted": torch.randn(40, D, generator=g) + 3 * u, "noise": torch.randn(40, D, generator=g)}
     randoms = {f"random{r}": torch.randn(40, D, generator=g) for r in range(5)}
-    records = run_tcav(model, ["hidden", "pre"], concepts, randoms, torch.randn(30, D, generator=g), target=1)
+    records = run_tcav(model, ["hidden", "pre"], concepts, randoms=randoms, inputs=torch.randn(30, D, generator=g), target=1)
     assert len(records) == 4
     planted = next(r for r in records if r["concept"] == "planted" and r["layer"] == "hidden")
     assert planted["score_mean"] >= 0.9 and planted["significant"] and planted["cav_accuracy"] >= 0.75
@@ -195,7 +195,7 @@ def test_run_tcav_writes_records_csv_and_plot(tmp_path):
     tcav_plot(records, tmp_path / "tcav.png")
     assert (tmp_path / "tcav.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(ValueError, match="at least 2 random sets"):
-        run_tcav(model, ["hidden"], concepts, {"random0": randoms["random0"]}, torch.randn(3, D), target=1)
+        run_tcav(model, ["hidden"], concepts, randoms={"random0": randoms["random0"]}, inputs=torch.randn(3, D), target=1)
 
 
 @pytest.mark.parametrize("solver", ["svm", "sgd", "logistic", "mean-difference"])
@@ -206,7 +206,7 @@ def test_run_tcav_with_each_estimator_finds_the_planted_concept(solver):
     u = torch.nn.functional.normalize(torch.randn(D, generator=g), dim=0)
     concepts = {"planted": torch.randn(40, D, generator=g) + 3 * u}
     randoms = {f"random{r}": torch.randn(40, D, generator=g) for r in range(5)}
-    (record,) = run_tcav(_planted_model(u), ["hidden"], concepts, randoms, torch.randn(30, D, generator=g), 1, solver=solver)
+    (record,) = run_tcav(_planted_model(u), ["hidden"], concepts, randoms=randoms, inputs=torch.randn(30, D, generator=g), target=1, solver=solver)
     assert record["score_mean"] >= 0.9 and record["significant"] and record["cav_accuracy"] > 0.6  # SGD: 0.62 here
 
 

@@ -171,16 +171,16 @@ def test_early_stop_freezes_weights_once_the_target_is_reached():
 def test_univariate_ranks_the_helpful_concept_first_and_random_is_a_permutation():
     head = two_class_head(6, axis=4, gain=3.0, bias=-2.0)
     z = torch.zeros(5, 6)
-    uni = univariate_scores(axis_bank(6), head, z, 1)
+    uni = univariate_scores(axis_bank(6), head, z, targets=1)
     assert (uni.ranks("c4") == 1).all() and (uni.weights[:, 4] > 0.5).all()
-    rnd = random_scores(axis_bank(6), head, z, 1, seed=3)
+    rnd = random_scores(axis_bank(6), head, z, targets=1, seed=3)
     ranks = torch.stack([rnd.ranks(f"c{i}") for i in range(6)], 1)
     assert all(sorted(row) == list(range(1, 7)) for row in ranks.tolist())
 
 
 def test_random_ranking_is_at_chance_level():
     bank, head, z, targets = random_problem(3, k=20, n=400)
-    hits = (random_scores(bank, head, z, targets, seed=0).ranks("c7") <= 3).float().mean()
+    hits = (random_scores(bank, head, z, targets=targets, seed=0).ranks("c7") <= 3).float().mean()
     assert abs(float(hits) - 3 / 20) < 0.06
 
 
@@ -255,7 +255,7 @@ def test_a_head_in_training_mode_is_solved_and_judged_in_eval_mode():
     expected = CCE(bank, head.eval(), lr=0.5, steps=30).explain(z, targets)
     head.train()
     for explain in (lambda: CCE(bank, head, lr=0.5, steps=30).explain(z, targets),
-                    lambda: univariate_scores(bank, head, z, targets), lambda: random_scores(bank, head, z, targets)):
+                    lambda: univariate_scores(bank, head, z, targets=targets), lambda: random_scores(bank, head, z, targets=targets)):
         result = explain()  # a one-row BatchNorm batch in training mode would raise
         assert head.training
         assert torch.equal(result.original_prediction, expected.original_prediction)

@@ -184,8 +184,8 @@ def test_explain_images_is_the_library_side_of_the_command(archive, tmp_path):
             "grayscale:neg": layer_inputs(model, "fc", x[6:])}
     bank = CAVBank().fit(sets, [("grayscale", "grayscale:neg")])
     with pytest.raises(ValueError, match="does not say which layer's input"):
-        explain_images(model, bank, images.paths[0], 1)
+        explain_images(model, bank, images.paths[0], target=1)
     bank.saved_metadata = {"head": "fc", "classes": ["a", "b", "c"], "image_size": 32}  # as CAVBank.load gives it
-    found = explain_images(model, bank, images.paths[0].parent, "c", steps=20)
+    found = explain_images(model, bank, images.paths[0].parent, target="c", steps=20)
     assert found.head == "fc" and found.target == 2 and found.class_name(2) == "c" and found.images.shape[-1] == 32
     assert len(found.files) == found.result.weights.shape[0] == found.images.shape[0] > 0

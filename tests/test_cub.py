@@ -124,20 +124,20 @@ def test_koh_pickles_are_read_and_rerooted(archive, tmp_path):
 def test_feature_cache_hits_and_misses(archive, tmp_path, monkeypatch):
     data = load_cub(archive, seed=0, min_classes=1).train
     cache = tmp_path / "cache"
-    first = extract_features(data, "resnet18", None, image_size=32, batch_size=4, cache_dir=cache, progress=False)
+    first = extract_features(data, "resnet18", weights=None, image_size=32, batch_size=4, cache_dir=cache, progress=False)
     assert first.shape == (len(data), 512) and len(list(cache.glob("*.pt"))) == 1
 
     import conceptlab.datasets.features as features
 
     monkeypatch.setattr(features, "image_backbone", lambda *a: (_ for _ in ()).throw(AssertionError("recomputed")))
-    again = extract_features(data, "resnet18", None, image_size=32, batch_size=4, cache_dir=cache, progress=False)
+    again = extract_features(data, "resnet18", weights=None, image_size=32, batch_size=4, cache_dir=cache, progress=False)
     assert torch.equal(first, again)  # a hit never builds the backbone
 
     data.paths[0].write_bytes(data.paths[0].read_bytes() + b"\0")  # the file list changed
     with pytest.raises(AssertionError, match="recomputed"):
-        extract_features(data, "resnet18", None, image_size=32, batch_size=4, cache_dir=cache, progress=False)
+        extract_features(data, "resnet18", weights=None, image_size=32, batch_size=4, cache_dir=cache, progress=False)
     with pytest.raises(AssertionError, match="recomputed"):  # another transform is another cache entry
-        extract_features(load_cub(archive, seed=0, min_classes=1).val, "resnet18", None, image_size=48, cache_dir=cache)
+        extract_features(load_cub(archive, seed=0, min_classes=1).val, "resnet18", weights=None, image_size=48, cache_dir=cache)
 
 
 @pytest.mark.parametrize(
@@ -199,7 +199,7 @@ def test_finetune_mode_trains_a_backbone_end_to_end(archive):
     with seeded(0):
         model = cbm(in_features=0, n_concepts=splits.info.n_concepts, n_classes=splits.info.n_classes, hidden=[], backbone="resnet18")
     before = [p.detach().clone() for p in model.encoder[0].parameters()]
-    fit(model, splits, "joint", TrainConfig(max_epochs=1, batch_size=4, num_workers=0, device="cpu"))
+    fit(model, splits, "joint", config=TrainConfig(max_epochs=1, batch_size=4, num_workers=0, device="cpu"))
     assert any(not torch.equal(a, b) for a, b in zip(before, model.encoder[0].parameters()))
     metrics = evaluate(model, splits.test)
     assert 0 <= metrics["task_accuracy"] <= 1 and metrics["concept_accuracy"] is not None

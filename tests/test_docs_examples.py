@@ -26,7 +26,7 @@ from conceptlab.models import cem
 from conceptlab.training import TrainConfig, fit
 data = xor(size=300, seed=0)
 model = cem(in_features=2, n_concepts=2, n_classes=2, embedding_size=4)
-fit(model, data, "joint", TrainConfig(max_epochs=2, device="cpu"))
+fit(model, data, "joint", config=TrainConfig(max_epochs=2, device="cpu"))
 d, k, n = 2, 2, 2  # the names the guide's IntCEM example uses
 """
 
@@ -88,7 +88,7 @@ x = torch.randn(200, 6)
 c = (x[:, :3] > 0).float()
 dataset = ConceptDataset(x, c, (c[:, 1] + c[:, 2]).long(), info)
 model = cbm(in_features=6, n_concepts=3, n_classes=3)
-fit(model, split_dataset(dataset, (0.7, 0.1, 0.2), seed=0), "joint", TrainConfig(max_epochs=2, device="cpu"))
+fit(model, split_dataset(dataset, (0.7, 0.1, 0.2), seed=0), "joint", config=TrainConfig(max_epochs=2, device="cpu"))
 """,
 }
 

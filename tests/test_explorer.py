@@ -42,7 +42,7 @@ SIZE = 600
 def _train_and_save(folder: Path, name: str, model, dataset: str, seed: int, epochs: int) -> Path:
     splits = make_synthetic(dataset, SIZE, seed)
     config = TrainConfig(max_epochs=epochs, batch_size=64, device="cpu", early_stopping_patience=0, intervention_prob=0.25)
-    fit(model, splits, "joint", config)
+    fit(model, splits, "joint", config=config)
     path = folder / "checkpoints" / f"{name}.pt"
     save_model(model, path, splits.info, dataset={"name": dataset, "size": SIZE}, seed=seed,
                evaluation={"binary_threshold": 0.0})
@@ -155,7 +155,7 @@ def test_next_units_replays_the_library_curve(explorer, policy, name):
             logits = model.decode(codes, Intervention(mask, test.c)).task_logits
         assert task_accuracy(logits, test.y) == pytest.approx(curve.accuracy_mean[n])
         if n < units.shape[0]:
-            done[torch.arange(len(test)), next_units(model, codes, units, done, Intervention(mask, test.c), policy)] = True
+            done[torch.arange(len(test)), next_units(model, codes, units, done=done, intervention=Intervention(mask, test.c), policy=policy)] = True
 
 
 def test_policy_step_corrects_the_most_uncertain_group_to_its_true_value(client, explorer):

@@ -25,7 +25,7 @@ def images(tmp_path_factory):
 
 
 def _features(images, cache):
-    return extract_features(images, "resnet18", None, image_size=32, batch_size=4, cache_dir=cache, progress=False)
+    return extract_features(images, "resnet18", weights=None, image_size=32, batch_size=4, cache_dir=cache, progress=False)
 
 
 @pytest.mark.parametrize("damage", list(DAMAGE))

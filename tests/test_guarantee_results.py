@@ -45,7 +45,7 @@ def _records(out: Path) -> list[dict]:
 def _add_many(path: str, tag: str, n: int) -> None:
     store = RunStore(Path(path))
     for seed in range(n):
-        store.add({"dataset": "d", "model": tag, "seed": seed, "config_hash": "h", "status": "ok"})
+        store.add({"benchmark": "d", "model": tag, "seed": seed, "config_hash": "h", "status": "ok"})
 
 
 def test_concurrent_writers_keep_every_record(tmp_path):
@@ -150,8 +150,8 @@ def test_a_record_and_its_checkpoint_always_agree(tmp_path):
 
 def test_odd_lines_in_runs_jsonl_are_skipped_with_a_warning(tmp_path, caplog):
     path = tmp_path / "runs.jsonl"
-    good = {"dataset": "d", "model": "m", "seed": 0, "config_hash": "h", "status": "ok"}
-    path.write_text(json.dumps(good) + "\n[1, 2, 3]\n\"text\"\n{\"dataset\": \"d\"}\n{\"truncated\": \n")
+    good = {"benchmark": "d", "model": "m", "seed": 0, "config_hash": "h", "status": "ok"}
+    path.write_text(json.dumps(good) + "\n[1, 2, 3]\n\"text\"\n{\"benchmark\": \"d\"}\n{\"truncated\": \n")
     store = RunStore(path)
     assert [run_key(r) for r in store.records()] == [("d", "m", 0, "h")]
     warned = [r.getMessage() for r in caplog.records]

@@ -100,7 +100,7 @@ def test_the_intcem_recipe_refuses_other_models():
     with seeded(0):
         model = cbm(in_features=20, n_concepts=12, n_classes=4)
     with pytest.raises(ValueError, match="the intcem recipe trains an IntCEM"):
-        fit(model, noisy_concepts(n=300), "intcem", TrainConfig(device="cpu", max_epochs=1))
+        fit(model, noisy_concepts(n=300), "intcem", config=TrainConfig(device="cpu", max_epochs=1))
 
 
 def test_units_must_cover_the_concepts():
@@ -115,7 +115,7 @@ def trained():
     data = noisy_concepts()
     with seeded(0):
         model = intcem(in_features=20, n_concepts=12, n_classes=4, units=None, embedding_size=8, latent_dim=32, hidden=(32,), policy_hidden=(64,))
-    fit(model, data, "intcem", TrainConfig(max_epochs=40, intervention_prob=0.25, device="cpu", batch_size=128))
+    fit(model, data, "intcem", config=TrainConfig(max_epochs=40, intervention_prob=0.25, device="cpu", batch_size=128))
     return model.eval(), data
 
 

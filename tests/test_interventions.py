@@ -28,7 +28,7 @@ PNG = b"\x89PNG\r\n\x1a\n"
 
 def _identity_cbm(bottleneck: str, n_extra: int = 0) -> ConceptBottleneckModel:
     """Concept logits = x (first 3 inputs), extras = remaining inputs; head weights 1, 2, 3 (, 10...)."""
-    model = ConceptBottleneckModel(nn.Identity(), 3, 2, bottleneck, n_extra)
+    model = ConceptBottleneckModel(nn.Identity(), n_concepts=3, n_classes=2, bottleneck=bottleneck, n_extra=n_extra)
     with torch.no_grad():
         model.head.weight.copy_(torch.tensor([[1.0, 2.0, 3.0] + [10.0] * n_extra]))
         model.head.bias.zero_()
@@ -128,7 +128,7 @@ def test_competence_flips_exactly_the_requested_fraction_of_intervened_concepts(
     mask = torch.zeros(200, 8, dtype=torch.bool)
     mask[:, :4] = True
     mask[100:, 4:] = True  # half the samples intervene on 8 concepts
-    values = with_competence(mask, c, competence, generator)
+    values = with_competence(mask, c, competence, generator=generator)
     wrong = values != c
     assert not (wrong & ~mask).any()
     assert torch.equal(wrong.sum(1), torch.round((1 - competence) * mask.sum(1).float()).long())
@@ -136,7 +136,7 @@ def test_competence_flips_exactly_the_requested_fraction_of_intervened_concepts(
 
 def test_competence_out_of_range_is_refused():
     with pytest.raises(ValueError, match=r"competence must lie in \[0, 1\]"):
-        with_competence(MASK, VALUES, 1.5, torch.Generator())
+        with_competence(MASK, VALUES, 1.5, generator=torch.Generator())
 
 
 @pytest.fixture(scope="module")
@@ -144,7 +144,7 @@ def trained_cem():
     data = xor(size=1500, seed=0)
     with seeded(0):
         model = cem(in_features=2, n_concepts=2, n_classes=2, embedding_size=16)
-    fit(model, data, "joint", TrainConfig(device="cpu", max_epochs=40, early_stopping_patience=0, intervention_prob=0.25))
+    fit(model, data, "joint", config=TrainConfig(device="cpu", max_epochs=40, early_stopping_patience=0, intervention_prob=0.25))
     return model, data
 
 
@@ -171,7 +171,7 @@ def test_a_user_callable_policy_is_used(trained_cem):
     expected = Intervention(torch.tensor([[False, True]]).expand(len(data.test), 2), data.test.c)
     from conceptlab.metrics import evaluate
 
-    assert curve.accuracy_mean[1] == pytest.approx(evaluate(model, data.test, expected)["task_accuracy"])
+    assert curve.accuracy_mean[1] == pytest.approx(evaluate(model, data.test, intervention=expected)["task_accuracy"])
     with pytest.raises(ValueError, match="unknown intervention policy 'psychic'"):
         intervention_curve(model, data.test, "psychic")
 
@@ -213,7 +213,7 @@ def test_bench_records_curves_and_cas_and_writes_plots(tmp_path, capsys):
 
 def test_curve_plot_is_a_png(trained_cem, tmp_path):
     model, data = trained_cem
-    curve_plot([intervention_curve(model, data.test, repeats=1)], tmp_path / "c.png", "xor cem")
+    curve_plot([intervention_curve(model, data.test, repeats=1)], tmp_path / "c.png", title="xor cem")
     assert (tmp_path / "c.png").read_bytes()[:8] == PNG
 
 

@@ -71,7 +71,7 @@ def test_every_objective_term_is_nonzero_and_reaches_its_parameters(config, key)
     with seeded(0):
         model = model_key.build(x.shape[1] if x.ndim == 2 else 0, info, spec.model)
     if model_key.bank:
-        model.set_bank(bank_from_labels(all_x, all_c, info.concept_names, 20, spec.model.bank_alpha, seed=0))
+        model.set_bank(bank_from_labels(all_x, all_c, info.concept_names, examples=20, alpha=spec.model.bank_alpha, seed=0))
     train = model_key.train_config(replace(spec.train, device="cpu"), spec.model)
     stages = [s for s in recipe_stages(model_key.recipe, train) if s.solver in ("lightning", "fixed-epochs")]
     if model.n_concepts == 0:
@@ -130,7 +130,7 @@ def test_intcem_trains_its_policy_on_the_synthetic_configs(config, randint_per):
         model = key.build(splits.train.x.shape[1], splits.info, spec.model)
     start = {name: p.detach().clone() for name, p in model.policy.named_parameters()}
     report = fit(model, splits, key.recipe,
-                 key.train_config(replace(spec.train, device="cpu", max_epochs=10, seed=0), spec.model))
+                 config=key.train_config(replace(spec.train, device="cpu", max_epochs=10, seed=0), spec.model))
     history = report.history["intcem"]
     assert len(history["trajectory_steps"]) == report.epochs
     steps = sum(history["trajectory_steps"]) / len(history["trajectory_steps"])

@@ -118,7 +118,7 @@ def test_a_registered_builder_of_your_own_saves_and_loads(tmp_path):
 
     @register_model("test_wide_probe")
     def wide_probe(*, in_features: int, n_classes: int, width: int = 3) -> BlackBoxModel:
-        return BlackBoxModel(nn.Linear(in_features, width), width, n_classes)
+        return BlackBoxModel(nn.Linear(in_features, width), latent_dim=width, n_classes=n_classes)
 
     try:
         with pytest.raises(ValueError, match="already registered"):

@@ -43,7 +43,7 @@ def bank(data):
 @pytest.fixture(scope="module")
 def trained(data, bank):
     model = pcbm(in_features=D, n_concepts=K, n_classes=data.info.n_classes, bank=bank)
-    fit(model, data, "posthoc", TrainConfig(max_epochs=40, posthoc=PosthocConfig(lam=1e-3)))
+    fit(model, data, "posthoc", config=TrainConfig(max_epochs=40, posthoc=PosthocConfig(lam=1e-3)))
     return model
 
 
@@ -67,7 +67,7 @@ def test_elastic_net_reaches_the_optimum_scikit_learn_finds(n_classes):
     x = torch.randn(400, 10, generator=generator)
     y = (x[:, :n_classes] + 0.5 * torch.randn(400, n_classes, generator=generator)).argmax(1)
     lam, l1_ratio = 0.02, 0.9
-    ours = fit_elastic_net(x, y, 1 if n_classes == 2 else n_classes, lam, l1_ratio, max_iter=20000, tol=1e-7)
+    ours = fit_elastic_net(x, y, 1 if n_classes == 2 else n_classes, lam=lam, l1_ratio=l1_ratio, max_iter=20000, tol=1e-7)
     reference = LogisticRegression(solver="saga", l1_ratio=l1_ratio, C=1 / (lam * len(x)), max_iter=100000,
                                    tol=1e-10).fit(x.numpy(), y.numpy())
     w_ref, b_ref = torch.tensor(reference.coef_, dtype=torch.float32), torch.tensor(reference.intercept_, dtype=torch.float32)
@@ -84,7 +84,7 @@ def test_a_stronger_penalty_gives_a_sparser_head_and_a_huge_one_an_empty_head(da
     zeros = []
     for lam in (1e-4, 1e-2, 1e-1, 10.0):
         model = pcbm(in_features=D, n_concepts=K, n_classes=data.info.n_classes, bank=bank)
-        fit(model, data, "posthoc", TrainConfig(posthoc=PosthocConfig(lam=lam)))
+        fit(model, data, "posthoc", config=TrainConfig(posthoc=PosthocConfig(lam=lam)))
         zeros.append(sparsity(model))
     assert zeros == sorted(zeros)
     assert zeros[0] < 0.5 and zeros[-1] == 1.0
@@ -114,7 +114,7 @@ def test_pcbm_learns_and_corrected_concepts_raise_its_accuracy(data, trained):
 
 def test_hybrid_trains_its_residual_only_and_keeps_the_pcbm_head(data, bank, trained):
     hybrid = pcbm(in_features=D, n_concepts=K, n_classes=data.info.n_classes, hybrid=True, bank=bank)  # the Lightning residual (the authors' recipe: below)
-    fit(hybrid, data, "posthoc", TrainConfig(max_epochs=40, posthoc=PosthocConfig(lam=1e-3, residual="early-stopping")))
+    fit(hybrid, data, "posthoc", config=TrainConfig(max_epochs=40, posthoc=PosthocConfig(lam=1e-3, residual="early-stopping")))
     assert torch.equal(hybrid.head.weight, trained.head.weight)  # the same exact solve, then frozen
     assert hybrid.residual.weight.abs().sum() > 0
     assert accuracy(hybrid, data.test) >= accuracy(trained, data.test) - 0.02
@@ -137,7 +137,7 @@ def test_binary_task_uses_one_logit():
     info = ConceptInfo(["a", "b", "noise"], ["no", "yes"])
     splits = split_dataset(ConceptDataset(x, c, y, info), seed=0)
     model = pcbm(in_features=5, n_concepts=3, n_classes=2, bank=bank_from_labels(splits.train.x, splits.train.c, info.concept_names))
-    fit(model, splits, "posthoc", TrainConfig(posthoc=PosthocConfig(lam=1e-3)))
+    fit(model, splits, "posthoc", config=TrainConfig(posthoc=PosthocConfig(lam=1e-3)))
     out = predict(model, splits.test.x)
     assert out.task_logits.shape == (len(splits.test), 1)
     assert float(((out.task_logits[:, 0] > 0).long() == splits.test.y).float().mean()) > 0.9
@@ -148,7 +148,7 @@ def test_binary_task_uses_one_logit():
 
 def test_save_and_load_give_the_same_model(tmp_path, data, bank):
     hybrid = pcbm(in_features=D, n_concepts=K, n_classes=data.info.n_classes, hybrid=True, bank=bank)
-    fit(hybrid, data, "posthoc", TrainConfig(max_epochs=5))
+    fit(hybrid, data, "posthoc", config=TrainConfig(max_epochs=5))
     save_model(hybrid, tmp_path / "m.pt", data.info)
     loaded, info, _ = load_model(tmp_path / "m.pt")
     assert isinstance(loaded, PosthocCBM) and loaded.hybrid
@@ -159,9 +159,9 @@ def test_save_and_load_give_the_same_model(tmp_path, data, bank):
 def test_bad_input_is_refused_with_the_fix(data, bank):
     model = pcbm(in_features=D, n_concepts=K, n_classes=data.info.n_classes, bank=bank)
     with pytest.raises(ValueError, match="recipe='posthoc'"):
-        fit(model, data, "joint", TrainConfig(max_epochs=1))
+        fit(model, data, "joint", config=TrainConfig(max_epochs=1))
     with pytest.raises(ValueError, match="trains a PosthocCBM"):
-        fit(cbm(in_features=20, n_concepts=12, n_classes=4), data, "posthoc", TrainConfig(max_epochs=1))
+        fit(cbm(in_features=20, n_concepts=12, n_classes=4), data, "posthoc", config=TrainConfig(max_epochs=1))
     with pytest.raises(ValueError, match="no concept bank"):
         fit(pcbm(in_features=20, n_concepts=12, n_classes=4), data, "posthoc")
     with pytest.raises(ValueError, match="embeddings of 20 features"):
@@ -176,7 +176,7 @@ def test_bad_input_is_refused_with_the_fix(data, bank):
     with pytest.raises(ValueError, match="'c3' has 2 positive"):
         bank_from_labels(data.train.x, few, data.info.concept_names)
     with pytest.raises(ValueError, match="NaN"):
-        fit_elastic_net(torch.tensor([[float("nan")]]), torch.tensor([0]), 2, 0.1)
+        fit_elastic_net(torch.tensor([[float("nan")]]), torch.tensor([0]), 2, lam=0.1)
 
 
 def test_edits_change_only_what_they_name(data, trained):
@@ -250,7 +250,7 @@ def test_bank_from_folders_reads_example_folders_through_a_layer(tmp_path):
         torch.save(torch.randn(30, 6) + shift, tmp_path / "concepts" / name / "x.pt")
     (tmp_path / "random").mkdir()
     torch.save(torch.randn(40, 6), tmp_path / "random" / "x.pt")
-    bank = bank_from_folders(model, "1", tmp_path / "concepts", tmp_path / "random")
+    bank = bank_from_folders(model, "1", tmp_path / "concepts", negatives=tmp_path / "random")
     assert bank_concepts(bank) == ["bright", "dark"]
     assert bank.directions_.shape == (2, 8)
     assert float(bank.accuracy_.min()) > 0.8
@@ -320,7 +320,7 @@ def test_prune_normalize_keeps_each_edited_class_total_weight(data, trained):
 
 def test_the_authors_residual_recipe_trains_twenty_epochs_and_keeps_the_last(data, bank, trained):
     hybrid = pcbm(in_features=D, n_concepts=K, n_classes=data.info.n_classes, hybrid=True, bank=bank)
-    report = fit(hybrid, data, "posthoc", TrainConfig(max_epochs=40, posthoc=PosthocConfig(lam=1e-3, residual="authors")))
+    report = fit(hybrid, data, "posthoc", config=TrainConfig(max_epochs=40, posthoc=PosthocConfig(lam=1e-3, residual="authors")))
     assert report.stage_epochs["residual"] == 20 and len(report.history["residual"]["train_loss"]) == 20
     assert torch.equal(hybrid.head.weight, trained.head.weight)
     assert hybrid.residual.weight.abs().sum() > 0

@@ -115,7 +115,7 @@ def test_policies_work_on_a_single_logit_binary_head():
     data = noisy_concepts(n=900, n_classes=2).test
     with seeded(0):
         model = cbm(in_features=20, n_concepts=12, n_classes=2, hidden=(16,))  # two classes: one logit
-    fit(model, noisy_concepts(n=900, n_classes=2), "joint", TrainConfig(max_epochs=8, device="cpu", early_stopping_patience=0))
+    fit(model, noisy_concepts(n=900, n_classes=2), "joint", config=TrainConfig(max_epochs=8, device="cpu", early_stopping_patience=0))
     splits = noisy_concepts(n=900, n_classes=2)
     for name in POLICIES:
         if name.startswith("learned"):
@@ -219,7 +219,7 @@ def independent_cbm_curves():
     data = noisy_concepts()
     with seeded(0):
         model = cbm(in_features=20, n_concepts=12, n_classes=4, hidden=(32,))
-    fit(model, data, "independent", TrainConfig(max_epochs=30, device="cpu", batch_size=128))
+    fit(model, data, "independent", config=TrainConfig(max_epochs=30, device="cpu", batch_size=128))
     codes = encode_all(model, data.test.x)
     return {name: intervention_curve(model, data.test, _ready(name, model, data, groups=False), groups=False, repeats=3,
                                      codes=codes)

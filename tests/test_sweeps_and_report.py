@@ -33,7 +33,7 @@ def test_a_sweep_runs_every_point_and_records_it(tmp_path):
 def _record(point_lr, seed, val, test):
     spec = parse_spec({**TINY, "sweep": {"train.lr": [0.01, 0.001]}})
     point = spec.at({"train.lr": point_lr})
-    return {"dataset": "tiny", "model": "cbm-fuzzy", "seed": seed, "config_hash": point.config_hash(), "status": "ok",
+    return {"benchmark": "tiny", "model": "cbm-fuzzy", "seed": seed, "config_hash": point.config_hash(), "status": "ok",
             "sweep_point": {"train.lr": point_lr}, "val_task_accuracy": val, "task_accuracy": test,
             "concept_accuracy": 0.9, "concept_auc": 0.9, "concept_alignment": None, "epochs": 3, "train_seconds": 1.0}
 
@@ -159,7 +159,7 @@ def test_mlflow_holds_each_run_once_with_params_tags_and_final_metrics(tmp_path,
     assert sorted(r.data.tags["model"] for r in runs) == ["cbm-fuzzy", "cbm-seq"]  # the retry left one run, not two
     for run in runs:
         assert run.info.status == "FINISHED"
-        assert {"dataset", "model", "seed", "config_hash"} <= set(run.data.tags)
+        assert {"benchmark", "model", "seed", "config_hash"} <= set(run.data.tags)
         assert run.data.params["train.lr"] == "0.01" and run.data.params["sweep.train.lr"] == "0.01"
         assert {"test/task_accuracy", "val/task_accuracy", "epochs"} <= set(run.data.metrics)
     seq = next(r for r in runs if r.data.tags["model"] == "cbm-seq")

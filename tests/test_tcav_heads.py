@@ -28,7 +28,7 @@ def binary_model(request):
     splits = split_dataset(data, seed=0)
     with seeded(0):
         model = black_box(in_features=D, n_classes=2, latent_dim=16, hidden=[32]) if request.param == "black_box" else cbm(in_features=D, n_concepts=2, n_classes=2, bottleneck="logit", hidden=[32])
-    fit(model, splits, "joint", TrainConfig(max_epochs=40, device="cpu"))
+    fit(model, splits, "joint", config=TrainConfig(max_epochs=40, device="cpu"))
     assert model.head.out_features == 1  # a binary conceptlab model: one task logit
     return model, splits.test
 
@@ -49,7 +49,7 @@ def test_both_classes_of_a_single_logit_head_get_the_known_answer(binary_model, 
     for name in CLASSES:
         index = CLASSES.index(name)
         inputs = test.x[test.y == index][:60]
-        record = run_tcav(model, ["encoder.1"], concepts, randoms, inputs, name, objective, classes=CLASSES)[0]
+        record = run_tcav(model, ["encoder.1"], concepts, randoms=randoms, inputs=inputs, target=name, objective=objective, classes=CLASSES)[0]
         assert record["class"] == index and record["class_name"] == name
         scores[name] = record["score_mean"]
         assert record["significant"], f"{name} ({objective}): {record}"
@@ -77,9 +77,9 @@ def test_targets_are_checked_against_the_head(binary_model):
     model, test = binary_model
     concepts, randoms = _sets()
     with pytest.raises(ValueError, match=r"out of range.*2 classes \(0=x0 low, 1=x0 high\)"):
-        run_tcav(model, ["encoder.1"], concepts, randoms, test.x[:10], 2, classes=CLASSES)
+        run_tcav(model, ["encoder.1"], concepts, randoms=randoms, inputs=test.x[:10], target=2, classes=CLASSES)
     with pytest.raises(ValueError, match=r"unknown target class 'zebra'.*0=x0 low, 1=x0 high"):
-        run_tcav(model, ["encoder.1"], concepts, randoms, test.x[:10], "zebra", classes=CLASSES)
+        run_tcav(model, ["encoder.1"], concepts, randoms=randoms, inputs=test.x[:10], target="zebra", classes=CLASSES)
     with pytest.raises(ValueError, match="out of range"):
         layer_gradients(model, "encoder.1", test.x[:4], target=-1)
     assert resolve_class("1", 2) == 1 and resolve_class("x0 high", 2, CLASSES) == 1

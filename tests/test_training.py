@@ -32,7 +32,7 @@ FAST = dict(device="cpu", max_epochs=40, early_stopping_patience=0)
 def test_each_model_learns_xor_to_its_band(data, key, build, recipe, low, high, extra):
     with seeded(0):
         model = build()
-    report = fit(model, data, recipe, TrainConfig(**FAST, **extra))
+    report = fit(model, data, recipe, config=TrainConfig(**FAST, **extra))
     metrics = evaluate(model, data.test)
     assert low <= metrics["task_accuracy"] <= high, metrics
     if model.n_concepts:
@@ -50,7 +50,7 @@ def _head_inputs_while_training_head(model, data, recipe):
             seen.append(inputs[0].detach().clone())
 
     model.head.register_forward_hook(hook)
-    fit(model, data, recipe, TrainConfig(device="cpu", max_epochs=3, early_stopping_patience=0))
+    fit(model, data, recipe, config=TrainConfig(device="cpu", max_epochs=3, early_stopping_patience=0))
     return torch.cat(seen)
 
 
@@ -70,7 +70,7 @@ def test_sequential_stage_two_leaves_the_concept_encoder_unchanged(data):
         lambda m, i: snapshots.append([p.detach().clone() for p in model.concept_parameters()])
         if m.training and not any(p.requires_grad for p in model.concept_parameters()) else None
     )
-    fit(model, data, "sequential", TrainConfig(device="cpu", max_epochs=3, early_stopping_patience=0))
+    fit(model, data, "sequential", config=TrainConfig(device="cpu", max_epochs=3, early_stopping_patience=0))
     assert all(torch.equal(a, b) for a, b in zip(snapshots[0], snapshots[-1]))
     assert all(p.requires_grad for p in model.parameters())  # frozen parts are released afterwards
 
@@ -80,7 +80,7 @@ def test_training_is_deterministic_for_a_seed(data):
     for _ in range(2):
         with seeded(1):
             model = cem(in_features=2, n_concepts=2, n_classes=2, embedding_size=4)
-        fit(model, data, "joint", TrainConfig(device="cpu", max_epochs=3, intervention_prob=0.25, seed=1))
+        fit(model, data, "joint", config=TrainConfig(device="cpu", max_epochs=3, intervention_prob=0.25, seed=1))
         weights.append(torch.cat([p.flatten() for p in model.parameters()]))
     assert torch.equal(weights[0], weights[1])
 
@@ -88,25 +88,25 @@ def test_training_is_deterministic_for_a_seed(data):
 def test_early_stopping_stops_before_the_epoch_limit(data):
     with seeded(0):
         model = cbm(in_features=2, n_concepts=2, n_classes=2, n_extra=8)
-    report = fit(model, data, "joint", TrainConfig(device="cpu", max_epochs=400, early_stopping_patience=3, lr_patience=1))
+    report = fit(model, data, "joint", config=TrainConfig(device="cpu", max_epochs=400, early_stopping_patience=3, lr_patience=1))
     assert report.epochs < 400
 
 
 def test_logit_cbm_is_calibrated_after_fit(data):
     with seeded(0):
         model = cbm(in_features=2, n_concepts=2, n_classes=2, bottleneck="logit")
-    fit(model, data, "joint", TrainConfig(device="cpu", max_epochs=3))
+    fit(model, data, "joint", config=TrainConfig(device="cpu", max_epochs=3))
     assert (model.intervention_high > model.intervention_low).all()
 
 
 def test_model_and_data_must_agree(data):
     with pytest.raises(ValueError, match="the model predicts 3 concepts but the data has 2"):
-        fit(cbm(in_features=2, n_concepts=3, n_classes=2), data, "joint", TrainConfig(**FAST))
+        fit(cbm(in_features=2, n_concepts=3, n_classes=2), data, "joint", config=TrainConfig(**FAST))
     with pytest.raises(ValueError, match="the model predicts 5 classes but the data has 2"):
-        fit(cbm(in_features=2, n_concepts=2, n_classes=5), data, "joint", TrainConfig(**FAST))
+        fit(cbm(in_features=2, n_concepts=2, n_classes=5), data, "joint", config=TrainConfig(**FAST))
     with pytest.raises(ValueError, match="unknown recipe 'stacked'"):
-        fit(cbm(in_features=2, n_concepts=2, n_classes=2), data, "stacked", TrainConfig(**FAST))
+        fit(cbm(in_features=2, n_concepts=2, n_classes=2), data, "stacked", config=TrainConfig(**FAST))
     with pytest.raises(ValueError, match=r"train.learning_rate: unknown key.*known: batch_size"):
         TrainConfig.from_dict({"learning_rate": 0.1})
     with pytest.raises(ValueError, match="the model takes inputs of 5 features but the data's x has 2"):
-        fit(cbm(in_features=5, n_concepts=2, n_classes=2), data, "joint", TrainConfig(**FAST))
+        fit(cbm(in_features=5, n_concepts=2, n_classes=2), data, "joint", config=TrainConfig(**FAST))

@@ -76,8 +76,8 @@ def evaluate_run(model: ConceptModel, splits: ConceptSplits, settings: Evaluatio
                   for p in policies}
         curves = [
             intervention_curve(
-                model, test, fitted[policy], settings.intervention_groups, competence,
-                settings.intervention_repeats, seed, settings.binary_threshold, codes,
+                model, test, fitted[policy], groups=settings.intervention_groups, competence=competence,
+                repeats=settings.intervention_repeats, seed=seed, binary_threshold=settings.binary_threshold, codes=codes,
             )
             for competence in settings.intervention_competence
             for policy in policies

@@ -61,7 +61,7 @@ def plan_record(plan: RunPlan) -> dict[str, Any]:
     """The fields that name a run in ``runs.jsonl``, whatever became of it."""
     spec = plan.spec
     return {
-        "dataset": spec.name,
+        "benchmark": spec.name,
         "model": plan.model,
         "seed": plan.seed,
         "config_hash": spec.config_hash(),

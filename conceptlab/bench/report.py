@@ -22,9 +22,9 @@ SELECTABLE = ("val_task_accuracy", "val_concept_accuracy", "val_concept_auc")
 
 @dataclass(frozen=True)
 class Row:
-    """One (dataset, model) cell of the table; metrics are percentages as (mean, std) or None."""
+    """One (benchmark, model) cell of the table; metrics are percentages as (mean, std) or None."""
 
-    dataset: str
+    benchmark: str
     model: str
     runs: int
     failed: int
@@ -73,7 +73,7 @@ def table_rows(records: list[dict[str, Any]], specs: list[BenchSpec], select: st
             candidates = []
             for point in points:
                 config_hash = point.config_hash()
-                runs = [r for r in records if r["dataset"] == spec.name and r["model"] == model and r["config_hash"] == config_hash]
+                runs = [r for r in records if r["benchmark"] == spec.name and r["model"] == model and r["config_hash"] == config_hash]
                 ok = [r for r in runs if r.get("status") == "ok"]
                 score = _mean_std([r.get(select) for r in ok])
                 candidates.append((score[0] if score else float("-inf"), point, runs, ok))
@@ -154,7 +154,7 @@ def markdown_table(rows: list[Row], specs: list[BenchSpec], select: str = "val_t
             out.write(f"Sweep over {', '.join(k for k, _ in spec.sweep)}: each row is the point with the best mean "
                       f"{select} over seeds (validation split only), out of {len(spec.points())}; its test metrics "
                       "are shown.\n\n")
-        cells = [r for r in rows if r.dataset == spec.name]
+        cells = [r for r in rows if r.benchmark == spec.name]
         impurity = any(r.metrics["oracle_impurity"] for r in cells)
         out.write("| model | task accuracy | reference | concept accuracy | concept AUC | CAS | CAS k-means | CAS reference "
                   + ("| OIS | NIS " if impurity else "") + "| epochs | train s | runs |\n")
@@ -210,13 +210,13 @@ def _intervention_section(out: io.StringIO, cells: list[Row]) -> None:
 def csv_table(rows: list[Row]) -> str:
     out = io.StringIO()
     writer = csv.writer(out)
-    header = ["dataset", "model", "runs", "failed", "stopped"]
+    header = ["benchmark", "model", "runs", "failed", "stopped"]
     for m in METRICS:
         header += [f"{m}_mean", f"{m}_std"]
     writer.writerow(header + ["reference_task_accuracy", "reference_concept_alignment", "epochs_mean", "train_seconds_mean",
                               "chosen"])
     for r in rows:
-        values: list[Any] = [r.dataset, r.model, r.runs, r.failed, r.stopped]
+        values: list[Any] = [r.benchmark, r.model, r.runs, r.failed, r.stopped]
         for m in METRICS:
             values += list(r.metrics[m]) if r.metrics[m] else ["", ""]
         extras = (r.reference_task_accuracy, r.reference_alignment, r.epochs, r.train_seconds, _point(r.chosen) or None)
@@ -225,22 +225,22 @@ def csv_table(rows: list[Row]) -> str:
 
 
 def intervention_csv(rows: list[Row]) -> str:
-    """One line per (dataset, model, curve): AUC mean and std (%), policy seconds per sample."""
+    """One line per (benchmark, model, curve): AUC mean and std (%), policy seconds per sample."""
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(["dataset", "model", "curve", "uses_labels", "auc_mean", "auc_std", "seconds_per_sample"])
+    writer.writerow(["benchmark", "model", "curve", "uses_labels", "auc_mean", "auc_std", "seconds_per_sample"])
     for r in rows:
         for name, (mean, std) in r.aucs.items():
-            writer.writerow([r.dataset, r.model, name, uses_labels(name), mean, std, r.costs.get(name, "")])
+            writer.writerow([r.benchmark, r.model, name, uses_labels(name), mean, std, r.costs.get(name, "")])
     return out.getvalue()
 
 
 def accuracy_plot(rows: list[Row], specs: list[BenchSpec], path: Path) -> None:
-    """One panel per dataset: our task accuracy (bars, std error bars) and the reference (markers)."""
+    """One panel per benchmark: our task accuracy (bars, std error bars) and the reference (markers)."""
     plt = pyplot()
     fig, axes = plt.subplots(1, len(specs), figsize=(4.5 * len(specs), 3.6), squeeze=False)
     for ax, spec in zip(axes[0], specs):
-        cells = [r for r in rows if r.dataset == spec.name and r.metrics["task_accuracy"]]
+        cells = [r for r in rows if r.benchmark == spec.name and r.metrics["task_accuracy"]]
         xs = range(len(cells))
         ax.bar(xs, [r.metrics["task_accuracy"][0] for r in cells], yerr=[r.metrics["task_accuracy"][1] for r in cells],
                color="#4c78a8", capsize=3, label="conceptlab")
@@ -257,7 +257,7 @@ def accuracy_plot(rows: list[Row], specs: list[BenchSpec], path: Path) -> None:
 
 
 def intervention_plot(rows: list[Row], specs: list[BenchSpec], path: Path) -> bool:
-    """Rows: curves (policy, competence); columns: datasets; a line per model with a std band."""
+    """Rows: curves (policy, competence); columns: benchmarks; a line per model with a std band."""
     names = sorted({n for r in rows for n in r.curves}, key=lambda n: ("@" in n, n))
     if not names:
         return False
@@ -267,7 +267,7 @@ def intervention_plot(rows: list[Row], specs: list[BenchSpec], path: Path) -> bo
     for i, name in enumerate(names):
         for j, spec in enumerate(specs):
             ax = axes[i][j]
-            for k, r in enumerate(row for row in rows if row.dataset == spec.name):
+            for k, r in enumerate(row for row in rows if row.benchmark == spec.name):
                 if name not in r.curves:
                     continue
                 mean, std = r.curves[name]
@@ -290,6 +290,7 @@ def intervention_plot(rows: list[Row], specs: list[BenchSpec], path: Path) -> bo
 
 
 def write_reports(records: list[dict[str, Any]], specs: list[BenchSpec], out_dir: Path,
+                  *,
                   select: str = "val_task_accuracy", curves: bool = False) -> str:
     """Write table.md, table.csv, accuracy.png, interventions.csv / .png, policies.png (models
     with several policies) and, with ``curves``, losses.png into ``out_dir``; return the markdown.
@@ -322,7 +323,7 @@ def terminal_summary(records: list[dict[str, Any]], specs: list[BenchSpec], out_
     rows = table_rows(records, specs, select)
     out = io.StringIO()
     for spec in specs:
-        cells = [r for r in rows if r.dataset == spec.name]
+        cells = [r for r in rows if r.benchmark == spec.name]
         out.write(f"## {spec.name}: task accuracy on the test split, % (mean ± std over seeds)\n\n")
         published = any(r.reference_task_accuracy is not None for r in cells)
         out.write("| model | task accuracy " + ("| published " if published else "")
@@ -354,7 +355,7 @@ def _best_policy(row: Row) -> str | None:
 
 
 def policy_plot(rows: list[Row], path: Path, min_policies: int = 3) -> bool:
-    """One panel per (dataset, model) with at least ``min_policies`` curves at full competence:
+    """One panel per (benchmark, model) with at least ``min_policies`` curves at full competence:
     a line per policy, labelled with its AUC and its cost per sample (dashed: reads labels)."""
     panels = [r for r in rows if len([n for n in r.curves if "@" not in n]) >= min_policies]
     if not panels:
@@ -374,7 +375,7 @@ def policy_plot(rows: list[Row], path: Path, min_policies: int = 3) -> bool:
             ax.plot(xs, mean, "--" if uses_labels(name) else "-", color=colours(k % 10), lw=1.4, label=label)
             ax.fill_between(xs, [m - s for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)],
                             color=colours(k % 10), alpha=0.12)
-        ax.set_title(f"{r.dataset}: {r.model}", fontsize=10)
+        ax.set_title(f"{r.benchmark}: {r.model}", fontsize=10)
         ax.set_xlabel("fraction of concept groups corrected")
         ax.set_ylabel("task accuracy (%)")
         ax.grid(alpha=0.3)
@@ -387,15 +388,15 @@ def policy_plot(rows: list[Row], path: Path, min_policies: int = 3) -> bool:
 
 
 def loss_plot(records: list[dict[str, Any]], rows: list[Row], specs: list[BenchSpec], path: Path) -> None:
-    """Per dataset, the mean training (dashed) and validation (solid) loss per epoch of each
+    """Per benchmark, the mean training (dashed) and validation (solid) loss per epoch of each
     model's reported runs; the stages of sequential and independent recipes follow each other."""
     plt = pyplot()
     fig, axes = plt.subplots(1, len(specs), figsize=(5.2 * len(specs), 3.8), squeeze=False)
     colours = plt.get_cmap("tab10")
     for ax, spec in zip(axes[0], specs):
-        hashes = {r.model: _row_hash(r, spec) for r in rows if r.dataset == spec.name}
+        hashes = {r.model: _row_hash(r, spec) for r in rows if r.benchmark == spec.name}
         for k, (model, config_hash) in enumerate(hashes.items()):
-            runs = [r for r in records if r["dataset"] == spec.name and r["model"] == model and r["config_hash"] == config_hash
+            runs = [r for r in records if r["benchmark"] == spec.name and r["model"] == model and r["config_hash"] == config_hash
                     and r.get("history")]
             for kind, style in (("train_loss", "--"), ("val_loss", "-")):
                 series = [[v for stage in r["history"].values() for v in stage[kind]] for r in runs]

@@ -42,10 +42,10 @@ def run_one(plan: RunPlan, callbacks: list | None = None) -> dict[str, Any]:
             model.set_bank(bank)
         train_config = key.train_config(replace(spec.train, seed=plan.seed), spec.model)
         if plan.tracker:
-            tags = {"dataset": spec.name, "model": plan.model, "seed": plan.seed, "config_hash": record["config_hash"]}
+            tags = {"benchmark": spec.name, "model": plan.model, "seed": plan.seed, "config_hash": record["config_hash"]}
             params = {**flat_params(record["config"]), **{f"sweep.{k}": str(v) for k, v in record["sweep_point"].items()}}
             tracker = RunTracker(plan.tracker, plan.out_dir, spec.name, plan.name.removeprefix(f"{spec.name}-"), tags, params)
-        report = fit(model, splits, key.recipe, train_config, loggers=[tracker.logger] if tracker else None,
+        report = fit(model, splits, key.recipe, config=train_config, loggers=[tracker.logger] if tracker else None,
                      callbacks=callbacks)
         metrics = evaluate_run(model, splits, spec.evaluation, seed=plan.seed)
         validation = evaluate_split(model, splits.val, spec.evaluation)
@@ -82,5 +82,5 @@ def training_bank(splits, spec: BenchSpec, seed: int):
     if splits.train.features is None:
         raise ValueError("pcbm and pcbm-h read embeddings: use the dataset in frozen mode (dataset.mode: frozen), "
                          "not images")
-    return bank_from_labels(splits.train.x, splits.train.c, splits.info.concept_names, spec.model.bank_examples,
-                            spec.model.bank_alpha, seed=seed)
+    return bank_from_labels(splits.train.x, splits.train.c, splits.info.concept_names, examples=spec.model.bank_examples,
+                            alpha=spec.model.bank_alpha, seed=seed)

@@ -95,6 +95,7 @@ def default_workers(device: str) -> int:
 def run_grid(
     specs: list[BenchSpec],
     out_dir: Path,
+    *,
     workers: int | None = None,
     progress: bool = True,
     tracker: str | None = None,
@@ -161,6 +162,6 @@ def _record(store: RunStore, record: dict[str, Any], bar: tqdm) -> None:
     store.add(record)
     bar.update(1)
     if record["status"] == "ok":
-        bar.set_postfix_str(f"{record['dataset']} {record['model']} s{record['seed']}: {100 * record['task_accuracy']:.1f}%")
+        bar.set_postfix_str(f"{record['benchmark']} {record['model']} s{record['seed']}: {100 * record['task_accuracy']:.1f}%")
     else:
-        log.error("run %s %s seed %s failed: %s", record["dataset"], record["model"], record["seed"], record["error"])
+        log.error("run %s %s seed %s failed: %s", record["benchmark"], record["model"], record["seed"], record["error"])

@@ -195,6 +195,7 @@ class BenchSpec:
 
     def with_overrides(
         self,
+        *,
         models: list[str] | None = None,
         seeds: int | None = None,
         max_epochs: int | None = None,

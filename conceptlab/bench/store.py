@@ -20,11 +20,15 @@ from ..atomic import write_atomic
 log = logging.getLogger(__name__)
 
 RunKey = tuple[str, str, int, str]
+RUN_FIELDS = ("benchmark", "model", "seed", "config_hash")
 
 
 def run_key(record: dict[str, Any]) -> RunKey:
     """A training run: (benchmark name, model key, seed, settings hash)."""
-    return record["dataset"], record["model"], int(record["seed"]), record["config_hash"]
+    missing = [field for field in RUN_FIELDS if field not in record]
+    if missing:
+        raise ValueError(f"the record has no {', '.join(missing)} field (not a run record of this conceptlab version)")
+    return record["benchmark"], record["model"], int(record["seed"]), record["config_hash"]
 
 
 def read_records(path: Path, key: Callable[[dict[str, Any]], Hashable] = run_key) -> dict[Hashable, dict[str, Any]]:

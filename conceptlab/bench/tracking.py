@@ -2,7 +2,7 @@
 
 A run's tracker record holds its per-epoch losses (each stage of a multi-stage recipe under its own
 name), its settings and sweep point as parameters, its final validation and test metrics, and tags
-naming it (dataset, model, seed, settings hash). A run that is trained again (a retry, a resumed
+naming it (benchmark, model, seed, settings hash). A run that is trained again (a retry, a resumed
 failure) first removes what an earlier attempt logged under the same name, so each run appears once.
 """
 
@@ -47,7 +47,7 @@ class RunTracker:
         out_dir: The bench's output folder.
         experiment: The benchmark's name.
         run: The run's name, unique per (model, seed, settings).
-        tags: What names the run (dataset, model, seed, settings hash).
+        tags: What names the run (benchmark, model, seed, settings hash).
         params: Its settings and sweep point (``flat_params``), recorded at once.
     """
 

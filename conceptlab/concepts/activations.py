@@ -89,6 +89,7 @@ def capture_activations(
     model: nn.Module,
     layers: Sequence[str],
     inputs: Tensor,
+    *,
     batch_size: int = 64,
     reduce: Reduce = "flatten",
     cache_dir: str | Path | None = None,
@@ -133,7 +134,7 @@ def capture_activations(
 
 
 @torch.no_grad()
-def layer_inputs(model: nn.Module, layer: str, inputs: Tensor, batch_size: int = 64) -> Tensor:
+def layer_inputs(model: nn.Module, layer: str, inputs: Tensor, *, batch_size: int = 64) -> Tensor:
     """What ``model`` feeds into ``layer`` for ``inputs`` (N, ...), flattened to (N, D): e.g. the
     embedding a classifier head ``fc`` receives.
 

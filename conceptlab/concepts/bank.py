@@ -26,6 +26,7 @@ BANK_SUFFIX = ".bank.pt"  # a model's concept bank is saved beside its checkpoin
 
 def concept_bank(
     sets: Mapping[str, tuple[Tensor, Tensor]],
+    *,
     alpha: float = BANK_ALPHA,
     seed: int = 0,
     test_fraction: float = 0.5,
@@ -57,6 +58,7 @@ def bank_from_labels(
     features: Tensor,
     concepts: Tensor,
     names: Sequence[str],
+    *,
     examples: int = BANK_EXAMPLES,
     alpha: float = BANK_ALPHA,
     seed: int = 0,
@@ -73,11 +75,11 @@ def bank_from_labels(
         alpha: The CAV solver's regularisation.
         seed: Draws the rows (with each concept's name).
     """
-    return concept_bank(label_sets(features, concepts, names, examples, seed), alpha=alpha, seed=seed)
+    return concept_bank(label_sets(features, concepts, names, examples=examples, seed=seed), alpha=alpha, seed=seed)
 
 
 def label_sets(
-    features: Tensor, concepts: Tensor, names: Sequence[str], examples: int = BANK_EXAMPLES, seed: int = 0
+    features: Tensor, concepts: Tensor, names: Sequence[str], *, examples: int = BANK_EXAMPLES, seed: int = 0
 ) -> dict[str, tuple[Tensor, Tensor]]:
     """Each concept's (positive, negative) rows of ``features``: up to ``2 * examples`` a side (half
     to train the CAV, half held out), drawn with ``seed`` and the concept's name, so that one
@@ -115,6 +117,7 @@ def bank_from_folders(
     model: nn.Module,
     layer: str,
     concepts_root: str | Path,
+    *,
     negatives: str | Path,
     image_size: int = 224,
     alpha: float = BANK_ALPHA,

@@ -243,6 +243,7 @@ class CCE:
         self,
         bank: CAVBank,
         head: nn.Module,
+        *,
         alpha: float = CCE_DEFAULTS["alpha"],
         beta: float = CCE_DEFAULTS["beta"],
         lr: float = CCE_DEFAULTS["lr"],
@@ -362,7 +363,7 @@ def _outcome(names: list[str], logits: Tensor, weights: Tensor, targets: Tensor,
 
 
 @torch.no_grad()
-def univariate_scores(bank: CAVBank, head: nn.Module, embeddings: Tensor, targets: Tensor | int,
+def univariate_scores(bank: CAVBank, head: nn.Module, embeddings: Tensor, *, targets: Tensor | int,
                       kappa: Kappa | None = "mean", chunk: int = 64, margin_means: MarginMeans = "sign") -> Counterfactuals:
     """Baseline: add each concept alone, as far as its box allows; score = gain in target probability.
 
@@ -392,7 +393,7 @@ def univariate_scores(bank: CAVBank, head: nn.Module, embeddings: Tensor, target
 
 
 @torch.no_grad()
-def random_scores(bank: CAVBank, head: nn.Module, embeddings: Tensor, targets: Tensor | int,
+def random_scores(bank: CAVBank, head: nn.Module, embeddings: Tensor, *, targets: Tensor | int,
                   seed: int = 0) -> Counterfactuals:
     """Baseline: a uniformly random concept ranking per sample (chance level).
 

@@ -6,7 +6,7 @@ recorded when it was saved (``bank.save(path, head=..., classes=..., image_size=
 given. It is to CCE what ``run_tcav`` is to TCAV.
 
 Example:
-    >>> found = explain_images(model, CAVBank.load("bank.pt"), "photos/", "Red_winged_Blackbird")  # doctest: +SKIP
+    >>> found = explain_images(model, CAVBank.load("bank.pt"), "photos/", target="Red_winged_Blackbird")  # doctest: +SKIP
     >>> found.result.explanation(0)                                                              # doctest: +SKIP
 """
 
@@ -58,8 +58,8 @@ def explain_images(
     model: nn.Module,
     bank: CAVBank,
     images: str | Path | Sequence[str | Path],
-    target: int | str,
     *,
+    target: int | str,
     head: str | None = None,
     classes: Sequence[str] | None = None,
     image_size: int | None = None,

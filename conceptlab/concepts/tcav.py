@@ -63,6 +63,7 @@ def layer_gradients(
     model: nn.Module,
     layers: str | list[str],
     inputs: Tensor,
+    *,
     target: int,
     objective: Objective = "logit",
     batch_size: int = 32,
@@ -146,6 +147,7 @@ def sensitivity_scores(sensitivity: Tensor, objective: Objective = "logit") -> t
 def significance(
     concept_scores: Tensor | np.ndarray,
     random_scores: Tensor | np.ndarray | None = None,
+    *,
     n_tests: int = 1,
     alpha: float = 0.05,
 ) -> dict[str, float | bool | None]:
@@ -202,6 +204,7 @@ def run_tcav(
     model: nn.Module,
     layers: list[str],
     concepts: dict[str, Tensor],
+    *,
     randoms: dict[str, Tensor],
     inputs: Tensor,
     target: int | str,
@@ -262,12 +265,12 @@ def run_tcav(
     pairs = [(c, r) for c in concepts for r in random_names]
     pairs += [(r, random_names[(i + 1) % len(random_names)]) for i, r in enumerate(random_names)]
     sizes = [sets[n].shape[0] for n in names]
-    activations = capture_activations(model, layers, torch.cat([sets[n] for n in names]), batch_size, cache_dir=cache_dir)
+    activations = capture_activations(model, layers, torch.cat([sets[n] for n in names]), batch_size=batch_size, cache_dir=cache_dir)
     banks = {
         layer: CAVBank(solver, cache_dir=cache_dir).fit(dict(zip(names, torch.split(activations.pop(layer), sizes))), pairs)
         for layer in layers
     }
-    derivatives = layer_gradients(model, list(layers), inputs, index, objective, batch_size,
+    derivatives = layer_gradients(model, list(layers), inputs, target=index, objective=objective, batch_size=batch_size,
                                   directions={layer: bank.directions_ for layer, bank in banks.items()})
     n_tests = len(concepts) * len(layers)
     records = []

@@ -239,6 +239,7 @@ def concept_groups(names: Sequence[str]) -> dict[str, tuple[int, ...]]:
 
 def load_cub(
     path: str | Path,
+    *,
     seed: int = 0,
     val_fraction: float = VAL_FRACTION,
     concepts: str = "auto",

@@ -34,6 +34,7 @@ def feature_cache_key(paths: list[Path], backbone: str, weights: str | None, tra
 def extract_features(
     dataset: ImageConceptDataset,
     backbone: str,
+    *,
     weights: str | None = "bundled",
     image_size: int = 224,
     batch_size: int = 64,

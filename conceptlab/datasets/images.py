@@ -22,7 +22,7 @@ class ImageConceptDataset(Dataset):
         transform: Applied to each PIL image as it is read (e.g. ``datasets.transforms.image_transform``).
     """
 
-    def __init__(self, paths: Sequence[Path], c: Tensor, y: Tensor, info: ConceptInfo, transform=None):
+    def __init__(self, paths: Sequence[Path], c: Tensor, y: Tensor, info: ConceptInfo, *, transform=None):
         if not (len(paths) == c.shape[0] == y.shape[0]):
             raise ValueError(f"got {len(paths)} paths, {c.shape[0]} concept rows and {y.shape[0]} labels; they must match")
         if c.shape[1] != info.n_concepts:
@@ -60,4 +60,4 @@ class ImageConceptDataset(Dataset):
         return None
 
     def with_transform(self, transform) -> ImageConceptDataset:
-        return ImageConceptDataset(self.paths, self.c, self.y, self.info, transform)
+        return ImageConceptDataset(self.paths, self.c, self.y, self.info, transform=transform)

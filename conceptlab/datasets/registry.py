@@ -129,7 +129,7 @@ def cub_image_splits(options: CubSettings, seed: int) -> ConceptSplits:
     """CUB's splits of image files, read from the archive as ``options`` say."""
     if not options.root:
         raise ValueError("the cub dataset needs a root: pass --root PATH (the directory holding CUB_200_2011/)")
-    return load_cub(options.root, seed, options.val_fraction, options.concepts, options.min_classes, options.threshold)
+    return load_cub(options.root, seed=seed, val_fraction=options.val_fraction, concepts=options.concepts, min_classes=options.min_classes, threshold=options.threshold)
 
 
 def load_cub_for_bench(options: CubSettings, seed: int, images: ConceptSplits | None = None) -> ConceptSplits:
@@ -176,5 +176,5 @@ def image_features(paths: list[Path], info: ConceptInfo, options: CubSettings, e
     from .features import extract_features
 
     images = ImageConceptDataset(paths, torch.zeros(len(paths), info.n_concepts), torch.zeros(len(paths)), info)
-    return extract_features(images, options.backbone, options.weights, options.image_size, options.batch_size,
-                            options.cache_dir or default_cache_dir(), num_workers=num_workers, progress=progress, edit=edit)
+    return extract_features(images, options.backbone, weights=options.weights, image_size=options.image_size, batch_size=options.batch_size,
+                            cache_dir=options.cache_dir or default_cache_dir(), num_workers=num_workers, progress=progress, edit=edit)

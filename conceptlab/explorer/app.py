@@ -136,7 +136,7 @@ def create_app(explorer: Explorer, hosts: Sequence[str] | None = LOCAL_HOSTS) ->
     def step(model: str, sample: int, policy: str, fix: str = "", compare: str = "", filter: str = "all",
              class_name: str = Query("", alias="class"), fragment: bool = False) -> RedirectResponse:
         name = model_or_404(model)
-        unit, after = explorer.next_step(name, sample, corrections(name, fix), policy)
+        unit, after = explorer.next_step(name, sample, corrections(name, fix), policy=policy)
         query = {"model": name, "sample": sample, "fix": after.text(), "compare": compare, "policy": policy,
                  "filter": filter, "class": class_name, "message": f"{policy} corrected {unit}",
                  "fragment": "1" if fragment else ""}
@@ -157,7 +157,7 @@ def create_app(explorer: Explorer, hosts: Sequence[str] | None = LOCAL_HOSTS) ->
     @app.get("/api/next")
     def api_next(model: str, sample: int, policy: str, fix: str = "") -> dict:
         name = model_or_404(model)
-        unit, after = explorer.next_step(name, sample, corrections(name, fix), policy)
+        unit, after = explorer.next_step(name, sample, corrections(name, fix), policy=policy)
         return {"unit": unit, "fix": after.text(), "view": explorer.view(name, sample, after).to_dict()}
 
     @app.get("/api/curve")

@@ -249,7 +249,7 @@ class Explorer:
         info = self.model(name).info
         return info.group_names, info.group_matrix()
 
-    def next_step(self, name: str, sample: int, corrections: Corrections, policy: str) -> tuple[str, Corrections]:
+    def next_step(self, name: str, sample: int, corrections: Corrections, *, policy: str) -> tuple[str, Corrections]:
         """The unit ``policy`` corrects next (to the true values) and the corrections after it."""
         return self._next_step(name, sample, self.code(name, sample), corrections, policy)
 
@@ -260,9 +260,9 @@ class Explorer:
             raise ValueError("every concept group of this sample is corrected already")
         model, data = self.model(name).model, self.data(name)
         c, y = data.test.c[sample : sample + 1], data.test.y[sample : sample + 1]
-        unit = int(next_units(model, code, units, done, corrections.intervention(model.n_concepts, code.device),
-                              self.policy(name, policy),
-                              c.to(code.device), y.to(code.device), seed=self.seed + sample)[0])
+        unit = int(next_units(model, code, units, done=done, intervention=corrections.intervention(model.n_concepts, code.device),
+                              policy=self.policy(name, policy),
+                              c=c.to(code.device), y=y.to(code.device), seed=self.seed + sample)[0])
         values = dict(corrections.values)
         for i in units[unit].nonzero().flatten().tolist():
             values[i] = float(c[0, i])

@@ -15,7 +15,7 @@ from ..runtime import evaluating
 from .policies import Policy, PolicyState, unit_ranks, units_to_concepts
 
 
-def with_competence(mask: Tensor, c: Tensor, competence: float, generator: torch.Generator) -> Tensor:
+def with_competence(mask: Tensor, c: Tensor, competence: float, *, generator: torch.Generator) -> Tensor:
     """Intervention values where, per sample, round((1 - competence) * n_intervened) concepts are wrong.
 
     competence 1 writes the true labels, 0 writes the opposite label for every intervened concept.
@@ -137,7 +137,7 @@ def policy_curve(
 
     def accuracy(selected: Tensor) -> tuple[float, Intervention]:
         mask = units_to_concepts(selected, units)
-        intervention = Intervention(mask, with_competence(mask, c, competence, generator))
+        intervention = Intervention(mask, with_competence(mask, c, competence, generator=generator))
         logits = decode_all(model, codes, intervention).task_logits
         return task_accuracy(logits, y, binary_threshold), intervention
 

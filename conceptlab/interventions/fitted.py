@@ -43,12 +43,12 @@ def tune_coop(data: PolicyData, grid: tuple[float, ...] = COOP_GRID) -> Policy:
             if alpha / beta in seen:
                 continue
             seen.add(alpha / beta)
-            curve = policy_curve(data.model, data.val, coop_policy(alpha, beta), groups=data.groups, repeats=1,
+            curve = policy_curve(data.model, data.val, coop_policy(concept_weight=alpha, label_weight=beta), groups=data.groups, repeats=1,
                                  seed=data.seed, codes=codes)
             score = sum(curve.accuracy_mean[k] * (1 - k / n_units) for k in counts)
             if score > best_score:
                 best, best_score = (alpha, beta), score
-    tuned = coop_policy(*best)
+    tuned = coop_policy(concept_weight=best[0], label_weight=best[1])
     return Policy("coop", tuned.score, sequential=True, source=tuned.source + "; weights tuned on validation",
                   settings={"concept_weight": best[0], "label_weight": best[1]})
 

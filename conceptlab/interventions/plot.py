@@ -8,7 +8,7 @@ from ..plotting import pyplot, save_figure
 from .curves import InterventionCurve
 
 
-def curve_plot(curves: list[InterventionCurve], path: Path, title: str, unit: str = "concept groups") -> None:
+def curve_plot(curves: list[InterventionCurve], path: Path, *, title: str, unit: str = "concept groups") -> None:
     """Plot ``InterventionCurve``s of one model: accuracy (%) against units intervened, std band.
 
     Args:

@@ -15,6 +15,7 @@ def intervention_curve(
     model: ConceptModel,
     data: ConceptDataset,
     policy: str | Policy | PriorityFunction = "random",
+    *,
     groups: bool = True,
     competence: float = 1.0,
     repeats: int = 5,

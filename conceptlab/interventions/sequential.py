@@ -17,6 +17,7 @@ from .policies import Policy, PolicyState
 
 
 def coop_policy(
+    *,
     concept_weight: float = 1.0, label_weight: float = 1.0, costs: Tensor | None = None, cost_weight: float = 1.0
 ) -> Policy:
     """CooP (Chauhan et al., AAAI 2023): per concept, ``concept_weight`` * its uncertainty

@@ -23,6 +23,7 @@ def next_units(
     model: ConceptModel,
     codes: Tensor,
     units: Tensor,
+    *,
     done: Tensor,
     intervention: Intervention | None,
     policy: str | Policy | PriorityFunction,

@@ -36,6 +36,7 @@ def concept_representations(output: ConceptOutput, n_concepts: int) -> list[Tens
 def concept_alignment_score(
     representations: list[Tensor],
     c: Tensor,
+    *,
     n_cluster_counts: int = 10,
     max_samples: int = 1000,
     seed: int = 0,

@@ -98,6 +98,7 @@ def _glorot(*shape: int, fan_in: int, fan_out: int, generator: torch.Generator) 
 def purity_matrix(
     representations: Tensor,
     c: Tensor,
+    *,
     test_fraction: float = 0.2,
     hidden: int = 32,
     steps: int = 300,
@@ -160,7 +161,7 @@ class _PairwiseMLPs(nn.Module):
 
 
 def oracle_impurity_score(
-    representations: Tensor, c: Tensor, test_fraction: float = 0.2, seed: int = 0
+    representations: Tensor, c: Tensor, *, test_fraction: float = 0.2, seed: int = 0
 ) -> float:
     """OIS in [0, 2k/k]: the Frobenius distance between the purity matrix of the representations
     and the oracle's (true concepts as inputs), divided by k/2. Concepts constant on the held-out
@@ -172,8 +173,8 @@ def oracle_impurity_score(
         test_fraction: Share of the rows held out to score the helpers.
         seed: Draws the held-out rows and initialises the helpers.
     """
-    predicted = purity_matrix(representations, c, test_fraction, seed=seed)
-    oracle = purity_matrix((c > 0.5).float().unsqueeze(-1), c, test_fraction, seed=seed)
+    predicted = purity_matrix(representations, c, test_fraction=test_fraction, seed=seed)
+    oracle = purity_matrix((c > 0.5).float().unsqueeze(-1), c, test_fraction=test_fraction, seed=seed)
     oracle.fill_diagonal_(1.0)
     kept = ~(torch.isnan(predicted).any(0) | torch.isnan(oracle).any(0))
     if not kept.any():
@@ -240,7 +241,7 @@ def niche_correlations(representations: Tensor, c: Tensor) -> Tensor:
 
 
 def niche_impurity_score(
-    representations: Tensor, c: Tensor, test_fraction: float = 0.2, step: float = 0.05, seed: int = 0
+    representations: Tensor, c: Tensor, *, test_fraction: float = 0.2, step: float = 0.05, seed: int = 0
 ) -> float:
     """NIS: the area, over thresholds beta = 0, step, ..., < 1, of the mean held-out AUC of
     predicting each concept from the representations outside its niche.

@@ -70,7 +70,7 @@ def summarize(output: ConceptOutput, data: ConceptDataset, binary_threshold: flo
 
 
 def evaluate(
-    model: ConceptModel, data: ConceptDataset, intervention: Intervention | None = None, binary_threshold: float = 0.0
+    model: ConceptModel, data: ConceptDataset, *, intervention: Intervention | None = None, binary_threshold: float = 0.0
 ) -> dict[str, float | None]:
     """Predict ``data`` with ``model`` and summarise it: task accuracy, concept accuracy and AUC
     (None for a model without concepts).

@@ -217,6 +217,7 @@ def predict(
     model: ConceptModel,
     inputs: Tensor | Dataset,
     intervention: Intervention | None = None,
+    *,
     batch_size: int = 4096,
     num_workers: int = 0,
 ) -> ConceptOutput:

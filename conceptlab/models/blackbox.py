@@ -26,7 +26,7 @@ class BlackBoxModel(ConceptModel):
 
     n_concepts = 0
 
-    def __init__(self, encoder: nn.Module, latent_dim: int, n_classes: int, activation: bool = True):
+    def __init__(self, encoder: nn.Module, *, latent_dim: int, n_classes: int, activation: bool = True):
         super().__init__()
         self.encoder = encoder
         self.n_classes = n_classes
@@ -64,7 +64,7 @@ def black_box(
         backbone_weights: A local file of the backbone's pretrained weights (nothing is downloaded).
     """
     check_sizes(n_classes=n_classes, latent_dim=latent_dim)  # in_features: checked by the encoder, unless a backbone sets it
-    return BlackBoxModel(encoder(in_features, latent_dim, hidden, backbone, backbone_weights), latent_dim, n_classes)
+    return BlackBoxModel(encoder(in_features, latent_dim, hidden, backbone, backbone_weights), latent_dim=latent_dim, n_classes=n_classes)
 
 
 @register_model()
@@ -76,4 +76,4 @@ def linear_probe(*, in_features: int, n_classes: int) -> BlackBoxModel:
         n_classes: Number of task classes (2: one binary logit).
     """
     check_sizes(in_features=in_features, n_classes=n_classes)
-    return BlackBoxModel(nn.Flatten(), in_features, n_classes, activation=False)
+    return BlackBoxModel(nn.Flatten(), latent_dim=in_features, n_classes=n_classes, activation=False)

@@ -40,6 +40,7 @@ class ConceptBottleneckModel(ConceptModel):
     def __init__(
         self,
         encoder: nn.Module,
+        *,
         n_concepts: int,
         n_classes: int,
         bottleneck: Bottleneck = "sigmoid",
@@ -143,5 +144,5 @@ def cbm(
     check_sizes(n_concepts=n_concepts, n_classes=n_classes)  # in_features: checked by the encoder, unless a backbone sets it
     return ConceptBottleneckModel(
         encoder(in_features, n_concepts + n_extra, hidden, backbone, backbone_weights),
-        n_concepts, n_classes, bottleneck, n_extra,
+        n_concepts=n_concepts, n_classes=n_classes, bottleneck=bottleneck, n_extra=n_extra,
     )

@@ -39,6 +39,7 @@ class ConceptEmbeddingModel(ConceptModel):
     def __init__(
         self,
         encoder: nn.Module,
+        *,
         latent_dim: int,
         n_concepts: int,
         n_classes: int,
@@ -141,6 +142,6 @@ def cem(
     """
     check_sizes(n_concepts=n_concepts, n_classes=n_classes, embedding_size=embedding_size)  # in_features: by the encoder
     return ConceptEmbeddingModel(
-        encoder(in_features, latent_dim, hidden, backbone, backbone_weights), latent_dim, n_concepts, n_classes,
-        embedding_size,
+        encoder(in_features, latent_dim, hidden, backbone, backbone_weights), latent_dim=latent_dim, n_concepts=n_concepts, n_classes=n_classes,
+        embedding_size=embedding_size,
     )

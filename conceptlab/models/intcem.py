@@ -52,6 +52,7 @@ class InterventionAwareCEM(ConceptEmbeddingModel):
     def __init__(
         self,
         encoder: nn.Module,
+        *,
         latent_dim: int,
         n_concepts: int,
         n_classes: int,
@@ -59,7 +60,8 @@ class InterventionAwareCEM(ConceptEmbeddingModel):
         embedding_size: int = 16,
         policy_hidden: Sequence[int] = (256, 128),
     ):
-        super().__init__(encoder, latent_dim, n_concepts, n_classes, embedding_size, shared_scorer=False)
+        super().__init__(encoder, latent_dim=latent_dim, n_concepts=n_concepts, n_classes=n_classes,
+                         embedding_size=embedding_size, shared_scorer=False)
         units = torch.as_tensor(units).bool()
         if units.ndim != 2 or units.shape[1] != n_concepts or not units.any(1).all():
             raise ValueError(f"units must be a (n_units, n_concepts={n_concepts}) boolean matrix with at least one "
@@ -117,6 +119,6 @@ def intcem(
     check_sizes(n_concepts=n_concepts, n_classes=n_classes, embedding_size=embedding_size)  # in_features: by the encoder
     units = torch.eye(n_concepts, dtype=torch.bool) if units is None else torch.as_tensor(units).bool()
     return InterventionAwareCEM(
-        encoder(in_features, latent_dim, hidden, backbone, backbone_weights), latent_dim, n_concepts, n_classes,
-        units, embedding_size, policy_hidden,
+        encoder(in_features, latent_dim, hidden, backbone, backbone_weights), latent_dim=latent_dim, n_concepts=n_concepts, n_classes=n_classes,
+        units=units, embedding_size=embedding_size, policy_hidden=policy_hidden,
     )

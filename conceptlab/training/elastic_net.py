@@ -46,6 +46,7 @@ def fit_elastic_net(
     x: Tensor,
     y: Tensor,
     n_outputs: int,
+    *,
     lam: float,
     l1_ratio: float = 0.99,
     max_iter: int = 5000,

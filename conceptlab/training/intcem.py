@@ -59,10 +59,10 @@ class IntCEMLearner(ConceptLearner):
 
     epoch_metrics = ("trajectory_steps", "trajectory_samples", "policy_loss")
 
-    def __init__(self, model: InterventionAwareCEM, stage: Stage, config: TrainConfig, pos_weight: Tensor | None = None):
+    def __init__(self, model: InterventionAwareCEM, stage: Stage, config: TrainConfig, *, pos_weight: Tensor | None = None):
         if not isinstance(model, InterventionAwareCEM):
             raise ValueError(f"the intcem recipe trains an IntCEM (conceptlab.models.intcem); got {type(model).__name__}")
-        super().__init__(model, stage, config, pos_weight)
+        super().__init__(model, stage, config, pos_weight=pos_weight)
         self.horizon = config.intcem.initial_horizon
 
     def loss_terms(self, batch: tuple[Tensor, Tensor, Tensor], training: bool) -> dict[str, Tensor]:

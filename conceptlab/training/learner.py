@@ -58,7 +58,7 @@ class ConceptLearner(L.LightningModule):
         pos_weight: (k,) weights of each concept's positive term.
     """
 
-    def __init__(self, model: ConceptModel, stage: Stage, config: TrainConfig, pos_weight: Tensor | None = None):
+    def __init__(self, model: ConceptModel, stage: Stage, config: TrainConfig, *, pos_weight: Tensor | None = None):
         super().__init__()
         self.model = model
         self.stage = stage

@@ -31,8 +31,8 @@ def fit_sparse_head(model: PosthocCBM, train: ConceptDataset, config: PosthocCon
     with evaluating(model):
         distances = model.distances(encode_all(model, train.x))
     with torch.enable_grad():
-        solution = fit_elastic_net(distances, train.y.to(distances.device), model.head.out_features, config.lam,
-                                   config.l1_ratio, config.max_iter, config.tol)
+        solution = fit_elastic_net(distances, train.y.to(distances.device), model.head.out_features, lam=config.lam,
+                                   l1_ratio=config.l1_ratio, max_iter=config.max_iter, tol=config.tol)
     model.head.weight.copy_(solution.weight)
     model.head.bias.copy_(solution.bias)
     return solution

@@ -156,6 +156,7 @@ def fit(
     model: ConceptModel,
     splits: ConceptSplits,
     recipe: str = "joint",
+    *,
     config: TrainConfig | None = None,
     loggers: list | None = None,
     callbacks: list[Callback] | None = None,
@@ -214,7 +215,7 @@ def fit(
                 warnings.warn(f"the sparse head stopped at max_iter={config.posthoc.max_iter} before reaching "
                               f"tol={config.posthoc.tol}; raise train.posthoc.max_iter", RuntimeWarning, stacklevel=2)
             continue
-        learner = (IntCEMLearner if stage.trajectories else ConceptLearner)(model, stage, config, pos_weight)
+        learner = (IntCEMLearner if stage.trajectories else ConceptLearner)(model, stage, config, pos_weight=pos_weight)
         recorder = _History(learner.epoch_metrics)
         stage_loggers = [StageLogger(lg, stage.name if trained > 1 else None) for lg in loggers or []]
         with _quiet_lightning():

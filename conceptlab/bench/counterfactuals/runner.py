@@ -101,9 +101,9 @@ def explain(method: str, bank: CAVBank, head: nn.Module, z: Tensor, target: int,
     if method == "cce-published":
         return CCE.published(bank, head, support_threshold=solver["support_threshold"]).explain(z, target)
     if method == "univariate":
-        return univariate_scores(bank, head, z, target, kappa=solver["kappa"], margin_means=solver["margin_means"])
+        return univariate_scores(bank, head, z, targets=target, kappa=solver["kappa"], margin_means=solver["margin_means"])
     if method == "random":
-        return random_scores(bank, head, z, target, seed=seed)
+        return random_scores(bank, head, z, targets=target, seed=seed)
     raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
 
 
