@@ -140,3 +140,4 @@ MODEL_KEYS: dict[str, ModelEntry] = {
         recipe="intcem", randint=True,
     ),
 }
+"""The benchmark's model keys (``conceptlab bench --models``), each a registered builder, options and a recipe."""

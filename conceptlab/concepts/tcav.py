@@ -12,6 +12,7 @@ through +logit for class 1 and -logit for class 0 (loss: binary cross-entropy wi
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -294,7 +295,7 @@ def run_tcav(
     return records
 
 
-def write_tcav_csv(records: list[dict], path) -> None:
+def write_tcav_csv(records: list[dict], path: str | Path) -> None:
     """The records as CSV, written atomically.
 
     Args:
@@ -313,7 +314,7 @@ def write_tcav_csv(records: list[dict], path) -> None:
     write_atomic(path, out.getvalue())
 
 
-def tcav_plot(records: list[dict], path, title: str = "TCAV") -> None:
+def tcav_plot(records: list[dict], path: str | Path, title: str = "TCAV") -> None:
     """Bars of mean score per concept and layer with std error bars; non-significant bars hatched and pale.
 
     Args:

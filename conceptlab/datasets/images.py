@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from torch import Tensor
@@ -22,7 +22,7 @@ class ImageConceptDataset(Dataset):
         transform: Applied to each PIL image as it is read (e.g. ``datasets.transforms.image_transform``).
     """
 
-    def __init__(self, paths: Sequence[Path], c: Tensor, y: Tensor, info: ConceptInfo, *, transform=None):
+    def __init__(self, paths: Sequence[Path], c: Tensor, y: Tensor, info: ConceptInfo, *, transform: Callable | None = None):
         if not (len(paths) == c.shape[0] == y.shape[0]):
             raise ValueError(f"got {len(paths)} paths, {c.shape[0]} concept rows and {y.shape[0]} labels; they must match")
         if c.shape[1] != info.n_concepts:

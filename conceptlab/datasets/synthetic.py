@@ -53,6 +53,7 @@ _GENERATORS: dict[str, tuple[Callable, tuple[str, ...]]] = {
 }
 
 SYNTHETIC_DATASETS: tuple[str, ...] = tuple(_GENERATORS)
+"""The names of the bundled synthetic generators (``make_synthetic``)."""
 
 
 def make_synthetic(name: str, size: int = 3000, seed: int = 0) -> ConceptSplits:

@@ -18,6 +18,7 @@ POLICIES: dict[str, Policy] = {
         *FITTED,
     ]
 }
+"""The built-in intervention policies by name (``intervention_curve(policy=name)``)."""
 ALIASES = {"ucp": "uncertainty", "oracle-greedy": "oracle"}
 
 

@@ -16,6 +16,7 @@ from .registry import register_model
 
 Bottleneck = Literal["sigmoid", "logit", "bool"]
 BOTTLENECKS: tuple[str, ...] = ("sigmoid", "logit", "bool")
+"""How a CBM's concepts enter its head: probabilities, logits, or hard 0/1 values."""
 LOGIT_PERCENTILES = (0.05, 0.95)  # intervention values of the logit bottleneck
 
 

@@ -177,7 +177,7 @@ def pcbm(
         bank: A fitted concept bank (e.g. a ``CAVBank``) of ``n_concepts`` directions of width ``in_features``;
             None leaves a placeholder (NaN) for ``set_bank`` or a saved state.
 
-    Example:
+    Examples:
         >>> model = pcbm(in_features=8, n_concepts=3, n_classes=2)
         >>> model.bank_fitted
         False

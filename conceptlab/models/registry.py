@@ -37,7 +37,7 @@ def register_model(name: str | None = None, *, not_saved: tuple[str, ...] = ()) 
         TypeError: The builder takes positional arguments.
         ValueError: The name is already registered.
 
-    Example:
+    Examples:
         >>> from conceptlab.models.registry import list_models
         >>> "cbm" in list_models()
         True
@@ -101,7 +101,7 @@ def get_model(name: str, **kwargs: Any) -> ConceptModel:
     Raises:
         ValueError: ``name`` is not registered.
 
-    Example:
+    Examples:
         >>> from conceptlab.models import get_model
         >>> model = get_model("cbm", in_features=4, n_concepts=3, n_classes=2)
         >>> model.build_spec["kwargs"]["bottleneck"]

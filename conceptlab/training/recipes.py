@@ -25,6 +25,7 @@ from .posthoc import check_posthoc, fit_residual_as_authors, fit_sparse_head
 from .stage_logger import StageLogger
 
 RECIPES: tuple[str, ...] = ("joint", "sequential", "independent", "intcem", "posthoc")
+"""The training recipes ``fit`` accepts, by name."""
 
 
 def recipe_stages(recipe: str, config: TrainConfig) -> list[Stage]:
