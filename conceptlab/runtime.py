@@ -19,6 +19,18 @@ def seeded(seed: int, device: torch.device | None = None) -> Iterator[None]:
     Args:
         seed: The seed of the block.
         device: Also seed (and restore) this CUDA device's generator.
+
+    Returns:
+        A context manager.
+
+    Examples:
+        >>> from conceptlab.training import seeded
+        >>> with seeded(0):
+        ...     a = torch.rand(2)
+        >>> with seeded(0):
+        ...     b = torch.rand(2)
+        >>> torch.equal(a, b)
+        True
     """
     cuda = [device.index or 0] if device is not None and device.type == "cuda" else []
     with torch.random.fork_rng(devices=cuda):

@@ -301,6 +301,19 @@ def write_reports(records: list[dict[str, Any]], specs: list[BenchSpec], out_dir
         out_dir: Where the tables and plots go.
         select: The validation metric that picks each model's sweep point.
         curves: Also plot every run's per-epoch losses.
+
+    Returns:
+        The compact summary printed at the end of ``conceptlab bench``.
+
+    Examples:
+        >>> import pathlib, tempfile
+        >>> from conceptlab.bench import parse_spec, run_grid, write_reports
+        >>> spec = parse_spec({"dataset": {"name": "xor", "size": 200}, "models": ["cbm-logit"], "seeds": 1,
+        ...                    "train": {"max_epochs": 2}, "evaluation": {"intervention_policies": ["random"]}}, "tiny")
+        >>> out = pathlib.Path(tempfile.mkdtemp())
+        >>> summary = write_reports(run_grid([spec], out, workers=1, progress=False).records(), [spec], out)
+        >>> sorted(path.name for path in out.glob("table.*"))
+        ['table.csv', 'table.md']
     """
     rows = table_rows(records, specs, select)
     markdown = markdown_table(rows, specs, select)

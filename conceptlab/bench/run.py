@@ -26,6 +26,18 @@ def run_one(plan: RunPlan, callbacks: list | None = None) -> dict[str, Any]:
     Args:
         plan: The run: benchmark (at its sweep point), model key, seed, output folder.
         callbacks: Lightning callbacks added to its training.
+
+    Returns:
+        The run's record (metrics, curves, timings, checkpoint path).
+
+    Examples:
+        >>> import tempfile
+        >>> from conceptlab.bench import RunPlan, parse_spec, run_one
+        >>> spec = parse_spec({"dataset": {"name": "xor", "size": 200}, "models": ["cem"], "seeds": 1,
+        ...                    "train": {"max_epochs": 2}, "evaluation": {"intervention_policies": ["random"]}}, "tiny")
+        >>> record = run_one(RunPlan(spec, "cem", seed=0, out_dir=tempfile.mkdtemp()))
+        >>> record["status"], record["benchmark"], record["epochs"]
+        ('ok', 'tiny', 2)
     """
     spec, key = plan.spec, MODEL_KEYS[plan.model]
     record = plan_record(plan)

@@ -117,6 +117,21 @@ def run_grid(
         tracker: ``tensorboard`` or ``mlflow``: also log every epoch there.
         backend: ``local`` (a process pool) or ``ray``.
         address: A Ray cluster's address (``auto``, ``HOST:PORT``, ``ray://HOST:PORT``); None starts a local instance.
+
+    Returns:
+        The store of every record in ``out_dir``.
+
+    Raises:
+        ValueError: An unknown backend or a cluster address that cannot be reached.
+
+    Examples:
+        >>> import tempfile, pathlib
+        >>> from conceptlab.bench import parse_spec, run_grid
+        >>> spec = parse_spec({"dataset": {"name": "xor", "size": 200}, "models": ["cbm-fuzzy"], "seeds": 1,
+        ...                    "train": {"max_epochs": 2}, "evaluation": {"intervention_policies": ["random"], "intervention_repeats": 1}}, "tiny")
+        >>> store = run_grid([spec], pathlib.Path(tempfile.mkdtemp()), workers=1, progress=False)
+        >>> [record["status"] for record in store.records()]
+        ['ok']
     """
     if backend not in ("local", "ray"):
         raise ValueError(f"unknown backend {backend!r}; choose local or ray")

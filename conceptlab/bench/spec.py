@@ -238,7 +238,16 @@ def _config_dir():
 
 
 def bundled_configs() -> list[str]:
-    """Names of the configs shipped with conceptlab (from experiments/configs)."""
+    """Names of the configs shipped with conceptlab (from experiments/configs).
+
+    Returns:
+        The names, sorted.
+
+    Examples:
+        >>> from conceptlab.bench import bundled_configs
+        >>> "xor" in bundled_configs()
+        True
+    """
     return sorted(p.name[:-5] for p in _config_dir().iterdir() if p.name.endswith(".yaml"))
 
 
@@ -275,6 +284,18 @@ def load_spec(target: str, quick: bool = False) -> BenchSpec:
     Args:
         target: A bundled config name (``xor``, ``cub100``, ...) or a YAML file's path.
         quick: Apply the config's ``quick`` block (fewer seeds and epochs, a lighter evaluation).
+
+    Returns:
+        The validated spec.
+
+    Raises:
+        ValueError: No bundled config or file of that name, or a bad key (named in the message).
+
+    Examples:
+        >>> from conceptlab.bench import load_spec
+        >>> spec = load_spec("xor", quick=True)
+        >>> spec.name, spec.models[:2]
+        ('xor', ('blackbox', 'cbm-bool'))
     """
     raw, name = load_config(target)
     return spec_from_config(raw, name, target, quick)
@@ -306,6 +327,18 @@ def parse_spec(raw: dict[str, Any], default_name: str = "bench", quick: bool = F
         raw: The config as a mapping (a parsed YAML file).
         default_name: The benchmark's name when the config gives none.
         quick: Apply the config's ``quick`` block.
+
+    Returns:
+        The validated spec.
+
+    Raises:
+        ValueError: A missing or unknown key, or a bad value (the message names the key).
+
+    Examples:
+        >>> from conceptlab.bench import parse_spec
+        >>> spec = parse_spec({"dataset": {"name": "xor", "size": 200}, "models": ["cem"], "seeds": 1}, "tiny")
+        >>> spec.name, spec.models
+        ('tiny', ('cem',))
     """
     if "dataset" not in raw:
         raise SettingsError("a benchmark config needs `dataset: {name: ...}`")

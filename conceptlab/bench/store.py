@@ -64,6 +64,14 @@ class RunStore:
     Args:
         path: The JSON-lines file (``runs.jsonl``).
         key: Names a run from its record (default: ``run_key``).
+
+    Examples:
+        >>> import tempfile, pathlib
+        >>> from conceptlab.bench import RunStore
+        >>> store = RunStore(pathlib.Path(tempfile.mkdtemp()) / "runs.jsonl")
+        >>> store.add({"benchmark": "xor", "model": "cem", "seed": 0, "config_hash": "h", "status": "ok"})
+        >>> len(store.records()), store.finished()
+        (1, {('xor', 'cem', 0, 'h')})
     """
 
     def __init__(self, path: Path, key: Callable[[dict[str, Any]], Hashable] = run_key):

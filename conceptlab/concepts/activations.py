@@ -24,6 +24,17 @@ def resolve_layer(model: nn.Module, name: str) -> nn.Module:
     Args:
         model: Any torch model.
         name: A dotted module path (``layer3.1.conv2``).
+
+    Returns:
+        The submodule.
+
+    Raises:
+        ValueError: No submodule at ``name``.
+
+    Examples:
+        >>> from conceptlab.concepts import resolve_layer
+        >>> resolve_layer(torch.nn.Sequential(torch.nn.Linear(2, 2)), "0")
+        Linear(in_features=2, out_features=2, bias=True)
     """
     if isinstance(model, torch.jit.ScriptModule):
         raise ValueError("a TorchScript module cannot show its hidden layers (TorchScript runs no Python hooks, which "
@@ -110,6 +121,18 @@ def capture_activations(
         batch_size: Inputs per forward pass.
         reduce: How each activation becomes a vector: ``flatten``, or ``mean`` over its spatial positions.
         cache_dir: Keep results on disk, keyed by the model, layer and inputs.
+
+    Returns:
+        Per layer name, (N, D) activations.
+
+    Raises:
+        ValueError: A layer name is not in the model (the message lists the closest names).
+
+    Examples:
+        >>> from conceptlab.concepts import capture_activations
+        >>> model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+        >>> capture_activations(model, ["1"], torch.randn(10, 4))["1"].shape
+        torch.Size([10, 8])
     """
     if reduce not in ("flatten", "mean"):
         raise ValueError(f"reduce must be 'flatten' or 'mean'; got {reduce!r}")
@@ -143,6 +166,15 @@ def layer_inputs(model: nn.Module, layer: str, inputs: Tensor, *, batch_size: in
         layer: Dotted name of the module whose input is returned (e.g. ``fc``).
         inputs: (N, ...) inputs.
         batch_size: Inputs per forward pass.
+
+    Returns:
+        (N, D) inputs of the layer.
+
+    Examples:
+        >>> from conceptlab.concepts import layer_inputs
+        >>> model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
+        >>> layer_inputs(model, "2", torch.randn(5, 4)).shape
+        torch.Size([5, 8])
     """
     module = resolve_layer(model, layer)
     batches = forward_captures(model, {layer: module}, inputs, batch_size,

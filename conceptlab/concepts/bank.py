@@ -40,6 +40,15 @@ def concept_bank(
         seed: Seeds the held-out split.
         test_fraction: Share of each set held out to score the CAV.
         cache_dir: Keep fitted CAVs on disk.
+
+    Returns:
+        The fitted bank.
+
+    Examples:
+        >>> from conceptlab.concepts import concept_bank
+        >>> bank = concept_bank({"bright": (torch.randn(40, 3) + 2.0, torch.randn(40, 3))})
+        >>> bank.pairs_
+        [('bright', 'bright:negatives')]
     """
     if not sets:
         raise ValueError("give at least one concept: {name: (positive activations, negative activations)}")
@@ -74,6 +83,18 @@ def bank_from_labels(
         examples: Rows drawn per side to train each CAV (as many again are held out).
         alpha: The CAV solver's regularisation.
         seed: Draws the rows (with each concept's name).
+
+    Returns:
+        The fitted bank, one CAV per concept.
+
+    Raises:
+        ValueError: A concept has too few rows with or without it.
+
+    Examples:
+        >>> from conceptlab.concepts import bank_from_labels
+        >>> z, c = torch.randn(200, 6), (torch.rand(200, 2) > 0.5).float()
+        >>> bank_from_labels(z, c, ["stripes", "dots"], examples=40).directions_.shape
+        torch.Size([2, 6])
     """
     return concept_bank(label_sets(features, concepts, names, examples=examples, seed=seed), alpha=alpha, seed=seed)
 
@@ -91,6 +112,15 @@ def label_sets(
         names: One name per concept.
         examples: Rows per side for training (as many again held out).
         seed: Seeds the draw (with each concept's name).
+
+    Returns:
+        Per concept name, (positive rows, negative rows).
+
+    Examples:
+        >>> from conceptlab.concepts import label_sets
+        >>> sets = label_sets(torch.randn(100, 4), (torch.rand(100, 1) > 0.5).float(), ["a"], examples=10)
+        >>> [part.shape[0] for part in sets["a"]]
+        [20, 20]
     """
     features = torch.as_tensor(features)
     concepts = torch.as_tensor(concepts)
@@ -137,6 +167,15 @@ def bank_from_folders(
         alpha: The CAV solver's regularisation.
         seed: Seeds the held-out split.
         cache_dir: Keep activations on disk.
+
+    Returns:
+        The fitted bank.
+
+    Raises:
+        ValueError: A folder has too few images, or ``layer`` is not in the model (the message lists the closest names).
+
+    Examples:
+        >>> bank = bank_from_folders(backbone, "avgpool", "concepts/", negatives="random_images/")  # doctest: +SKIP
     """
     from .activations import capture_activations
     from .examples import example_sets, load_examples
@@ -153,5 +192,13 @@ def bank_concepts(bank: CAVBank) -> list[str]:
 
     Args:
         bank: A bank made by ``concept_bank`` (or its wrappers).
+
+    Returns:
+        The names.
+
+    Examples:
+        >>> from conceptlab.concepts import bank_concepts, bank_from_labels
+        >>> bank_concepts(bank_from_labels(torch.randn(100, 4), (torch.rand(100, 2) > 0.5).float(), ["a", "b"], examples=20))
+        ['a', 'b']
     """
     return [positive for positive, _ in bank.pairs_]

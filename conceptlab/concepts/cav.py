@@ -71,6 +71,13 @@ class CAVBank:
         test_fraction: Share of each set held out to score the CAV.
         seed: Draws the held-out rows.
         cache_dir: Keep fitted CAVs on disk, keyed by the data and hyperparameters.
+
+    Examples:
+        >>> from conceptlab.concepts import CAVBank
+        >>> positives, negatives = torch.randn(60, 5) + 2.0, torch.randn(60, 5)
+        >>> bank = CAVBank(alpha=0.01).fit({"bright": positives, "random": negatives}, [("bright", "random")])
+        >>> bank.directions_.shape, bool(bank.accuracy_[0] > 0.9)
+        (torch.Size([1, 5]), True)
     """
 
     def __init__(

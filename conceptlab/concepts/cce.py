@@ -233,6 +233,14 @@ class CCE:
         margin_means: Group the training margins by ``sign`` or by the examples' ``label``.
         support_threshold: A concept counts in an explanation when ``|w|`` exceeds this.
         l1_step: ``proximal`` (soft-thresholding) or ``subgradient`` (as published).
+
+    Examples:
+        >>> from conceptlab.concepts import CCE, bank_from_labels
+        >>> z, c = torch.randn(300, 6), (torch.rand(300, 3) > 0.5).float()
+        >>> bank = bank_from_labels(z, c, ["a", "b", "c"], examples=50)
+        >>> found = CCE(bank, torch.nn.Linear(6, 2), steps=5).explain(z[:4], targets=1)
+        >>> found.weights.shape
+        torch.Size([4, 3])
     """
 
     # alpha and beta as published, before their division by the number of concepts
@@ -375,6 +383,16 @@ def univariate_scores(bank: CAVBank, head: nn.Module, embeddings: Tensor, *, tar
         kappa: Validity thresholds, as for ``CCE``.
         chunk: Samples scored at once.
         margin_means: As for ``CCE``.
+
+    Returns:
+        ``Counterfactuals`` scored by the single-concept gain.
+
+    Examples:
+        >>> from conceptlab.concepts import bank_from_labels, univariate_scores
+        >>> z = torch.randn(200, 4)
+        >>> bank = bank_from_labels(z, (torch.rand(200, 2) > 0.5).float(), ["a", "b"], examples=30)
+        >>> univariate_scores(bank, torch.nn.Linear(4, 2), z[:3], targets=1).weights.shape
+        torch.Size([3, 2])
     """
     with evaluating(head):
         z, targets = _check_inputs(bank, head, embeddings, targets)
@@ -403,6 +421,16 @@ def random_scores(bank: CAVBank, head: nn.Module, embeddings: Tensor, *, targets
         embeddings: (B, D) embeddings to explain.
         targets: One target class, or one per sample.
         seed: Draws the rankings.
+
+    Returns:
+        ``Counterfactuals`` with random scores.
+
+    Examples:
+        >>> from conceptlab.concepts import bank_from_labels, random_scores
+        >>> z = torch.randn(200, 4)
+        >>> bank = bank_from_labels(z, (torch.rand(200, 2) > 0.5).float(), ["a", "b"], examples=30)
+        >>> random_scores(bank, torch.nn.Linear(4, 2), z[:3], targets=0).weights.shape
+        torch.Size([3, 2])
     """
     with evaluating(head):
         z, targets = _check_inputs(bank, head, embeddings, targets)

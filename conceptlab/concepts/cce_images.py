@@ -82,6 +82,12 @@ def explain_images(
 
     Raises:
         ValueError: No head known, an unknown target class, or images that cannot be read.
+
+    Returns:
+        The counterfactuals, one row per image, with the image paths.
+
+    Examples:
+        >>> found = explain_images(model, CAVBank.load("bank.pt"), "photos/", target="Cardinal")  # doctest: +SKIP
     """
     classes = list(classes or bank.saved_metadata.get("classes", []))
     head_name = head or bank.saved_metadata.get("head")

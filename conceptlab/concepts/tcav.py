@@ -88,6 +88,15 @@ def layer_gradients(
         objective: ``logit`` or ``loss``.
         batch_size: Inputs per forward/backward pass.
         directions: Layer -> (P, D) unit CAVs: return directional derivatives instead of gradients.
+
+    Returns:
+        (N, D) gradients, or per layer name when ``layers`` is a list.
+
+    Examples:
+        >>> from conceptlab.concepts import layer_gradients
+        >>> model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
+        >>> layer_gradients(model, "1", torch.randn(5, 4), target=2).shape
+        torch.Size([5, 8])
     """
     if objective not in ("logit", "loss"):
         raise ValueError(f"objective must be 'logit' or 'loss'; got {objective!r}")
@@ -132,6 +141,16 @@ def tcav_scores(gradients: Tensor, bank: CAVBank, objective: Objective = "logit"
         gradients: (N, D) gradients, or (N, P) directional derivatives, from ``layer_gradients``.
         bank: The fitted CAVs.
         objective: The objective the gradients came from (``loss`` flips the sign).
+
+    Returns:
+        (scores, magnitudes), one per CAV.
+
+    Examples:
+        >>> from conceptlab.concepts import concept_bank, tcav_scores
+        >>> bank = concept_bank({"bright": (torch.randn(40, 3) + 2.0, torch.randn(40, 3))})
+        >>> scores, magnitudes = tcav_scores(torch.randn(10, 3), bank)
+        >>> scores.shape
+        torch.Size([1])
     """
     return sensitivity_scores(gradients.float() @ bank.directions_.T, objective)
 
@@ -164,6 +183,15 @@ def significance(
         random_scores: Random-vs-random scores, for the reference code's test.
         n_tests: Tests run together (Bonferroni).
         alpha: The significance level.
+
+    Returns:
+        The p-values of both tests, whether each passes at ``alpha`` / ``n_tests``, and the means.
+
+    Examples:
+        >>> from conceptlab.concepts import significance
+        >>> result = significance(torch.tensor([0.9, 0.95, 0.92, 0.9]), torch.tensor([0.5, 0.45, 0.55, 0.5]))
+        >>> bool(result["significant"])
+        True
     """
     _check_level(alpha)
     scores = np.asarray(concept_scores, dtype=float)
@@ -221,10 +249,8 @@ def run_tcav(
     ``target`` is a class index or, with ``classes`` (one name per class), a class name; it is
     checked against the model's head before any work. ``solver`` is the CAV estimator (``CAVBank``'s
     ``solver``; default ``TCAV_ESTIMATOR``, logistic regression: the best of four against measured
-    causal effects in ``benchmarks/tcav_causal.py``). Returns one record per (concept, layer):
-    score mean and std over the random sets, magnitude, the paper's and the reference code's
-    p-values and flags, and the mean held-out CAV accuracy. Random-vs-random CAVs (each random
-    set against the next) give the reference test's null scores.
+    causal effects in ``benchmarks/tcav_causal.py``). Random-vs-random CAVs (each random set
+    against the next) give the reference test's null scores.
 
     Args:
         model: Any torch model.
@@ -239,6 +265,22 @@ def run_tcav(
         alpha: The significance level.
         cache_dir: Keep activations and CAVs on disk.
         classes: One name per class.
+
+    Returns:
+        One record per (concept, layer): score mean and std over the random sets, magnitude, the
+        paper's and the reference code's p-values and flags, and the mean held-out CAV accuracy.
+
+    Raises:
+        ValueError: Fewer than 2 random sets, an unknown layer or class, or too few examples.
+
+    Examples:
+        >>> from conceptlab.concepts import run_tcav
+        >>> model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+        >>> randoms = {f"random{i}": torch.randn(30, 4) for i in range(3)}
+        >>> records = run_tcav(model, ["1"], {"bright": torch.randn(30, 4) + 1}, randoms=randoms,
+        ...                    inputs=torch.randn(20, 4), target=1)
+        >>> sorted(records[0])[:4]
+        ['cav_accuracy', 'class', 'class_name', 'concept']
     """
     if len(randoms) < 2:
         raise ValueError("TCAV needs at least 2 random sets for its significance tests")
@@ -301,6 +343,14 @@ def write_tcav_csv(records: list[dict], path: str | Path) -> None:
     Args:
         records: ``run_tcav``'s records.
         path: The CSV file to write.
+
+    Examples:
+        >>> import pathlib, tempfile
+        >>> from conceptlab.concepts import write_tcav_csv
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "tcav.csv"
+        >>> write_tcav_csv([{"concept": "stripes", "layer": "layer4", "score_mean": 0.8}], path)
+        >>> path.read_text().splitlines()[0]
+        'concept,layer,score_mean'
     """
     import csv
     import io
@@ -321,6 +371,15 @@ def tcav_plot(records: list[dict], path: str | Path, title: str = "TCAV") -> Non
         records: ``run_tcav``'s records.
         path: The image file to write.
         title: The figure's title.
+
+    Examples:
+        >>> import pathlib, tempfile
+        >>> from conceptlab.concepts import run_tcav, tcav_plot
+        >>> model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+        >>> randoms = {f"random{i}": torch.randn(30, 4) for i in range(3)}
+        >>> records = run_tcav(model, ["1"], {"bright": torch.randn(30, 4) + 1}, randoms=randoms,
+        ...                    inputs=torch.randn(20, 4), target=1)
+        >>> tcav_plot(records, pathlib.Path(tempfile.mkdtemp()) / "tcav.png", title="class 1")
     """
     plt = pyplot()
     concepts = list(dict.fromkeys(r["concept"] for r in records))

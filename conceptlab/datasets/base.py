@@ -20,6 +20,11 @@ class ConceptData(Protocol):
         c: (N, k) concept labels in [0, 1].
         y: (N,) class indices.
         info: The concept and class names.
+
+    Examples:
+        >>> from conceptlab.datasets import xor
+        >>> xor(size=100).test.features.shape  # tensors: features are x; image files: None
+        torch.Size([20, 2])
     """
 
     c: Tensor
@@ -151,6 +156,15 @@ def split_dataset(
 
     Raises:
         ValueError: Fractions that are not three non-negative numbers summing to 1.
+
+    Returns:
+        The splits, in the order of ``fractions``.
+
+    Examples:
+        >>> from conceptlab.datasets import ConceptDataset, ConceptInfo, split_dataset
+        >>> data = ConceptDataset(torch.randn(10, 3), torch.ones(10, 1), torch.zeros(10, dtype=torch.long), ConceptInfo(("c",), ("a", "b")))
+        >>> [len(part) for part in (split_dataset(data).train, split_dataset(data).val, split_dataset(data).test)]
+        [7, 1, 2]
     """
     if len(fractions) != 3 or abs(sum(fractions) - 1) > 1e-6 or min(fractions) < 0:
         raise ValueError(f"fractions must be three non-negative numbers summing to 1; got {fractions}")

@@ -257,6 +257,15 @@ def load_cub(
         concepts: ``auto``, ``image-labels`` or ``class-level``.
         min_classes: Class-level concepts: keep those present in at least this many classes.
         threshold: Class-level concepts: the percentage of a class's images above which it has the concept.
+
+    Returns:
+        Train / val / test splits of ``ImageConceptDataset``s.
+
+    Raises:
+        FileNotFoundError: ``path`` is not a CUB-200-2011 folder (the message says which file is missing).
+
+    Examples:
+        >>> splits = load_cub("data/CUB_200_2011", concepts="class-level")  # doctest: +SKIP
     """
     if concepts not in ("auto", "image-labels", "class-level"):
         raise ValueError(f"concepts must be 'auto', 'image-labels' or 'class-level'; got {concepts!r}")
@@ -309,6 +318,15 @@ def load_koh_pickles(pickle_dir: str | Path, cub_path: str | Path) -> ConceptSpl
     Args:
         pickle_dir: The folder holding ``train.pkl``, ``val.pkl`` and ``test.pkl``.
         cub_path: The CUB archive the images are read from.
+
+    Returns:
+        Train / val / test splits with Koh et al.'s per-image concept labels.
+
+    Raises:
+        FileNotFoundError: A pickle or an image is missing.
+
+    Examples:
+        >>> splits = load_koh_pickles("CUB_processed/class_attr_data_10", "data/CUB_200_2011")  # doctest: +SKIP
     """
     pickle_dir = Path(pickle_dir)
     archive = read_archive(cub_path)

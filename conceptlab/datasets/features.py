@@ -61,6 +61,15 @@ def extract_features(
         num_workers: DataLoader workers reading the images.
         progress: Show a progress bar.
         edit: A visual concept applied to every image first.
+
+    Returns:
+        (N, D) float features, in the dataset's order.
+
+    Raises:
+        ValueError: An unknown backbone, or a cached file of the wrong shape.
+
+    Examples:
+        >>> features = extract_features(images, "resnet18", weights="resnet18.pth", cache_dir="~/.cache/conceptlab")  # doctest: +SKIP
     """
     transform = image_transform(image_size, train=False)
     change = visual_concept(edit) if edit else (lambda x: x)

@@ -20,6 +20,18 @@ class ImageConceptDataset(Dataset):
         y: (N,) class indices.
         info: The concept and class names.
         transform: Applied to each PIL image as it is read (e.g. ``datasets.transforms.image_transform``).
+
+    Examples:
+        >>> import tempfile, pathlib
+        >>> from PIL import Image
+        >>> from conceptlab.datasets import ConceptInfo, ImageConceptDataset
+        >>> from conceptlab.datasets.transforms import image_transform
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "bird.png"
+        >>> Image.new("RGB", (40, 30), "red").save(path)
+        >>> data = ImageConceptDataset([path], torch.ones(1, 1), torch.zeros(1, dtype=torch.long),
+        ...                            ConceptInfo(("red",), ("a", "b")), transform=image_transform(32))
+        >>> data[0][0].shape
+        torch.Size([3, 32, 32])
     """
 
     def __init__(self, paths: Sequence[Path], c: Tensor, y: Tensor, info: ConceptInfo, *, transform: Callable | None = None):

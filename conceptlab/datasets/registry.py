@@ -81,6 +81,17 @@ def dataset_settings(config: Mapping[str, Any] | DatasetSettings) -> DatasetSett
 
     Args:
         config: A dataset block (``name`` and its options) or settings already validated.
+
+    Returns:
+        The typed settings (``SyntheticSettings`` or ``CubSettings``).
+
+    Raises:
+        SettingsError: An unknown name, key or bad value (the message names the key).
+
+    Examples:
+        >>> from conceptlab.datasets import dataset_settings
+        >>> dataset_settings({"name": "trig", "size": 500}).size
+        500
     """
     if isinstance(config, (SyntheticSettings, CubSettings)):
         return config
@@ -111,6 +122,17 @@ def load_dataset(config: Mapping[str, Any] | DatasetSettings, seed: int) -> Conc
     Args:
         config: A dataset block (name and options) or its validated settings.
         seed: Draws the data (generators) and the split.
+
+    Returns:
+        The splits.
+
+    Raises:
+        SettingsError: The config names an unknown dataset or a bad value.
+
+    Examples:
+        >>> from conceptlab.datasets import load_dataset
+        >>> len(load_dataset({"name": "xor", "size": 200}, seed=1).test)
+        40
     """
     config = dataset_settings(config)
     if isinstance(config, SyntheticSettings):

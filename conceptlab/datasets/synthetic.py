@@ -63,6 +63,17 @@ def make_synthetic(name: str, size: int = 3000, seed: int = 0) -> ConceptSplits:
         name: ``xor``, ``trig`` or ``dot``.
         size: Samples in all.
         seed: Draws the samples and the split.
+
+    Returns:
+        The splits.
+
+    Raises:
+        ValueError: ``name`` is not a synthetic dataset.
+
+    Examples:
+        >>> from conceptlab.datasets import make_synthetic
+        >>> make_synthetic("trig", size=100).train.x.shape
+        torch.Size([70, 7])
     """
     if name not in _GENERATORS:
         raise ValueError(f"unknown synthetic dataset {name!r}; choose one of {', '.join(SYNTHETIC_DATASETS)}")
@@ -92,6 +103,15 @@ def xor(size: int = 3000, seed: int = 0) -> ConceptSplits:
     Args:
         size: Samples in all, split 70 / 10 / 20 % into train / validation / test.
         seed: Draws the samples and the split.
+
+    Returns:
+        70/10/20 train / val / test splits.
+
+    Examples:
+        >>> from conceptlab.datasets import xor
+        >>> splits = xor(size=100)
+        >>> splits.info.concept_names, splits.info.task_names
+        (('x1 > 0.5', 'x2 > 0.5'), ('not xor', 'xor'))
     """
     return make_synthetic("xor", size, seed)
 
@@ -102,6 +122,14 @@ def trig(size: int = 3000, seed: int = 0) -> ConceptSplits:
     Args:
         size: Samples in all, split 70 / 10 / 20 % into train / validation / test.
         seed: Draws the samples and the split.
+
+    Returns:
+        70/10/20 train / val / test splits.
+
+    Examples:
+        >>> from conceptlab.datasets import trig
+        >>> trig(size=100).info.n_concepts
+        3
     """
     return make_synthetic("trig", size, seed)
 
@@ -112,5 +140,14 @@ def dot(size: int = 3000, seed: int = 0) -> ConceptSplits:
     Args:
         size: Samples in all, split 70 / 10 / 20 % into train / validation / test.
         seed: Draws the samples and the split.
+
+    Returns:
+        70/10/20 train / val / test splits.
+
+    Examples:
+        >>> from conceptlab.datasets import dot
+        >>> splits = dot(size=100)
+        >>> splits.train.x.shape, splits.info.n_concepts
+        (torch.Size([70, 4]), 2)
     """
     return make_synthetic("dot", size, seed)

@@ -143,6 +143,9 @@ class Explorer:
         models: The loaded checkpoints (``load_explorer_model``).
         data_root: Where a CUB archive is now, when results moved.
         seed: Draws the random policy's orders.
+
+    Examples:
+        >>> explorer = Explorer([load_explorer_model(path) for path in find_checkpoints("results/xor")])  # doctest: +SKIP
     """
 
     def __init__(self, models: list[ExplorerModel], data_root: str | Path | None = None, seed: int = 0):

@@ -54,6 +54,15 @@ def find_checkpoints(path: str | Path) -> list[Path]:
 
     Args:
         path: A model file, or a folder written by ``conceptlab bench``.
+
+    Returns:
+        The model files, sorted.
+
+    Raises:
+        FileNotFoundError: Nothing at ``path``, or a folder without checkpoints.
+
+    Examples:
+        >>> paths = find_checkpoints("results/xor")  # doctest: +SKIP
     """
     path = Path(path)
     if path.is_file():
@@ -78,6 +87,15 @@ def load_explorer_model(path: Path, bank: str | Path | None = None, skip_without
         path: The checkpoint.
         bank: A concept bank to use instead of the one saved beside it.
         skip_without_concepts: Return None for a model without concepts instead of failing.
+
+    Returns:
+        The model with its info, metadata and bank; ``None`` when skipped.
+
+    Raises:
+        ValueError: A damaged file, or a checkpoint that does not record its data.
+
+    Examples:
+        >>> model = load_explorer_model(Path("results/xor/checkpoints/xor-cem-seed0.pt"))  # doctest: +SKIP
     """
     model, info, metadata = load_model(path)
     if model.n_concepts == 0 and skip_without_concepts:

@@ -26,6 +26,15 @@ def with_competence(mask: Tensor, c: Tensor, competence: float, *, generator: to
         c: (B, k) the true labels.
         competence: Fraction of intervened concepts given their true value.
         generator: Draws which ones are wrong.
+
+    Returns:
+        (B, k) intervention values.
+
+    Examples:
+        >>> from conceptlab.interventions import with_competence
+        >>> mask, c = torch.ones(1, 4, dtype=torch.bool), torch.ones(1, 4)
+        >>> with_competence(mask, c, 0.5, generator=torch.Generator().manual_seed(0)).sum().item()  # two of four flipped
+        2.0
     """
     if not 0.0 <= competence <= 1.0:
         raise ValueError(f"competence must lie in [0, 1]; got {competence}")
@@ -91,6 +100,14 @@ def normalised_auc(accuracy: list[float] | tuple[float, ...]) -> float:
 
     Args:
         accuracy: Accuracies after 0, 1, ..., G units corrected.
+
+    Returns:
+        The area, in the accuracy's units.
+
+    Examples:
+        >>> from conceptlab.interventions import normalised_auc
+        >>> normalised_auc([0.5, 1.0, 1.0])
+        0.875
     """
     values = torch.as_tensor(accuracy, dtype=torch.float64)
     if values.numel() < 2:

@@ -16,6 +16,14 @@ def curve_plot(curves: list[InterventionCurve], path: Path, *, title: str, unit:
         path: The image file to write.
         title: The figure's title.
         unit: What the x axis counts (``concept groups`` or ``concepts``).
+
+    Examples:
+        >>> import tempfile, pathlib
+        >>> from conceptlab.datasets import xor
+        >>> from conceptlab.interventions import curve_plot, intervention_curve
+        >>> from conceptlab.models import cbm
+        >>> curve = intervention_curve(cbm(in_features=2, n_concepts=2, n_classes=2), xor(size=100).test, repeats=1)
+        >>> curve_plot([curve], pathlib.Path(tempfile.mkdtemp()) / "curve.png", title="XOR CBM")
     """
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 3.8))

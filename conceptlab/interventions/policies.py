@@ -142,6 +142,14 @@ def random_policy(probs: Tensor, units: Tensor, generator: torch.Generator) -> T
         probs: (B, k) concept probabilities (unused: the order is random).
         units: (G, k) membership of the units.
         generator: Draws the orders.
+
+    Returns:
+        (B, G) priorities (higher is corrected first).
+
+    Examples:
+        >>> from conceptlab.interventions import random_policy
+        >>> random_policy(torch.rand(3, 4), torch.eye(4, dtype=torch.bool), torch.Generator().manual_seed(0)).shape
+        torch.Size([3, 4])
     """
     return torch.rand(probs.shape[0], units.shape[0], generator=generator).to(probs.device)
 
@@ -158,6 +166,14 @@ def unit_ranks(priorities: Tensor, generator: torch.Generator | None = None) -> 
     Args:
         priorities: (B, G) a policy's priorities (higher: corrected sooner).
         generator: Breaks exact ties at random (None: by unit index).
+
+    Returns:
+        (B, G) ranks.
+
+    Examples:
+        >>> from conceptlab.interventions import unit_ranks
+        >>> unit_ranks(torch.tensor([[0.1, 0.9, 0.5]])).tolist()
+        [[2, 0, 1]]
     """
     if generator is None:
         order = priorities.argsort(dim=1, descending=True, stable=True)
@@ -173,5 +189,14 @@ def units_to_concepts(selected: Tensor, units: Tensor) -> Tensor:
     Args:
         selected: (B, G) booleans: the units selected per sample.
         units: (G, k) membership of the units.
+
+    Returns:
+        (B, k) boolean mask.
+
+    Examples:
+        >>> from conceptlab.interventions import units_to_concepts
+        >>> units = torch.tensor([[1, 1, 0], [0, 0, 1]], dtype=torch.bool)
+        >>> units_to_concepts(torch.tensor([[True, False]]), units).tolist()
+        [[True, True, False]]
     """
     return (selected.float() @ units.float().to(selected.device)) > 0

@@ -28,6 +28,17 @@ def resolve_policy(policy: str | Policy | PriorityFunction) -> Policy:
 
     Args:
         policy: A name, a ``Policy`` or a plain priority function.
+
+    Returns:
+        The ``Policy``.
+
+    Raises:
+        ValueError: An unknown name (the message lists the built-in ones).
+
+    Examples:
+        >>> from conceptlab.interventions import resolve_policy
+        >>> resolve_policy("ucp").name
+        'uncertainty'
     """
     if isinstance(policy, Policy):
         return policy

@@ -31,6 +31,14 @@ def coop_policy(
         label_weight: Weight of its expected effect on the predicted class.
         costs: (k,) acquisition cost of each concept (default: all equal).
         cost_weight: Weight of the cost.
+
+    Returns:
+        The sequential policy.
+
+    Examples:
+        >>> from conceptlab.interventions import coop_policy
+        >>> coop_policy(label_weight=0.5).sequential
+        True
     """
     if costs is not None:
         costs = torch.as_tensor(costs, dtype=torch.float32)

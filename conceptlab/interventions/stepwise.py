@@ -47,6 +47,18 @@ def next_units(
         c: (B, k) true concepts, for policies that read labels.
         y: (B,) true classes, for policies that read labels.
         seed: Breaks ties and draws random orders.
+
+    Returns:
+        (B,) unit indices.
+
+    Examples:
+        >>> from conceptlab.interventions import next_units
+        >>> from conceptlab.models import cbm
+        >>> model = cbm(in_features=2, n_concepts=2, n_classes=2)
+        >>> units = torch.eye(2, dtype=torch.bool)
+        >>> done = torch.tensor([[True, False], [False, True]])
+        >>> next_units(model, model.encode(torch.randn(2, 2)), units, done=done, intervention=None, policy="random").tolist()
+        [1, 0]
     """
     rule = resolve_policy(policy)
     if rule.uses_labels and (c is None or y is None):

@@ -21,6 +21,16 @@ def concept_representations(output: ConceptOutput, n_concepts: int) -> list[Tens
     Args:
         output: A model's output on the data.
         n_concepts: The model's number of concepts.
+
+    Returns:
+        One (N, d) tensor per concept.
+
+    Examples:
+        >>> from conceptlab.metrics import concept_representations
+        >>> from conceptlab.models import cem
+        >>> out = cem(in_features=2, n_concepts=2, n_classes=2, embedding_size=3)(torch.randn(5, 2))
+        >>> [r.shape for r in concept_representations(out, 2)]
+        [torch.Size([5, 3]), torch.Size([5, 3])]
     """
     if output.concept_embeddings is not None:
         return [output.concept_embeddings[:, i] for i in range(n_concepts)]
@@ -64,6 +74,16 @@ def concept_alignment_score(
         max_samples: At most this many evenly spaced samples are clustered.
         seed: Seeds the clustering.
         clustering: ``kmedoids`` (the paper) or ``kmeans``.
+
+    Returns:
+        CAS in [0, 1].
+
+    Examples:
+        >>> from conceptlab.metrics import concept_alignment_score
+        >>> c = (torch.rand(200, 2) > 0.5).float()
+        >>> aligned = [c[:, i:i + 1] + 0.01 * torch.randn(200, 1) for i in range(2)]
+        >>> concept_alignment_score(aligned, c, n_cluster_counts=3, clustering="kmeans") > 0.9
+        True
     """
     from sklearn.metrics import homogeneity_score
 

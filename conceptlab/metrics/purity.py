@@ -41,6 +41,15 @@ def own_representations(output: ConceptOutput, n_concepts: int) -> Tensor | None
     Args:
         output: A model's output on the data.
         n_concepts: The model's number of concepts.
+
+    Returns:
+        (N, k, d), or None.
+
+    Examples:
+        >>> from conceptlab.metrics import own_representations
+        >>> from conceptlab.models import cbm
+        >>> own_representations(cbm(in_features=2, n_concepts=2, n_classes=2)(torch.randn(4, 2)), 2).shape
+        torch.Size([4, 2, 1])
     """
     if output.concept_probs is None:
         return None
@@ -119,6 +128,15 @@ def purity_matrix(
         lr: Adam's learning rate.
         seed: Draws the held-out rows, batches and initial weights.
         pairs_per_block: Helpers trained at once (bounds memory for large k).
+
+    Returns:
+        (k, k) AUCs.
+
+    Examples:
+        >>> from conceptlab.metrics import purity_matrix
+        >>> c = (torch.rand(300, 2) > 0.5).float()
+        >>> purity_matrix(c.unsqueeze(-1), c, steps=50).shape
+        torch.Size([2, 2])
     """
     reps, labels = _check(representations, c)
     n, k, d = reps.shape
@@ -172,6 +190,15 @@ def oracle_impurity_score(
         c: (N, k) concept labels.
         test_fraction: Share of the rows held out to score the helpers.
         seed: Draws the held-out rows and initialises the helpers.
+
+    Returns:
+        OIS (0: as pure as the concepts themselves).
+
+    Examples:
+        >>> from conceptlab.metrics import oracle_impurity_score
+        >>> c = (torch.rand(300, 2) > 0.5).float()
+        >>> oracle_impurity_score(c.unsqueeze(-1), c) < 0.2
+        True
     """
     predicted = purity_matrix(representations, c, test_fraction=test_fraction, seed=seed)
     oracle = purity_matrix((c > 0.5).float().unsqueeze(-1), c, test_fraction=test_fraction, seed=seed)
@@ -252,6 +279,15 @@ def niche_impurity_score(
         test_fraction: Share of the rows held out to score the helper model.
         step: Spacing of the thresholds beta.
         seed: Draws the held-out rows and initialises the helper.
+
+    Returns:
+        NIS in [0, 1].
+
+    Examples:
+        >>> from conceptlab.metrics import niche_impurity_score
+        >>> c = (torch.rand(300, 3) > 0.5).float()
+        >>> 0.0 <= niche_impurity_score((c + 0.1 * torch.randn(300, 3)).unsqueeze(-1), c) <= 1.0
+        True
     """
     reps, labels = _check(representations, c)
     n, k, d = reps.shape

@@ -22,6 +22,14 @@ def task_accuracy(task_logits: Tensor, y: Tensor, binary_threshold: float = 0.0)
         task_logits: (N, T) task logits.
         y: (N,) true classes.
         binary_threshold: The decision threshold of a single binary logit.
+
+    Returns:
+        Accuracy in [0, 1].
+
+    Examples:
+        >>> from conceptlab.metrics import task_accuracy
+        >>> task_accuracy(torch.tensor([[2.0], [-1.0]]), torch.tensor([1, 1]))  # one binary logit
+        0.5
     """
     pred = predicted_class(task_logits, binary_threshold)
     return float((pred == y.to(pred.device)).float().mean())
@@ -33,6 +41,14 @@ def concept_accuracy(concept_probs: Tensor, c: Tensor) -> float:
     Args:
         concept_probs: (N, k) predicted concept probabilities.
         c: (N, k) concept labels.
+
+    Returns:
+        Accuracy in [0, 1].
+
+    Examples:
+        >>> from conceptlab.metrics import concept_accuracy
+        >>> concept_accuracy(torch.tensor([[0.9, 0.2], [0.4, 0.7]]), torch.tensor([[1.0, 0.0], [1.0, 1.0]]))
+        0.75
     """
     correct = (concept_probs > 0.5) == (c.to(concept_probs.device) > 0.5)
     return float(correct.float().mean())
@@ -44,6 +60,14 @@ def concept_auc(concept_probs: Tensor, c: Tensor) -> float:
     Args:
         concept_probs: (N, k) predicted concept probabilities.
         c: (N, k) concept labels.
+
+    Returns:
+        Mean ROC-AUC, or NaN when no concept has both labels.
+
+    Examples:
+        >>> from conceptlab.metrics import concept_auc
+        >>> concept_auc(torch.tensor([[0.9], [0.1], [0.8]]), torch.tensor([[1.0], [0.0], [1.0]]))
+        1.0
     """
     probs = concept_probs.detach().cpu().numpy()
     labels = (c.detach().cpu().numpy() > 0.5).astype(int)
@@ -60,6 +84,17 @@ def summarize(output: ConceptOutput, data: ConceptDataset, binary_threshold: flo
         output: A model's output on ``data``.
         data: The split it was computed on (its labels).
         binary_threshold: The decision threshold of a single binary logit.
+
+    Returns:
+        The same keys as ``evaluate``.
+
+    Examples:
+        >>> from conceptlab.datasets import xor
+        >>> from conceptlab.metrics import summarize
+        >>> from conceptlab.models import black_box, predict
+        >>> test = xor(size=100).test
+        >>> summarize(predict(black_box(in_features=2, n_classes=2, latent_dim=4), test.x), test)["concept_auc"] is None
+        True
     """
     has_concepts = output.concept_probs is not None
     return {
@@ -80,6 +115,16 @@ def evaluate(
         data: The split to score (e.g. ``splits.test``).
         intervention: Concept corrections applied while predicting, one row per sample.
         binary_threshold: The decision threshold of a single binary logit (0: its decision boundary).
+
+    Returns:
+        ``task_accuracy``, ``concept_accuracy`` and ``concept_auc`` (the concept keys ``None`` for models without concepts).
+
+    Examples:
+        >>> from conceptlab.datasets import xor
+        >>> from conceptlab.metrics import evaluate
+        >>> from conceptlab.models import cbm
+        >>> sorted(evaluate(cbm(in_features=2, n_concepts=2, n_classes=2), xor(size=100).test))
+        ['concept_accuracy', 'concept_auc', 'task_accuracy']
     """
     with torch.no_grad():
         return summarize(predict(model, data.inputs, intervention), data, binary_threshold)

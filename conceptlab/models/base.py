@@ -132,6 +132,11 @@ class ConceptModel(nn.Module):
     Subclasses set ``n_concepts`` (0 for models without concepts), ``n_classes`` and a ``head``
     module (the concept-to-task part), so training recipes can train or freeze the two parts
     without knowing the model.
+
+    Examples:
+        >>> from conceptlab.models import ConceptModel, cbm
+        >>> isinstance(cbm(in_features=4, n_concepts=3, n_classes=2), ConceptModel)
+        True
     """
 
     n_concepts: int
@@ -232,6 +237,17 @@ def predict(
         intervention: Concept corrections, one row per input.
         batch_size: Rows per forward pass.
         num_workers: DataLoader workers when ``inputs`` is a dataset of images.
+
+    Returns:
+        The outputs for all inputs, on the CPU.
+
+    Examples:
+        >>> from conceptlab.models import Intervention, cbm, predict
+        >>> model = cbm(in_features=2, n_concepts=2, n_classes=2)
+        >>> x = torch.randn(10, 2)
+        >>> corrected = predict(model, x, Intervention.all(torch.ones(10, 2)))  # every concept set to 1
+        >>> corrected.bottleneck.unique().tolist()
+        [1.0]
     """
     return decode_all(model, encode_all(model, inputs, batch_size, num_workers), intervention, batch_size)
 

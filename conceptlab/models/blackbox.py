@@ -22,6 +22,12 @@ class BlackBoxModel(ConceptModel):
         latent_dim: Width of the encoder's output, the code the head reads.
         n_classes: Number of task classes (2: one binary logit).
         activation: Apply LeakyReLU to the code (False: pass it on as it is, a linear probe).
+
+    Examples:
+        >>> from conceptlab.models import BlackBoxModel
+        >>> model = BlackBoxModel(torch.nn.Linear(4, 8), latent_dim=8, n_classes=3)
+        >>> model(torch.randn(2, 4)).task_logits.shape
+        torch.Size([2, 3])
     """
 
     n_concepts = 0
@@ -62,6 +68,14 @@ def black_box(
         hidden: Widths of the MLP encoder's hidden layers.
         backbone: An image backbone name (e.g. ``"resnet18"``) under the MLP, for training on images.
         backbone_weights: A local file of the backbone's pretrained weights (nothing is downloaded).
+
+    Returns:
+        The untrained model.
+
+    Examples:
+        >>> from conceptlab.models import black_box
+        >>> black_box(in_features=4, n_classes=3, latent_dim=8, hidden=(16,))(torch.randn(2, 4)).task_logits.shape
+        torch.Size([2, 3])
     """
     check_sizes(n_classes=n_classes, latent_dim=latent_dim)  # in_features: checked by the encoder, unless a backbone sets it
     return BlackBoxModel(encoder(in_features, latent_dim, hidden, backbone, backbone_weights), latent_dim=latent_dim, n_classes=n_classes)
@@ -74,6 +88,14 @@ def linear_probe(*, in_features: int, n_classes: int) -> BlackBoxModel:
     Args:
         in_features: Width of the input vectors.
         n_classes: Number of task classes (2: one binary logit).
+
+    Returns:
+        The untrained model.
+
+    Examples:
+        >>> from conceptlab.models import linear_probe
+        >>> linear_probe(in_features=6, n_classes=4)(torch.randn(3, 6)).task_logits.shape
+        torch.Size([3, 4])
     """
     check_sizes(in_features=in_features, n_classes=n_classes)
     return BlackBoxModel(nn.Flatten(), latent_dim=in_features, n_classes=n_classes, activation=False)

@@ -34,6 +34,12 @@ class ConceptBottleneckModel(ConceptModel):
         n_classes: Number of task classes (2: one binary logit).
         bottleneck: ``sigmoid`` (fuzzy), ``logit`` or ``bool`` (hard 0/1): how concepts enter the head.
         n_extra: Unsupervised bottleneck units beside the concepts (a hybrid CBM).
+
+    Examples:
+        >>> from conceptlab.models import ConceptBottleneckModel
+        >>> model = ConceptBottleneckModel(torch.nn.Linear(4, 3), n_concepts=3, n_classes=2, bottleneck="logit")
+        >>> model(torch.randn(2, 4)).concept_probs.shape
+        torch.Size([2, 3])
     """
 
     additive_effects = True  # a linear head: corrections add up
@@ -141,6 +147,18 @@ def cbm(
         hidden: Widths of the MLP encoder's hidden layers.
         backbone: An image backbone name (e.g. ``"resnet18"``) under the MLP, for training on images.
         backbone_weights: A local file of the backbone's pretrained weights (nothing is downloaded).
+
+    Returns:
+        The untrained model; ``build_spec`` records the call.
+
+    Raises:
+        ValueError: A size is not a whole number >= 1 (the message names it).
+
+    Examples:
+        >>> from conceptlab.models import cbm
+        >>> model = cbm(in_features=4, n_concepts=3, n_classes=2, bottleneck="logit", hidden=(16,))
+        >>> model(torch.randn(5, 4)).concept_logits.shape
+        torch.Size([5, 3])
     """
     check_sizes(n_concepts=n_concepts, n_classes=n_classes)  # in_features: checked by the encoder, unless a backbone sets it
     return ConceptBottleneckModel(

@@ -32,6 +32,12 @@ class ConceptEmbeddingModel(ConceptModel):
         n_classes: Number of task classes (2: one binary logit).
         embedding_size: m, the size of each concept embedding.
         shared_scorer: One probability scorer for all concepts (False: one per concept).
+
+    Examples:
+        >>> from conceptlab.models import ConceptEmbeddingModel
+        >>> model = ConceptEmbeddingModel(torch.nn.Linear(4, 8), latent_dim=8, n_concepts=3, n_classes=2, embedding_size=5)
+        >>> model(torch.randn(2, 4)).bottleneck.shape  # k * m
+        torch.Size([2, 15])
     """
 
     additive_effects = True  # a linear head over per-concept embeddings: corrections add up
@@ -139,6 +145,18 @@ def cem(
         hidden: Widths of the MLP encoder's hidden layers.
         backbone: An image backbone name (e.g. ``"resnet18"``) under the MLP, for training on images.
         backbone_weights: A local file of the backbone's pretrained weights (nothing is downloaded).
+
+    Returns:
+        The untrained model; ``build_spec`` records the call.
+
+    Raises:
+        ValueError: A size is not a whole number >= 1 (the message names it).
+
+    Examples:
+        >>> from conceptlab.models import cem
+        >>> model = cem(in_features=4, n_concepts=3, n_classes=5, embedding_size=8, latent_dim=16, hidden=(16,))
+        >>> model(torch.randn(2, 4)).task_logits.shape
+        torch.Size([2, 5])
     """
     check_sizes(n_concepts=n_concepts, n_classes=n_classes, embedding_size=embedding_size)  # in_features: by the encoder
     return ConceptEmbeddingModel(

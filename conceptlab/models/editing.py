@@ -90,6 +90,14 @@ def class_weights(model: ConceptModel) -> Tensor:
 
     Args:
         model: A PCBM or CBM.
+
+    Returns:
+        (n_classes, k) weights.
+
+    Examples:
+        >>> from conceptlab.models import class_weights, pcbm
+        >>> class_weights(pcbm(in_features=4, n_concepts=3, n_classes=2)).shape  # one binary logit read as two classes
+        torch.Size([2, 3])
     """
     return weights_per_class(_concept_weight(model).detach().cpu())
 
@@ -100,7 +108,20 @@ def top_concepts(model: ConceptModel, info: ConceptInfo, k: int = 5) -> dict[str
     Args:
         model: A PCBM or CBM.
         info: Its concept and class names.
-        k: Concepts per class."""
+        k: Concepts per class.
+
+    Returns:
+        Per class name, up to ``k`` (concept, weight) pairs, largest first.
+
+    Examples:
+        >>> from conceptlab.datasets import ConceptInfo
+        >>> from conceptlab.models import pcbm, top_concepts
+        >>> model = pcbm(in_features=4, n_concepts=2, n_classes=3)
+        >>> with torch.no_grad():
+        ...     _ = model.head.weight.copy_(torch.tensor([[2.0, 0.0], [0.0, 1.0], [0.0, 0.0]]))
+        >>> top_concepts(model, ConceptInfo(("stripes", "dots"), ("a", "b", "c")))
+        {'a': [('stripes', 2.0)], 'b': [('dots', 1.0)], 'c': []}
+    """
     weights = class_weights(model)
     top: dict[str, list[tuple[str, float]]] = {}
     for c, name in enumerate(info.task_names):
@@ -114,6 +135,14 @@ def sparsity(model: ConceptModel) -> float:
 
     Args:
         model: A PCBM or CBM.
+
+    Returns:
+        A fraction in [0, 1].
+
+    Examples:
+        >>> from conceptlab.models import pcbm, sparsity
+        >>> sparsity(pcbm(in_features=4, n_concepts=3, n_classes=2))  # a PCBM head starts at zero
+        1.0
     """
     return float((_concept_weight(model) == 0).float().mean())
 
@@ -131,7 +160,17 @@ def matching_concepts(info: ConceptInfo, pattern: str) -> tuple[str, ...]:
 
     Args:
         info: The concept names to search.
-        pattern: A regular expression (``re.search``)."""
+        pattern: A regular expression (``re.search``).
+
+    Returns:
+        The matching names, in the info's order.
+
+    Examples:
+        >>> from conceptlab.datasets import ConceptInfo
+        >>> from conceptlab.models import matching_concepts
+        >>> matching_concepts(ConceptInfo(("wing::blue", "wing::red", "bill::blue"), ("a", "b")), "blue")
+        ('wing::blue', 'bill::blue')
+    """
     try:
         found = tuple(name for name in info.concept_names if re.search(pattern, name))
     except re.error as err:
@@ -147,7 +186,21 @@ def apply_edits(model: ConceptModel, info: ConceptInfo, edits: Sequence[ConceptE
     Args:
         model: A PCBM or CBM (a head linear in the concepts).
         info: Its concept and class names.
-        edits: The edits, applied in order."""
+        edits: The edits, applied in order.
+
+    Returns:
+        The edited copy.
+
+    Examples:
+        >>> from conceptlab.datasets import ConceptInfo
+        >>> from conceptlab.models import ConceptEdit, apply_edits, class_weights, pcbm
+        >>> model = pcbm(in_features=4, n_concepts=2, n_classes=3)
+        >>> torch.nn.init.ones_(model.head.weight)  # doctest: +ELLIPSIS
+        Parameter...
+        >>> edited = apply_edits(model, ConceptInfo(("stripes", "dots"), ("a", "b", "c")), [ConceptEdit(("dots",))])
+        >>> class_weights(edited)[:, 1].tolist()  # "dots" pruned from every class
+        [0.0, 0.0, 0.0]
+    """
     edited = copy.deepcopy(model)
     weight = _concept_weight(edited)
     for edit in edits:

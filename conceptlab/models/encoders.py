@@ -23,7 +23,20 @@ def mlp(in_features: int, out_features: int, hidden: Sequence[int] = (128, 128))
     Args:
         in_features: Input width.
         out_features: Output width.
-        hidden: Widths of the hidden layers."""
+        hidden: Widths of the hidden layers.
+
+    Returns:
+        The MLP.
+
+    Examples:
+        >>> from conceptlab.models import mlp
+        >>> mlp(4, 2, hidden=(8,))
+        Sequential(
+          (0): Linear(in_features=4, out_features=8, bias=True)
+          (1): LeakyReLU(negative_slope=0.01)
+          (2): Linear(in_features=8, out_features=2, bias=True)
+        )
+    """
     check_sizes(in_features=in_features, out_features=out_features)
     layers: list[nn.Module] = []
     width = in_features

@@ -47,6 +47,13 @@ class InterventionAwareCEM(ConceptEmbeddingModel):
         units: (G, k) boolean membership of the units its learned policy ranks.
         embedding_size: m, the size of each concept embedding.
         policy_hidden: Widths of the policy MLP's hidden layers.
+
+    Examples:
+        >>> from conceptlab.models import InterventionAwareCEM
+        >>> model = InterventionAwareCEM(torch.nn.Linear(4, 8), latent_dim=8, n_concepts=3, n_classes=2,
+        ...                              units=torch.eye(3, dtype=torch.bool), embedding_size=4, policy_hidden=(8,))
+        >>> model(torch.randn(2, 4)).task_logits.shape
+        torch.Size([2, 1])
     """
 
     def __init__(
@@ -115,6 +122,19 @@ def intcem(
         policy_hidden: Widths of the policy MLP's hidden layers.
         backbone: An image backbone name (e.g. ``"resnet18"``) under the MLP, for training on images.
         backbone_weights: A local file of the backbone's pretrained weights (nothing is downloaded).
+
+    Returns:
+        The untrained model; ``build_spec`` records the call.
+
+    Raises:
+        ValueError: A size is not a whole number >= 1, or ``units`` does not cover the k concepts.
+
+    Examples:
+        >>> from conceptlab.models import intcem
+        >>> groups = torch.tensor([[1, 1, 0], [0, 0, 1]], dtype=torch.bool)  # two units: concepts {0, 1} and {2}
+        >>> model = intcem(in_features=4, n_concepts=3, n_classes=2, units=groups, embedding_size=4, latent_dim=8, hidden=(8,))
+        >>> model(torch.randn(2, 4)).concept_probs.shape
+        torch.Size([2, 3])
     """
     check_sizes(n_concepts=n_concepts, n_classes=n_classes, embedding_size=embedding_size)  # in_features: by the encoder
     units = torch.eye(n_concepts, dtype=torch.bool) if units is None else torch.as_tensor(units).bool()

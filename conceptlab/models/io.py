@@ -37,6 +37,17 @@ def save_model(model: ConceptModel, path: str | Path, info: ConceptInfo, **metad
 
     Returns:
         The path written.
+
+    Raises:
+        ValueError: ``model`` was not made by a registered builder.
+
+    Examples:
+        >>> import tempfile, pathlib
+        >>> from conceptlab.datasets import ConceptInfo
+        >>> from conceptlab.models import cem, save_model
+        >>> save_model(cem(in_features=2, n_concepts=2, n_classes=2), pathlib.Path(tempfile.mkdtemp()) / "cem.pt",
+        ...            ConceptInfo(("a", "b"), ("no", "yes"))).name
+        'cem.pt'
     """
     if not model.build_spec:
         raise ValueError(
@@ -79,6 +90,23 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tu
     Args:
         path: A file written by ``save_model``.
         map_location: The device to load the tensors onto.
+
+    Returns:
+        (model, info, metadata).
+
+    Raises:
+        FileNotFoundError: No file at ``path``.
+        ValueError: The file is empty, damaged, not a conceptlab model file, or fails its checksum.
+
+    Examples:
+        >>> import tempfile, pathlib
+        >>> from conceptlab.datasets import ConceptInfo
+        >>> from conceptlab.models import cbm, load_model, save_model
+        >>> path = save_model(cbm(in_features=2, n_concepts=2, n_classes=2), pathlib.Path(tempfile.mkdtemp()) / "m.pt",
+        ...                   ConceptInfo(("a", "b"), ("no", "yes")), seed=0)
+        >>> model, info, metadata = load_model(path)
+        >>> info.concept_names, metadata
+        (('a', 'b'), {'seed': 0})
     """
     path = Path(path)
     payload = _read_payload(path, map_location)

@@ -64,6 +64,14 @@ class PosthocCBM(ConceptModel):
         bank: The concept bank (a fitted ``CAVBank``, or a placeholder filled by ``set_bank``).
         n_classes: Number of task classes (2: one binary logit).
         hybrid: Add PCBM-h's linear residual from the embedding to the logits.
+
+    Examples:
+        >>> from conceptlab.concepts import bank_from_labels
+        >>> from conceptlab.models import PosthocCBM
+        >>> z, c = torch.randn(200, 6), (torch.rand(200, 2) > 0.5).float()
+        >>> model = PosthocCBM(bank_from_labels(z, c, ["a", "b"], examples=40), n_classes=3)
+        >>> model(z[:4]).concept_logits.shape
+        torch.Size([4, 2])
     """
 
     additive_effects = True  # a linear head on the concepts, and a residual no concept touches
@@ -178,9 +186,13 @@ def pcbm(
             None leaves a placeholder (NaN) for ``set_bank`` or a saved state.
 
     Examples:
+        >>> from conceptlab.models import pcbm
         >>> model = pcbm(in_features=8, n_concepts=3, n_classes=2)
         >>> model.bank_fitted
         False
+
+    Returns:
+        The PCBM; ``build_spec`` records the call without the bank (its hyperplanes are saved weights).
     """
     check_sizes(in_features=in_features, n_concepts=n_concepts, n_classes=n_classes)
     model = PosthocCBM(UnfittedBank(in_features, n_concepts), n_classes, hybrid)

@@ -84,6 +84,11 @@ def list_models() -> list[str]:
 
     Returns:
         Names accepted by ``get_model`` and recorded in saved model files.
+
+    Examples:
+        >>> from conceptlab.models import list_models
+        >>> list_models()
+        ['black_box', 'cbm', 'cem', 'intcem', 'linear_probe', 'pcbm']
     """
     return sorted(_BUILDERS)
 

@@ -62,6 +62,16 @@ def fit_elastic_net(
         l1_ratio: Share of the penalty that is L1 (the rest is L2).
         max_iter: Iteration limit.
         tol: Stop when a proximal-gradient step moves no coefficient by more than this (in units of the step size).
+
+    Returns:
+        The weights, bias, objective per iteration and whether it converged.
+
+    Examples:
+        >>> from conceptlab.training import fit_elastic_net
+        >>> x = torch.randn(200, 3)
+        >>> solution = fit_elastic_net(x, (x[:, 0] > 0).long(), 1, lam=1e-3)
+        >>> solution.weight.shape, bool(solution.weight[0, 0] > 0)
+        (torch.Size([1, 3]), True)
     """
     if x.ndim != 2 or y.shape[:1] != x.shape[:1]:
         raise ValueError(f"need x (N, k) and y (N,); got {tuple(x.shape)} and {tuple(y.shape)}")

@@ -56,6 +56,14 @@ class ConceptLearner(L.LightningModule):
         stage: The stage's objective and trainable parameters.
         config: The training settings.
         pos_weight: (k,) weights of each concept's positive term.
+
+    Examples:
+        >>> from conceptlab.models import cbm
+        >>> from conceptlab.training import ConceptLearner, TrainConfig, recipe_stages
+        >>> config = TrainConfig()
+        >>> learner = ConceptLearner(cbm(in_features=2, n_concepts=2, n_classes=2), recipe_stages("joint", config)[0], config)
+        >>> learner.stage.name
+        'joint'
     """
 
     def __init__(self, model: ConceptModel, stage: Stage, config: TrainConfig, *, pos_weight: Tensor | None = None):

@@ -14,6 +14,14 @@ def concept_loss(concept_logits: Tensor, c: Tensor, pos_weight: Tensor | None = 
         concept_logits: (B, k) concept logits.
         c: (B, k) concept labels in [0, 1].
         pos_weight: (k,) weights of each concept's positive term, e.g. n_neg / n_pos.
+
+    Returns:
+        A scalar loss.
+
+    Examples:
+        >>> from conceptlab.training import concept_loss
+        >>> round(float(concept_loss(torch.zeros(4, 2), torch.ones(4, 2))), 4)  # log 2
+        0.6931
     """
     return F.binary_cross_entropy_with_logits(concept_logits, c.to(concept_logits.dtype), pos_weight=pos_weight)
 
@@ -23,6 +31,14 @@ def concept_pos_weight(c: Tensor) -> Tensor:
 
     Args:
         c: (N, k) concept labels of the training split.
+
+    Returns:
+        (k,) weights.
+
+    Examples:
+        >>> from conceptlab.training import concept_pos_weight
+        >>> concept_pos_weight(torch.tensor([[1.0, 0.0], [0.0, 0.0], [0.0, 0.0], [0.0, 0.0]])).tolist()
+        [3.0, 1.0]
     """
     positives = c.sum(0)
     negatives = c.shape[0] - positives

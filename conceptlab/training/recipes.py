@@ -42,6 +42,17 @@ def recipe_stages(recipe: str, config: TrainConfig) -> list[Stage]:
     Args:
         recipe: ``joint``, ``sequential``, ``independent``, ``intcem`` or ``posthoc``.
         config: The training settings (loss weights, RandInt, PCBM options).
+
+    Returns:
+        The stages, in training order.
+
+    Raises:
+        ValueError: An unknown recipe.
+
+    Examples:
+        >>> from conceptlab.training import TrainConfig, recipe_stages
+        >>> [stage.name for stage in recipe_stages("sequential", TrainConfig())]
+        ['concepts', 'task']
     """
     randint = dict(intervention_prob=config.intervention_prob, intervention_per=config.intervention_per)
     concepts_first = Stage("concepts", "concepts", task_weight=0.0, concept_weight=1.0)
@@ -184,6 +195,17 @@ def fit(
 
     Raises:
         ValueError: An empty split, or a model that does not read these data.
+
+    Returns:
+        A ``FitReport``: epochs per stage, seconds, and the loss history.
+
+    Examples:
+        >>> from conceptlab.datasets import xor
+        >>> from conceptlab.models import cbm
+        >>> from conceptlab.training import TrainConfig, fit
+        >>> report = fit(cbm(in_features=2, n_concepts=2, n_classes=2), xor(size=200), "joint", config=TrainConfig(max_epochs=2))
+        >>> report.epochs
+        2
     """
     config = config or TrainConfig()
     check_compatible(model, splits)
