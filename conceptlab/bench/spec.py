@@ -21,6 +21,7 @@ from pydantic import Field, StrictInt
 from ..datasets.registry import CubSettings, DatasetSettings, dataset_settings, hashed_settings, settings_dict
 from ..settings import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, SettingsError, Str, settings, validated
 from ..training.config import TrainConfig
+from ..training.recipes import NEEDS_EVERY_LABEL
 from .evaluation import EvaluationSettings
 from .zoo import MODEL_KEYS, ModelSettings
 
@@ -345,6 +346,12 @@ def parse_spec(raw: dict[str, Any], default_name: str = "bench", quick: bool = F
     top = validated(BenchFile, raw, "")
     dataset = dataset_settings(top.dataset)
     models = check_models(list(top.models if top.models is not None else MODEL_KEYS))
+    if dataset.missing_concept_labels:
+        refused = [m for m in models if MODEL_KEYS[m].recipe in NEEDS_EVERY_LABEL]
+        if refused:
+            raise SettingsError(f"models: {', '.join(refused)} train on every true concept label, but "
+                                f"dataset.missing_concept_labels is {dataset.missing_concept_labels}; leave them out "
+                                "(the joint and sequential models learn from the known labels)")
     doubled = sorted(set(top.train or {}) & {"intervention_prob", "intervention_per"})
     if doubled:
         raise SettingsError(f"train.{doubled[0]}: a benchmark sets RandInt once, as model.randint (and model.randint_per); "

@@ -78,7 +78,7 @@ def bank_from_labels(
 
     Args:
         features: (N, D) embeddings.
-        concepts: (N, k) concept labels.
+        concepts: (N, k) concept labels (NaN: missing; those rows sit out that concept).
         names: One name per concept.
         examples: Rows drawn per side to train each CAV (as many again are held out).
         alpha: The CAV solver's regularisation.
@@ -108,7 +108,7 @@ def label_sets(
 
     Args:
         features: (N, D) embeddings.
-        concepts: (N, k) concept labels.
+        concepts: (N, k) concept labels (NaN: missing; those rows sit out that concept).
         names: One name per concept.
         examples: Rows per side for training (as many again held out).
         seed: Seeds the draw (with each concept's name).
@@ -129,13 +129,14 @@ def label_sets(
                          f"and {tuple(concepts.shape)}")
     if len(names) != concepts.shape[1]:
         raise ValueError(f"{len(names)} names for {concepts.shape[1]} concepts")
-    if not torch.isfinite(features).all() or not torch.isfinite(concepts.float()).all():
-        raise ValueError("features and concepts must be finite (no NaN or inf)")
+    if not torch.isfinite(features).all() or torch.isinf(concepts.float()).any():
+        raise ValueError("features must be finite and concepts labels or NaN (missing)")
     present = (concepts.float() > 0.5).cpu().numpy()
+    known = ~torch.isnan(concepts.float()).cpu().numpy()
     sets = {}
     for i, name in enumerate(names):
         rng = np.random.default_rng([seed, zlib.crc32(str(name).encode())])
-        has, lacks = np.flatnonzero(present[:, i]), np.flatnonzero(~present[:, i])
+        has, lacks = np.flatnonzero(present[:, i] & known[:, i]), np.flatnonzero(~present[:, i] & known[:, i])
         if min(len(has), len(lacks)) < 4:
             raise ValueError(f"concept {name!r} has {len(has)} positive and {len(lacks)} negative rows; a CAV needs at "
                              "least 4 of each (2 to train, 2 to check): drop the concept or add data")

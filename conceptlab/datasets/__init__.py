@@ -6,6 +6,7 @@ from .cub import load_cub, load_koh_pickles
 from .features import extract_features
 from .images import ImageConceptDataset
 from .registry import CubSettings, SyntheticSettings, dataset_settings, load_dataset
+from .supervision import drop_concepts, hide_labels
 from .synthetic import SYNTHETIC_DATASETS, dot, make_synthetic, trig, xor
 
 __all__ = [
@@ -19,7 +20,9 @@ __all__ = [
     "SyntheticSettings",
     "dataset_settings",
     "dot",
+    "drop_concepts",
     "extract_features",
+    "hide_labels",
     "load_cub",
     "load_dataset",
     "load_koh_pickles",

@@ -47,14 +47,21 @@ class ConceptData(Protocol):
         """The inputs as one (N, ...) tensor, or None when they are files read on demand."""
         ...
 
+    def with_concepts(self, c: Tensor, info: ConceptInfo) -> ConceptData:
+        """The same samples with other concept labels ``c`` (N, k') named by ``info``."""
+        ...
+
 
 @dataclass(frozen=True)
 class ConceptDataset:
     """Inputs ``x`` (N, ...), concepts ``c`` (N, k) in [0, 1], class labels ``y`` (N,).
 
+    A concept label that is not known is NaN: it adds nothing to the concept loss (and no
+    gradient), metrics skip it, and an intervention on it is refused.
+
     Attributes:
         x: (N, ...) inputs (floats, finite).
-        c: (N, k) concept labels in [0, 1].
+        c: (N, k) concept labels in [0, 1]; NaN where a label is missing.
         y: (N,) class indices.
         info: The concept and class names.
     """
@@ -81,8 +88,9 @@ class ConceptDataset:
             bad = int((~torch.isfinite(x)).flatten(1).any(1).sum()) if x.ndim else 1
             raise ValueError(f"x contains NaN or infinite values in {bad} row(s); impute or drop those rows before building the dataset")
         c = c.float()
-        if torch.isnan(c).any() or (c < 0).any() or (c > 1).any():
-            raise ValueError("c must hold concept labels in [0, 1] without NaN")
+        known = c[~torch.isnan(c)]
+        if torch.isinf(c).any() or (known < 0).any() or (known > 1).any():
+            raise ValueError("c must hold concept labels in [0, 1] (NaN marks a missing label)")
         if y.is_floating_point():
             if not torch.equal(y, y.round()):
                 raise ValueError("y must hold integer class indices, not scores")
@@ -111,6 +119,10 @@ class ConceptDataset:
     def features(self) -> Tensor:
         """The input tensor (every row in memory)."""
         return self.x
+
+    def with_concepts(self, c: Tensor, info: ConceptInfo) -> ConceptDataset:
+        """The same samples with other concept labels ``c`` (N, k') named by ``info``."""
+        return ConceptDataset(self.x, c, self.y, info)
 
     def subset(self, index: Tensor | Sequence[int]) -> ConceptDataset:
         index = torch.as_tensor(index, dtype=torch.long)

@@ -71,5 +71,9 @@ class ImageConceptDataset(Dataset):
         """None: images are files read on demand, not one tensor."""
         return None
 
+    def with_concepts(self, c: Tensor, info: ConceptInfo) -> ImageConceptDataset:
+        """The same images with other concept labels ``c`` (N, k') named by ``info``."""
+        return ImageConceptDataset(self.paths, c, self.y, info, transform=self.transform)
+
     def with_transform(self, transform) -> ImageConceptDataset:
         return ImageConceptDataset(self.paths, self.c, self.y, self.info, transform=transform)

@@ -15,7 +15,10 @@ from ..settings import Float, PositiveInt, SettingsError, Str, settings, validat
 from .base import ConceptSplits
 from .cub import CLASS_LEVEL_THRESHOLD, MIN_CLASSES, VAL_FRACTION, load_cub
 from .images import ImageConceptDataset
+from .supervision import drop_concepts, hide_labels
 from .synthetic import SYNTHETIC_DATASETS, make_synthetic
+
+MissingFraction = Annotated[Float, Field(ge=0, lt=1)]
 
 
 @settings
@@ -25,10 +28,14 @@ class SyntheticSettings:
     Attributes:
         name: ``xor``, ``trig`` or ``dot``.
         size: Samples in all (at least 10).
+        missing_concept_labels: Share of training and validation concept labels hidden (NaN), in [0, 1).
+        hidden_concepts: Concepts removed from every split (an incomplete concept set).
     """
 
     name: Literal["xor", "trig", "dot"]
     size: Annotated[PositiveInt, Field(ge=10)] = 3000
+    missing_concept_labels: MissingFraction = 0.0
+    hidden_concepts: tuple[Str, ...] = ()
 
 
 @settings
@@ -48,6 +55,8 @@ class CubSettings:
         val_fraction: Share of the official training split held out for validation.
         cache_dir: Where features are cached (default: $XDG_CACHE_HOME/conceptlab or ~/.cache/conceptlab).
         batch_size: Feature-extraction batch.
+        missing_concept_labels: Share of training and validation concept labels hidden (NaN), in [0, 1).
+        hidden_concepts: Concepts removed from every split (an incomplete concept set).
     """
 
     name: Literal["cub"] = "cub"
@@ -62,6 +71,8 @@ class CubSettings:
     val_fraction: Annotated[Float, Field(ge=0, lt=1)] = VAL_FRACTION
     cache_dir: Str | None = None
     batch_size: PositiveInt = 64
+    missing_concept_labels: MissingFraction = 0.0
+    hidden_concepts: tuple[Str, ...] = ()
 
     def __post_init__(self) -> None:
         from ..models.encoders import BACKBONES
@@ -136,8 +147,14 @@ def load_dataset(config: Mapping[str, Any] | DatasetSettings, seed: int) -> Conc
     """
     config = dataset_settings(config)
     if isinstance(config, SyntheticSettings):
-        return make_synthetic(config.name, size=config.size, seed=seed)
-    return load_cub_for_bench(config, seed)
+        splits = make_synthetic(config.name, size=config.size, seed=seed)
+    else:
+        splits = load_cub_for_bench(config, seed)
+    try:
+        splits = drop_concepts(splits, config.hidden_concepts) if config.hidden_concepts else splits
+    except ValueError as err:
+        raise SettingsError(f"dataset.hidden_concepts: {err}") from None
+    return hide_labels(splits, config.missing_concept_labels, seed)
 
 
 def default_cache_dir() -> Path:

@@ -135,6 +135,10 @@ def policy_curve(
         raise ValueError(f"repeats must be at least 1; got {repeats}")
     if len(data) == 0:
         raise ValueError("the data has no samples: an intervention curve needs at least one (check the split sizes)")
+    if torch.isnan(data.c).any():
+        raise ValueError(f"{int(torch.isnan(data.c).sum())} concept label(s) of these data are missing (NaN); an "
+                         "intervention curve corrects concepts with their true labels, so measure it on a split "
+                         "with every label known (the bench keeps the test split complete)")
     info = data.info
     if groups:
         units, names = info.group_matrix(), info.group_names

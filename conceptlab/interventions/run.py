@@ -49,7 +49,8 @@ def intervention_curve(
         An ``InterventionCurve``: accuracy mean and std at 0..G units corrected, and its AUC.
 
     Raises:
-        ValueError: An unknown policy, a model without concepts, or data that do not fit the model.
+        ValueError: An unknown policy, a model without concepts, data that do not fit the model, or
+            data with a missing concept label (NaN).
 
     Examples:
         >>> from conceptlab.datasets import xor

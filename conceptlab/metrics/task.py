@@ -36,11 +36,11 @@ def task_accuracy(task_logits: Tensor, y: Tensor, binary_threshold: float = 0.0)
 
 
 def concept_accuracy(concept_probs: Tensor, c: Tensor) -> float:
-    """Accuracy of thresholding probabilities at 0.5, averaged over concepts.
+    """Accuracy of thresholding probabilities at 0.5 over the known labels (NaN: missing, skipped).
 
     Args:
         concept_probs: (N, k) predicted concept probabilities.
-        c: (N, k) concept labels.
+        c: (N, k) concept labels; NaN where missing.
 
     Returns:
         Accuracy in [0, 1].
@@ -50,16 +50,18 @@ def concept_accuracy(concept_probs: Tensor, c: Tensor) -> float:
         >>> concept_accuracy(torch.tensor([[0.9, 0.2], [0.4, 0.7]]), torch.tensor([[1.0, 0.0], [1.0, 1.0]]))
         0.75
     """
-    correct = (concept_probs > 0.5) == (c.to(concept_probs.device) > 0.5)
-    return float(correct.float().mean())
+    c = c.to(concept_probs.device)
+    correct = (concept_probs > 0.5) == (c > 0.5)
+    return float(correct[~torch.isnan(c)].float().mean())
 
 
 def concept_auc(concept_probs: Tensor, c: Tensor) -> float:
-    """ROC-AUC of each concept's probabilities, averaged over the concepts that have both labels.
+    """ROC-AUC of each concept's probabilities over its known labels, averaged over the concepts
+    that have both labels.
 
     Args:
         concept_probs: (N, k) predicted concept probabilities.
-        c: (N, k) concept labels.
+        c: (N, k) concept labels; NaN where missing.
 
     Returns:
         Mean ROC-AUC, or NaN when no concept has both labels.
@@ -70,10 +72,13 @@ def concept_auc(concept_probs: Tensor, c: Tensor) -> float:
         1.0
     """
     probs = concept_probs.detach().cpu().numpy()
-    labels = (c.detach().cpu().numpy() > 0.5).astype(int)
-    scores = [
-        roc_auc_score(labels[:, i], probs[:, i]) for i in range(labels.shape[1]) if 0 < labels[:, i].sum() < len(labels)
-    ]
+    c = c.detach().cpu().numpy()
+    scores = []
+    for i in range(c.shape[1]):
+        known = ~np.isnan(c[:, i])
+        labels = (c[known, i] > 0.5).astype(int)
+        if 0 < labels.sum() < len(labels):
+            scores.append(roc_auc_score(labels, probs[known, i]))
     return float(np.mean(scores)) if scores else float("nan")
 
 

@@ -21,6 +21,8 @@ class Intervention:
         mask: (B, k) booleans: which concepts of which samples are corrected.
         values: (B, k) the concept labels written there, in {0, 1}; each model turns them into its
             own representation (a probability, a training-logit percentile, an embedding mixture).
+            Where the mask is False a value is never read: NaN (a missing label) is allowed
+            there and stored as 0; a NaN under the mask is refused.
     """
 
     mask: Tensor
@@ -38,8 +40,13 @@ class Intervention:
         if mask.dtype != torch.bool and not ((mask == 0) | (mask == 1)).all():
             raise ValueError("the intervention mask must hold booleans (or 0 / 1): True where a concept is overwritten")
         values = values.float()
+        missing = torch.isnan(values) & mask.bool()
+        if missing.any():
+            raise ValueError(f"{int(missing.sum())} intervened concept label(s) are missing (NaN): a concept can only be "
+                             "corrected with a known label; leave those concepts out of the mask")
+        values = torch.where(mask.bool(), values, values.nan_to_num(0.0))
         if not torch.isfinite(values).all() or (values < 0).any() or (values > 1).any():
-            raise ValueError("intervention values must be concept labels in [0, 1] without NaN; "
+            raise ValueError("intervention values must be concept labels in [0, 1]; "
                              "pass the true labels (e.g. data.c), not logits or probabilities outside that range")
         object.__setattr__(self, "mask", mask.bool())
         object.__setattr__(self, "values", values)

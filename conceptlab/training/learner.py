@@ -83,7 +83,7 @@ class ConceptLearner(L.LightningModule):
         p = self.stage.intervention_prob
         if training and p > 0:
             shape = c.shape if self.stage.intervention_per == "sample" else (1, c.shape[1])
-            mask = (torch.rand(shape, device=c.device) < p).expand_as(c)
+            mask = (torch.rand(shape, device=c.device) < p).expand_as(c) & ~torch.isnan(c)  # missing labels: never
             return Intervention(mask, c)
         return None
 

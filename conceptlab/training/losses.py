@@ -10,9 +10,12 @@ from torch import Tensor
 def concept_loss(concept_logits: Tensor, c: Tensor, pos_weight: Tensor | None = None) -> Tensor:
     """Mean BCE between predicted concept probabilities and labels (computed from logits, stably).
 
+    A missing label (NaN) adds no term and no gradient: the mean runs over the known labels (0
+    when a batch has none).
+
     Args:
         concept_logits: (B, k) concept logits.
-        c: (B, k) concept labels in [0, 1].
+        c: (B, k) concept labels in [0, 1]; NaN where missing.
         pos_weight: (k,) weights of each concept's positive term, e.g. n_neg / n_pos.
 
     Returns:
@@ -23,11 +26,18 @@ def concept_loss(concept_logits: Tensor, c: Tensor, pos_weight: Tensor | None = 
         >>> round(float(concept_loss(torch.zeros(4, 2), torch.ones(4, 2))), 4)  # log 2
         0.6931
     """
-    return F.binary_cross_entropy_with_logits(concept_logits, c.to(concept_logits.dtype), pos_weight=pos_weight)
+    c = c.to(concept_logits.dtype)
+    known = ~torch.isnan(c)
+    if bool(known.all()):
+        return F.binary_cross_entropy_with_logits(concept_logits, c, pos_weight=pos_weight)
+    terms = F.binary_cross_entropy_with_logits(concept_logits, c.nan_to_num(0.0), weight=known.to(c.dtype),
+                                               pos_weight=pos_weight, reduction="sum")
+    return terms / known.sum().clamp(min=1)
 
 
 def concept_pos_weight(c: Tensor) -> Tensor:
-    """n_neg / n_pos per concept, for class-balanced concept losses (1 where a concept never occurs).
+    """n_neg / n_pos per concept, for class-balanced concept losses (1 where a concept never occurs);
+    missing labels (NaN) are not counted.
 
     Args:
         c: (N, k) concept labels of the training split.
@@ -40,6 +50,6 @@ def concept_pos_weight(c: Tensor) -> Tensor:
         >>> concept_pos_weight(torch.tensor([[1.0, 0.0], [0.0, 0.0], [0.0, 0.0], [0.0, 0.0]])).tolist()
         [3.0, 1.0]
     """
-    positives = c.sum(0)
-    negatives = c.shape[0] - positives
+    positives = c.nansum(0)
+    negatives = (~torch.isnan(c)).sum(0) - positives
     return torch.where(positives > 0, negatives / positives.clamp(min=1), torch.ones_like(positives))

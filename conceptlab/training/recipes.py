@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping
 
 from ..datasets.base import ConceptDataset, ConceptSplits
@@ -158,10 +159,26 @@ def check_compatible(model: ConceptModel, data: ConceptSplits | ConceptDataset) 
             f"build the model with n_classes={info.n_classes}"
         )
     width = (model.build_spec or {}).get("kwargs", {}).get("in_features")
-    x = getattr(parts[0], "x", None)
+    x = parts[0].features
     if width and x is not None and x.ndim == 2 and x.shape[1] != width:
         raise ValueError(f"the model takes inputs of {width} features but the data's x has {x.shape[1]}; "
                          f"build the model with in_features={x.shape[1]}")
+
+
+# recipes that write true concept labels into the model, so every training and validation label must be known
+NEEDS_EVERY_LABEL = {
+    "independent": "trains the head on the true concepts",
+    "intcem": "corrects concepts with their true labels along its trajectories (missing labels: not yet supported)",
+}
+
+
+def check_known_labels(splits: ConceptSplits, recipe: str) -> None:
+    """Refuse missing concept labels (NaN) for a recipe that reads every true label, saying which can train on them."""
+    missing = int(torch.isnan(splits.train.c).sum()) + int(torch.isnan(splits.val.c).sum())
+    if missing and recipe in NEEDS_EVERY_LABEL:
+        raise ValueError(f"the {recipe} recipe {NEEDS_EVERY_LABEL[recipe]}, but {missing} training/validation concept "
+                         "label(s) are missing (NaN); use the joint or sequential recipe, which learn from the known "
+                         "labels only")
 
 
 def fit(
@@ -194,7 +211,8 @@ def fit(
         callbacks: Lightning callbacks added to every Lightning-trained stage.
 
     Raises:
-        ValueError: An empty split, or a model that does not read these data.
+        ValueError: An empty split, a model that does not read these data, or missing concept labels (NaN)
+            for the independent or intcem recipe.
 
     Returns:
         A ``FitReport``: epochs per stage, seconds, and the loss history.
@@ -214,6 +232,7 @@ def fit(
         if len(part) == 0:
             hint = " (early stopping and the learning-rate schedule read it)" if name == "validation" else ""
             raise ValueError(f"the {name} split is empty{hint}; give it samples, e.g. split_dataset(data, (0.7, 0.1, 0.2))")
+    check_known_labels(splits, recipe)
     stages = recipe_stages(recipe, config)
     if model.n_concepts == 0:
         stages = [s for s in stages if s.task_weight > 0]

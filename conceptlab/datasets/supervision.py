@@ -1,0 +1,93 @@
+"""How much concept supervision a model gets: labels missing at random, concepts hidden altogether.
+
+Both act on the training and validation splits' labels only where that is what is studied:
+missing labels leave the test split complete (so concept metrics and intervention curves are
+measured on every label), while a hidden concept is gone from every split (the model never learns
+it, and it cannot be corrected).
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from ..info import ConceptInfo
+from .base import ConceptData, ConceptSplits
+
+
+def hide_labels(splits: ConceptSplits, fraction: float, seed: int) -> ConceptSplits:
+    """Mark ``fraction`` of the training and validation concept labels missing (NaN).
+
+    Exactly ``round(fraction * N * k)`` labels of each split are hidden, drawn uniformly with a
+    generator of its own (seeded by ``seed`` and the split's name), so the data themselves and the
+    test split are unchanged.
+
+    Args:
+        splits: The data.
+        fraction: Share of labels to hide, in [0, 1).
+        seed: Draws which labels.
+
+    Returns:
+        The splits with NaN where labels are hidden.
+
+    Raises:
+        ValueError: ``fraction`` outside [0, 1).
+
+    Examples:
+        >>> from conceptlab.datasets import hide_labels, xor
+        >>> splits = hide_labels(xor(size=200), 0.5, seed=0)
+        >>> torch.isnan(splits.train.c).float().mean().item(), torch.isnan(splits.test.c).any().item()
+        (0.5, False)
+    """
+    if not 0 <= fraction < 1:
+        raise ValueError(f"the fraction of missing concept labels must be in [0, 1); got {fraction}")
+    if fraction == 0:
+        return splits
+
+    def hidden(part: ConceptData, name: str) -> ConceptData:
+        rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
+        c = part.c.clone()
+        chosen = rng.choice(c.numel(), size=round(fraction * c.numel()), replace=False)
+        c.view(-1)[torch.as_tensor(chosen, dtype=torch.long)] = float("nan")
+        return part.with_concepts(c, part.info)
+
+    return ConceptSplits(hidden(splits.train, "train"), hidden(splits.val, "val"), splits.test, splits.concept_source)
+
+
+def drop_concepts(splits: ConceptSplits, names: Sequence[str]) -> ConceptSplits:
+    """The splits without the concepts ``names``: an incomplete concept set, as when the concepts
+    a person can name do not explain the task. Groups keep their remaining members.
+
+    Args:
+        splits: The data.
+        names: Concept names to remove from every split.
+
+    Returns:
+        The splits with the remaining concepts, in their order.
+
+    Raises:
+        ValueError: A name is not a concept of the data, or every concept would go.
+
+    Examples:
+        >>> from conceptlab.datasets import drop_concepts, trig
+        >>> drop_concepts(trig(size=100), ["z > 0"]).info.concept_names
+        ('a > 0', 'b > 0')
+    """
+    info = splits.info
+    unknown = [n for n in names if n not in info.concept_names]
+    if unknown:
+        raise ValueError(f"hidden concept(s) {unknown} are not concepts of these data; they are: "
+                         f"{', '.join(info.concept_names)}")
+    keep = [i for i, n in enumerate(info.concept_names) if n not in set(names)]
+    if not keep:
+        raise ValueError("hiding every concept leaves a model nothing to predict; keep at least one")
+    position = {old: new for new, old in enumerate(keep)}
+    groups = {group: tuple(position[i] for i in members if i in position) for group, members in info.concept_groups.items()}
+    reduced = ConceptInfo(tuple(info.concept_names[i] for i in keep), info.task_names,
+                          {group: members for group, members in groups.items() if members})
+    columns = torch.as_tensor(keep, dtype=torch.long)
+    return ConceptSplits(*(part.with_concepts(part.c[:, columns], reduced) for part in (splits.train, splits.val, splits.test)),
+                         splits.concept_source)
