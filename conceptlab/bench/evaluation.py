@@ -6,6 +6,7 @@ import time
 from dataclasses import asdict
 from typing import Annotated, Any
 
+import torch
 from pydantic import AfterValidator, StrictStr
 
 from ..datasets.base import ConceptDataset, ConceptSplits
@@ -61,17 +62,28 @@ def evaluate_run(model: ConceptModel, splits: ConceptSplits, settings: Evaluatio
     """Metrics, intervention curves (with their AUC and policy cost), CAS and impurity of one
     trained model on the test split. Policies that learn from data are fitted on the training and
     validation splits first (what they chose is in ``intervention_policy_settings``); the
-    ``learned`` policies are skipped for models without one."""
+    ``learned`` policies are skipped for models without one.
+
+    Accuracy and concept metrics read every test sample (a missing concept label is skipped);
+    intervention curves, CAS and impurity need every label of a sample, so where some test labels
+    are missing they run on the test samples with all labels known, and the record says how many
+    (``labelled_test_samples``)."""
     start = time.perf_counter()
     test = splits.test
     codes = encode_all(model, test.inputs)  # encoded once for the metrics and every curve
     output = decode_all(model, codes)
     record: dict[str, Any] = dict(summarize(output, test, settings.binary_threshold))
+    complete = ~torch.isnan(test.c).any(1)
+    if not bool(complete.all()):  # curves, CAS and impurity on the samples whose labels are all known
+        rows = torch.nonzero(complete).flatten()
+        test, codes = test.subset(rows), codes[rows]
+        output = decode_all(model, codes)
+        record["labelled_test_samples"] = len(rows)
     for key in ("interventions", "interventions_std", "intervention_auc", "intervention_early_weighted",
                 "intervention_cost", "intervention_policy_settings"):
         record[key] = None
     policies = [p for p in settings.intervention_policies if not p.startswith("learned") or hasattr(model, "unit_scores")]
-    if model.n_concepts and policies:
+    if model.n_concepts and policies and len(test):
         fitted = {p: fit_policy(p, model, train=splits.train, val=splits.val, groups=settings.intervention_groups, seed=seed)
                   for p in policies}
         curves = [
@@ -89,13 +101,13 @@ def evaluate_run(model: ConceptModel, splits: ConceptSplits, settings: Evaluatio
         record["intervention_cost"] = {c.name: c.seconds_per_sample for c in curves}  # policy seconds per sample
         record["intervention_policy_settings"] = {p: rule.settings for p, rule in fitted.items() if rule.settings} or None
     record["concept_alignment"] = record["concept_alignment_kmeans"] = None
-    if settings.concept_alignment:  # the paper's k-medoids, and k-means beside it
+    if settings.concept_alignment and len(test):  # the paper's k-medoids, and k-means beside it
         representations = concept_representations(output, test.info.n_concepts)
         record["concept_alignment"] = concept_alignment_score(representations, test.c, seed=seed)
         record["concept_alignment_kmeans"] = concept_alignment_score(representations, test.c, seed=seed, clustering="kmeans")
     record["oracle_impurity"] = record["niche_impurity"] = None
     own = own_representations(output, test.info.n_concepts)
-    if settings.purity and own is not None:
+    if settings.purity and own is not None and len(test):
         record["oracle_impurity"] = oracle_impurity_score(own, test.c, seed=seed)
         record["niche_impurity"] = niche_impurity_score(own, test.c, seed=seed)
     record["eval_seconds"] = round(time.perf_counter() - start, 3)

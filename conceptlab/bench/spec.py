@@ -276,6 +276,10 @@ def load_config(target: str) -> tuple[dict[str, Any], str]:
         raise ValueError(f"{source}{where}: not valid YAML ({problem})") from None
     if not isinstance(raw, dict):
         raise ValueError(f"config {source} must be a YAML mapping of settings")
+    dataset = raw.get("dataset")
+    if path.is_file() and isinstance(dataset, dict) and isinstance(dataset.get("path"), str):
+        # a data file named in a config is read from the config's folder, wherever the bench runs
+        raw = {**raw, "dataset": {**dataset, "path": str((path.parent / Path(dataset["path"]).expanduser()).resolve())}}
     return raw, path.stem
 
 

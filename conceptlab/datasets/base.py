@@ -51,6 +51,10 @@ class ConceptData(Protocol):
         """The same samples with other concept labels ``c`` (N, k') named by ``info``."""
         ...
 
+    def subset(self, index: Tensor | Sequence[int]) -> ConceptData:
+        """The samples at ``index``, in that order."""
+        ...
+
 
 @dataclass(frozen=True)
 class ConceptDataset:

@@ -71,6 +71,11 @@ class ImageConceptDataset(Dataset):
         """None: images are files read on demand, not one tensor."""
         return None
 
+    def subset(self, index: Tensor | Sequence[int]) -> ImageConceptDataset:
+        """The samples at ``index``, in that order."""
+        rows = [int(i) for i in index]
+        return ImageConceptDataset([self.paths[i] for i in rows], self.c[rows], self.y[rows], self.info, transform=self.transform)
+
     def with_concepts(self, c: Tensor, info: ConceptInfo) -> ImageConceptDataset:
         """The same images with other concept labels ``c`` (N, k') named by ``info``."""
         return ImageConceptDataset(self.paths, c, self.y, info, transform=self.transform)

@@ -14,6 +14,7 @@ from ..info import ConceptInfo
 from ..settings import Float, PositiveInt, SettingsError, Str, settings, validated
 from .base import ConceptSplits
 from .cub import CLASS_LEVEL_THRESHOLD, MIN_CLASSES, VAL_FRACTION, load_cub
+from .files import TableSettings, TensorFileSettings, file_digest, load_table, load_tensor_file
 from .images import ImageConceptDataset
 from .supervision import drop_concepts, hide_labels
 from .synthetic import SYNTHETIC_DATASETS, make_synthetic
@@ -81,8 +82,9 @@ class CubSettings:
             raise SettingsError(f"dataset.backbone: unknown backbone {self.backbone!r}; choose from {', '.join(BACKBONES)}")
 
 
-DatasetSettings = SyntheticSettings | CubSettings
-DATASETS: tuple[str, ...] = (*SYNTHETIC_DATASETS, "cub")
+DatasetSettings = SyntheticSettings | CubSettings | TensorFileSettings | TableSettings
+DATASETS: tuple[str, ...] = (*SYNTHETIC_DATASETS, "cub", "tensors", "table")
+_KINDS = {"cub": CubSettings, "tensors": TensorFileSettings, "table": TableSettings}
 # settings that change how a result is computed but never the result: left out of run hashes
 _NOT_HASHED = ("cache_dir", "batch_size")
 
@@ -104,15 +106,15 @@ def dataset_settings(config: Mapping[str, Any] | DatasetSettings) -> DatasetSett
         >>> dataset_settings({"name": "trig", "size": 500}).size
         500
     """
-    if isinstance(config, (SyntheticSettings, CubSettings)):
+    if isinstance(config, (SyntheticSettings, CubSettings, TensorFileSettings, TableSettings)):
         return config
     if not isinstance(config, Mapping):
         raise SettingsError(f"dataset must be a mapping such as {{name: xor}}; got {config!r}")
     name = config.get("name")
     if name in SYNTHETIC_DATASETS:
         return validated(SyntheticSettings, config, "dataset")
-    if name == "cub":
-        return validated(CubSettings, config, "dataset")
+    if name in _KINDS:
+        return validated(_KINDS[name], config, "dataset")
     raise SettingsError(f"dataset.name: unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
 
 
@@ -123,8 +125,12 @@ def settings_dict(config: DatasetSettings) -> dict[str, Any]:
 
 def hashed_settings(config: DatasetSettings) -> dict[str, Any]:
     """The settings that decide results, defaults included, so that ``{name: xor}`` and
-    ``{name: xor, size: 3000}`` name the same runs."""
-    return {k: v for k, v in dataclasses.asdict(config).items() if k not in _NOT_HASHED}
+    ``{name: xor, size: 3000}`` name the same runs; a user's data file adds its content digest, so
+    editing the file names new runs."""
+    hashed = {k: v for k, v in dataclasses.asdict(config).items() if k not in _NOT_HASHED}
+    if isinstance(config, (TensorFileSettings, TableSettings)):
+        hashed["content"] = file_digest(config.path)
+    return hashed
 
 
 def load_dataset(config: Mapping[str, Any] | DatasetSettings, seed: int) -> ConceptSplits:
@@ -148,6 +154,10 @@ def load_dataset(config: Mapping[str, Any] | DatasetSettings, seed: int) -> Conc
     config = dataset_settings(config)
     if isinstance(config, SyntheticSettings):
         splits = make_synthetic(config.name, size=config.size, seed=seed)
+    elif isinstance(config, TensorFileSettings):
+        splits = load_tensor_file(config, seed)
+    elif isinstance(config, TableSettings):
+        splits = load_table(config, seed)
     else:
         splits = load_cub_for_bench(config, seed)
     try:

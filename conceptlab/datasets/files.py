@@ -1,0 +1,278 @@
+"""A user's own data as a benchmark dataset: a tensor file (``tensors``) or a table (``table``).
+
+Both are read into one ``ConceptDataset`` and split by the run's seed (or, for a table, by a split
+column the user fills in). Every error names the file and, where there is one, the column and the
+row (rows counted as a spreadsheet shows them: the header is row 1), and says what to change.
+An empty concept cell (or NaN in a tensor) is a missing label, which training skips.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import numpy as np
+import torch
+from pydantic import Field
+
+from ..info import ConceptInfo
+from ..settings import Bool, Float, SettingsError, Str, settings
+from .base import ConceptDataset, ConceptSplits, split_dataset
+
+TENSOR_SUFFIXES = (".pt", ".npz")
+TABLE_SUFFIXES = (".csv", ".parquet")
+SPLIT_NAMES = ("train", "val", "test")
+Fractions = tuple[Annotated[Float, Field(ge=0, le=1)], Annotated[Float, Field(ge=0, le=1)], Annotated[Float, Field(ge=0, le=1)]]
+
+
+def _existing_file(path: str, suffixes: tuple[str, ...]) -> Path:
+    file = Path(path).expanduser()
+    if file.suffix.lower() not in suffixes:
+        raise SettingsError(f"dataset.path: {file} should end in {' or '.join(suffixes)}")
+    if not file.is_file():
+        raise SettingsError(f"dataset.path: no file at {file.resolve()} (a relative path is read from the config "
+                            "file's folder)")
+    return file
+
+
+def _check_fractions(fractions: Sequence[float]) -> None:
+    if abs(sum(fractions) - 1.0) > 1e-6 or fractions[0] == 0 or fractions[2] == 0:
+        raise SettingsError(f"dataset.fractions: train, val and test shares must sum to 1, with some training and test "
+                            f"data; got {list(fractions)}")
+
+
+def file_digest(path: str | Path) -> str:
+    """The first 16 hex digits of the file's SHA-256: a run is named by the data it read."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+@settings
+class TensorFileSettings:
+    """Your data as tensors in one file: ``x`` (N, ...), ``c`` (N, k) in [0, 1] (NaN: missing),
+    ``y`` (N,) class indices, and optionally ``concept_names`` and ``task_names``.
+
+    Attributes:
+        name: ``tensors``.
+        path: A ``.pt`` (``torch.save`` of a dict) or ``.npz`` (``numpy.savez``) file.
+        fractions: Train, validation and test shares of the seeded split.
+        missing_concept_labels: Share of training and validation concept labels hidden (NaN), in [0, 1).
+        hidden_concepts: Concepts removed from every split (an incomplete concept set).
+    """
+
+    name: Literal["tensors"]
+    path: Str
+    fractions: Fractions = (0.7, 0.1, 0.2)
+    missing_concept_labels: Annotated[Float, Field(ge=0, lt=1)] = 0.0
+    hidden_concepts: tuple[Str, ...] = ()
+
+    def __post_init__(self) -> None:
+        _existing_file(self.path, TENSOR_SUFFIXES)
+        _check_fractions(self.fractions)
+
+
+@settings
+class TableSettings:
+    """Your data as a table (CSV or Parquet): feature, concept and task columns by name.
+
+    Attributes:
+        name: ``table``.
+        path: A ``.csv`` or ``.parquet`` file with a header row.
+        features: Numeric input columns.
+        concepts: Binary concept columns (0/1, true/false, yes/no; an empty cell is a missing label).
+        task: The class label column (any values; classes are sorted unless ``classes`` orders them).
+        classes: The class values in the order the model's outputs take (default: sorted).
+        split_column: A column of ``train`` / ``val`` / ``test`` fixing the split (else a seeded split).
+        standardize: Scale each feature to mean 0, std 1 with the training split's statistics.
+        fractions: Train, validation and test shares of the seeded split.
+        missing_concept_labels: Share of training and validation concept labels hidden (NaN), in [0, 1).
+        hidden_concepts: Concepts removed from every split (an incomplete concept set).
+    """
+
+    name: Literal["table"]
+    path: Str
+    features: tuple[Str, ...]
+    concepts: tuple[Str, ...]
+    task: Str
+    classes: tuple[Str, ...] | None = None
+    split_column: Str | None = None
+    standardize: Bool = True
+    fractions: Fractions = (0.7, 0.1, 0.2)
+    missing_concept_labels: Annotated[Float, Field(ge=0, lt=1)] = 0.0
+    hidden_concepts: tuple[Str, ...] = ()
+
+    def __post_init__(self) -> None:
+        file = _existing_file(self.path, TABLE_SUFFIXES)
+        _check_fractions(self.fractions)
+        if not self.features or not self.concepts:
+            raise SettingsError("dataset.features and dataset.concepts each need at least one column name")
+        named = [*self.features, *self.concepts, self.task, *([self.split_column] if self.split_column else [])]
+        twice = sorted({c for c in named if named.count(c) > 1})
+        if twice:
+            raise SettingsError(f"dataset: column(s) {twice} are named in more than one role (features, concepts, task, "
+                                "split_column); give each column one role")
+        header = list(_read_table(file, nrows=0).columns)
+        absent = [c for c in named if c not in header]
+        if absent:
+            raise SettingsError(f"dataset: {file} has no column(s) {absent}; its columns are {header}")
+
+
+def _read_table(file: Path, nrows: int | None = None) -> Any:
+    import pandas as pd
+
+    if file.suffix.lower() == ".parquet":
+        try:
+            table = pd.read_parquet(file)
+        except ImportError:
+            raise SettingsError("reading Parquet needs pyarrow: pip install pyarrow (or save the table as CSV)") from None
+        return table.head(nrows) if nrows is not None else table
+    try:
+        return pd.read_csv(file, nrows=nrows, keep_default_na=True)
+    except (ValueError, UnicodeDecodeError) as err:
+        raise ValueError(f"{file} is not a readable CSV table ({type(err).__name__}: {str(err)[:160]})") from None
+
+
+def load_tensor_file(options: TensorFileSettings, seed: int) -> ConceptSplits:
+    """The tensors of ``options.path`` as one dataset, split by ``seed``.
+
+    Args:
+        options: The validated dataset block.
+        seed: Draws the split.
+
+    Returns:
+        Train / val / test splits.
+
+    Raises:
+        ValueError: A missing key, a shape, a label out of range, or a file that is not tensors (the
+            message names the file and the key).
+    """
+    file = Path(options.path).expanduser()
+    if file.suffix.lower() == ".npz":
+        try:
+            with np.load(file, allow_pickle=False) as archive:
+                content = {key: archive[key] for key in archive.files}
+        except (ValueError, OSError) as err:
+            raise ValueError(f"{file} is not a readable .npz of arrays ({type(err).__name__}: {str(err)[:160]})") from None
+    else:
+        try:
+            content = torch.load(file, map_location="cpu", weights_only=True)
+        except Exception as err:  # truncated, a pickle that carries code, not a torch file
+            raise ValueError(f"{file} is not a readable torch file of tensors ({type(err).__name__}: "
+                             f"{str(err).splitlines()[0][:160] if str(err) else ''}); save a dict with torch.save") from None
+    if not isinstance(content, dict):
+        raise ValueError(f"{file} holds a {type(content).__name__}; save a dict with keys x, c, y "
+                         "(and optionally concept_names, task_names)")
+    absent = [key for key in ("x", "c", "y") if key not in content]
+    if absent:
+        raise ValueError(f"{file} has no {', '.join(absent)}; it holds {sorted(content)} (x: inputs, c: concept "
+                         "labels, y: class indices)")
+    x, c, y = (torch.as_tensor(np.asarray(content[k]) if not isinstance(content[k], torch.Tensor) else content[k])
+               for k in ("x", "c", "y"))
+    k = c.shape[1] if c.ndim == 2 else 0
+    n_classes = int(y.max()) + 1 if y.numel() else 2
+    concept_names = [str(n) for n in content.get("concept_names", [f"c{i}" for i in range(k)])]
+    task_names = [str(n) for n in content.get("task_names", [f"class{j}" for j in range(max(n_classes, 2))])]
+    try:
+        data = ConceptDataset(x, c, y, ConceptInfo(tuple(concept_names), tuple(task_names)))
+    except ValueError as err:
+        raise ValueError(f"{file}: {err}") from None
+    return split_dataset(data, options.fractions, seed=seed)
+
+
+def _binary(values: Any, file: Path, column: str) -> np.ndarray:
+    """A concept column as floats 1 / 0 / NaN (missing), or an error naming the first bad row."""
+    words = {"1": 1.0, "0": 0.0, "true": 1.0, "false": 0.0, "yes": 1.0, "no": 0.0, "1.0": 1.0, "0.0": 0.0}
+    out = np.empty(len(values), dtype=np.float32)
+    for row, value in enumerate(values):
+        if value is None or (isinstance(value, float) and np.isnan(value)):
+            out[row] = np.nan
+            continue
+        key = str(value).strip().lower()
+        if key not in words:
+            raise ValueError(f"{file}, column {column!r}, row {row + 2}: {value!r} is not a concept label; write 1/0, "
+                             "true/false or yes/no, and leave the cell empty where the label is unknown")
+        out[row] = words[key]
+    return out
+
+
+def load_table(options: TableSettings, seed: int) -> ConceptSplits:
+    """The table of ``options.path`` as one dataset, split by its split column or by ``seed``.
+
+    Args:
+        options: The validated dataset block.
+        seed: Draws the split when the table has no split column.
+
+    Returns:
+        Train / val / test splits.
+
+    Raises:
+        ValueError: A non-numeric or empty feature cell, a concept cell that is not a label, a task
+            value outside ``classes``, or a split value other than train/val/test (the message names
+            the file, the column and the row).
+    """
+    file = Path(options.path).expanduser()
+    table = _read_table(file)
+    if len(table) == 0:
+        raise ValueError(f"{file} has a header but no rows")
+    features = np.empty((len(table), len(options.features)), dtype=np.float32)
+    for j, column in enumerate(options.features):
+        values = table[column].to_numpy()
+        for row, value in enumerate(values):
+            try:
+                features[row, j] = float(value)
+            except (TypeError, ValueError):
+                raise ValueError(f"{file}, column {column!r}, row {row + 2}: {value!r} is not a number; feature columns "
+                                 "must be numeric (encode categories as numbers first)") from None
+        bad = np.flatnonzero(~np.isfinite(features[:, j]))
+        if bad.size:
+            raise ValueError(f"{file}, column {column!r}, row {bad[0] + 2}: the feature is empty or not finite "
+                             f"({bad.size} row(s) in all); fill or drop those rows")
+    concepts = np.stack([_binary(table[column].to_numpy(dtype=object), file, column) for column in options.concepts], 1)
+    task = [str(v) for v in table[options.task].to_numpy(dtype=object)]
+    empty = [row for row, v in enumerate(table[options.task].isna()) if v]
+    if empty:
+        raise ValueError(f"{file}, column {options.task!r}, row {empty[0] + 2}: the task label is empty "
+                         f"({len(empty)} row(s) in all); every row needs its class")
+    classes = list(options.classes) if options.classes else sorted(set(task))
+    index = {name: i for i, name in enumerate(classes)}
+    unknown = [(row, v) for row, v in enumerate(task) if v not in index]
+    if unknown:
+        row, value = unknown[0]
+        raise ValueError(f"{file}, column {options.task!r}, row {row + 2}: {value!r} is not one of dataset.classes {classes}")
+    if len(classes) < 2:
+        raise ValueError(f"{file}, column {options.task!r}: every row has the class {classes[0]!r}; a task needs two classes or more")
+    info = ConceptInfo(tuple(options.concepts), tuple(classes))
+    data = ConceptDataset(torch.from_numpy(features), torch.from_numpy(concepts),
+                          torch.tensor([index[v] for v in task]), info)
+    if options.split_column is None:
+        splits = split_dataset(data, options.fractions, seed=seed)
+    else:
+        splits = _fixed_split(data, table, options, file)
+    return _standardized(splits) if options.standardize else splits
+
+
+def _standardized(splits: ConceptSplits) -> ConceptSplits:
+    """Every split's features scaled by the training split's mean and std (a constant feature: by 1)."""
+    mean, std = splits.train.x.mean(0), splits.train.x.std(0)
+    std = torch.where(std > 0, std, torch.ones_like(std))
+    return ConceptSplits(*(ConceptDataset((part.x - mean) / std, part.c, part.y, part.info)
+                           for part in (splits.train, splits.val, splits.test)), splits.concept_source)
+
+
+def _fixed_split(data: ConceptDataset, table: Any, options: TableSettings, file: Path) -> ConceptSplits:
+    """The split the table's ``split_column`` marks, row by row."""
+    parts = [str(v).strip().lower() for v in table[options.split_column].to_numpy(dtype=object)]
+    wrong = [(row, v) for row, v in enumerate(parts) if v not in SPLIT_NAMES]
+    if wrong:
+        row, value = wrong[0]
+        raise ValueError(f"{file}, column {options.split_column!r}, row {row + 2}: {value!r} is not train, val or test")
+    rows = {name: [i for i, v in enumerate(parts) if v == name] for name in SPLIT_NAMES}
+    empty_parts = [name for name, members in rows.items() if not members]
+    if empty_parts:
+        raise ValueError(f"{file}, column {options.split_column!r}: no row is marked {' or '.join(empty_parts)}")
+    return ConceptSplits(*(data.subset(rows[name]) for name in SPLIT_NAMES))
