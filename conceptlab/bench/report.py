@@ -14,10 +14,10 @@ from ..interventions import POLICIES, normalised_auc
 from ..plotting import pyplot, save_figure
 from .spec import BenchSpec
 
-METRICS = ("task_accuracy", "concept_accuracy", "concept_auc", "concept_alignment", "concept_alignment_kmeans", "oracle_impurity",
-           "niche_impurity")
+METRICS = ("task_accuracy", "task_balanced_accuracy", "task_top5_accuracy", "concept_accuracy", "concept_auc",
+           "concept_alignment", "concept_alignment_kmeans", "oracle_impurity", "niche_impurity")
 CURVE_FRACTIONS = (0.0, 0.25, 0.5, 0.75, 1.0)
-SELECTABLE = ("val_task_accuracy", "val_concept_accuracy", "val_concept_auc")
+SELECTABLE = ("val_task_accuracy", "val_task_balanced_accuracy", "val_concept_accuracy", "val_concept_auc")
 
 
 @dataclass(frozen=True)
@@ -156,16 +156,20 @@ def markdown_table(rows: list[Row], specs: list[BenchSpec], select: str = "val_t
                       "are shown.\n\n")
         cells = [r for r in rows if r.benchmark == spec.name]
         impurity = any(r.metrics["oracle_impurity"] for r in cells)
-        out.write("| model | task accuracy | reference | concept accuracy | concept AUC | CAS | CAS k-means | CAS reference "
+        top5 = any(r.metrics["task_top5_accuracy"] for r in cells)
+        out.write("| model | task accuracy | reference | balanced accuracy " + ("| top-5 " if top5 else "")
+                  + "| concept accuracy | concept AUC | CAS | CAS k-means | CAS reference "
                   + ("| OIS | NIS " if impurity else "") + "| epochs | train s | runs |\n")
-        out.write("|---|---|---|---|---|---|---|---|" + ("---|---|" if impurity else "") + "---|---|---|\n")
+        out.write("|---|---|---|---|" + ("---|" if top5 else "") + "---|---|---|---|---|" + ("---|---|" if impurity else "")
+                  + "---|---|---|\n")
         for r in cells:
             runs = _runs_cell(r)
             model = f"{r.model} ({_point(r.chosen)})" if r.chosen else r.model
             purity = f"| {_fmt(r.metrics['oracle_impurity'])} | {_fmt(r.metrics['niche_impurity'])} " if impurity else ""
+            top = f"| {_fmt(r.metrics['task_top5_accuracy'])} " if top5 else ""
             out.write(
                 f"| {model} | {_fmt(r.metrics['task_accuracy'])} | {_opt(r.reference_task_accuracy)} "
-                f"| {_fmt(r.metrics['concept_accuracy'])} | {_fmt(r.metrics['concept_auc'])} "
+                f"| {_fmt(r.metrics['task_balanced_accuracy'])} {top}| {_fmt(r.metrics['concept_accuracy'])} | {_fmt(r.metrics['concept_auc'])} "
                 f"| {_fmt(r.metrics['concept_alignment'])} | {_fmt(r.metrics['concept_alignment_kmeans'])} "
                 f"| {_opt(r.reference_alignment)} {purity}"
                 f"| {_opt(r.epochs, 0)} | {_opt(r.train_seconds, 1)} | {runs} |\n"

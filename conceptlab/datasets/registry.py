@@ -119,8 +119,9 @@ def dataset_settings(config: Mapping[str, Any] | DatasetSettings) -> DatasetSett
 
 
 def settings_dict(config: DatasetSettings) -> dict[str, Any]:
-    """Every setting, defaults included: what a checkpoint records."""
-    return dataclasses.asdict(config)
+    """Every setting, defaults included, as plain JSON data (lists, not tuples): what a checkpoint
+    and ``specs.json`` record, so a setting read back compares equal to the one written."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()}
 
 
 def hashed_settings(config: DatasetSettings) -> dict[str, Any]:

@@ -2,9 +2,10 @@
 
 from .alignment import concept_alignment_score, concept_representations
 from .purity import niche_impurity_score, oracle_impurity_score, own_representations, purity_matrix
-from .task import concept_accuracy, concept_auc, evaluate, summarize, task_accuracy
+from .task import balanced_accuracy, concept_accuracy, concept_auc, evaluate, summarize, task_accuracy, top_k_accuracy
 
 __all__ = [
+    "balanced_accuracy",
     "concept_accuracy",
     "concept_alignment_score",
     "concept_auc",
@@ -16,4 +17,5 @@ __all__ = [
     "purity_matrix",
     "summarize",
     "task_accuracy",
+    "top_k_accuracy",
 ]

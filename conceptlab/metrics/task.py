@@ -9,7 +9,7 @@ from torch import Tensor
 
 from ..datasets.base import ConceptDataset
 from ..models.base import ConceptModel, ConceptOutput, Intervention, predict
-from ..models.heads import predicted_class
+from ..models.heads import class_logits, predicted_class
 
 
 def task_accuracy(task_logits: Tensor, y: Tensor, binary_threshold: float = 0.0) -> float:
@@ -33,6 +33,57 @@ def task_accuracy(task_logits: Tensor, y: Tensor, binary_threshold: float = 0.0)
     """
     pred = predicted_class(task_logits, binary_threshold)
     return float((pred == y.to(pred.device)).float().mean())
+
+
+def balanced_accuracy(task_logits: Tensor, y: Tensor, binary_threshold: float = 0.0) -> float:
+    """Mean recall over the classes present in ``y``: accuracy that a majority class cannot carry.
+
+    Args:
+        task_logits: (N, T) task logits.
+        y: (N,) true classes.
+        binary_threshold: The decision threshold of a single binary logit.
+
+    Returns:
+        Balanced accuracy in [0, 1].
+
+    Examples:
+        >>> from conceptlab.metrics import balanced_accuracy
+        >>> logits = torch.tensor([[1.0], [1.0], [1.0], [1.0]])  # always class 1
+        >>> balanced_accuracy(logits, torch.tensor([1, 1, 1, 0]))  # 75% accurate, half the classes recalled
+        0.5
+    """
+    pred = predicted_class(task_logits, binary_threshold)
+    y = y.to(pred.device)
+    recalls = [float((pred[y == k] == k).float().mean()) for k in torch.unique(y).tolist()]
+    return float(np.mean(recalls))
+
+
+TOP_K = 5
+
+
+def top_k_accuracy(task_logits: Tensor, y: Tensor, k: int = TOP_K) -> float | None:
+    """Share of samples whose true class is among the ``k`` highest logits; None when the task has
+    ``k`` classes or fewer (every sample would count).
+
+    Args:
+        task_logits: (N, T) task logits (one binary logit reads as two classes).
+        y: (N,) true classes.
+        k: How many of the top classes count.
+
+    Returns:
+        Top-k accuracy in [0, 1], or None.
+
+    Examples:
+        >>> from conceptlab.metrics import top_k_accuracy
+        >>> logits = torch.tensor([[5.0, 4.0, 3.0, 2.0, 1.0, 0.0, -1.0]])
+        >>> top_k_accuracy(logits, torch.tensor([4])), top_k_accuracy(logits, torch.tensor([5]))
+        (1.0, 0.0)
+    """
+    logits = class_logits(task_logits)
+    if logits.shape[1] <= k:
+        return None
+    top = logits.topk(k, dim=1).indices
+    return float((top == y.to(top.device).view(-1, 1)).any(1).float().mean())
 
 
 def concept_accuracy(concept_probs: Tensor, c: Tensor) -> float:
@@ -83,7 +134,8 @@ def concept_auc(concept_probs: Tensor, c: Tensor) -> float:
 
 
 def summarize(output: ConceptOutput, data: ConceptDataset, binary_threshold: float = 0.0) -> dict[str, float | None]:
-    """Task accuracy plus, for concept models, concept accuracy and AUC (``None`` otherwise).
+    """Task accuracy (plain, balanced, top-5) plus, for concept models, concept accuracy and AUC
+    (``None`` otherwise).
 
     Args:
         output: A model's output on ``data``.
@@ -104,6 +156,8 @@ def summarize(output: ConceptOutput, data: ConceptDataset, binary_threshold: flo
     has_concepts = output.concept_probs is not None
     return {
         "task_accuracy": task_accuracy(output.task_logits, data.y, binary_threshold),
+        "task_balanced_accuracy": balanced_accuracy(output.task_logits, data.y, binary_threshold),
+        "task_top5_accuracy": top_k_accuracy(output.task_logits, data.y),
         "concept_accuracy": concept_accuracy(output.concept_probs, data.c) if has_concepts else None,
         "concept_auc": concept_auc(output.concept_probs, data.c) if has_concepts else None,
     }
@@ -122,14 +176,15 @@ def evaluate(
         binary_threshold: The decision threshold of a single binary logit (0: its decision boundary).
 
     Returns:
-        ``task_accuracy``, ``concept_accuracy`` and ``concept_auc`` (the concept keys ``None`` for models without concepts).
+        ``task_accuracy``, ``task_balanced_accuracy``, ``task_top5_accuracy`` (None with 5 classes or
+        fewer), ``concept_accuracy`` and ``concept_auc`` (None for models without concepts).
 
     Examples:
         >>> from conceptlab.datasets import xor
         >>> from conceptlab.metrics import evaluate
         >>> from conceptlab.models import cbm
         >>> sorted(evaluate(cbm(in_features=2, n_concepts=2, n_classes=2), xor(size=100).test))
-        ['concept_accuracy', 'concept_auc', 'task_accuracy']
+        ['concept_accuracy', 'concept_auc', 'task_accuracy', 'task_balanced_accuracy', 'task_top5_accuracy']
     """
     with torch.no_grad():
         return summarize(predict(model, data.inputs, intervention), data, binary_threshold)

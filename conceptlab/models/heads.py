@@ -59,17 +59,23 @@ def output_logits(output: ConceptOutput | Tensor) -> Tensor:
     return logits[:, None] if logits.ndim == 1 else logits.flatten(1)
 
 
-def task_loss(logits: Tensor, y: Tensor, reduction: str = "mean") -> Tensor:
+def task_loss(logits: Tensor, y: Tensor, reduction: str = "mean", class_weight: Tensor | None = None) -> Tensor:
     """The task's training loss: binary cross-entropy for one logit, cross-entropy otherwise.
 
     Args:
         logits: (B, T) task logits.
         y: (B,) true classes.
         reduction: ``"mean"`` over the batch, or ``"none"`` for one loss per sample.
+        class_weight: (n_classes,) weight of each class's samples; the mean is then weighted
+            (sum of w_y * loss over sum of w_y), for one logit as for several.
     """
-    if logits.shape[-1] == 1:
-        return F.binary_cross_entropy_with_logits(logits.squeeze(-1), y.to(logits.dtype), reduction=reduction)
-    return F.cross_entropy(logits, y, reduction=reduction)
+    if class_weight is None:
+        if logits.shape[-1] == 1:
+            return F.binary_cross_entropy_with_logits(logits.squeeze(-1), y.to(logits.dtype), reduction=reduction)
+        return F.cross_entropy(logits, y, reduction=reduction)
+    losses = task_loss(logits, y, reduction="none")
+    weights = class_weight.to(losses)[y.long()]
+    return weights * losses if reduction == "none" else (weights * losses).sum() / weights.sum()
 
 
 def predicted_class(logits: Tensor, binary_threshold: float = 0.0) -> Tensor:

@@ -4,7 +4,7 @@ from ..runtime import seeded
 from .config import IntCEMConfig, PosthocConfig, TrainConfig
 from .elastic_net import ElasticNetFit, fit_elastic_net
 from .learner import ConceptLearner, Stage
-from .losses import concept_loss, concept_pos_weight
+from .losses import concept_loss, concept_pos_weight, task_class_weights
 from .recipes import RECIPES, FitReport, fit, recipe_stages
 
 __all__ = [
@@ -22,4 +22,5 @@ __all__ = [
     "fit_elastic_net",
     "recipe_stages",
     "seeded",
+    "task_class_weights",
 ]

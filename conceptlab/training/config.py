@@ -90,6 +90,8 @@ class TrainConfig:
         keep: The weights a stage ends with: its ``best`` validation epoch's, or its ``last``.
         concept_weight: alpha in L = L_task + alpha * L_concept.
         concept_class_weighting: Weight each concept's positives by n_neg / n_pos.
+        task_class_weighting: Weight each class's samples by n / (n_classes * n_class) in the task loss
+            (Lightning-trained stages; the PCBM's sparse head is not weighted).
         intervention_prob: RandInt: probability of a training-time intervention.
         intervention_per: Draw RandInt's mask per ``sample`` or per ``batch``.
         device: Lightning accelerator: ``auto``, ``cpu``, ``cuda``, ``gpu`` or ``mps``.
@@ -112,6 +114,7 @@ class TrainConfig:
     keep: Literal["best", "last"] = "best"
     concept_weight: NonNegativeFloat = 1.0
     concept_class_weighting: Bool = False
+    task_class_weighting: Bool = False
     intervention_prob: Fraction = 0.0
     intervention_per: Literal["sample", "batch"] = "sample"
     device: Literal["auto", "cpu", "cuda", "gpu", "mps"] = "auto"

@@ -59,10 +59,11 @@ class IntCEMLearner(ConceptLearner):
 
     epoch_metrics = ("trajectory_steps", "trajectory_samples", "policy_loss")
 
-    def __init__(self, model: InterventionAwareCEM, stage: Stage, config: TrainConfig, *, pos_weight: Tensor | None = None):
+    def __init__(self, model: InterventionAwareCEM, stage: Stage, config: TrainConfig, *, pos_weight: Tensor | None = None,
+                 class_weight: Tensor | None = None):
         if not isinstance(model, InterventionAwareCEM):
             raise ValueError(f"the intcem recipe trains an IntCEM (conceptlab.models.intcem); got {type(model).__name__}")
-        super().__init__(model, stage, config, pos_weight=pos_weight)
+        super().__init__(model, stage, config, pos_weight=pos_weight, class_weight=class_weight)
         self.horizon = config.intcem.initial_horizon
 
     def loss_terms(self, batch: tuple[Tensor, Tensor, Tensor], training: bool) -> dict[str, Tensor]:
@@ -111,7 +112,7 @@ class IntCEMLearner(ConceptLearner):
 
         # RandInt corrections first, then a few more at random, then T_i steps chosen by the policy
         randint = self._randint(x.shape[0], units.shape[0], x.device)
-        randint_loss = task_loss(task_logits(randint.to(x.dtype)), y, reduction="none")
+        randint_loss = task_loss(task_logits(randint.to(x.dtype)), y, reduction="none", class_weight=self.class_weight)
         before, steps = trajectory_lengths((~randint).sum(1), self.horizon, settings.max_horizon)
         chosen = (randint | random_pick(~randint, before)).to(x.dtype)
         discounts = settings.policy_discount ** torch.arange(int(steps.max()), device=x.device, dtype=x.dtype)
@@ -134,7 +135,7 @@ class IntCEMLearner(ConceptLearner):
         end_weight = torch.where(steps > 0, settings.task_discount ** steps.to(x.dtype), torch.zeros_like(randint_loss))
         loss_task = randint_loss / (1.0 + end_weight)
         if discounts.numel():
-            loss_task = loss_task + end_weight * task_loss(task_logits(chosen), y, reduction="none") / (1.0 + end_weight)
+            loss_task = loss_task + end_weight * task_loss(task_logits(chosen), y, reduction="none", class_weight=self.class_weight) / (1.0 + end_weight)
         if self.horizon < units.shape[0] + 1:
             self.horizon *= settings.horizon_rate
         running = steps > 0

@@ -56,6 +56,7 @@ class ConceptLearner(L.LightningModule):
         stage: The stage's objective and trainable parameters.
         config: The training settings.
         pos_weight: (k,) weights of each concept's positive term.
+        class_weight: (n_classes,) weights of each class's samples in the task loss.
 
     Examples:
         >>> from conceptlab.models import cbm
@@ -66,12 +67,14 @@ class ConceptLearner(L.LightningModule):
         'joint'
     """
 
-    def __init__(self, model: ConceptModel, stage: Stage, config: TrainConfig, *, pos_weight: Tensor | None = None):
+    def __init__(self, model: ConceptModel, stage: Stage, config: TrainConfig, *, pos_weight: Tensor | None = None,
+                 class_weight: Tensor | None = None):
         super().__init__()
         self.model = model
         self.stage = stage
         self.config = config
         self.register_buffer("pos_weight", pos_weight, persistent=False)
+        self.register_buffer("class_weight", class_weight, persistent=False)
         self._uses_concepts = model.n_concepts > 0 and (stage.concept_weight > 0 or stage.true_concepts)
         self._epoch_sums: dict[str, tuple[Tensor, int]] = {}
 
@@ -104,7 +107,7 @@ class ConceptLearner(L.LightningModule):
         out = self.model(x, self._intervention(c, training))
         terms: dict[str, Tensor] = {}
         if self.stage.task_weight:
-            terms["task"] = self.stage.task_weight * task_loss(out.task_logits, y)
+            terms["task"] = self.stage.task_weight * task_loss(out.task_logits, y, class_weight=self.class_weight)
         if self.stage.concept_weight and out.concept_logits is not None:
             terms["concept"] = self.stage.concept_weight * concept_loss(out.concept_logits, c, self.pos_weight)
         return terms

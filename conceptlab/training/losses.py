@@ -53,3 +53,23 @@ def concept_pos_weight(c: Tensor) -> Tensor:
     positives = c.nansum(0)
     negatives = (~torch.isnan(c)).sum(0) - positives
     return torch.where(positives > 0, negatives / positives.clamp(min=1), torch.ones_like(positives))
+
+
+def task_class_weights(y: Tensor, n_classes: int) -> Tensor:
+    """n / (n_classes * n_c) per class (scikit-learn's "balanced"), for class-weighted task losses;
+    1 for a class the labels never show.
+
+    Args:
+        y: (N,) class indices of the training split.
+        n_classes: Number of classes.
+
+    Returns:
+        (n_classes,) weights.
+
+    Examples:
+        >>> from conceptlab.training import task_class_weights
+        >>> task_class_weights(torch.tensor([0, 0, 0, 1]), 2).tolist()
+        [0.6666666865348145, 2.0]
+    """
+    counts = torch.bincount(y.long(), minlength=n_classes).float()
+    return torch.where(counts > 0, y.numel() / (n_classes * counts.clamp(min=1)), torch.ones_like(counts))

@@ -21,7 +21,7 @@ from .config import TrainConfig
 from .data import ConceptDataModule, ImageDataModule
 from .intcem import IntCEMLearner
 from .learner import ConceptLearner, Stage
-from .losses import concept_pos_weight
+from .losses import concept_pos_weight, task_class_weights
 from .posthoc import check_posthoc, fit_residual_as_authors, fit_sparse_head
 from .stage_logger import StageLogger
 
@@ -239,6 +239,7 @@ def fit(
     if not model.residual_parameters():
         stages = [s for s in stages if s.trainable != "residual"]
     pos_weight = concept_pos_weight(splits.train.c) if config.concept_class_weighting else None
+    class_weight = task_class_weights(splits.train.y, model.n_classes) if config.task_class_weighting else None
     start = time.perf_counter()
     stage_epochs: dict[str, int] = {}
     history: dict[str, dict[str, list[float]]] = {}
@@ -257,7 +258,8 @@ def fit(
                 warnings.warn(f"the sparse head stopped at max_iter={config.posthoc.max_iter} before reaching "
                               f"tol={config.posthoc.tol}; raise train.posthoc.max_iter", RuntimeWarning, stacklevel=2)
             continue
-        learner = (IntCEMLearner if stage.trajectories else ConceptLearner)(model, stage, config, pos_weight=pos_weight)
+        learner = (IntCEMLearner if stage.trajectories else ConceptLearner)(model, stage, config, pos_weight=pos_weight,
+                                                                              class_weight=class_weight)
         recorder = _History(learner.epoch_metrics)
         stage_loggers = [StageLogger(lg, stage.name if trained > 1 else None) for lg in loggers or []]
         with _quiet_lightning():
