@@ -158,3 +158,47 @@ def test_a_csv_runs_through_the_bench_and_its_checkpoint_rebuilds_the_data(tmp_p
     run = load_run(records[0]["checkpoint"])
     assert run.data.test.info.concept_names == ("a", "b") and len(run.data.test) == 40
     assert json.loads(json.dumps(run.record.dataset))["name"] == "table"
+
+
+def _image_folder(tmp_path, n=30, rows_extra=""):
+    from PIL import Image
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    rows = ["image,red,big,label"]
+    for i in range(n):
+        red, big = bool(rng.random() < 0.5), bool(rng.random() < 0.5)
+        pixels = np.full((16, 16, 3), 20, dtype=np.uint8)
+        side = 12 if big else 5
+        pixels[2:2 + side, 2:2 + side] = (230, 30, 30) if red else (30, 30, 230)
+        Image.fromarray(pixels).save(folder / f"{i:02d}.png")
+        rows.append(f"{i:02d}.png,{int(red)},{int(big)},{'yes' if red and big else 'no'}")
+    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n" + rows_extra)
+    return {"name": "images", "folder": str(folder), "annotations": str(tmp_path / "labels.csv"), "concepts": ["red", "big"],
+            "task": "label", "backbone": "resnet18", "weights": None, "image_size": 16, "cache_dir": str(tmp_path / "cache")}
+
+
+def test_an_image_folder_with_a_csv_runs_through_the_bench_on_frozen_features(tmp_path):
+    block = _image_folder(tmp_path)
+    spec = parse_spec({"dataset": block, "models": ["cbm-logit"], "seeds": 1, "train": {"max_epochs": 2},
+                       "evaluation": {"intervention_policies": ["random"], "intervention_repeats": 1}}, "shapes")
+    records = run_grid([spec], tmp_path / "out", workers=1, progress=False).records()
+    assert records[0]["status"] == "ok" and len(records[0]["interventions"]["random"]) == 3
+    assert list((tmp_path / "cache").rglob("*.pt"))  # the features were extracted once and cached
+    finetune = load_dataset({**block, "mode": "finetune"}, seed=0)
+    image, c, y = finetune.train[0]
+    assert image.shape == (3, 16, 16) and finetune.info.task_names == ("no", "yes")
+
+
+def test_an_image_folder_names_the_csv_row_of_a_missing_or_repeated_file(tmp_path):
+    block = _image_folder(tmp_path, rows_extra="99.png,1,0,no\n")
+    with pytest.raises(ValueError, match="labels.csv, column 'image', row 32: no image file at .*99.png"):
+        load_dataset(block, seed=0)
+    (tmp_path / "labels.csv").write_text((tmp_path / "labels.csv").read_text().replace("99.png", "00.png"))
+    with pytest.raises(ValueError, match="00.png is listed more than once"):
+        load_dataset(block, seed=0)
+    with pytest.raises(SettingsError, match="dataset.folder: no folder at"):
+        load_dataset({**block, "folder": str(tmp_path / "elsewhere")}, seed=0)
+    with pytest.raises(SettingsError, match="dataset.backbone: unknown backbone 'vgg'"):
+        load_dataset({**block, "backbone": "vgg"}, seed=0)

@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import Field, StrictInt
 
+from ..datasets.files import ImageFolderSettings
 from ..datasets.registry import CubSettings, DatasetSettings, dataset_settings, hashed_settings, settings_dict
 from ..settings import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, SettingsError, Str, settings, validated
 from ..training.config import TrainConfig
@@ -159,6 +160,7 @@ class BenchSpec:
             if not self.dataset.root:
                 raise ValueError(f"{self.name} needs the CUB archive: pass --root PATH (the directory holding CUB_200_2011/)")
             find_cub_root(self.dataset.root)
+        if isinstance(self.dataset, (CubSettings, ImageFolderSettings)):
             from ..models.encoders import require_backbone
 
             require_backbone(self.dataset.backbone if self.dataset.mode == "frozen" else self.model.backbone or "")
@@ -252,6 +254,9 @@ def bundled_configs() -> list[str]:
     return sorted(p.name[:-5] for p in _config_dir().iterdir() if p.name.endswith(".yaml"))
 
 
+DATA_PATH_KEYS = ("path", "folder", "annotations")  # dataset keys that name files of the user's data
+
+
 def load_config(target: str) -> tuple[dict[str, Any], str]:
     """The raw YAML of a bundled config name ('xor') or a file path, and its default name.
 
@@ -277,9 +282,11 @@ def load_config(target: str) -> tuple[dict[str, Any], str]:
     if not isinstance(raw, dict):
         raise ValueError(f"config {source} must be a YAML mapping of settings")
     dataset = raw.get("dataset")
-    if path.is_file() and isinstance(dataset, dict) and isinstance(dataset.get("path"), str):
-        # a data file named in a config is read from the config's folder, wherever the bench runs
-        raw = {**raw, "dataset": {**dataset, "path": str((path.parent / Path(dataset["path"]).expanduser()).resolve())}}
+    if path.is_file() and isinstance(dataset, dict):
+        # data files named in a config are read from the config's folder, wherever the bench runs
+        located = {key: str((path.parent / Path(dataset[key]).expanduser()).resolve())
+                   for key in DATA_PATH_KEYS if isinstance(dataset.get(key), str)}
+        raw = {**raw, "dataset": {**dataset, **located}}
     return raw, path.stem
 
 

@@ -4,7 +4,7 @@ from ..info import ConceptInfo
 from .base import ConceptData, ConceptDataset, ConceptSplits, split_dataset
 from .cub import load_cub, load_koh_pickles
 from .features import extract_features
-from .files import TableSettings, TensorFileSettings
+from .files import ImageFolderSettings, TableSettings, TensorFileSettings
 from .images import ImageConceptDataset
 from .registry import CubSettings, SyntheticSettings, dataset_settings, load_dataset
 from .supervision import drop_concepts, hide_labels
@@ -18,6 +18,7 @@ __all__ = [
     "ConceptSplits",
     "CubSettings",
     "ImageConceptDataset",
+    "ImageFolderSettings",
     "SyntheticSettings",
     "TableSettings",
     "TensorFileSettings",

@@ -19,7 +19,7 @@ from pydantic import Field
 
 from ..info import ConceptInfo
 from ..settings import Bool, Float, SettingsError, Str, settings
-from .base import ConceptDataset, ConceptSplits, split_dataset
+from .base import ConceptData, ConceptDataset, ConceptSplits, split_dataset
 
 TENSOR_SUFFIXES = (".pt", ".npz")
 TABLE_SUFFIXES = (".csv", ".parquet")
@@ -200,6 +200,42 @@ def _binary(values: Any, file: Path, column: str) -> np.ndarray:
     return out
 
 
+def _labels(table: Any, file: Path, concepts: Sequence[str], task: str, classes: Sequence[str] | None) -> tuple[Any, Any, ConceptInfo]:
+    """A table's concept labels (N, k) with NaN for empty cells, class indices (N,) and their names."""
+    c = np.stack([_binary(table[column].to_numpy(dtype=object), file, column) for column in concepts], 1)
+    values = [str(v) for v in table[task].to_numpy(dtype=object)]
+    empty = [row for row, v in enumerate(table[task].isna()) if v]
+    if empty:
+        raise ValueError(f"{file}, column {task!r}, row {empty[0] + 2}: the task label is empty "
+                         f"({len(empty)} row(s) in all); every row needs its class")
+    names = list(classes) if classes else sorted(set(values))
+    index = {name: i for i, name in enumerate(names)}
+    unknown = [(row, v) for row, v in enumerate(values) if v not in index]
+    if unknown:
+        row, value = unknown[0]
+        raise ValueError(f"{file}, column {task!r}, row {row + 2}: {value!r} is not one of dataset.classes {names}")
+    if len(names) < 2:
+        raise ValueError(f"{file}, column {task!r}: every row has the class {names[0]!r}; a task needs two classes or more")
+    return torch.from_numpy(c), torch.tensor([index[v] for v in values]), ConceptInfo(tuple(concepts), tuple(names))
+
+
+def _split(data: ConceptData, table: Any, file: Path, split_column: str | None, fractions: Sequence[float],
+           seed: int) -> ConceptSplits:
+    """The split a table's ``split_column`` marks row by row, or else a split drawn by ``seed``."""
+    if split_column is None:
+        return split_dataset(data, fractions, seed=seed)
+    parts = [str(v).strip().lower() for v in table[split_column].to_numpy(dtype=object)]
+    wrong = [(row, v) for row, v in enumerate(parts) if v not in SPLIT_NAMES]
+    if wrong:
+        row, value = wrong[0]
+        raise ValueError(f"{file}, column {split_column!r}, row {row + 2}: {value!r} is not train, val or test")
+    rows = {name: [i for i, v in enumerate(parts) if v == name] for name in SPLIT_NAMES}
+    empty_parts = [name for name, members in rows.items() if not members]
+    if empty_parts:
+        raise ValueError(f"{file}, column {split_column!r}: no row is marked {' or '.join(empty_parts)}")
+    return ConceptSplits(*(data.subset(rows[name]) for name in SPLIT_NAMES))
+
+
 def load_table(options: TableSettings, seed: int) -> ConceptSplits:
     """The table of ``options.path`` as one dataset, split by its split column or by ``seed``.
 
@@ -232,27 +268,9 @@ def load_table(options: TableSettings, seed: int) -> ConceptSplits:
         if bad.size:
             raise ValueError(f"{file}, column {column!r}, row {bad[0] + 2}: the feature is empty or not finite "
                              f"({bad.size} row(s) in all); fill or drop those rows")
-    concepts = np.stack([_binary(table[column].to_numpy(dtype=object), file, column) for column in options.concepts], 1)
-    task = [str(v) for v in table[options.task].to_numpy(dtype=object)]
-    empty = [row for row, v in enumerate(table[options.task].isna()) if v]
-    if empty:
-        raise ValueError(f"{file}, column {options.task!r}, row {empty[0] + 2}: the task label is empty "
-                         f"({len(empty)} row(s) in all); every row needs its class")
-    classes = list(options.classes) if options.classes else sorted(set(task))
-    index = {name: i for i, name in enumerate(classes)}
-    unknown = [(row, v) for row, v in enumerate(task) if v not in index]
-    if unknown:
-        row, value = unknown[0]
-        raise ValueError(f"{file}, column {options.task!r}, row {row + 2}: {value!r} is not one of dataset.classes {classes}")
-    if len(classes) < 2:
-        raise ValueError(f"{file}, column {options.task!r}: every row has the class {classes[0]!r}; a task needs two classes or more")
-    info = ConceptInfo(tuple(options.concepts), tuple(classes))
-    data = ConceptDataset(torch.from_numpy(features), torch.from_numpy(concepts),
-                          torch.tensor([index[v] for v in task]), info)
-    if options.split_column is None:
-        splits = split_dataset(data, options.fractions, seed=seed)
-    else:
-        splits = _fixed_split(data, table, options, file)
+    c, y, info = _labels(table, file, options.concepts, options.task, options.classes)
+    data = ConceptDataset(torch.from_numpy(features), c, y, info)
+    splits = _split(data, table, file, options.split_column, options.fractions, seed)
     return _standardized(splits) if options.standardize else splits
 
 
@@ -264,15 +282,101 @@ def _standardized(splits: ConceptSplits) -> ConceptSplits:
                            for part in (splits.train, splits.val, splits.test)), splits.concept_source)
 
 
-def _fixed_split(data: ConceptDataset, table: Any, options: TableSettings, file: Path) -> ConceptSplits:
-    """The split the table's ``split_column`` marks, row by row."""
-    parts = [str(v).strip().lower() for v in table[options.split_column].to_numpy(dtype=object)]
-    wrong = [(row, v) for row, v in enumerate(parts) if v not in SPLIT_NAMES]
-    if wrong:
-        row, value = wrong[0]
-        raise ValueError(f"{file}, column {options.split_column!r}, row {row + 2}: {value!r} is not train, val or test")
-    rows = {name: [i for i, v in enumerate(parts) if v == name] for name in SPLIT_NAMES}
-    empty_parts = [name for name, members in rows.items() if not members]
-    if empty_parts:
-        raise ValueError(f"{file}, column {options.split_column!r}: no row is marked {' or '.join(empty_parts)}")
-    return ConceptSplits(*(data.subset(rows[name]) for name in SPLIT_NAMES))
+@settings
+class ImageFolderSettings:
+    """Your images: a folder of image files and a CSV that names each file with its concept and
+    task labels; frozen backbone features (cached) or the images themselves for fine-tuning.
+
+    Attributes:
+        name: ``images``.
+        folder: The folder the CSV's image paths are relative to.
+        annotations: The CSV file (a header row; one row per image).
+        image_column: The column of image paths (relative to ``folder``).
+        concepts: Binary concept columns (0/1, true/false, yes/no; an empty cell is a missing label).
+        task: The class label column.
+        classes: The class values in the order the model's outputs take (default: sorted).
+        split_column: A column of ``train`` / ``val`` / ``test`` fixing the split (else a seeded split).
+        fractions: Train, validation and test shares of the seeded split.
+        mode: ``frozen`` (cached backbone features) or ``finetune`` (images, end to end).
+        backbone: The backbone that makes the features (frozen mode).
+        weights: A local weights file, ``bundled`` (EfficientNet-Lite0) or null (random initialisation).
+        image_size: The side images are resized to.
+        cache_dir: Where features are cached (default: $XDG_CACHE_HOME/conceptlab or ~/.cache/conceptlab).
+        batch_size: Feature-extraction batch.
+        missing_concept_labels: Share of training and validation concept labels hidden (NaN), in [0, 1).
+        hidden_concepts: Concepts removed from every split (an incomplete concept set).
+    """
+
+    name: Literal["images"]
+    folder: Str
+    annotations: Str
+    concepts: tuple[Str, ...]
+    task: Str
+    image_column: Str = "image"
+    classes: tuple[Str, ...] | None = None
+    split_column: Str | None = None
+    fractions: Fractions = (0.7, 0.1, 0.2)
+    mode: Literal["frozen", "finetune"] = "frozen"
+    backbone: Str = "efficientnet_lite0"
+    weights: Str | None = "bundled"
+    image_size: Annotated[int, Field(gt=0, strict=True)] = 224
+    cache_dir: Str | None = None
+    batch_size: Annotated[int, Field(gt=0, strict=True)] = 64
+    missing_concept_labels: Annotated[Float, Field(ge=0, lt=1)] = 0.0
+    hidden_concepts: tuple[Str, ...] = ()
+
+    def __post_init__(self) -> None:
+        from ..models.encoders import BACKBONES
+
+        if not Path(self.folder).expanduser().is_dir():
+            raise SettingsError(f"dataset.folder: no folder at {Path(self.folder).expanduser().resolve()} (a relative "
+                                "path is read from the config file's folder)")
+        file = _existing_file(self.annotations, (".csv",))
+        _check_fractions(self.fractions)
+        if self.backbone not in BACKBONES:
+            raise SettingsError(f"dataset.backbone: unknown backbone {self.backbone!r}; choose from {', '.join(BACKBONES)}")
+        if not self.concepts:
+            raise SettingsError("dataset.concepts needs at least one column name")
+        named = [self.image_column, *self.concepts, self.task, *([self.split_column] if self.split_column else [])]
+        twice = sorted({c for c in named if named.count(c) > 1})
+        if twice:
+            raise SettingsError(f"dataset: column(s) {twice} are named in more than one role (image_column, concepts, "
+                                "task, split_column); give each column one role")
+        header = list(_read_table(file, nrows=0).columns)
+        absent = [c for c in named if c not in header]
+        if absent:
+            raise SettingsError(f"dataset: {file} has no column(s) {absent}; its columns are {header}")
+
+
+def image_folder_splits(options: ImageFolderSettings, seed: int) -> ConceptSplits:
+    """The annotated images of ``options`` as ``ImageConceptDataset`` splits (files read on demand).
+
+    Args:
+        options: The validated dataset block.
+        seed: Draws the split when the CSV has no split column.
+
+    Returns:
+        Train / val / test splits of image files.
+
+    Raises:
+        ValueError: An image file that does not exist, a file listed twice, or a bad label cell (the
+            message names the CSV, the column and the row).
+    """
+    from .images import ImageConceptDataset
+
+    file, folder = Path(options.annotations).expanduser(), Path(options.folder).expanduser()
+    table = _read_table(file)
+    if len(table) == 0:
+        raise ValueError(f"{file} has a header but no rows")
+    paths = []
+    for row, value in enumerate(table[options.image_column].to_numpy(dtype=object)):
+        path = folder / str(value)
+        if value is None or (isinstance(value, float) and np.isnan(value)) or not path.is_file():
+            raise ValueError(f"{file}, column {options.image_column!r}, row {row + 2}: no image file at {path}; paths are "
+                             f"relative to dataset.folder ({folder})")
+        paths.append(path.resolve())
+    repeated = sorted({str(p) for p in paths if paths.count(p) > 1})
+    if repeated:
+        raise ValueError(f"{file}, column {options.image_column!r}: {repeated[0]} is listed more than once; one row per image")
+    c, y, info = _labels(table, file, options.concepts, options.task, options.classes)
+    return _split(ImageConceptDataset(paths, c, y, info), table, file, options.split_column, options.fractions, seed)

@@ -14,7 +14,15 @@ from ..info import ConceptInfo
 from ..settings import Float, PositiveInt, SettingsError, Str, settings, validated
 from .base import ConceptSplits
 from .cub import CLASS_LEVEL_THRESHOLD, MIN_CLASSES, VAL_FRACTION, load_cub
-from .files import TableSettings, TensorFileSettings, file_digest, load_table, load_tensor_file
+from .files import (
+    ImageFolderSettings,
+    TableSettings,
+    TensorFileSettings,
+    file_digest,
+    image_folder_splits,
+    load_table,
+    load_tensor_file,
+)
 from .images import ImageConceptDataset
 from .supervision import drop_concepts, hide_labels
 from .synthetic import SYNTHETIC_DATASETS, make_synthetic
@@ -82,9 +90,10 @@ class CubSettings:
             raise SettingsError(f"dataset.backbone: unknown backbone {self.backbone!r}; choose from {', '.join(BACKBONES)}")
 
 
-DatasetSettings = SyntheticSettings | CubSettings | TensorFileSettings | TableSettings
-DATASETS: tuple[str, ...] = (*SYNTHETIC_DATASETS, "cub", "tensors", "table")
-_KINDS = {"cub": CubSettings, "tensors": TensorFileSettings, "table": TableSettings}
+DatasetSettings = SyntheticSettings | CubSettings | TensorFileSettings | TableSettings | ImageFolderSettings
+ImageSettings = CubSettings | ImageFolderSettings  # image datasets: frozen features or fine-tuning
+DATASETS: tuple[str, ...] = (*SYNTHETIC_DATASETS, "cub", "tensors", "table", "images")
+_KINDS = {"cub": CubSettings, "tensors": TensorFileSettings, "table": TableSettings, "images": ImageFolderSettings}
 # settings that change how a result is computed but never the result: left out of run hashes
 _NOT_HASHED = ("cache_dir", "batch_size")
 
@@ -106,7 +115,7 @@ def dataset_settings(config: Mapping[str, Any] | DatasetSettings) -> DatasetSett
         >>> dataset_settings({"name": "trig", "size": 500}).size
         500
     """
-    if isinstance(config, (SyntheticSettings, CubSettings, TensorFileSettings, TableSettings)):
+    if isinstance(config, (SyntheticSettings, CubSettings, TensorFileSettings, TableSettings, ImageFolderSettings)):
         return config
     if not isinstance(config, Mapping):
         raise SettingsError(f"dataset must be a mapping such as {{name: xor}}; got {config!r}")
@@ -131,6 +140,8 @@ def hashed_settings(config: DatasetSettings) -> dict[str, Any]:
     hashed = {k: v for k, v in dataclasses.asdict(config).items() if k not in _NOT_HASHED}
     if isinstance(config, (TensorFileSettings, TableSettings)):
         hashed["content"] = file_digest(config.path)
+    if isinstance(config, ImageFolderSettings):  # the annotations; the images are named by their paths
+        hashed["content"] = file_digest(config.annotations)
     return hashed
 
 
@@ -159,6 +170,8 @@ def load_dataset(config: Mapping[str, Any] | DatasetSettings, seed: int) -> Conc
         splits = load_tensor_file(config, seed)
     elif isinstance(config, TableSettings):
         splits = load_table(config, seed)
+    elif isinstance(config, ImageFolderSettings):
+        splits = images_for_bench(config, image_folder_splits(config, seed))
     else:
         splits = load_cub_for_bench(config, seed)
     try:
@@ -185,10 +198,15 @@ def cub_image_splits(options: CubSettings, seed: int) -> ConceptSplits:
 def load_cub_for_bench(options: CubSettings, seed: int, images: ConceptSplits | None = None) -> ConceptSplits:
     """CUB as frozen-backbone feature tensors (cached) or as images for fine-tuning; ``images``
     (from ``cub_image_splits``) saves reading the archive again."""
+    return images_for_bench(options, images if images is not None else cub_image_splits(options, seed))
+
+
+def images_for_bench(options: ImageSettings, splits: ConceptSplits) -> ConceptSplits:
+    """Image splits as frozen-backbone feature tensors (cached) or, in finetune mode, as images
+    with the training and evaluation transforms."""
     from .features import feature_splits
     from .transforms import image_transform
 
-    splits = images if images is not None else cub_image_splits(options, seed)
     if options.mode == "finetune":
         size = options.image_size
         return ConceptSplits(
@@ -207,9 +225,11 @@ def prepare_shared(config: DatasetSettings, seed: int = 0, progress: bool = True
     """
     if isinstance(config, CubSettings) and config.mode == "frozen":
         features_by_path(cub_image_splits(config, seed), config, progress)
+    if isinstance(config, ImageFolderSettings) and config.mode == "frozen":
+        features_by_path(image_folder_splits(config, seed), config, progress)
 
 
-def features_by_path(splits: ConceptSplits, options: CubSettings, progress: bool = True) -> dict[Path, torch.Tensor]:
+def features_by_path(splits: ConceptSplits, options: ImageSettings, progress: bool = True) -> dict[Path, torch.Tensor]:
     """Frozen-backbone features of every image of ``splits`` (cached), keyed by path.
 
     The cache key covers the sorted file list, so every seed and every benchmark that reads the
@@ -219,7 +239,7 @@ def features_by_path(splits: ConceptSplits, options: CubSettings, progress: bool
     return dict(zip(every, image_features(every, splits.info, options, progress=progress)))
 
 
-def image_features(paths: list[Path], info: ConceptInfo, options: CubSettings, edit: str | None = None,
+def image_features(paths: list[Path], info: ConceptInfo, options: ImageSettings, edit: str | None = None,
                    progress: bool = True, num_workers: int = 1) -> torch.Tensor:
     """(N, D) frozen-backbone features of image files in order, ``edit`` (a visual concept) applied
     first, through the feature cache that ``options`` name."""

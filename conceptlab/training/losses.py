@@ -69,7 +69,7 @@ def task_class_weights(y: Tensor, n_classes: int) -> Tensor:
     Examples:
         >>> from conceptlab.training import task_class_weights
         >>> task_class_weights(torch.tensor([0, 0, 0, 1]), 2).tolist()
-        [0.6666666865348145, 2.0]
+        [0.6666666865348816, 2.0]
     """
     counts = torch.bincount(y.long(), minlength=n_classes).float()
     return torch.where(counts > 0, y.numel() / (n_classes * counts.clamp(min=1)), torch.ones_like(counts))
