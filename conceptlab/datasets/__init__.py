@@ -6,6 +6,7 @@ from .cub import load_cub, load_koh_pickles
 from .features import extract_features
 from .files import ImageFolderSettings, TableSettings, TensorFileSettings
 from .images import ImageConceptDataset
+from .offline import CorrelatedSettings, DigitsSettings, correlated_concepts, digits_arithmetic
 from .registry import CubSettings, SyntheticSettings, dataset_settings, load_dataset
 from .supervision import drop_concepts, hide_labels
 from .synthetic import SYNTHETIC_DATASETS, dot, make_synthetic, trig, xor
@@ -16,13 +17,17 @@ __all__ = [
     "ConceptDataset",
     "ConceptInfo",
     "ConceptSplits",
+    "CorrelatedSettings",
     "CubSettings",
+    "DigitsSettings",
     "ImageConceptDataset",
     "ImageFolderSettings",
     "SyntheticSettings",
     "TableSettings",
     "TensorFileSettings",
+    "correlated_concepts",
     "dataset_settings",
+    "digits_arithmetic",
     "dot",
     "drop_concepts",
     "extract_features",

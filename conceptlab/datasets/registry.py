@@ -24,6 +24,7 @@ from .files import (
     load_tensor_file,
 )
 from .images import ImageConceptDataset
+from .offline import CorrelatedSettings, DigitsSettings, correlated_concepts, digits_arithmetic
 from .supervision import drop_concepts, hide_labels
 from .synthetic import SYNTHETIC_DATASETS, make_synthetic
 
@@ -90,10 +91,12 @@ class CubSettings:
             raise SettingsError(f"dataset.backbone: unknown backbone {self.backbone!r}; choose from {', '.join(BACKBONES)}")
 
 
-DatasetSettings = SyntheticSettings | CubSettings | TensorFileSettings | TableSettings | ImageFolderSettings
+DatasetSettings = (SyntheticSettings | CubSettings | TensorFileSettings | TableSettings | ImageFolderSettings | DigitsSettings
+                   | CorrelatedSettings)
 ImageSettings = CubSettings | ImageFolderSettings  # image datasets: frozen features or fine-tuning
-DATASETS: tuple[str, ...] = (*SYNTHETIC_DATASETS, "cub", "tensors", "table", "images")
-_KINDS = {"cub": CubSettings, "tensors": TensorFileSettings, "table": TableSettings, "images": ImageFolderSettings}
+_KINDS = {"cub": CubSettings, "tensors": TensorFileSettings, "table": TableSettings, "images": ImageFolderSettings,
+          "digits": DigitsSettings, "correlated": CorrelatedSettings}
+DATASETS: tuple[str, ...] = (*SYNTHETIC_DATASETS, *_KINDS)
 # settings that change how a result is computed but never the result: left out of run hashes
 _NOT_HASHED = ("cache_dir", "batch_size")
 
@@ -115,7 +118,7 @@ def dataset_settings(config: Mapping[str, Any] | DatasetSettings) -> DatasetSett
         >>> dataset_settings({"name": "trig", "size": 500}).size
         500
     """
-    if isinstance(config, (SyntheticSettings, CubSettings, TensorFileSettings, TableSettings, ImageFolderSettings)):
+    if isinstance(config, (SyntheticSettings, *_KINDS.values())):
         return config
     if not isinstance(config, Mapping):
         raise SettingsError(f"dataset must be a mapping such as {{name: xor}}; got {config!r}")
@@ -170,6 +173,10 @@ def load_dataset(config: Mapping[str, Any] | DatasetSettings, seed: int) -> Conc
         splits = load_tensor_file(config, seed)
     elif isinstance(config, TableSettings):
         splits = load_table(config, seed)
+    elif isinstance(config, DigitsSettings):
+        splits = digits_arithmetic(config.size, config.task, seed)
+    elif isinstance(config, CorrelatedSettings):
+        splits = correlated_concepts(config.size, config.rho, seed)
     elif isinstance(config, ImageFolderSettings):
         splits = images_for_bench(config, image_folder_splits(config, seed))
     else:

@@ -1,0 +1,156 @@
+"""Benchmarks that need no download: digit arithmetic on scikit-learn's bundled 8x8 digits, and a
+tabular toy whose concepts are correlated by a chosen rho.
+
+Digit arithmetic is the MNIST-addition setting of the concept literature on the 1,797 handwritten
+digits that ship inside scikit-learn: a sample is two digit images side by side (128 pixels), its
+concepts say which digit each image shows (two groups of ten mutually exclusive concepts, one per
+value), and its task is their sum (19 classes) or the sum's parity. The images are divided into
+train / val / test pools before pairs are drawn, so no test image is ever seen in training.
+"""
+
+from __future__ import annotations
+
+import zlib
+from typing import Annotated, Literal
+
+import numpy as np
+import torch
+from pydantic import Field
+
+from ..info import ConceptInfo
+from ..settings import Float, PositiveInt, Str, settings
+from .base import ConceptDataset, ConceptSplits
+from .synthetic import TRAIN_FRACTION, VAL_FRACTION
+
+DigitsTask = Literal["sum", "parity"]
+
+
+def _digit_pools(seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The bundled digits (pixels scaled to [0, 1]) divided 70/10/20 into train / val / test pools."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    order = np.random.default_rng([seed, zlib.crc32(b"digit pools")]).permutation(len(digits.target))
+    cuts = [int(TRAIN_FRACTION * len(order)), int((TRAIN_FRACTION + VAL_FRACTION) * len(order))]
+    return [(digits.data[rows] / 16.0, digits.target[rows]) for rows in np.split(order, cuts)]
+
+
+def digits_arithmetic(size: int = 6000, task: DigitsTask = "sum", seed: int = 0) -> ConceptSplits:
+    """Pairs of bundled 8x8 digits with the two digits as concepts and their sum (or its parity) as task.
+
+    Args:
+        size: Pairs in all, divided 70/10/20 like the images they are drawn from.
+        task: ``sum`` (19 classes, 0 to 18) or ``parity`` (even, odd).
+        seed: Divides the images into pools and draws the pairs.
+
+    Returns:
+        Train / val / test splits; x (N, 128), c (N, 20) one-hot per digit, concept groups
+        ``left digit`` and ``right digit``.
+
+    Raises:
+        ValueError: An unknown task or fewer than 10 pairs.
+
+    Examples:
+        >>> from conceptlab.datasets import digits_arithmetic
+        >>> splits = digits_arithmetic(size=100)
+        >>> splits.train.x.shape, splits.info.n_classes, list(splits.info.concept_groups)
+        (torch.Size([70, 128]), 19, ['left digit', 'right digit'])
+    """
+    if task not in ("sum", "parity"):
+        raise ValueError(f"unknown digits task {task!r}; choose sum or parity")
+    if size < 10:
+        raise ValueError(f"digits arithmetic needs at least 10 pairs; got {size}")
+    rng = np.random.default_rng([seed, zlib.crc32(b"digit pairs")])
+    counts = [int(round(TRAIN_FRACTION * size)), int(round(VAL_FRACTION * size))]
+    counts.append(size - sum(counts))
+    names = tuple(f"{side}={d}" for side in ("left", "right") for d in range(10))
+    groups = {"left digit": tuple(range(10)), "right digit": tuple(range(10, 20))}
+    classes = tuple(str(s) for s in range(19)) if task == "sum" else ("even", "odd")
+    info = ConceptInfo(names, classes, groups)
+    parts = []
+    for (pixels, labels), n in zip(_digit_pools(seed), counts):
+        left, right = rng.integers(0, len(labels), size=(2, n))
+        x = np.concatenate([pixels[left], pixels[right]], axis=1)
+        c = np.concatenate([np.eye(10)[labels[left]], np.eye(10)[labels[right]]], axis=1)
+        total = labels[left] + labels[right]
+        y = total if task == "sum" else total % 2
+        parts.append(ConceptDataset(torch.tensor(x, dtype=torch.float32), torch.tensor(c, dtype=torch.float32),
+                                    torch.tensor(y), info))
+    return ConceptSplits(*parts)
+
+
+def correlated_concepts(size: int = 3000, rho: float = 0.5, seed: int = 0) -> ConceptSplits:
+    """A tabular toy for leakage studies: three binary concepts from latent Gaussians whose
+    pairwise correlation is ``rho``; inputs are noisy views of the latents, the task is the
+    majority of the three concepts.
+
+    Args:
+        size: Samples in all, split 70/10/20.
+        rho: Correlation between every pair of latent concept variables, in (-0.5, 1).
+        seed: Draws the samples.
+
+    Returns:
+        Train / val / test splits; x (N, 6), c (N, 3).
+
+    Raises:
+        ValueError: ``rho`` outside (-0.5, 1) (the correlation matrix must be positive definite).
+
+    Examples:
+        >>> from conceptlab.datasets import correlated_concepts
+        >>> splits = correlated_concepts(size=2000, rho=0.9)
+        >>> c = splits.train.c
+        >>> bool(torch.corrcoef(c.T)[0, 1] > 0.6)  # strongly correlated concepts
+        True
+    """
+    if not -0.5 < rho < 1:
+        raise ValueError(f"rho must be in (-0.5, 1) for three equally correlated variables; got {rho}")
+    rng = np.random.default_rng([seed, zlib.crc32(b"correlated concepts")])
+    covariance = np.full((3, 3), rho) + (1 - rho) * np.eye(3)
+    latent = rng.multivariate_normal(np.zeros(3), covariance, size=size)
+    x = np.concatenate([latent + 0.5 * rng.standard_normal((size, 3)), latent ** 2 + 0.5 * rng.standard_normal((size, 3))], 1)
+    c = latent > 0
+    y = c.sum(1) >= 2
+    info = ConceptInfo(("c1 > 0", "c2 > 0", "c3 > 0"), ("minority", "majority"))
+    n_train, n_val = int(round(TRAIN_FRACTION * size)), int(round(VAL_FRACTION * size))
+    data = ConceptDataset(torch.tensor(x, dtype=torch.float32), torch.tensor(c, dtype=torch.float32), torch.tensor(y).long(), info)
+    order = torch.arange(size)  # the draws are i.i.d.: consecutive blocks are random splits
+    return ConceptSplits(data.subset(order[:n_train]), data.subset(order[n_train:n_train + n_val]),
+                         data.subset(order[n_train + n_val:]))
+
+
+@settings
+class DigitsSettings:
+    """Digit arithmetic on scikit-learn's bundled 8x8 digits (``digits_arithmetic``).
+
+    Attributes:
+        name: ``digits``.
+        size: Digit pairs in all (at least 10).
+        task: ``sum`` (19 classes) or ``parity``.
+        missing_concept_labels: Share of training and validation concept labels hidden (NaN), in [0, 1).
+        hidden_concepts: Concepts removed from every split (an incomplete concept set).
+    """
+
+    name: Literal["digits"]
+    size: Annotated[PositiveInt, Field(ge=10)] = 6000
+    task: DigitsTask = "sum"
+    missing_concept_labels: Annotated[Float, Field(ge=0, lt=1)] = 0.0
+    hidden_concepts: tuple[Str, ...] = ()
+
+
+@settings
+class CorrelatedSettings:
+    """The tabular toy with concept correlation ``rho`` (``correlated_concepts``).
+
+    Attributes:
+        name: ``correlated``.
+        size: Samples in all (at least 10).
+        rho: Correlation between every pair of latent concept variables, in (-0.5, 1).
+        missing_concept_labels: Share of training and validation concept labels hidden (NaN), in [0, 1).
+        hidden_concepts: Concepts removed from every split (an incomplete concept set).
+    """
+
+    name: Literal["correlated"]
+    size: Annotated[PositiveInt, Field(ge=10)] = 3000
+    rho: Annotated[Float, Field(gt=-0.5, lt=1)] = 0.5
+    missing_concept_labels: Annotated[Float, Field(ge=0, lt=1)] = 0.0
+    hidden_concepts: tuple[Str, ...] = ()

@@ -1,0 +1,46 @@
+"""The offline benchmarks: digit arithmetic on scikit-learn's bundled digits and the correlated-concepts toy."""
+
+import pytest
+import torch
+
+from conceptlab.bench import load_spec
+from conceptlab.datasets import correlated_concepts, digits_arithmetic, load_dataset
+
+
+def test_digit_pairs_carry_one_digit_per_group_and_their_sum():
+    splits = digits_arithmetic(size=300, seed=1)
+    for part in (splits.train, splits.val, splits.test):
+        assert torch.all(part.c[:, :10].sum(1) == 1) and torch.all(part.c[:, 10:].sum(1) == 1)
+        assert torch.equal(part.y, part.c[:, :10].argmax(1) + part.c[:, 10:].argmax(1))
+    assert splits.info.group_names == ("left digit", "right digit") and splits.info.n_classes == 19
+    parity = digits_arithmetic(size=300, task="parity", seed=1)
+    assert torch.equal(parity.test.y, splits.test.y % 2)  # the same pairs, the parity of their sum
+
+
+def test_no_test_image_is_seen_in_training():
+    splits = digits_arithmetic(size=2000, seed=0)
+    images = lambda part: {tuple(row.tolist()) for half in (part.x[:, :64], part.x[:, 64:]) for row in half}  # noqa: E731
+    assert not images(splits.train) & images(splits.test)
+    assert not images(splits.train) & images(splits.val)
+
+
+def test_the_generators_are_reproducible_and_refuse_bad_settings():
+    assert torch.equal(digits_arithmetic(size=100, seed=3).train.x, digits_arithmetic(size=100, seed=3).train.x)
+    with pytest.raises(ValueError, match="choose sum or parity"):
+        digits_arithmetic(task="product")
+    with pytest.raises(ValueError, match="rho must be in"):
+        correlated_concepts(rho=-0.6)
+
+
+def test_concept_correlation_rises_with_rho_in_every_seed():
+    for seed in range(3):
+        weak, strong = (torch.corrcoef(correlated_concepts(size=3000, rho=rho, seed=seed).train.c.T)[0, 1]
+                        for rho in (0.0, 0.8))
+        assert abs(float(weak)) < 0.1 < 0.5 < float(strong)
+
+
+def test_the_bundled_digits_config_reads_and_its_quick_block_is_small():
+    spec = load_spec("digits-add", quick=True)
+    assert spec.dataset.name == "digits" and spec.seeds == 2 and spec.train.max_epochs == 100
+    assert {"blackbox", "cem", "intcem"} <= set(spec.models)
+    assert load_dataset(spec.dataset, seed=0).info.n_concepts == 20
