@@ -21,6 +21,7 @@ from conceptlab.bench.spec import bundled_configs
 from conceptlab.bench.zoo import MODEL_KEYS
 from conceptlab.concepts.bank import bank_from_labels
 from conceptlab.datasets import ConceptDataset, load_dataset
+from conceptlab.datasets.fashion import FashionMNISTSettings, class_concepts
 from conceptlab.datasets.registry import CubSettings
 from conceptlab.info import ConceptInfo
 from conceptlab.training import fit, seeded
@@ -44,6 +45,12 @@ def _stand_in_batch(spec, seed: int = 0):
     finetune = isinstance(spec.dataset, CubSettings) and spec.dataset.mode == "finetune"
     if finetune:  # small images through a randomly initialised backbone: the mechanism, not the accuracy
         size = 8
+    if isinstance(spec.dataset, FashionMNISTSettings):  # the Debian package may be absent: its shape, its concepts
+        info, table = class_concepts()
+        y = torch.randint(0, 10, (4 * size,), generator=generator)
+        x = torch.rand(4 * size, 784, generator=generator)
+        c = torch.as_tensor(table)[y]
+        return info, x, x[:size], c[:size], y[:size], c
     if not isinstance(spec.dataset, CubSettings):
         splits = load_dataset(spec.dataset, seed=seed)
         train = splits.train

@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import Field, StrictInt
 
+from ..datasets.fashion import FashionMNISTSettings
 from ..datasets.files import ImageFolderSettings
 from ..datasets.registry import CubSettings, DatasetSettings, dataset_settings, hashed_settings, settings_dict
 from ..settings import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, SettingsError, Str, settings, validated
@@ -160,6 +161,8 @@ class BenchSpec:
             if not self.dataset.root:
                 raise ValueError(f"{self.name} needs the CUB archive: pass --root PATH (the directory holding CUB_200_2011/)")
             find_cub_root(self.dataset.root)
+        if isinstance(self.dataset, FashionMNISTSettings):
+            self.dataset.require_files()
         if isinstance(self.dataset, (CubSettings, ImageFolderSettings)):
             from ..models.encoders import require_backbone
 

@@ -3,6 +3,7 @@
 from ..info import ConceptInfo
 from .base import ConceptData, ConceptDataset, ConceptSplits, split_dataset
 from .cub import load_cub, load_koh_pickles
+from .fashion import FashionMNISTSettings
 from .features import extract_features
 from .files import ImageFolderSettings, TableSettings, TensorFileSettings
 from .images import ImageConceptDataset
@@ -20,6 +21,7 @@ __all__ = [
     "CorrelatedSettings",
     "CubSettings",
     "DigitsSettings",
+    "FashionMNISTSettings",
     "ImageConceptDataset",
     "ImageFolderSettings",
     "SyntheticSettings",

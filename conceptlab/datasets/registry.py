@@ -14,6 +14,7 @@ from ..info import ConceptInfo
 from ..settings import Float, PositiveInt, SettingsError, Str, settings, validated
 from .base import ConceptSplits
 from .cub import CLASS_LEVEL_THRESHOLD, MIN_CLASSES, VAL_FRACTION, load_cub
+from .fashion import FashionMNISTSettings, load_fashion_mnist
 from .files import (
     ImageFolderSettings,
     TableSettings,
@@ -92,10 +93,10 @@ class CubSettings:
 
 
 DatasetSettings = (SyntheticSettings | CubSettings | TensorFileSettings | TableSettings | ImageFolderSettings | DigitsSettings
-                   | CorrelatedSettings)
+                   | CorrelatedSettings | FashionMNISTSettings)
 ImageSettings = CubSettings | ImageFolderSettings  # image datasets: frozen features or fine-tuning
 _KINDS = {"cub": CubSettings, "tensors": TensorFileSettings, "table": TableSettings, "images": ImageFolderSettings,
-          "digits": DigitsSettings, "correlated": CorrelatedSettings}
+          "digits": DigitsSettings, "correlated": CorrelatedSettings, "fashion-mnist": FashionMNISTSettings}
 DATASETS: tuple[str, ...] = (*SYNTHETIC_DATASETS, *_KINDS)
 # settings that change how a result is computed but never the result: left out of run hashes
 _NOT_HASHED = ("cache_dir", "batch_size")
@@ -177,6 +178,8 @@ def load_dataset(config: Mapping[str, Any] | DatasetSettings, seed: int) -> Conc
         splits = digits_arithmetic(config.size, config.task, seed)
     elif isinstance(config, CorrelatedSettings):
         splits = correlated_concepts(config.size, config.rho, seed)
+    elif isinstance(config, FashionMNISTSettings):
+        splits = load_fashion_mnist(config, seed)
     elif isinstance(config, ImageFolderSettings):
         splits = images_for_bench(config, image_folder_splits(config, seed))
     else:
