@@ -44,3 +44,20 @@ def test_the_bundled_digits_config_reads_and_its_quick_block_is_small():
     assert spec.dataset.name == "digits" and spec.seeds == 2 and spec.train.max_epochs == 100
     assert {"blackbox", "cem", "intcem"} <= set(spec.models)
     assert load_dataset(spec.dataset, seed=0).info.n_concepts == 20
+
+
+def test_rendered_shapes_show_their_concepts_and_correlate_them_by_rho():
+    from conceptlab.datasets import rendered_shapes
+
+    splits = rendered_shapes(size=2000, seed=0)
+    x, c = splits.train.x.view(-1, 3, 16, 16), splits.train.c
+    assert x[c[:, 1] == 1][:, 0].mean() > 3 * x[c[:, 1] == 0][:, 0].mean()  # red shapes are red
+    assert x[c[:, 2] == 1].sum((1, 2, 3)).mean() > 1.5 * x[c[:, 2] == 0].sum((1, 2, 3)).mean()  # large shapes are larger
+    left = x[c[:, 3] == 1]
+    assert left[..., :8].sum() > 3 * left[..., 8:].sum()  # left shapes sit on the left
+    assert torch.equal(splits.train.y, torch.where(c[:, 0] == 1, c[:, 1], c[:, 2]).long())
+    for seed in range(3):
+        independent, correlated = (torch.corrcoef(rendered_shapes(size=2000, rho=rho, seed=seed).train.c.T)[0, 1]
+                                   for rho in (0.0, 0.8))
+        assert abs(float(independent)) < 0.1 < 0.4 < float(correlated)
+    assert load_dataset({"name": "shapes", "size": 100, "rho": 0.5, "image_size": 8}, seed=0).train.x.shape == (70, 192)

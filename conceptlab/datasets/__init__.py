@@ -7,13 +7,14 @@ from .fashion import FashionMNISTSettings
 from .features import extract_features
 from .files import ImageFolderSettings, TableSettings, TensorFileSettings
 from .images import ImageConceptDataset
-from .offline import CorrelatedSettings, DigitsSettings, correlated_concepts, digits_arithmetic
+from .offline import CorrelatedSettings, DigitsSettings, ShapesSettings, correlated_concepts, digits_arithmetic, rendered_shapes
 from .registry import CubSettings, SyntheticSettings, dataset_settings, load_dataset
 from .supervision import drop_concepts, hide_labels
 from .synthetic import SYNTHETIC_DATASETS, dot, make_synthetic, trig, xor
 
 __all__ = [
     "SYNTHETIC_DATASETS",
+    "ShapesSettings",
     "ConceptData",
     "ConceptDataset",
     "ConceptInfo",
@@ -38,6 +39,7 @@ __all__ = [
     "load_dataset",
     "load_koh_pickles",
     "make_synthetic",
+    "rendered_shapes",
     "split_dataset",
     "trig",
     "xor",

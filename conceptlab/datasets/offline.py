@@ -154,3 +154,84 @@ class CorrelatedSettings:
     rho: Annotated[Float, Field(gt=-0.5, lt=1)] = 0.5
     missing_concept_labels: Annotated[Float, Field(ge=0, lt=1)] = 0.0
     hidden_concepts: tuple[Str, ...] = ()
+
+
+SHAPE_CONCEPTS = ("round", "red", "large", "left", "top")
+
+
+def rendered_shapes(size: int = 3000, rho: float = 0.0, image_size: int = 16, seed: int = 0) -> ConceptSplits:
+    """A dSprites-like renderer: one shape per RGB image, its five binary factors correlated by ``rho``.
+
+    Each image shows a square or a disc (``round``), red or blue (``red``), large or small
+    (``large``), in the left or right half (``left``) and the top or bottom half (``top``), at a
+    jittered position, with pixel noise. The five factors are thresholds of latent Gaussians with
+    pairwise correlation ``rho``, so a model can be trained where concepts co-occur (leakage and
+    shortcut studies) and tested where they do not. Task: ``round`` decides between ``red`` and
+    ``large`` (a round shape's class is its colour, a square's its size).
+
+    Args:
+        size: Images in all, split 70/10/20.
+        rho: Correlation between every pair of latent factors, in (-0.25, 1).
+        image_size: Side of the square images (at least 8).
+        seed: Draws the factors, positions and noise.
+
+    Returns:
+        Train / val / test splits; x (N, 3 * image_size**2) pixels in [0, 1], c (N, 5).
+
+    Raises:
+        ValueError: ``rho`` or ``image_size`` out of range.
+
+    Examples:
+        >>> from conceptlab.datasets import rendered_shapes
+        >>> splits = rendered_shapes(size=200)
+        >>> splits.train.x.shape, splits.info.concept_names
+        (torch.Size([140, 768]), ('round', 'red', 'large', 'left', 'top'))
+    """
+    if not -0.25 < rho < 1:
+        raise ValueError(f"rho must be in (-0.25, 1) for five equally correlated factors; got {rho}")
+    if image_size < 8:
+        raise ValueError(f"image_size must be at least 8 pixels; got {image_size}")
+    rng = np.random.default_rng([seed, zlib.crc32(b"rendered shapes")])
+    k = len(SHAPE_CONCEPTS)
+    latent = rng.multivariate_normal(np.zeros(k), np.full((k, k), rho) + (1 - rho) * np.eye(k), size=size)
+    c = latent > 0
+    round_, red, large, left, top = c.T
+    side = np.where(large, 0.45, 0.25) * image_size
+    half = image_size / 2
+    cx = np.where(left, half / 2, half + half / 2) + rng.uniform(-1, 1, size) * (half / 2 - side / 2).clip(min=0)
+    cy = np.where(top, half / 2, half + half / 2) + rng.uniform(-1, 1, size) * (half / 2 - side / 2).clip(min=0)
+    grid = np.arange(image_size) + 0.5
+    dx, dy = grid[None, None, :] - cx[:, None, None], grid[None, :, None] - cy[:, None, None]
+    inside = np.where(round_[:, None, None], dx ** 2 + dy ** 2 <= (side[:, None, None] / 2) ** 2,
+                      (np.abs(dx) <= side[:, None, None] / 2) & (np.abs(dy) <= side[:, None, None] / 2))
+    colour = np.where(red[:, None], [0.9, 0.1, 0.1], [0.1, 0.1, 0.9])  # (N, 3)
+    images = inside[:, None] * colour[:, :, None, None] + rng.normal(0, 0.05, (size, 3, image_size, image_size))
+    x = images.clip(0, 1).reshape(size, -1)
+    y = np.where(round_, red, large)
+    info = ConceptInfo(SHAPE_CONCEPTS, ("no", "yes"))
+    data = ConceptDataset(torch.tensor(x, dtype=torch.float32), torch.tensor(c, dtype=torch.float32), torch.tensor(y).long(), info)
+    n_train, n_val = int(round(TRAIN_FRACTION * size)), int(round(VAL_FRACTION * size))
+    order = torch.arange(size)  # i.i.d. draws: consecutive blocks are random splits
+    return ConceptSplits(data.subset(order[:n_train]), data.subset(order[n_train:n_train + n_val]),
+                         data.subset(order[n_train + n_val:]))
+
+
+@settings
+class ShapesSettings:
+    """The rendered-shapes dataset (``rendered_shapes``).
+
+    Attributes:
+        name: ``shapes``.
+        size: Images in all (at least 10).
+        rho: Correlation between every pair of latent factors, in (-0.25, 1).
+        image_size: Side of the square images.
+        missing_concept_labels: Share of training and validation concept labels hidden (NaN), in [0, 1).
+        hidden_concepts: Concepts removed from every split (an incomplete concept set).
+    """
+
+    name: Literal["shapes"]
+    size: Annotated[PositiveInt, Field(ge=10)] = 3000
+    rho: Annotated[Float, Field(gt=-0.25, lt=1)] = 0.0
+    image_size: Annotated[PositiveInt, Field(ge=8)] = 16
+    missing_concept_labels: Annotated[Float, Field(ge=0, lt=1)] = 0.0
+    hidden_concepts: tuple[Str, ...] = ()

@@ -25,7 +25,14 @@ from .files import (
     load_tensor_file,
 )
 from .images import ImageConceptDataset
-from .offline import CorrelatedSettings, DigitsSettings, correlated_concepts, digits_arithmetic
+from .offline import (
+    CorrelatedSettings,
+    DigitsSettings,
+    ShapesSettings,
+    correlated_concepts,
+    digits_arithmetic,
+    rendered_shapes,
+)
 from .supervision import drop_concepts, hide_labels
 from .synthetic import SYNTHETIC_DATASETS, make_synthetic
 
@@ -93,10 +100,11 @@ class CubSettings:
 
 
 DatasetSettings = (SyntheticSettings | CubSettings | TensorFileSettings | TableSettings | ImageFolderSettings | DigitsSettings
-                   | CorrelatedSettings | FashionMNISTSettings)
+                   | CorrelatedSettings | FashionMNISTSettings | ShapesSettings)
 ImageSettings = CubSettings | ImageFolderSettings  # image datasets: frozen features or fine-tuning
 _KINDS = {"cub": CubSettings, "tensors": TensorFileSettings, "table": TableSettings, "images": ImageFolderSettings,
-          "digits": DigitsSettings, "correlated": CorrelatedSettings, "fashion-mnist": FashionMNISTSettings}
+          "digits": DigitsSettings, "correlated": CorrelatedSettings, "fashion-mnist": FashionMNISTSettings,
+          "shapes": ShapesSettings}
 DATASETS: tuple[str, ...] = (*SYNTHETIC_DATASETS, *_KINDS)
 # settings that change how a result is computed but never the result: left out of run hashes
 _NOT_HASHED = ("cache_dir", "batch_size")
@@ -178,6 +186,8 @@ def load_dataset(config: Mapping[str, Any] | DatasetSettings, seed: int) -> Conc
         splits = digits_arithmetic(config.size, config.task, seed)
     elif isinstance(config, CorrelatedSettings):
         splits = correlated_concepts(config.size, config.rho, seed)
+    elif isinstance(config, ShapesSettings):
+        splits = rendered_shapes(config.size, config.rho, config.image_size, seed)
     elif isinstance(config, FashionMNISTSettings):
         splits = load_fashion_mnist(config, seed)
     elif isinstance(config, ImageFolderSettings):
