@@ -159,7 +159,7 @@ class CorrelatedSettings:
 SHAPE_CONCEPTS = ("round", "red", "large", "left", "top")
 
 
-def rendered_shapes(size: int = 3000, rho: float = 0.0, image_size: int = 16, seed: int = 0) -> ConceptSplits:
+def rendered_shapes(size: int = 3000, rho: float = 0.0, *, image_size: int = 16, seed: int = 0) -> ConceptSplits:
     """A dSprites-like renderer: one shape per RGB image, its five binary factors correlated by ``rho``.
 
     Each image shows a square or a disc (``round``), red or blue (``red``), large or small

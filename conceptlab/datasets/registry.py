@@ -187,7 +187,7 @@ def load_dataset(config: Mapping[str, Any] | DatasetSettings, seed: int) -> Conc
     elif isinstance(config, CorrelatedSettings):
         splits = correlated_concepts(config.size, config.rho, seed)
     elif isinstance(config, ShapesSettings):
-        splits = rendered_shapes(config.size, config.rho, config.image_size, seed)
+        splits = rendered_shapes(config.size, config.rho, image_size=config.image_size, seed=seed)
     elif isinstance(config, FashionMNISTSettings):
         splits = load_fashion_mnist(config, seed)
     elif isinstance(config, ImageFolderSettings):
