@@ -14,17 +14,21 @@ class ConceptInfo:
     """Names that give the tensors meaning.
 
     ``concept_groups`` maps a group name to the indices of its concepts; by default every concept
-    is its own group. ``task_names`` holds one name per class (two for a binary task).
+    is its own group. ``task_names`` holds one name per class (two for a binary task). A group
+    named in ``categorical`` is one categorical concept whose members are its values: exactly one
+    holds per sample, models give the group a softmax, and it is corrected as a whole.
 
     Attributes:
         concept_names: One name per concept.
         task_names: One name per class (two for a binary task).
         concept_groups: Group name -> indices of its concepts (default: each concept its own group).
+        categorical: Names of the groups that are categorical concepts (at least two values each).
     """
 
     concept_names: tuple[str, ...]
     task_names: tuple[str, ...]
     concept_groups: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+    categorical: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "concept_names", tuple(str(n) for n in self.concept_names))
@@ -48,6 +52,14 @@ class ConceptInfo:
                 f"they cover indices {covered}"
             )
         object.__setattr__(self, "concept_groups", groups)
+        object.__setattr__(self, "categorical", tuple(str(g) for g in self.categorical))
+        unknown = [g for g in self.categorical if g not in groups]
+        if unknown:
+            raise ValueError(f"categorical names {unknown}, which are not concept groups; the groups are {list(groups)}")
+        single = [g for g in self.categorical if len(groups[g]) < 2]
+        if single:
+            raise ValueError(f"categorical group(s) {single} have one member; a categorical concept needs a member per "
+                             "value (two or more), and a one-value concept is binary")
 
     @property
     def n_concepts(self) -> int:
@@ -68,13 +80,20 @@ class ConceptInfo:
             matrix[g, list(idx)] = True
         return matrix
 
+    def categorical_indices(self) -> tuple[tuple[int, ...], ...]:
+        """The member indices of each categorical group, in ``categorical`` order."""
+        return tuple(self.concept_groups[g] for g in self.categorical)
+
     def to_dict(self) -> dict:
-        return {
+        data = {
             "concept_names": list(self.concept_names),
             "task_names": list(self.task_names),
             "concept_groups": {k: list(v) for k, v in self.concept_groups.items()},
         }
+        if self.categorical:
+            data["categorical"] = list(self.categorical)
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping) -> ConceptInfo:
-        return cls(data["concept_names"], data["task_names"], data.get("concept_groups") or {})
+        return cls(data["concept_names"], data["task_names"], data.get("concept_groups") or {}, tuple(data.get("categorical") or ()))

@@ -18,7 +18,7 @@ FILES = ["README.md", *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "docs").
 BLOCK = re.compile(r"```python\n(.*?)```", re.S)
 
 SMALL = [("size=3000", "size=300"), ("max_epochs=100", "max_epochs=2"), ("repeats=5", "repeats=1"),
-         ("max_epochs: 20}", "max_epochs: 2}"), ("max_epochs: 30}", "max_epochs: 2}"), ("max_epochs=20,", "max_epochs=2,"),
+         ("max_epochs: 20}", "max_epochs: 2}"), ("max_epochs: 30}", "max_epochs: 2}"), ("max_epochs=20,", "max_epochs=2,"), ("max_epochs=60,", "max_epochs=2,"),
          ("progress=False)", "progress=False, workers=1)"),
          ("TrainConfig(intervention_prob=0.25))", "TrainConfig(intervention_prob=0.25, max_epochs=2))")]
 

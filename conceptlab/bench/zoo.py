@@ -99,7 +99,8 @@ def _bottleneck_units(info: ConceptInfo, s: ModelSettings) -> int:
 
 
 def _cbm(bottleneck: str) -> Options:
-    return lambda info, s: dict(n_concepts=info.n_concepts, bottleneck=bottleneck, **s.encoder)
+    return lambda info, s: dict(n_concepts=info.n_concepts, bottleneck=bottleneck, categorical=info.categorical_indices(),
+                                **s.encoder)
 
 
 MODEL_KEYS: dict[str, ModelEntry] = {
@@ -124,19 +125,20 @@ MODEL_KEYS: dict[str, ModelEntry] = {
     "cbm-logit": ModelEntry("joint CBM, logit bottleneck", "cbm", _cbm("logit")),
     "cbm-hybrid": ModelEntry(
         "joint CBM, sigmoid concepts plus k(m-1) unsupervised units",
-        "cbm", lambda info, s: dict(n_concepts=info.n_concepts, bottleneck="sigmoid",
+        "cbm", lambda info, s: dict(n_concepts=info.n_concepts, bottleneck="sigmoid", categorical=info.categorical_indices(),
                                     n_extra=_bottleneck_units(info, s) - info.n_concepts, **s.encoder),
     ),
     "cbm-seq": ModelEntry("sequential CBM, sigmoid bottleneck", "cbm", _cbm("sigmoid"), recipe="sequential"),
     "cbm-ind": ModelEntry("independent CBM, sigmoid bottleneck", "cbm", _cbm("sigmoid"), recipe="independent"),
     "cem": ModelEntry(
         "concept embedding model with RandInt",
-        "cem", lambda info, s: dict(n_concepts=info.n_concepts, **s.embeddings, **s.encoder), randint=True,
+        "cem", lambda info, s: dict(n_concepts=info.n_concepts, categorical=info.categorical_indices(), **s.embeddings,
+                                    **s.encoder), randint=True,
     ),
     "intcem": ModelEntry(
         "intervention-aware CEM: trained on sampled intervention trajectories, with a learned policy over concept groups",
         "intcem", lambda info, s: dict(n_concepts=info.n_concepts, units=info.group_matrix(), policy_hidden=s.policy_hidden,
-                                       **s.embeddings, **s.encoder),
+                                       categorical=info.categorical_indices(), **s.embeddings, **s.encoder),
         recipe="intcem", randint=True,
     ),
 }

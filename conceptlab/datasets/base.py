@@ -56,6 +56,17 @@ class ConceptData(Protocol):
         ...
 
 
+def check_one_hot(c: Tensor, info: ConceptInfo) -> None:
+    """Refuse a categorical concept whose known row is not one-hot (exactly one value holds)."""
+    for group, members in zip(info.categorical, info.categorical_indices()):
+        values = c[:, list(members)]
+        known = ~torch.isnan(values).any(1)
+        bad = torch.nonzero(known & ~(((values == 0) | (values == 1)).all(1) & (values.sum(1) == 1))).flatten()
+        if bad.numel():
+            raise ValueError(f"categorical concept {group!r}: row {int(bad[0])} is not one-hot ({bad.numel()} row(s) in all); "
+                             "exactly one value holds per sample (NaN for all its members where it is unknown)")
+
+
 @dataclass(frozen=True)
 class ConceptDataset:
     """Inputs ``x`` (N, ...), concepts ``c`` (N, k) in [0, 1], class labels ``y`` (N,).
@@ -104,6 +115,7 @@ class ConceptDataset:
                 f"y must hold class indices in [0, {self.info.n_classes - 1}] "
                 f"(one per task name); got range [{int(y.min())}, {int(y.max())}]"
             )
+        check_one_hot(c, self.info)
         object.__setattr__(self, "x", x)
         object.__setattr__(self, "c", c)
         object.__setattr__(self, "y", y)

@@ -9,6 +9,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from ..info import ConceptInfo
+from .base import check_one_hot
 
 
 class ImageConceptDataset(Dataset):
@@ -39,6 +40,7 @@ class ImageConceptDataset(Dataset):
             raise ValueError(f"got {len(paths)} paths, {c.shape[0]} concept rows and {y.shape[0]} labels; they must match")
         if c.shape[1] != info.n_concepts:
             raise ValueError(f"c has {c.shape[1]} concepts but info names {info.n_concepts}")
+        check_one_hot(c.float(), info)
         self.paths = [Path(p) for p in paths]
         self.c = c.float()
         self.y = y.long()

@@ -44,8 +44,8 @@ def digits_arithmetic(size: int = 6000, task: DigitsTask = "sum", seed: int = 0)
         seed: Divides the images into pools and draws the pairs.
 
     Returns:
-        Train / val / test splits; x (N, 128), c (N, 20) one-hot per digit, concept groups
-        ``left digit`` and ``right digit``.
+        Train / val / test splits; x (N, 128), c (N, 20) one-hot per digit: the categorical
+        concepts ``left digit`` and ``right digit``.
 
     Raises:
         ValueError: An unknown task or fewer than 10 pairs.
@@ -66,7 +66,7 @@ def digits_arithmetic(size: int = 6000, task: DigitsTask = "sum", seed: int = 0)
     names = tuple(f"{side}={d}" for side in ("left", "right") for d in range(10))
     groups = {"left digit": tuple(range(10)), "right digit": tuple(range(10, 20))}
     classes = tuple(str(s) for s in range(19)) if task == "sum" else ("even", "odd")
-    info = ConceptInfo(names, classes, groups)
+    info = ConceptInfo(names, classes, groups, categorical=tuple(groups))
     parts = []
     for (pixels, labels), n in zip(_digit_pools(seed), counts):
         left, right = rng.integers(0, len(labels), size=(2, n))

@@ -81,13 +81,18 @@ def drop_concepts(splits: ConceptSplits, names: Sequence[str]) -> ConceptSplits:
     if unknown:
         raise ValueError(f"hidden concept(s) {unknown} are not concepts of these data; they are: "
                          f"{', '.join(info.concept_names)}")
+    partial = [g for g, members in zip(info.categorical, info.categorical_indices())
+               if 0 < sum(info.concept_names[i] in set(names) for i in members) < len(members)]
+    if partial:
+        raise ValueError(f"hidden concepts cover part of categorical concept(s) {partial}; hide all of its values or none")
     keep = [i for i, n in enumerate(info.concept_names) if n not in set(names)]
     if not keep:
         raise ValueError("hiding every concept leaves a model nothing to predict; keep at least one")
     position = {old: new for new, old in enumerate(keep)}
     groups = {group: tuple(position[i] for i in members if i in position) for group, members in info.concept_groups.items()}
     reduced = ConceptInfo(tuple(info.concept_names[i] for i in keep), info.task_names,
-                          {group: members for group, members in groups.items() if members})
+                          {group: members for group, members in groups.items() if members},
+                          tuple(g for g in info.categorical if groups[g]))
     columns = torch.as_tensor(keep, dtype=torch.long)
     return ConceptSplits(*(part.with_concepts(part.c[:, columns], reduced) for part in (splits.train, splits.val, splits.test)),
                          splits.concept_source)

@@ -135,6 +135,9 @@ def policy_curve(
         raise ValueError(f"repeats must be at least 1; got {repeats}")
     if len(data) == 0:
         raise ValueError("the data has no samples: an intervention curve needs at least one (check the split sizes)")
+    if data.info.categorical and not groups:
+        raise ValueError(f"categorical concept(s) {list(data.info.categorical)} are corrected as a whole: use groups=True "
+                         "(a single value of a categorical concept cannot be set on its own)")
     if torch.isnan(data.c).any():
         raise ValueError(f"{int(torch.isnan(data.c).sum())} concept label(s) of these data are missing (NaN); an "
                          "intervention curve corrects concepts with their true labels, so measure it on a split "

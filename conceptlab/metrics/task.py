@@ -9,6 +9,7 @@ from torch import Tensor
 
 from ..datasets.base import ConceptDataset
 from ..models.base import ConceptModel, ConceptOutput, Intervention, predict
+from ..models.concept_types import Categorical, binary_mask
 from ..models.heads import class_logits, predicted_class
 
 
@@ -86,12 +87,14 @@ def top_k_accuracy(task_logits: Tensor, y: Tensor, k: int = TOP_K) -> float | No
     return float((top == y.to(top.device).view(-1, 1)).any(1).float().mean())
 
 
-def concept_accuracy(concept_probs: Tensor, c: Tensor) -> float:
-    """Accuracy of thresholding probabilities at 0.5 over the known labels (NaN: missing, skipped).
+def concept_accuracy(concept_probs: Tensor, c: Tensor, categorical: Categorical = ()) -> float:
+    """Accuracy of thresholding probabilities at 0.5 over the known labels (NaN: missing, skipped);
+    a categorical concept counts once per sample, right when its most probable value is the true one.
 
     Args:
         concept_probs: (N, k) predicted concept probabilities.
         c: (N, k) concept labels; NaN where missing.
+        categorical: Member indices of each categorical concept.
 
     Returns:
         Accuracy in [0, 1].
@@ -102,6 +105,14 @@ def concept_accuracy(concept_probs: Tensor, c: Tensor) -> float:
         0.75
     """
     c = c.to(concept_probs.device)
+    if categorical:
+        binary = binary_mask(c.shape[1], categorical, c.device)
+        right = [((concept_probs[:, binary] > 0.5) == (c[:, binary] > 0.5))[~torch.isnan(c[:, binary])].float()]
+        for members in categorical:
+            index = list(members)
+            known = ~torch.isnan(c[:, index]).any(1)
+            right.append((concept_probs[known][:, index].argmax(1) == c[known][:, index].argmax(1)).float())
+        return float(torch.cat(right).mean())
     correct = (concept_probs > 0.5) == (c > 0.5)
     return float(correct[~torch.isnan(c)].float().mean())
 
@@ -158,7 +169,7 @@ def summarize(output: ConceptOutput, data: ConceptDataset, binary_threshold: flo
         "task_accuracy": task_accuracy(output.task_logits, data.y, binary_threshold),
         "task_balanced_accuracy": balanced_accuracy(output.task_logits, data.y, binary_threshold),
         "task_top5_accuracy": top_k_accuracy(output.task_logits, data.y),
-        "concept_accuracy": concept_accuracy(output.concept_probs, data.c) if has_concepts else None,
+        "concept_accuracy": concept_accuracy(output.concept_probs, data.c, data.info.categorical_indices()) if has_concepts else None,
         "concept_auc": concept_auc(output.concept_probs, data.c) if has_concepts else None,
     }
 

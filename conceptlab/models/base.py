@@ -151,6 +151,7 @@ class ConceptModel(nn.Module):
     head: nn.Module
     build_spec: dict | None = None  # the call that built it, recorded by models.registry; lets a saved model be rebuilt
     additive_effects: bool = False  # True when correcting several concepts adds up their single effects
+    categorical: tuple[tuple[int, ...], ...] = ()  # member indices of each categorical concept (models.concept_types)
 
     def encode(self, x: Tensor) -> Tensor:
         raise NotImplementedError

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .base import ConceptEffects, ConceptModel, ConceptOutput, Intervention, check_sizes
+from .concept_types import check_categorical, concept_probabilities, hard_concepts
 from .encoders import encoder
 from .heads import task_outputs
 from .registry import register_model
@@ -34,6 +35,7 @@ class ConceptBottleneckModel(ConceptModel):
         n_classes: Number of task classes (2: one binary logit).
         bottleneck: ``sigmoid`` (fuzzy), ``logit`` or ``bool`` (hard 0/1): how concepts enter the head.
         n_extra: Unsupervised bottleneck units beside the concepts (a hybrid CBM).
+        categorical: Member indices of each categorical concept (a softmax over its members).
 
     Examples:
         >>> from conceptlab.models import ConceptBottleneckModel
@@ -52,6 +54,7 @@ class ConceptBottleneckModel(ConceptModel):
         n_classes: int,
         bottleneck: Bottleneck = "sigmoid",
         n_extra: int = 0,
+        categorical: Sequence[Sequence[int]] = (),
     ):
         super().__init__()
         if bottleneck not in BOTTLENECKS:
@@ -63,6 +66,7 @@ class ConceptBottleneckModel(ConceptModel):
         self.n_classes = n_classes
         self.bottleneck_kind = bottleneck
         self.n_extra = n_extra
+        self.categorical = check_categorical(categorical, n_concepts)
         self.head = nn.Linear(n_concepts + n_extra, task_outputs(n_classes))
         # training-logit percentiles written by interventions on a logit bottleneck
         self.register_buffer("intervention_low", torch.full((n_concepts,), float("nan")))
@@ -74,11 +78,11 @@ class ConceptBottleneckModel(ConceptModel):
 
     def decode(self, units: Tensor, intervention: Intervention | None = None) -> ConceptOutput:
         logits, extras = units[:, : self.n_concepts], units[:, self.n_concepts :]
-        probs = torch.sigmoid(logits)
+        probs = concept_probabilities(logits, self.categorical)
         if self.bottleneck_kind == "sigmoid":
             concepts = probs
         elif self.bottleneck_kind == "bool":
-            concepts = (probs > 0.5).to(probs.dtype)
+            concepts = hard_concepts(probs, self.categorical)
         else:
             concepts = logits
         if intervention is not None:
@@ -132,6 +136,7 @@ def cbm(
     hidden: Sequence[int] = (128, 128),
     backbone: str | None = None,
     backbone_weights: str | None = None,
+    categorical: Sequence[Sequence[int]] = (),
 ) -> ConceptBottleneckModel:
     """CBM with the MLP encoder of the CEM paper's synthetic experiments; ``n_extra > 0`` gives the hybrid CBM.
 
@@ -147,6 +152,8 @@ def cbm(
         hidden: Widths of the MLP encoder's hidden layers.
         backbone: An image backbone name (e.g. ``"resnet18"``) under the MLP, for training on images.
         backbone_weights: A local file of the backbone's pretrained weights (nothing is downloaded).
+        categorical: Member indices of each categorical concept (``ConceptInfo.categorical_indices()``):
+            a softmax over its members instead of a sigmoid per member.
 
     Returns:
         The untrained model; ``build_spec`` records the call.
@@ -163,5 +170,5 @@ def cbm(
     check_sizes(n_concepts=n_concepts, n_classes=n_classes)  # in_features: checked by the encoder, unless a backbone sets it
     return ConceptBottleneckModel(
         encoder(in_features, n_concepts + n_extra, hidden, backbone, backbone_weights),
-        n_concepts=n_concepts, n_classes=n_classes, bottleneck=bottleneck, n_extra=n_extra,
+        n_concepts=n_concepts, n_classes=n_classes, bottleneck=bottleneck, n_extra=n_extra, categorical=categorical,
     )

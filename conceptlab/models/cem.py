@@ -11,6 +11,7 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from .base import ConceptEffects, ConceptModel, ConceptOutput, Intervention, check_sizes
+from .concept_types import check_categorical, concept_probabilities
 from .encoders import encoder
 from .heads import task_outputs
 from .registry import register_model
@@ -32,6 +33,7 @@ class ConceptEmbeddingModel(ConceptModel):
         n_classes: Number of task classes (2: one binary logit).
         embedding_size: m, the size of each concept embedding.
         shared_scorer: One probability scorer for all concepts (False: one per concept).
+        categorical: Member indices of each categorical concept (a softmax over its members).
 
     Examples:
         >>> from conceptlab.models import ConceptEmbeddingModel
@@ -51,6 +53,7 @@ class ConceptEmbeddingModel(ConceptModel):
         n_classes: int,
         embedding_size: int = 16,
         shared_scorer: bool = True,
+        categorical: Sequence[Sequence[int]] = (),
     ):
         super().__init__()
         if n_concepts < 1 or embedding_size < 1:
@@ -59,6 +62,7 @@ class ConceptEmbeddingModel(ConceptModel):
         self.n_concepts = n_concepts
         self.n_classes = n_classes
         self.embedding_size = embedding_size
+        self.categorical = check_categorical(categorical, n_concepts)
         bound = 1 / math.sqrt(latent_dim)  # nn.Linear's default initialisation, per concept
         bound_m = 1 / math.sqrt(2 * embedding_size)
         self.context_weight = nn.Parameter(torch.empty(n_concepts, latent_dim, 2 * embedding_size).uniform_(-bound, bound))
@@ -104,14 +108,14 @@ class ConceptEmbeddingModel(ConceptModel):
 
     def decode(self, context: Tensor, intervention: Intervention | None = None) -> ConceptOutput:
         logits = self.concept_logits(context)
-        probs = torch.sigmoid(logits)
+        probs = concept_probabilities(logits, self.categorical)
         embeddings = self.embed(context, self.mixture(probs, intervention, context))
         bottleneck = rearrange(embeddings, "b k m -> b (k m)")
         return ConceptOutput(self.head(bottleneck), bottleneck, logits, probs, embeddings)
 
     def concept_effects(self, context: Tensor, intervention: Intervention | None = None) -> ConceptEffects:
         """Closed form: setting concept ``i`` to v moves the logits by (v - mix_i) * W_i (c_i+ - c_i-)."""
-        probs = torch.sigmoid(self.concept_logits(context))
+        probs = concept_probabilities(self.concept_logits(context), self.categorical)
         mix = self.mixture(probs, intervention, context)
         positive, negative = context.split(self.embedding_size, dim=-1)
         weight = rearrange(self.head.weight, "t (k m) -> k m t", k=self.n_concepts)
@@ -131,6 +135,7 @@ def cem(
     hidden: Sequence[int] = (128, 128),
     backbone: str | None = None,
     backbone_weights: str | None = None,
+    categorical: Sequence[Sequence[int]] = (),
 ) -> ConceptEmbeddingModel:
     """CEM with the MLP encoder of the CEM paper (m = 128 in its synthetic experiments, 16 on CUB).
 
@@ -145,6 +150,8 @@ def cem(
         hidden: Widths of the MLP encoder's hidden layers.
         backbone: An image backbone name (e.g. ``"resnet18"``) under the MLP, for training on images.
         backbone_weights: A local file of the backbone's pretrained weights (nothing is downloaded).
+        categorical: Member indices of each categorical concept (``ConceptInfo.categorical_indices()``):
+            a softmax over its members instead of a sigmoid per member.
 
     Returns:
         The untrained model; ``build_spec`` records the call.
@@ -161,5 +168,5 @@ def cem(
     check_sizes(n_concepts=n_concepts, n_classes=n_classes, embedding_size=embedding_size)  # in_features: by the encoder
     return ConceptEmbeddingModel(
         encoder(in_features, latent_dim, hidden, backbone, backbone_weights), latent_dim=latent_dim, n_concepts=n_concepts, n_classes=n_classes,
-        embedding_size=embedding_size,
+        embedding_size=embedding_size, categorical=categorical,
     )

@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from .base import Intervention, check_sizes
 from .cem import ConceptEmbeddingModel
+from .concept_types import concept_probabilities
 from .encoders import encoder
 from .registry import register_model
 
@@ -47,6 +48,7 @@ class InterventionAwareCEM(ConceptEmbeddingModel):
         units: (G, k) boolean membership of the units its learned policy ranks.
         embedding_size: m, the size of each concept embedding.
         policy_hidden: Widths of the policy MLP's hidden layers.
+        categorical: Member indices of each categorical concept (a softmax over its members).
 
     Examples:
         >>> from conceptlab.models import InterventionAwareCEM
@@ -66,9 +68,10 @@ class InterventionAwareCEM(ConceptEmbeddingModel):
         units: Tensor,
         embedding_size: int = 16,
         policy_hidden: Sequence[int] = (256, 128),
+        categorical: Sequence[Sequence[int]] = (),
     ):
         super().__init__(encoder, latent_dim=latent_dim, n_concepts=n_concepts, n_classes=n_classes,
-                         embedding_size=embedding_size, shared_scorer=False)
+                         embedding_size=embedding_size, shared_scorer=False, categorical=categorical)
         units = torch.as_tensor(units).bool()
         if units.ndim != 2 or units.shape[1] != n_concepts or not units.any(1).all():
             raise ValueError(f"units must be a (n_units, n_concepts={n_concepts}) boolean matrix with at least one "
@@ -83,7 +86,7 @@ class InterventionAwareCEM(ConceptEmbeddingModel):
 
     def unit_scores(self, context: Tensor, intervention: Intervention | None = None) -> Tensor:
         """Policy logits (B, G) for the next unit to correct, given the intervention so far."""
-        probs = torch.sigmoid(self.concept_logits(context))
+        probs = concept_probabilities(self.concept_logits(context), self.categorical)
         mask = intervention.mask.to(probs.dtype) if intervention is not None else torch.zeros_like(probs)
         return self.policy_logits(context, self.mixture(probs, intervention, context), mask)
 
@@ -107,6 +110,7 @@ def intcem(
     policy_hidden: Sequence[int] = (256, 128),
     backbone: str | None = None,
     backbone_weights: str | None = None,
+    categorical: Sequence[Sequence[int]] = (),
 ) -> InterventionAwareCEM:
     """IntCEM with the CEM encoder; ``units`` (G, k) are the intervention units its policy ranks
     (default: every concept on its own; pass ``info.group_matrix()`` for concept groups).
@@ -122,6 +126,8 @@ def intcem(
         policy_hidden: Widths of the policy MLP's hidden layers.
         backbone: An image backbone name (e.g. ``"resnet18"``) under the MLP, for training on images.
         backbone_weights: A local file of the backbone's pretrained weights (nothing is downloaded).
+        categorical: Member indices of each categorical concept (``ConceptInfo.categorical_indices()``):
+            a softmax over its members instead of a sigmoid per member.
 
     Returns:
         The untrained model; ``build_spec`` records the call.
@@ -140,5 +146,5 @@ def intcem(
     units = torch.eye(n_concepts, dtype=torch.bool) if units is None else torch.as_tensor(units).bool()
     return InterventionAwareCEM(
         encoder(in_features, latent_dim, hidden, backbone, backbone_weights), latent_dim=latent_dim, n_concepts=n_concepts, n_classes=n_classes,
-        units=units, embedding_size=embedding_size, policy_hidden=policy_hidden,
+        units=units, embedding_size=embedding_size, policy_hidden=policy_hidden, categorical=categorical,
     )

@@ -16,6 +16,7 @@ from einops import rearrange
 from torch import Tensor
 
 from ..models.base import Intervention
+from ..models.concept_types import concept_probabilities
 from ..models.heads import task_loss, true_class_logit
 from ..models.intcem import InterventionAwareCEM
 from .config import TrainConfig
@@ -100,7 +101,7 @@ class IntCEMLearner(ConceptLearner):
         units = model.units.to(x.dtype)  # (G, k)
         context = model.encode(x)
         concept_logits = model.concept_logits(context)
-        probs = torch.sigmoid(concept_logits)
+        probs = concept_probabilities(concept_logits, model.categorical)
         c = c.to(probs.dtype)
 
         def corrected(chosen: Tensor) -> Tensor:  # (B, G) units -> (B, k) concepts, differentiable
@@ -140,7 +141,7 @@ class IntCEMLearner(ConceptLearner):
             self.horizon *= settings.horizon_rate
         running = steps > 0
         terms = {
-            "concept": self.stage.concept_weight * concept_loss(concept_logits, c, self.pos_weight),
+            "concept": self.stage.concept_weight * concept_loss(concept_logits, c, self.pos_weight, categorical=model.categorical),
             # the policy term averages over the samples that ran a trajectory, as the authors' batch mean does
             "policy": settings.intervention_weight * loss_policy.sum() / running.sum().clamp(min=1),
             "trajectory_task": settings.trajectory_task_weight * loss_task.mean(),

@@ -87,6 +87,11 @@ class ConceptLearner(L.LightningModule):
         if training and p > 0:
             shape = c.shape if self.stage.intervention_per == "sample" else (1, c.shape[1])
             mask = (torch.rand(shape, device=c.device) < p).expand_as(c) & ~torch.isnan(c)  # missing labels: never
+            if self.model.categorical:  # a categorical concept is corrected whole (its first member's draw), or not at all
+                mask = mask.clone()
+                for members in self.model.categorical:
+                    index = list(members)
+                    mask[:, index] = (mask[:, index[:1]] & ~torch.isnan(c[:, index]).any(1, keepdim=True)).expand(-1, len(index))
             return Intervention(mask, c)
         return None
 
@@ -109,7 +114,7 @@ class ConceptLearner(L.LightningModule):
         if self.stage.task_weight:
             terms["task"] = self.stage.task_weight * task_loss(out.task_logits, y, class_weight=self.class_weight)
         if self.stage.concept_weight and out.concept_logits is not None:
-            terms["concept"] = self.stage.concept_weight * concept_loss(out.concept_logits, c, self.pos_weight)
+            terms["concept"] = self.stage.concept_weight * concept_loss(out.concept_logits, c, self.pos_weight, categorical=self.model.categorical)
         return terms
 
     def _loss(self, batch: tuple[Tensor, Tensor, Tensor], training: bool) -> Tensor:

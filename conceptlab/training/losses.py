@@ -6,17 +6,22 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..models.concept_types import Categorical, binary_mask
 
-def concept_loss(concept_logits: Tensor, c: Tensor, pos_weight: Tensor | None = None) -> Tensor:
-    """Mean BCE between predicted concept probabilities and labels (computed from logits, stably).
+
+def concept_loss(concept_logits: Tensor, c: Tensor, pos_weight: Tensor | None = None, *,
+                 categorical: Categorical = ()) -> Tensor:
+    """Mean BCE between predicted concept probabilities and labels (computed from logits, stably);
+    a categorical concept adds one cross-entropy term over its members instead.
 
     A missing label (NaN) adds no term and no gradient: the mean runs over the known labels (0
-    when a batch has none).
+    when a batch has none); a categorical concept with any member missing counts as missing.
 
     Args:
         concept_logits: (B, k) concept logits.
-        c: (B, k) concept labels in [0, 1]; NaN where missing.
-        pos_weight: (k,) weights of each concept's positive term, e.g. n_neg / n_pos.
+        c: (B, k) concept labels in [0, 1]; NaN where missing; one-hot within a categorical concept.
+        pos_weight: (k,) weights of each binary concept's positive term, e.g. n_neg / n_pos.
+        categorical: Member indices of each categorical concept.
 
     Returns:
         A scalar loss.
@@ -27,12 +32,30 @@ def concept_loss(concept_logits: Tensor, c: Tensor, pos_weight: Tensor | None = 
         0.6931
     """
     c = c.to(concept_logits.dtype)
+    if categorical:
+        return _mixed_concept_loss(concept_logits, c, pos_weight, categorical)
     known = ~torch.isnan(c)
     if bool(known.all()):
         return F.binary_cross_entropy_with_logits(concept_logits, c, pos_weight=pos_weight)
     terms = F.binary_cross_entropy_with_logits(concept_logits, c.nan_to_num(0.0), weight=known.to(c.dtype),
                                                pos_weight=pos_weight, reduction="sum")
     return terms / known.sum().clamp(min=1)
+
+
+def _mixed_concept_loss(concept_logits: Tensor, c: Tensor, pos_weight: Tensor | None, categorical: Categorical) -> Tensor:
+    """The mean over known terms: one BCE per known binary label, one cross-entropy per known categorical value."""
+    binary = binary_mask(c.shape[1], categorical, c.device)
+    known = ~torch.isnan(c[:, binary])
+    total = F.binary_cross_entropy_with_logits(
+        concept_logits[:, binary], c[:, binary].nan_to_num(0.0), weight=known.to(c.dtype),
+        pos_weight=pos_weight[binary] if pos_weight is not None else None, reduction="sum")
+    count = known.sum()
+    for members in categorical:
+        index = list(members)
+        rows = ~torch.isnan(c[:, index]).any(1)
+        total = total + F.cross_entropy(concept_logits[rows][:, index], c[rows][:, index].argmax(1), reduction="sum")
+        count = count + rows.sum()
+    return total / count.clamp(min=1)
 
 
 def concept_pos_weight(c: Tensor) -> Tensor:
