@@ -6,7 +6,6 @@ import torch
 
 from conceptlab.datasets import ConceptDataset, ConceptInfo, split_dataset
 from conceptlab.models import Intervention, cbm, cem, load_model, save_model
-from conceptlab.models.concept_types import concept_probabilities
 from conceptlab.training import TrainConfig, concept_loss, fit
 
 INFO = ConceptInfo(("red", "green", "blue", "yellow", "bright"), ("a", "b", "c"),

@@ -1,10 +1,9 @@
-"""Benchmarks that need no download: digit arithmetic on scikit-learn's bundled 8x8 digits, and a
-tabular toy whose concepts are correlated by a chosen rho.
+"""Benchmarks that need no download: digit arithmetic on scikit-learn's bundled 8x8 digits, a
+tabular toy whose concepts are correlated by a chosen rho, and rendered shapes.
 
 Digit arithmetic is the MNIST-addition setting of the concept literature on the 1,797 handwritten
 digits that ship inside scikit-learn: a sample is two digit images side by side (128 pixels), its
-concepts say which digit each image shows (two groups of ten mutually exclusive concepts, one per
-value), and its task is their sum (19 classes) or the sum's parity. The images are divided into
+concepts say which digit each image shows (two categorical concepts of ten values), and its task is their sum (19 classes) or the sum's parity. The images are divided into
 train / val / test pools before pairs are drawn, so no test image is ever seen in training.
 """
 
