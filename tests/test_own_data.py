@@ -202,3 +202,27 @@ def test_an_image_folder_names_the_csv_row_of_a_missing_or_repeated_file(tmp_pat
         load_dataset({**block, "folder": str(tmp_path / "elsewhere")}, seed=0)
     with pytest.raises(SettingsError, match="dataset.backbone: unknown backbone 'vgg'"):
         load_dataset({**block, "backbone": "vgg"}, seed=0)
+
+
+def test_a_categorical_column_becomes_one_categorical_concept_with_a_member_per_value(tmp_path):
+    rows = ["f1,f2,colour,shiny,label"]
+    rng = np.random.default_rng(0)
+    for i in range(120):
+        colour = ["red", "green", "blue"][i % 3]
+        cell = "" if i % 10 == 0 else colour  # a tenth unknown
+        rows.append(f"{rng.standard_normal():.3f},{rng.standard_normal():.3f},{cell},{i % 2},{colour}")
+    path = tmp_path / "colours.csv"
+    path.write_text("\n".join(rows) + "\n")
+    block = {"name": "table", "path": str(path), "features": ["f1", "f2"], "concepts": ["shiny"],
+             "categorical_concepts": ["colour"], "task": "label"}
+    splits = load_dataset(block, seed=0)
+    info = splits.info
+    assert info.concept_names == ("shiny", "colour=blue", "colour=green", "colour=red")
+    assert info.categorical == ("colour",) and info.concept_groups["colour"] == (1, 2, 3)
+    c = torch.cat([splits.train.c, splits.val.c, splits.test.c])
+    known = ~torch.isnan(c[:, 1:]).any(1)
+    assert torch.all(c[known][:, 1:].sum(1) == 1) and int((~known).sum()) == 12
+    spec = parse_spec({"dataset": block, "models": ["cem"], "seeds": 1, "train": {"max_epochs": 2},
+                       "evaluation": {"intervention_policies": ["random"], "intervention_repeats": 1}}, "colours")
+    (record,) = run_grid([spec], tmp_path / "out", workers=1, progress=False).records()
+    assert record["status"] == "ok" and len(record["interventions"]["random"]) == 3  # shiny and colour: 2 groups

@@ -85,6 +85,8 @@ class TableSettings:
         path: A ``.csv`` or ``.parquet`` file with a header row.
         features: Numeric input columns.
         concepts: Binary concept columns (0/1, true/false, yes/no; an empty cell is a missing label).
+        categorical_concepts: Columns of categorical concepts (any values, e.g. a colour): each becomes
+            one categorical concept with a member per value, ``column=value``, values sorted.
         task: The class label column (any values; classes are sorted unless ``classes`` orders them).
         classes: The class values in the order the model's outputs take (default: sorted).
         split_column: A column of ``train`` / ``val`` / ``test`` fixing the split (else a seeded split).
@@ -99,6 +101,7 @@ class TableSettings:
     features: tuple[Str, ...]
     concepts: tuple[Str, ...]
     task: Str
+    categorical_concepts: tuple[Str, ...] = ()
     classes: tuple[Str, ...] | None = None
     split_column: Str | None = None
     standardize: Bool = True
@@ -109,9 +112,10 @@ class TableSettings:
     def __post_init__(self) -> None:
         file = _existing_file(self.path, TABLE_SUFFIXES)
         _check_fractions(self.fractions)
-        if not self.features or not self.concepts:
-            raise SettingsError("dataset.features and dataset.concepts each need at least one column name")
-        named = [*self.features, *self.concepts, self.task, *([self.split_column] if self.split_column else [])]
+        if not self.features or not (self.concepts or self.categorical_concepts):
+            raise SettingsError("dataset.features and dataset.concepts (or categorical_concepts) each need at least one column name")
+        named = [*self.features, *self.concepts, *self.categorical_concepts, self.task,
+                 *([self.split_column] if self.split_column else [])]
         twice = sorted({c for c in named if named.count(c) > 1})
         if twice:
             raise SettingsError(f"dataset: column(s) {twice} are named in more than one role (features, concepts, task, "
@@ -200,23 +204,40 @@ def _binary(values: Any, file: Path, column: str) -> np.ndarray:
     return out
 
 
-def _labels(table: Any, file: Path, concepts: Sequence[str], task: str, classes: Sequence[str] | None) -> tuple[Any, Any, ConceptInfo]:
-    """A table's concept labels (N, k) with NaN for empty cells, class indices (N,) and their names."""
-    c = np.stack([_binary(table[column].to_numpy(dtype=object), file, column) for column in concepts], 1)
-    values = [str(v) for v in table[task].to_numpy(dtype=object)]
+def _labels(table: Any, file: Path, concepts: Sequence[str], task: str, classes: Sequence[str] | None,
+            categorical: Sequence[str] = ()) -> tuple[Any, Any, ConceptInfo]:
+    """A table's concept labels (N, k) with NaN for empty cells (a categorical column one-hot over
+    its values), class indices (N,) and their names."""
+    columns = [_binary(table[column].to_numpy(dtype=object), file, column) for column in concepts]
+    names, groups = list(concepts), {column: (i,) for i, column in enumerate(concepts)}
+    for column in categorical:
+        cells = table[column].to_numpy(dtype=object)
+        known = [not (v is None or (isinstance(v, float) and np.isnan(v)) or str(v).strip() == "") for v in cells]
+        values = sorted({str(v).strip() for v, k in zip(cells, known) if k})
+        if len(values) < 2:
+            raise ValueError(f"{file}, column {column!r}: a categorical concept needs two values or more; found {values}")
+        start = len(names)
+        for value in values:
+            columns.append(np.array([(1.0 if str(v).strip() == value else 0.0) if k else np.nan for v, k in zip(cells, known)],
+                                    dtype=np.float32))
+            names.append(f"{column}={value}")
+        groups[column] = tuple(range(start, start + len(values)))
+    c = np.stack(columns, 1)
+    task_values = [str(v) for v in table[task].to_numpy(dtype=object)]
     empty = [row for row, v in enumerate(table[task].isna()) if v]
     if empty:
         raise ValueError(f"{file}, column {task!r}, row {empty[0] + 2}: the task label is empty "
                          f"({len(empty)} row(s) in all); every row needs its class")
-    names = list(classes) if classes else sorted(set(values))
-    index = {name: i for i, name in enumerate(names)}
-    unknown = [(row, v) for row, v in enumerate(values) if v not in index]
+    class_names = list(classes) if classes else sorted(set(task_values))
+    index = {name: i for i, name in enumerate(class_names)}
+    unknown = [(row, v) for row, v in enumerate(task_values) if v not in index]
     if unknown:
         row, value = unknown[0]
-        raise ValueError(f"{file}, column {task!r}, row {row + 2}: {value!r} is not one of dataset.classes {names}")
-    if len(names) < 2:
-        raise ValueError(f"{file}, column {task!r}: every row has the class {names[0]!r}; a task needs two classes or more")
-    return torch.from_numpy(c), torch.tensor([index[v] for v in values]), ConceptInfo(tuple(concepts), tuple(names))
+        raise ValueError(f"{file}, column {task!r}, row {row + 2}: {value!r} is not one of dataset.classes {class_names}")
+    if len(class_names) < 2:
+        raise ValueError(f"{file}, column {task!r}: every row has the class {class_names[0]!r}; a task needs two classes or more")
+    info = ConceptInfo(tuple(names), tuple(class_names), groups, categorical=tuple(categorical))
+    return torch.from_numpy(c), torch.tensor([index[v] for v in task_values]), info
 
 
 def _split(data: ConceptData, table: Any, file: Path, split_column: str | None, fractions: Sequence[float],
@@ -268,7 +289,7 @@ def load_table(options: TableSettings, seed: int) -> ConceptSplits:
         if bad.size:
             raise ValueError(f"{file}, column {column!r}, row {bad[0] + 2}: the feature is empty or not finite "
                              f"({bad.size} row(s) in all); fill or drop those rows")
-    c, y, info = _labels(table, file, options.concepts, options.task, options.classes)
+    c, y, info = _labels(table, file, options.concepts, options.task, options.classes, options.categorical_concepts)
     data = ConceptDataset(torch.from_numpy(features), c, y, info)
     splits = _split(data, table, file, options.split_column, options.fractions, seed)
     return _standardized(splits) if options.standardize else splits
