@@ -510,3 +510,25 @@ def test_ctrl_c_does_not_wait_for_a_long_request(folder, tmp_path):
             process.kill()
     err = process.stderr.read()
     assert process.returncode == 130 and "conceptlab: interrupted; explorer stopped" in err, err
+
+
+def test_the_explorer_opens_a_model_with_categorical_concepts_and_sets_a_value_with_its_group(tmp_path):
+    from conceptlab.bench import parse_spec, run_grid
+
+    spec = parse_spec({"dataset": {"name": "digits", "size": 200}, "models": ["cem"], "seeds": 1,
+                       "train": {"max_epochs": 2}, "evaluation": {"intervention_policies": ["random"],
+                                                                  "intervention_repeats": 1}}, "digits")
+    (record,) = run_grid([spec], tmp_path, workers=1, progress=False).records()
+    model = load_explorer_model(Path(record["checkpoint"]))
+    explorer = Explorer([model])
+    categorical = model.info.categorical_indices()
+    first = Corrections({}).with_value(3, 1, categorical)  # left digit = 3
+    assert first.values == {i: float(i == 3) for i in range(10)}
+    second = first.with_value(7, 1, categorical)  # left digit = 7 replaces it
+    assert second.values == {i: float(i == 7) for i in range(10)}
+    assert second.with_value(7, None, categorical).values == {}
+    view = explorer.view(model.name, 0, second)
+    assert view is not None
+    client = TestClient(create_app(explorer), base_url="http://127.0.0.1:8765")
+    page = client.get("/", params={"model": model.name, "sample": 0, "fix": second.text()})
+    assert page.status_code == 200 and "left=7" in page.text

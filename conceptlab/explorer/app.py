@@ -119,7 +119,8 @@ def create_app(explorer: Explorer, hosts: Sequence[str] | None = LOCAL_HOSTS) ->
         info = explorer.model(name).info
         plane = plane_view(data.name, data.test.features[:1], info.concept_names) if data.test.features is not None else None
         context = {
-            "state": state, "link": link, "views": views, "fixed": fixed, "policies": POLICIES, "filters": FILTERS,
+            "state": state, "link": link, "views": views, "fixed": fixed,
+            "categorical": explorer.model(name).info.categorical_indices(), "policies": POLICIES, "filters": FILTERS,
             "models": list(explorer.models), "comparable": explorer.comparable(name), "listed": listed[:SAMPLES_LISTED],
             "n_listed": len(listed), "n_samples": explorer.n_samples(name), "accuracy": explorer.accuracy(name),
             "counterfactual": counterfactual, "message": message,

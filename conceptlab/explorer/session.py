@@ -9,7 +9,7 @@ The web layer only renders these answers.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,10 +57,26 @@ class Corrections:
     def text(self) -> str:
         return ",".join(f"{i}:{v:g}" for i, v in sorted(self.values.items()))
 
-    def with_value(self, index: int, value: float | None) -> Corrections:
-        """These corrections with concept ``index`` set to ``value`` (``None``: back to predicted)."""
-        values = {i: v for i, v in self.values.items() if i != index}
-        if value is not None:
+    def with_value(self, index: int, value: float | None, categorical: Sequence[Sequence[int]] = ()) -> Corrections:
+        """These corrections with concept ``index`` set to ``value`` (``None``: back to predicted).
+
+        A value of a categorical concept is set with the rest of its group: present makes it the
+        concept's one value (the others absent), predicted returns the whole concept to the model,
+        and absent marks that one value absent.
+
+        Args:
+            index: The concept.
+            value: 1.0 present, 0.0 absent, None predicted.
+            categorical: Member indices of each categorical concept of the model's data.
+        """
+        group = next((list(members) for members in categorical if index in members), None)
+        if group is None or value == 0:
+            values = {i: v for i, v in self.values.items() if i != index}
+        else:
+            values = {i: v for i, v in self.values.items() if i not in group}
+        if group is not None and value == 1:
+            values.update({i: float(i == index) for i in group})
+        elif value is not None:
             values[index] = float(value)
         return Corrections(values)
 
