@@ -43,6 +43,18 @@ def _check_fractions(fractions: Sequence[float]) -> None:
                             f"data; got {list(fractions)}")
 
 
+def _check_columns(file: Path, named: list[str]) -> None:
+    """Every column a dataset block names is in the file's header, each in one role only."""
+    twice = sorted({c for c in named if named.count(c) > 1})
+    if twice:
+        raise SettingsError(f"dataset: column(s) {twice} are named in more than one role (features, concepts, task, "
+                            "image or split column); give each column one role")
+    header = list(_read_table(file, nrows=0).columns)
+    absent = [c for c in named if c not in header]
+    if absent:
+        raise SettingsError(f"dataset: {file} has no column(s) {absent}; its columns are {header}")
+
+
 def file_digest(path: str | Path) -> str:
     """The first 16 hex digits of the file's SHA-256: a run is named by the data it read."""
     digest = hashlib.sha256()
@@ -114,16 +126,8 @@ class TableSettings:
         _check_fractions(self.fractions)
         if not self.features or not (self.concepts or self.categorical_concepts):
             raise SettingsError("dataset.features and dataset.concepts (or categorical_concepts) each need at least one column name")
-        named = [*self.features, *self.concepts, *self.categorical_concepts, self.task,
-                 *([self.split_column] if self.split_column else [])]
-        twice = sorted({c for c in named if named.count(c) > 1})
-        if twice:
-            raise SettingsError(f"dataset: column(s) {twice} are named in more than one role (features, concepts, task, "
-                                "split_column); give each column one role")
-        header = list(_read_table(file, nrows=0).columns)
-        absent = [c for c in named if c not in header]
-        if absent:
-            raise SettingsError(f"dataset: {file} has no column(s) {absent}; its columns are {header}")
+        _check_columns(file, [*self.features, *self.concepts, *self.categorical_concepts, self.task,
+                              *([self.split_column] if self.split_column else [])])
 
 
 def _read_table(file: Path, nrows: int | None = None) -> Any:
@@ -358,15 +362,7 @@ class ImageFolderSettings:
             raise SettingsError(f"dataset.backbone: unknown backbone {self.backbone!r}; choose from {', '.join(BACKBONES)}")
         if not self.concepts:
             raise SettingsError("dataset.concepts needs at least one column name")
-        named = [self.image_column, *self.concepts, self.task, *([self.split_column] if self.split_column else [])]
-        twice = sorted({c for c in named if named.count(c) > 1})
-        if twice:
-            raise SettingsError(f"dataset: column(s) {twice} are named in more than one role (image_column, concepts, "
-                                "task, split_column); give each column one role")
-        header = list(_read_table(file, nrows=0).columns)
-        absent = [c for c in named if c not in header]
-        if absent:
-            raise SettingsError(f"dataset: {file} has no column(s) {absent}; its columns are {header}")
+        _check_columns(file, [self.image_column, *self.concepts, self.task, *([self.split_column] if self.split_column else [])])
 
 
 def image_folder_splits(options: ImageFolderSettings, seed: int) -> ConceptSplits:
