@@ -114,7 +114,7 @@ def test_a_tensor_file_that_carries_code_or_lacks_a_key_is_refused_with_its_name
         load_dataset({"name": "tensors", "path": str(crafted)}, seed=0)
     partial = tmp_path / "partial.npz"
     np.savez(partial, x=np.zeros((3, 2)), y=np.zeros(3))
-    with pytest.raises(ValueError, match="partial.npz has no c"):
+    with pytest.raises(ValueError, match="partial.npz has no c"):  # at config read: a SettingsError
         load_dataset({"name": "tensors", "path": str(partial)}, seed=0)
     objects = tmp_path / "objects.npz"
     np.savez(objects, x=np.array([{"a": 1}], dtype=object), c=np.zeros((1, 1)), y=np.zeros(1))
@@ -226,3 +226,35 @@ def test_a_categorical_column_becomes_one_categorical_concept_with_a_member_per_
                        "evaluation": {"intervention_policies": ["random"], "intervention_repeats": 1}}, "colours")
     (record,) = run_grid([spec], tmp_path / "out", workers=1, progress=False).records()
     assert record["status"] == "ok" and len(record["interventions"]["random"]) == 3  # shiny and colour: 2 groups
+
+
+@pytest.mark.parametrize("write, check", [
+    (lambda p: p.write_text(CSV.replace(",", ";"), encoding="utf-8-sig"), "semicolons and a byte-order mark"),
+    (lambda p: p.write_text(CSV.replace(",", "\t")), "tabs"),
+])
+def test_a_table_saved_by_a_spreadsheet_reads_the_same(tmp_path, write, check):
+    path = tmp_path / "patients.csv"
+    write(path)
+    splits = load_dataset(_block(path, split_column="part", standardize=False), seed=0)
+    reference = load_dataset(_block(_table(tmp_path, name="plain.csv"), split_column="part", standardize=False), seed=0)
+    assert torch.allclose(splits.train.x, reference.train.x), check
+    assert splits.info == reference.info
+
+
+@pytest.mark.parametrize("content, message", [
+    (CSV.replace("age,cough", "age,age", 1), "column\\(s\\) \\['age'\\] appear more than once in the header"),
+    ("", "not a readable CSV table"),
+    ("age,cough,smoker,diabetic,risk,part\n", "has a header but no rows"),
+])
+def test_a_hostile_table_is_refused_with_its_reason(tmp_path, content, message):
+    path = tmp_path / "bad.csv"
+    path.write_text(content)
+    with pytest.raises(ValueError, match=message):
+        load_dataset(_block(path), seed=0)
+
+
+def test_a_table_that_is_not_utf8_says_so(tmp_path):
+    path = tmp_path / "latin.csv"
+    path.write_bytes(CSV.encode().replace(b"high", "h\u00e9gh".encode("latin-1")))
+    with pytest.raises(ValueError, match="is not UTF-8 text"):
+        load_dataset(_block(path), seed=0)

@@ -8,6 +8,7 @@ An empty concept cell (or NaN in a tensor) is a missing label, which training sk
 
 from __future__ import annotations
 
+import csv
 import hashlib
 from collections.abc import Sequence
 from pathlib import Path
@@ -84,8 +85,18 @@ class TensorFileSettings:
     hidden_concepts: tuple[Str, ...] = ()
 
     def __post_init__(self) -> None:
-        _existing_file(self.path, TENSOR_SUFFIXES)
+        file = _existing_file(self.path, TENSOR_SUFFIXES)
         _check_fractions(self.fractions)
+        if file.suffix.lower() == ".npz":  # its member names are read without loading the arrays (a .pt is read whole, later)
+            try:
+                with np.load(file, allow_pickle=False) as archive:
+                    names = set(archive.files)
+            except (ValueError, OSError) as err:
+                raise SettingsError(f"dataset.path: {file} is not a readable .npz ({type(err).__name__})") from None
+            absent = [key for key in ("x", "c", "y") if key not in names]
+            if absent:
+                raise SettingsError(f"dataset.path: {file} has no {', '.join(absent)}; it holds {sorted(names)} (x: inputs, "
+                                    "c: concept labels, y: class indices)")
 
 
 @settings
@@ -140,8 +151,22 @@ def _read_table(file: Path, nrows: int | None = None) -> Any:
             raise SettingsError("reading Parquet needs pyarrow: pip install pyarrow (or save the table as CSV)") from None
         return table.head(nrows) if nrows is not None else table
     try:
-        return pd.read_csv(file, nrows=nrows, keep_default_na=True)
-    except (ValueError, UnicodeDecodeError) as err:
+        with open(file, newline="", encoding="utf-8-sig") as handle:  # a spreadsheet's byte-order mark is not a name
+            first = handle.readline()
+        try:
+            delimiter = csv.Sniffer().sniff(first, delimiters=",;\t").delimiter  # comma, semicolon (European Excel) or tab
+        except csv.Error:
+            delimiter = ","
+        header = next(csv.reader([first], delimiter=delimiter), [])
+        repeated = sorted({name for name in header if header.count(name) > 1})
+        if repeated:
+            raise ValueError(f"{file}: column(s) {repeated} appear more than once in the header; give every column its own name")
+        return pd.read_csv(file, sep=delimiter, encoding="utf-8-sig", nrows=nrows, keep_default_na=True)
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{file} is not UTF-8 text ({err.reason} at byte {err.start}); save the table as UTF-8 CSV") from None
+    except ValueError as err:
+        if str(err).startswith(str(file)):
+            raise
         raise ValueError(f"{file} is not a readable CSV table ({type(err).__name__}: {str(err)[:160]})") from None
 
 
