@@ -204,6 +204,12 @@ def test_an_image_folder_names_the_csv_row_of_a_missing_or_repeated_file(tmp_pat
         load_dataset({**block, "backbone": "vgg"}, seed=0)
 
 
+def test_an_image_folder_takes_a_categorical_column(tmp_path):
+    block = _image_folder(tmp_path)
+    splits = load_dataset({**block, "concepts": ["big"], "categorical_concepts": ["red"], "mode": "finetune"}, seed=0)
+    assert splits.info.concept_names == ("big", "red=0", "red=1") and splits.info.categorical == ("red",)
+
+
 def test_a_categorical_column_becomes_one_categorical_concept_with_a_member_per_value(tmp_path):
     rows = ["f1,f2,colour,shiny,label"]
     rng = np.random.default_rng(0)

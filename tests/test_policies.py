@@ -232,3 +232,24 @@ def test_the_papers_claims_hold_on_the_noisy_fixture(independent_cbm_curves):
     assert auc["uncertainty"] > auc["random"] + 0.02
     assert auc["eudtp"] > auc["random"]
     assert all(auc["oracle"] > value for name, value in auc.items() if name != "oracle")
+
+
+def test_group_lookahead_with_categorical_concepts_equals_decoding_each_group():
+    """Correcting a categorical concept writes all its values at once; the closed form must agree."""
+    categorical = ((0, 1), (3, 4))
+    x = torch.randn(7, 6, generator=torch.Generator().manual_seed(0))
+    pick = torch.randint(0, 2, (7, 2), generator=torch.Generator().manual_seed(3))
+    values = torch.cat([torch.nn.functional.one_hot(pick[:, 0], 2), torch.randint(0, 2, (7, 1)),
+                        torch.nn.functional.one_hot(pick[:, 1], 2)], 1).float()
+    with seeded(0):
+        models = {f"cbm-{b}": cbm(in_features=6, n_concepts=K, n_classes=3, bottleneck=b, categorical=categorical, hidden=(8,))
+                  for b in ("sigmoid", "logit", "bool")}
+        models["cem"] = cem(in_features=6, n_concepts=K, n_classes=3, categorical=categorical, embedding_size=4, latent_dim=8,
+                            hidden=(8,))
+    models["cbm-logit"].calibrate_interventions(torch.randn(50, K) * 3)
+    for name, model in models.items():
+        model.eval()
+        with torch.no_grad():
+            fast = after_each_unit(_state(model, x, None), values)
+            slow = after_each_unit(_state(_NotAdditive(model), x, None), values)
+        assert torch.allclose(fast, slow, atol=1e-5), name

@@ -344,6 +344,7 @@ class ImageFolderSettings:
         image_column: The column of image paths (relative to ``folder``).
         concepts: Binary concept columns (0/1, true/false, yes/no; an empty cell is a missing label).
         task: The class label column.
+        categorical_concepts: Columns of categorical concepts, as for a table.
         classes: The class values in the order the model's outputs take (default: sorted).
         split_column: A column of ``train`` / ``val`` / ``test`` fixing the split (else a seeded split).
         fractions: Train, validation and test shares of the seeded split.
@@ -362,6 +363,7 @@ class ImageFolderSettings:
     annotations: Str
     concepts: tuple[Str, ...]
     task: Str
+    categorical_concepts: tuple[Str, ...] = ()
     image_column: Str = "image"
     classes: tuple[Str, ...] | None = None
     split_column: Str | None = None
@@ -385,9 +387,10 @@ class ImageFolderSettings:
         _check_fractions(self.fractions)
         if self.backbone not in BACKBONES:
             raise SettingsError(f"dataset.backbone: unknown backbone {self.backbone!r}; choose from {', '.join(BACKBONES)}")
-        if not self.concepts:
-            raise SettingsError("dataset.concepts needs at least one column name")
-        _check_columns(file, [self.image_column, *self.concepts, self.task, *([self.split_column] if self.split_column else [])])
+        if not (self.concepts or self.categorical_concepts):
+            raise SettingsError("dataset.concepts (or categorical_concepts) needs at least one column name")
+        _check_columns(file, [self.image_column, *self.concepts, *self.categorical_concepts, self.task,
+                              *([self.split_column] if self.split_column else [])])
 
 
 def image_folder_splits(options: ImageFolderSettings, seed: int) -> ConceptSplits:
@@ -420,5 +423,5 @@ def image_folder_splits(options: ImageFolderSettings, seed: int) -> ConceptSplit
     repeated = sorted({str(p) for p in paths if paths.count(p) > 1})
     if repeated:
         raise ValueError(f"{file}, column {options.image_column!r}: {repeated[0]} is listed more than once; one row per image")
-    c, y, info = _labels(table, file, options.concepts, options.task, options.classes)
+    c, y, info = _labels(table, file, options.concepts, options.task, options.classes, options.categorical_concepts)
     return _split(ImageConceptDataset(paths, c, y, info), table, file, options.split_column, options.fractions, seed)
