@@ -39,6 +39,12 @@ def test_concept_correlation_rises_with_rho_in_every_seed():
         assert abs(float(weak)) < 0.1 < 0.5 < float(strong)
 
 
+@pytest.mark.parametrize("name, kind", [("shapes", "shapes"), ("correlated", "correlated"), ("fashion-mnist", "fashion-mnist")])
+def test_the_other_offline_configs_read(name, kind):
+    spec = load_spec(name, quick=True)
+    assert spec.dataset.name == kind and spec.seeds == 2 and "cem" in spec.models and "blackbox" in spec.models
+
+
 def test_the_bundled_digits_config_reads_and_its_quick_block_is_small():
     spec = load_spec("digits-add", quick=True)
     assert spec.dataset.name == "digits" and spec.seeds == 2 and spec.train.max_epochs == 100
