@@ -19,7 +19,7 @@ from pydantic import Field
 from ..info import ConceptInfo
 from ..settings import Float, PositiveInt, Str, settings
 from .base import ConceptDataset, ConceptSplits
-from .synthetic import TRAIN_FRACTION, VAL_FRACTION
+from .synthetic import TRAIN_FRACTION, VAL_FRACTION, block_splits
 
 DigitsTask = Literal["sum", "parity"]
 
@@ -110,11 +110,8 @@ def correlated_concepts(size: int = 3000, rho: float = 0.5, seed: int = 0) -> Co
     c = latent > 0
     y = c.sum(1) >= 2
     info = ConceptInfo(("c1 > 0", "c2 > 0", "c3 > 0"), ("minority", "majority"))
-    n_train, n_val = int(round(TRAIN_FRACTION * size)), int(round(VAL_FRACTION * size))
-    data = ConceptDataset(torch.tensor(x, dtype=torch.float32), torch.tensor(c, dtype=torch.float32), torch.tensor(y).long(), info)
-    order = torch.arange(size)  # the draws are i.i.d.: consecutive blocks are random splits
-    return ConceptSplits(data.subset(order[:n_train]), data.subset(order[n_train:n_train + n_val]),
-                         data.subset(order[n_train + n_val:]))
+    return block_splits(ConceptDataset(torch.tensor(x, dtype=torch.float32), torch.tensor(c, dtype=torch.float32),
+                                       torch.tensor(y).long(), info))
 
 
 @settings
@@ -208,11 +205,8 @@ def rendered_shapes(size: int = 3000, rho: float = 0.0, *, image_size: int = 16,
     x = images.clip(0, 1).reshape(size, -1)
     y = np.where(round_, red, large)
     info = ConceptInfo(SHAPE_CONCEPTS, ("no", "yes"))
-    data = ConceptDataset(torch.tensor(x, dtype=torch.float32), torch.tensor(c, dtype=torch.float32), torch.tensor(y).long(), info)
-    n_train, n_val = int(round(TRAIN_FRACTION * size)), int(round(VAL_FRACTION * size))
-    order = torch.arange(size)  # i.i.d. draws: consecutive blocks are random splits
-    return ConceptSplits(data.subset(order[:n_train]), data.subset(order[n_train:n_train + n_val]),
-                         data.subset(order[n_train + n_val:]))
+    return block_splits(ConceptDataset(torch.tensor(x, dtype=torch.float32), torch.tensor(c, dtype=torch.float32),
+                                       torch.tensor(y).long(), info))
 
 
 @settings

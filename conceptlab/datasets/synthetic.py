@@ -88,12 +88,18 @@ def make_synthetic(name: str, size: int = 3000, seed: int = 0) -> ConceptSplits:
         torch.as_tensor(y, dtype=torch.long),
         info,
     )
+    return block_splits(full)
+
+
+def block_splits(data: ConceptDataset) -> ConceptSplits:
+    """70/10/20 % train / val / test as consecutive blocks: a random split when the rows are i.i.d. draws."""
+    size = len(data)
     n_train = int(TRAIN_FRACTION * size)
     n_val = int(VAL_FRACTION * size)
     return ConceptSplits(
-        full.subset(range(n_train)),
-        full.subset(range(n_train, n_train + n_val)),
-        full.subset(range(n_train + n_val, size)),
+        data.subset(range(n_train)),
+        data.subset(range(n_train, n_train + n_val)),
+        data.subset(range(n_train + n_val, size)),
     )
 
 
