@@ -105,16 +105,13 @@ def concept_accuracy(concept_probs: Tensor, c: Tensor, categorical: Categorical 
         0.75
     """
     c = c.to(concept_probs.device)
-    if categorical:
-        binary = binary_mask(c.shape[1], categorical, c.device)
-        right = [((concept_probs[:, binary] > 0.5) == (c[:, binary] > 0.5))[~torch.isnan(c[:, binary])].float()]
-        for members in categorical:
-            index = list(members)
-            known = ~torch.isnan(c[:, index]).any(1)
-            right.append((concept_probs[known][:, index].argmax(1) == c[known][:, index].argmax(1)).float())
-        return float(torch.cat(right).mean())
-    correct = (concept_probs > 0.5) == (c > 0.5)
-    return float(correct[~torch.isnan(c)].float().mean())
+    binary = binary_mask(c.shape[1], categorical, c.device)
+    right = [((concept_probs[:, binary] > 0.5) == (c[:, binary] > 0.5))[~torch.isnan(c[:, binary])].float()]
+    for members in categorical:
+        index = list(members)
+        known = ~torch.isnan(c[:, index]).any(1)
+        right.append((concept_probs[known][:, index].argmax(1) == c[known][:, index].argmax(1)).float())
+    return float(torch.cat(right).mean())
 
 
 def concept_auc(concept_probs: Tensor, c: Tensor) -> float:

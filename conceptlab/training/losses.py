@@ -32,18 +32,8 @@ def concept_loss(concept_logits: Tensor, c: Tensor, pos_weight: Tensor | None = 
         0.6931
     """
     c = c.to(concept_logits.dtype)
-    if categorical:
-        return _mixed_concept_loss(concept_logits, c, pos_weight, categorical)
-    known = ~torch.isnan(c)
-    if bool(known.all()):
+    if not categorical and not bool(torch.isnan(c).any()):  # every label a known binary one: the plain mean
         return F.binary_cross_entropy_with_logits(concept_logits, c, pos_weight=pos_weight)
-    terms = F.binary_cross_entropy_with_logits(concept_logits, c.nan_to_num(0.0), weight=known.to(c.dtype),
-                                               pos_weight=pos_weight, reduction="sum")
-    return terms / known.sum().clamp(min=1)
-
-
-def _mixed_concept_loss(concept_logits: Tensor, c: Tensor, pos_weight: Tensor | None, categorical: Categorical) -> Tensor:
-    """The mean over known terms: one BCE per known binary label, one cross-entropy per known categorical value."""
     binary = binary_mask(c.shape[1], categorical, c.device)
     known = ~torch.isnan(c[:, binary])
     total = F.binary_cross_entropy_with_logits(
