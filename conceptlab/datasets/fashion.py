@@ -22,6 +22,7 @@ from pydantic import Field
 from ..info import ConceptInfo
 from ..settings import Float, PositiveInt, SettingsError, Str, settings
 from .base import ConceptDataset, ConceptSplits
+from .supervision import Supervision
 
 DEBIAN_ROOT = "/usr/share/datasets/fashion-mnist"
 FILES = {"train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
@@ -81,7 +82,7 @@ def class_concepts() -> tuple[ConceptInfo, np.ndarray]:
 
 
 @settings
-class FashionMNISTSettings:
+class FashionMNISTSettings(Supervision):
     """Fashion-MNIST from local IDX files (``apt-get install dataset-fashion-mnist``).
 
     Attributes:
@@ -99,8 +100,6 @@ class FashionMNISTSettings:
     train_size: Annotated[PositiveInt, Field(le=60000)] = 10000
     test_size: Annotated[PositiveInt, Field(le=10000)] = 2000
     val_fraction: Annotated[Float, Field(gt=0, lt=1)] = 0.1
-    missing_concept_labels: Annotated[Float, Field(ge=0, lt=1)] = 0.0
-    hidden_concepts: tuple[Str, ...] = ()
 
     def require_files(self) -> None:
         """Raise ``SettingsError`` saying how to install the data when the IDX files are not there

@@ -21,6 +21,7 @@ from pydantic import Field
 from ..info import ConceptInfo
 from ..settings import Bool, Float, SettingsError, Str, settings
 from .base import ConceptData, ConceptDataset, ConceptSplits, split_dataset
+from .supervision import Supervision
 
 TENSOR_SUFFIXES = (".pt", ".npz")
 TABLE_SUFFIXES = (".csv", ".parquet")
@@ -66,7 +67,7 @@ def file_digest(path: str | Path) -> str:
 
 
 @settings
-class TensorFileSettings:
+class TensorFileSettings(Supervision):
     """Your data as tensors in one file: ``x`` (N, ...), ``c`` (N, k) in [0, 1] (NaN: missing),
     ``y`` (N,) class indices, and optionally ``concept_names`` and ``task_names``.
 
@@ -81,8 +82,6 @@ class TensorFileSettings:
     name: Literal["tensors"]
     path: Str
     fractions: Fractions = (0.7, 0.1, 0.2)
-    missing_concept_labels: Annotated[Float, Field(ge=0, lt=1)] = 0.0
-    hidden_concepts: tuple[Str, ...] = ()
 
     def __post_init__(self) -> None:
         file = _existing_file(self.path, TENSOR_SUFFIXES)
@@ -100,7 +99,7 @@ class TensorFileSettings:
 
 
 @settings
-class TableSettings:
+class TableSettings(Supervision):
     """Your data as a table (CSV or Parquet): feature, concept and task columns by name.
 
     Attributes:
@@ -129,8 +128,6 @@ class TableSettings:
     split_column: Str | None = None
     standardize: Bool = True
     fractions: Fractions = (0.7, 0.1, 0.2)
-    missing_concept_labels: Annotated[Float, Field(ge=0, lt=1)] = 0.0
-    hidden_concepts: tuple[Str, ...] = ()
 
     def __post_init__(self) -> None:
         file = _existing_file(self.path, TABLE_SUFFIXES)
@@ -333,7 +330,7 @@ def _standardized(splits: ConceptSplits) -> ConceptSplits:
 
 
 @settings
-class ImageFolderSettings:
+class ImageFolderSettings(Supervision):
     """Your images: a folder of image files and a CSV that names each file with its concept and
     task labels; frozen backbone features (cached) or the images themselves for fine-tuning.
 
@@ -374,8 +371,6 @@ class ImageFolderSettings:
     image_size: Annotated[int, Field(gt=0, strict=True)] = 224
     cache_dir: Str | None = None
     batch_size: Annotated[int, Field(gt=0, strict=True)] = 64
-    missing_concept_labels: Annotated[Float, Field(ge=0, lt=1)] = 0.0
-    hidden_concepts: tuple[Str, ...] = ()
 
     def __post_init__(self) -> None:
         from ..models.encoders import BACKBONES

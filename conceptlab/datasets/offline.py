@@ -17,8 +17,9 @@ import torch
 from pydantic import Field
 
 from ..info import ConceptInfo
-from ..settings import Float, PositiveInt, Str, settings
+from ..settings import Float, PositiveInt, settings
 from .base import ConceptDataset, ConceptSplits
+from .supervision import Supervision
 from .synthetic import TRAIN_FRACTION, VAL_FRACTION, block_splits
 
 DigitsTask = Literal["sum", "parity"]
@@ -115,7 +116,7 @@ def correlated_concepts(size: int = 3000, rho: float = 0.5, seed: int = 0) -> Co
 
 
 @settings
-class DigitsSettings:
+class DigitsSettings(Supervision):
     """Digit arithmetic on scikit-learn's bundled 8x8 digits (``digits_arithmetic``).
 
     Attributes:
@@ -129,12 +130,10 @@ class DigitsSettings:
     name: Literal["digits"]
     size: Annotated[PositiveInt, Field(ge=10)] = 6000
     task: DigitsTask = "sum"
-    missing_concept_labels: Annotated[Float, Field(ge=0, lt=1)] = 0.0
-    hidden_concepts: tuple[Str, ...] = ()
 
 
 @settings
-class CorrelatedSettings:
+class CorrelatedSettings(Supervision):
     """The tabular toy with concept correlation ``rho`` (``correlated_concepts``).
 
     Attributes:
@@ -148,8 +147,6 @@ class CorrelatedSettings:
     name: Literal["correlated"]
     size: Annotated[PositiveInt, Field(ge=10)] = 3000
     rho: Annotated[Float, Field(gt=-0.5, lt=1)] = 0.5
-    missing_concept_labels: Annotated[Float, Field(ge=0, lt=1)] = 0.0
-    hidden_concepts: tuple[Str, ...] = ()
 
 
 SHAPE_CONCEPTS = ("round", "red", "large", "left", "top")
@@ -210,7 +207,7 @@ def rendered_shapes(size: int = 3000, rho: float = 0.0, *, image_size: int = 16,
 
 
 @settings
-class ShapesSettings:
+class ShapesSettings(Supervision):
     """The rendered-shapes dataset (``rendered_shapes``).
 
     Attributes:
@@ -226,5 +223,3 @@ class ShapesSettings:
     size: Annotated[PositiveInt, Field(ge=10)] = 3000
     rho: Annotated[Float, Field(gt=-0.25, lt=1)] = 0.0
     image_size: Annotated[PositiveInt, Field(ge=8)] = 16
-    missing_concept_labels: Annotated[Float, Field(ge=0, lt=1)] = 0.0
-    hidden_concepts: tuple[Str, ...] = ()

@@ -33,14 +33,12 @@ from .offline import (
     digits_arithmetic,
     rendered_shapes,
 )
-from .supervision import drop_concepts, hide_labels
+from .supervision import Supervision, drop_concepts, hide_labels
 from .synthetic import SYNTHETIC_DATASETS, make_synthetic
-
-MissingFraction = Annotated[Float, Field(ge=0, lt=1)]
 
 
 @settings
-class SyntheticSettings:
+class SyntheticSettings(Supervision):
     """A generated dataset of the CEM paper: ``name`` xor, trig or dot, ``size`` samples in all.
 
     Attributes:
@@ -52,12 +50,10 @@ class SyntheticSettings:
 
     name: Literal["xor", "trig", "dot"]
     size: Annotated[PositiveInt, Field(ge=10)] = 3000
-    missing_concept_labels: MissingFraction = 0.0
-    hidden_concepts: tuple[Str, ...] = ()
 
 
 @settings
-class CubSettings:
+class CubSettings(Supervision):
     """CUB-200-2011 from its official archive, as features of a frozen backbone or as images.
 
     Attributes:
@@ -89,8 +85,6 @@ class CubSettings:
     val_fraction: Annotated[Float, Field(ge=0, lt=1)] = VAL_FRACTION
     cache_dir: Str | None = None
     batch_size: PositiveInt = 64
-    missing_concept_labels: MissingFraction = 0.0
-    hidden_concepts: tuple[Str, ...] = ()
 
     def __post_init__(self) -> None:
         from ..models.encoders import BACKBONES

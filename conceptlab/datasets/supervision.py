@@ -10,12 +10,31 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Sequence
+from dataclasses import KW_ONLY
+from typing import Annotated
 
 import numpy as np
 import torch
+from pydantic import Field
 
 from ..info import ConceptInfo
+from ..settings import Float, Str, settings
 from .base import ConceptData, ConceptSplits
+
+
+@settings
+class Supervision:
+    """The concept supervision every dataset block can reduce (keyword-only, so each dataset's own
+    required settings still come first): its subclasses document both keys among their attributes.
+
+    Attributes:
+        missing_concept_labels: Share of training and validation concept labels hidden (NaN), in [0, 1).
+        hidden_concepts: Concepts removed from every split (an incomplete concept set).
+    """
+
+    _: KW_ONLY
+    missing_concept_labels: Annotated[Float, Field(ge=0, lt=1)] = 0.0
+    hidden_concepts: tuple[Str, ...] = ()
 
 
 def hide_labels(splits: ConceptSplits, fraction: float, seed: int) -> ConceptSplits:
