@@ -214,12 +214,17 @@ def load_tensor_file(options: TensorFileSettings, seed: int) -> ConceptSplits:
     return split_dataset(data, options.fractions, seed=seed)
 
 
+def _blank(value: Any) -> bool:
+    """An empty table cell, as the reader hands it over (None or a float NaN)."""
+    return value is None or (isinstance(value, float) and np.isnan(value))
+
+
 def _binary(values: Any, file: Path, column: str) -> np.ndarray:
     """A concept column as floats 1 / 0 / NaN (missing), or an error naming the first bad row."""
     words = {"1": 1.0, "0": 0.0, "true": 1.0, "false": 0.0, "yes": 1.0, "no": 0.0, "1.0": 1.0, "0.0": 0.0}
     out = np.empty(len(values), dtype=np.float32)
     for row, value in enumerate(values):
-        if value is None or (isinstance(value, float) and np.isnan(value)):
+        if _blank(value):
             out[row] = np.nan
             continue
         key = str(value).strip().lower()
@@ -238,7 +243,7 @@ def _labels(table: Any, file: Path, concepts: Sequence[str], task: str, classes:
     names, groups = list(concepts), {column: (i,) for i, column in enumerate(concepts)}
     for column in categorical:
         cells = table[column].to_numpy(dtype=object)
-        known = [not (v is None or (isinstance(v, float) and np.isnan(v)) or str(v).strip() == "") for v in cells]
+        known = [not (_blank(v) or str(v).strip() == "") for v in cells]
         values = sorted({str(v).strip() for v, k in zip(cells, known) if k})
         if len(values) < 2:
             raise ValueError(f"{file}, column {column!r}: a categorical concept needs two values or more; found {values}")
@@ -411,7 +416,7 @@ def image_folder_splits(options: ImageFolderSettings, seed: int) -> ConceptSplit
     paths = []
     for row, value in enumerate(table[options.image_column].to_numpy(dtype=object)):
         path = folder / str(value)
-        if value is None or (isinstance(value, float) and np.isnan(value)) or not path.is_file():
+        if _blank(value) or not path.is_file():
             raise ValueError(f"{file}, column {options.image_column!r}, row {row + 2}: no image file at {path}; paths are "
                              f"relative to dataset.folder ({folder})")
         paths.append(path.resolve())
