@@ -7,6 +7,7 @@ key and plain value, in a fixed order), stored in the payload itself under ``"ch
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import warnings
 from pathlib import Path
@@ -58,3 +59,21 @@ def verify_checksum(payload: dict, path: str | Path, what: str) -> None:
     if stored != payload_checksum(payload):
         raise ValueError(f"{path} is a damaged {what}: its contents no longer match the checksum written with them (a "
                          "changed or overwritten byte); use another copy, or write it again")
+
+
+def file_digest(path: str | Path) -> str:
+    """The first 16 hex digits of a file's SHA-256: what names runs on a user's data file and the
+    feature caches of a weights file. A file is read once per size and modification time, however
+    often a grid asks for its digest."""
+    path = Path(path).resolve()
+    stat = path.stat()
+    return _file_digest(path, stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _file_digest(path: Path, size: int, mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]

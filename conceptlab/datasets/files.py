@@ -9,7 +9,6 @@ An empty concept cell (or NaN in a tensor) is a missing label, which training sk
 from __future__ import annotations
 
 import csv
-import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -55,15 +54,6 @@ def _check_columns(file: Path, named: list[str]) -> None:
     absent = [c for c in named if c not in header]
     if absent:
         raise SettingsError(f"dataset: {file} has no column(s) {absent}; its columns are {header}")
-
-
-def file_digest(path: str | Path) -> str:
-    """The first 16 hex digits of the file's SHA-256: a run is named by the data it read."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:16]
 
 
 @settings

@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 import torch
 from pydantic import Field
 
+from ..checksum import file_digest
 from ..info import ConceptInfo
 from ..settings import Float, PositiveInt, SettingsError, Str, settings, validated
 from .base import ConceptSplits
@@ -19,7 +20,6 @@ from .files import (
     ImageFolderSettings,
     TableSettings,
     TensorFileSettings,
-    file_digest,
     image_folder_splits,
     load_table,
     load_tensor_file,

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from ..checksum import file_digest
 from .base import check_sizes
 
 
@@ -196,20 +197,14 @@ def backbone_width(name: str) -> int:
 
 
 def backbone_weights_id(name: str, weights: str | Path | None) -> str:
-    """A stable identity of a backbone's weights, for feature caches: file name, size and content hash."""
-    import hashlib
-
+    """A stable identity of a backbone's weights, for feature caches: file name and content hash."""
     statistics = backbone(name).statistics
     if weights is None:
         return f"{name}:random:{statistics}"
     if weights == BUNDLED:
         return f"{name}:bundled:{statistics}"
     path = Path(weights)
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return f"{name}:{path.name}:{digest.hexdigest()[:16]}:{statistics}"
+    return f"{name}:{path.name}:{file_digest(path)}:{statistics}"
 
 
 def encoder(
