@@ -78,23 +78,13 @@ def fit_policy(
 ) -> Policy:
     """The policy ready to score: fitted on ``train`` / ``val`` if it learns from data, else itself.
 
-    Parameters
-    ----------
-    policy:
-        A name of ``POLICIES``, a ``Policy`` or a policy function.
-    model:
-        The trained model whose interventions the policy orders.
-    train, val:
-        The model's training and validation splits (never the test split).
-    groups:
-        Units are the concept groups of the data (else single concepts), as in ``intervention_curve``.
-    seed:
-        Seeds what the fit draws.
-
-    Raises
-    ------
-    ValueError
-        If the policy learns from data and a split it needs is missing.
+    Args:
+        policy: A name of ``POLICIES``, a ``Policy`` or a policy function.
+        model: The trained model whose interventions the policy orders.
+        train: The model's training split.
+        val: The model's validation split (never the test split).
+        groups: Units are the concept groups of the data (else single concepts), as in ``intervention_curve``.
+        seed: Seeds what the fit draws.
 
     Returns:
         A ``Policy``; a learned one carries its fitted state.

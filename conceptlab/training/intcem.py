@@ -91,10 +91,8 @@ class IntCEMLearner(ConceptLearner):
     def trajectory_terms(self, batch: tuple[Tensor, Tensor, Tensor]) -> tuple[dict[str, Tensor], Tensor]:
         """The weighted training loss terms on one batch and every sample's trajectory length T (B,).
 
-        Parameters
-        ----------
-        batch:
-            ``(x, c, y)``: inputs, concept labels, task labels.
+        Args:
+            batch: ``(x, c, y)``: inputs, concept labels, task labels.
         """
         x, c, y = batch
         model, settings = self.model, self.config.intcem

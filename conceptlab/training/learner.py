@@ -101,12 +101,9 @@ class ConceptLearner(L.LightningModule):
     def loss_terms(self, batch: tuple[Tensor, Tensor, Tensor], training: bool) -> dict[str, Tensor]:
         """The weighted terms of this stage's objective on one batch, by name; the loss is their sum.
 
-        Parameters
-        ----------
-        batch:
-            ``(x, c, y)``: inputs, concept labels, task labels.
-        training:
-            Whether this is a training step (RandInt and trajectories run only then).
+        Args:
+            batch: ``(x, c, y)``: inputs, concept labels, task labels.
+            training: Whether this is a training step (RandInt and trajectories run only then).
         """
         x, c, y = batch
         out = self.model(x, self._intervention(c, training))
