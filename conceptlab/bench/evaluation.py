@@ -6,10 +6,10 @@ import time
 from dataclasses import asdict
 from typing import Annotated, Any
 
-import torch
 from pydantic import AfterValidator, StrictStr
 
 from ..datasets.base import ConceptDataset, ConceptSplits
+from ..datasets.supervision import labelled_rows
 from ..interventions import POLICIES, fit_policy, intervention_curve
 from ..metrics import (
     concept_alignment_score,
@@ -73,9 +73,8 @@ def evaluate_run(model: ConceptModel, splits: ConceptSplits, settings: Evaluatio
     codes = encode_all(model, test.inputs)  # encoded once for the metrics and every curve
     output = decode_all(model, codes)
     record: dict[str, Any] = dict(summarize(output, test, settings.binary_threshold))
-    complete = ~torch.isnan(test.c).any(1)
-    if not bool(complete.all()):  # curves, CAS and impurity on the samples whose labels are all known
-        rows = torch.nonzero(complete).flatten()
+    rows = labelled_rows(test)
+    if rows is not None:  # curves, CAS and impurity on the samples whose labels are all known
         test, codes = test.subset(rows), codes[rows]
         output = decode_all(model, codes)
         record["labelled_test_samples"] = len(rows)

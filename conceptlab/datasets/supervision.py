@@ -16,6 +16,7 @@ from typing import Annotated
 import numpy as np
 import torch
 from pydantic import Field
+from torch import Tensor
 
 from ..info import ConceptInfo
 from ..settings import Float, Str, settings
@@ -115,3 +116,17 @@ def drop_concepts(splits: ConceptSplits, names: Sequence[str]) -> ConceptSplits:
     columns = torch.as_tensor(keep, dtype=torch.long)
     return ConceptSplits(*(part.with_concepts(part.c[:, columns], reduced) for part in (splits.train, splits.val, splits.test)),
                          splits.concept_source)
+
+
+def labelled_rows(data: ConceptData) -> Tensor | None:
+    """The indices of the samples whose concept labels are all known, or None when every one is:
+    what corrects concepts with true labels (intervention curves, fitted policies) reads.
+
+    Args:
+        data: A split that may hold missing labels (NaN).
+
+    Returns:
+        (n,) row indices, or None.
+    """
+    complete = ~torch.isnan(data.c).any(1)
+    return None if bool(complete.all()) else torch.nonzero(complete).flatten()

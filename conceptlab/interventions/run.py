@@ -5,6 +5,7 @@ from __future__ import annotations
 from torch import Tensor
 
 from ..datasets.base import ConceptDataset
+from ..datasets.supervision import labelled_rows
 from ..models.base import ConceptModel
 from .curves import InterventionCurve, policy_curve
 from .policies import Policy, PolicyData, PriorityFunction
@@ -104,4 +105,5 @@ def fit_policy(
     if train is None or val is None:
         raise ValueError(f"the {rule.name!r} policy is fitted on the model's training and validation splits: "
                          "pass train= and val=")
+    train, val = (part if (rows := labelled_rows(part)) is None else part.subset(rows) for part in (train, val))
     return rule.fit(PolicyData(model, train, val, groups, seed))
