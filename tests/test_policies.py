@@ -97,6 +97,7 @@ def test_every_policy_orders_every_unit_once_on_every_head(noisy, small_models, 
     models = small_models
     test = noisy.test
     for model_name, model in models.items():
+        full = intervention_curve(model, test, "random", groups=groups, repeats=1)
         for name, policy in POLICIES.items():
             if name.startswith("learned") and (model_name != "intcem" or not groups):
                 continue
@@ -106,7 +107,6 @@ def test_every_policy_orders_every_unit_once_on_every_head(noisy, small_models, 
             assert curve.uses_labels == policy.uses_labels
             assert curve.seconds_per_sample > 0
             # everything corrected: the same accuracy whatever the order
-            full = intervention_curve(model, test, "random", groups=groups, repeats=1)
             assert curve.accuracy_mean[-1] == pytest.approx(full.accuracy_mean[-1]), (model_name, name)
             assert curve.accuracy_mean[0] == pytest.approx(full.accuracy_mean[0]), (model_name, name)
 
