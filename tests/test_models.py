@@ -104,7 +104,7 @@ def test_every_builder_is_registered_keyword_only_and_records_its_call():
     model = cbm(in_features=5, n_concepts=3, n_classes=2, hidden=(7,), backbone_weights=None)
     assert model.build_spec == {"builder": "cbm", "kwargs": {
         "in_features": 5, "n_concepts": 3, "n_classes": 2, "bottleneck": "sigmoid", "n_extra": 0, "hidden": [7],
-        "backbone": None, "categorical": []}}
+        "backbone": None, "categorical": [], "continuous": [], "task": "multiclass"}}
     again = registry.rebuild(model.build_spec)
     assert again.build_spec == model.build_spec and type(again) is type(model)
     with pytest.raises(ValueError, match="unknown model builder 'nope'; choose one of black_box, cbm"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import asdict
 from typing import Annotated, Any
@@ -10,7 +11,8 @@ from pydantic import AfterValidator, StrictStr
 
 from ..datasets.base import ConceptDataset, ConceptSplits
 from ..datasets.supervision import labelled_rows
-from ..interventions import POLICIES, fit_policy, intervention_curve
+from ..info import ConceptInfo
+from ..interventions import POLICIES, check_applies, fit_policy, intervention_curve
 from ..metrics import (
     concept_alignment_score,
     concept_representations,
@@ -21,6 +23,8 @@ from ..metrics import (
 )
 from ..models.base import ConceptModel, decode_all, encode_all
 from ..settings import Bool, Float, Fraction, PositiveInt, settings, validated
+
+logger = logging.getLogger(__name__)
 
 
 def _known_policy(name: str) -> str:
@@ -53,6 +57,23 @@ class EvaluationSettings:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
 
+def labelled_concepts(info: ConceptInfo) -> list[int]:
+    """The concepts with 0/1 labels (binary and categorical members): what CAS and impurity score."""
+    continuous = set(info.continuous_indices())
+    return [i for i in range(info.n_concepts) if i not in continuous]
+
+
+def not_applicable(policies: list[str], info: ConceptInfo) -> dict[str, str]:
+    """The named policies that ``interventions.check_applies`` refuses on these data, with its reason."""
+    skipped = {}
+    for name in policies:
+        try:
+            check_applies(POLICIES[name], info)
+        except ValueError as error:
+            skipped[name] = str(error).split(";")[0]
+    return skipped
+
+
 def evaluate_split(model: ConceptModel, data: ConceptDataset, settings: EvaluationSettings) -> dict[str, Any]:
     """Task and concept metrics on one split (the validation split, for model selection)."""
     return dict(summarize(decode_all(model, encode_all(model, data.inputs)), data, settings.binary_threshold))
@@ -82,6 +103,11 @@ def evaluate_run(model: ConceptModel, splits: ConceptSplits, settings: Evaluatio
                 "intervention_cost", "intervention_policy_settings"):
         record[key] = None
     policies = [p for p in settings.intervention_policies if not p.startswith("learned") or hasattr(model, "unit_scores")]
+    skipped = not_applicable(policies, test.info)
+    if skipped:
+        logger.warning("skipping intervention policies that do not apply to these data: %s", skipped)
+        record["intervention_policies_skipped"] = skipped
+        policies = [p for p in policies if p not in skipped]
     if model.n_concepts and policies and len(test):
         fitted = {p: fit_policy(p, model, train=splits.train, val=splits.val, groups=settings.intervention_groups, seed=seed)
                   for p in policies}
@@ -100,14 +126,17 @@ def evaluate_run(model: ConceptModel, splits: ConceptSplits, settings: Evaluatio
         record["intervention_cost"] = {c.name: c.seconds_per_sample for c in curves}  # policy seconds per sample
         record["intervention_policy_settings"] = {p: rule.settings for p, rule in fitted.items() if rule.settings} or None
     record["concept_alignment"] = record["concept_alignment_kmeans"] = None
-    if settings.concept_alignment and len(test):  # the paper's k-medoids, and k-means beside it
-        representations = concept_representations(output, test.info.n_concepts)
-        record["concept_alignment"] = concept_alignment_score(representations, test.c, seed=seed)
-        record["concept_alignment_kmeans"] = concept_alignment_score(representations, test.c, seed=seed, clustering="kmeans")
+    labelled = labelled_concepts(test.info)  # CAS and impurity score 0/1 labels: continuous concepts are left out
+    if settings.concept_alignment and len(test) and labelled:  # the paper's k-medoids, and k-means beside it
+        representations = [concept_representations(output, test.info.n_concepts)[i] for i in labelled]
+        c = test.c[:, labelled]
+        record["concept_alignment"] = concept_alignment_score(representations, c, seed=seed)
+        record["concept_alignment_kmeans"] = concept_alignment_score(representations, c, seed=seed, clustering="kmeans")
     record["oracle_impurity"] = record["niche_impurity"] = None
     own = own_representations(output, test.info.n_concepts)
-    if settings.purity and own is not None and len(test):
-        record["oracle_impurity"] = oracle_impurity_score(own, test.c, seed=seed)
-        record["niche_impurity"] = niche_impurity_score(own, test.c, seed=seed)
+    if settings.purity and own is not None and len(test) and labelled:
+        own, c = own[:, labelled], test.c[:, labelled]
+        record["oracle_impurity"] = oracle_impurity_score(own, c, seed=seed)
+        record["niche_impurity"] = niche_impurity_score(own, c, seed=seed)
     record["eval_seconds"] = round(time.perf_counter() - start, 3)
     return record

@@ -9,6 +9,7 @@ from typing import Literal
 from ..concepts.bank import BANK_ALPHA, BANK_EXAMPLES
 from ..info import ConceptInfo
 from ..models import ConceptModel, get_model
+from ..models.registry import takes
 from ..settings import Fraction, PositiveFloat, PositiveInt, Str, settings, validated
 from ..training.config import TrainConfig
 
@@ -84,8 +85,19 @@ class ModelEntry:
     bank: bool = False
 
     def build(self, in_features: int, info: ConceptInfo, settings: ModelSettings) -> ConceptModel:
-        """The untrained model for data of width ``in_features`` described by ``info``."""
-        return get_model(self.builder, in_features=in_features, n_classes=info.n_classes, **self.options(info, settings))
+        """The untrained model for data of width ``in_features`` described by ``info`` (its continuous
+        concepts and its kind of task passed on where the data have them).
+
+        Raises:
+            ValueError: The builder handles no continuous concepts or no task of this kind.
+        """
+        typed = {**({"continuous": info.continuous_indices()} if info.continuous and takes(self.builder, "n_concepts") else {}),
+                 **({"task": info.task} if info.task != "multiclass" else {})}
+        refused = [key for key in typed if not takes(self.builder, key)]
+        if refused:
+            what = " or ".join({"continuous": "continuous concepts", "task": f"a {info.task} task"}[key] for key in refused)
+            raise ValueError(f"the {self.builder} model does not handle {what}; leave its keys out of `models`")
+        return get_model(self.builder, in_features=in_features, n_classes=info.n_classes, **self.options(info, settings), **typed)
 
     def train_config(self, base: TrainConfig, settings: ModelSettings) -> TrainConfig:
         """``base`` with this model's RandInt settings, if it trains with them."""

@@ -7,7 +7,16 @@ from .fashion import FashionMNISTSettings
 from .features import extract_features
 from .files import ImageFolderSettings, TableSettings, TensorFileSettings
 from .images import ImageConceptDataset
-from .offline import CorrelatedSettings, DigitsSettings, ShapesSettings, correlated_concepts, digits_arithmetic, rendered_shapes
+from .offline import (
+    CorrelatedSettings,
+    DigitsSettings,
+    MixedSettings,
+    ShapesSettings,
+    correlated_concepts,
+    digits_arithmetic,
+    mixed_concepts,
+    rendered_shapes,
+)
 from .registry import CubSettings, SyntheticSettings, dataset_settings, load_dataset
 from .supervision import drop_concepts, hide_labels
 from .synthetic import SYNTHETIC_DATASETS, dot, make_synthetic, trig, xor
@@ -25,6 +34,7 @@ __all__ = [
     "FashionMNISTSettings",
     "ImageConceptDataset",
     "ImageFolderSettings",
+    "MixedSettings",
     "SyntheticSettings",
     "TableSettings",
     "TensorFileSettings",
@@ -39,6 +49,7 @@ __all__ = [
     "load_dataset",
     "load_koh_pickles",
     "make_synthetic",
+    "mixed_concepts",
     "rendered_shapes",
     "split_dataset",
     "trig",

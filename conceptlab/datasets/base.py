@@ -67,17 +67,68 @@ def check_one_hot(c: Tensor, info: ConceptInfo) -> None:
                              "exactly one value holds per sample (NaN for all its members where it is unknown)")
 
 
+def check_labels(c: Tensor, y: Tensor, info: ConceptInfo) -> tuple[Tensor, Tensor]:
+    """Concept labels (float) and task labels (long class indices, or float labels / targets)
+    checked against ``info``'s concept types and task; the message says what is wrong and where.
+
+    Args:
+        c: (N, k) concept labels: 0 / 1 for binary and categorical members (one-hot per categorical
+            concept), any finite value for a continuous concept, NaN where missing.
+        y: (N,) class indices (multiclass); (N, T) 0 / 1 labels (multilabel) or real targets
+            (regression), NaN where unknown.
+        info: The concept and task names and kinds.
+
+    Raises:
+        ValueError: A shape, a value or a type that does not fit ``info``.
+    """
+    n = c.shape[0]
+    if c.shape[1] != info.n_concepts:
+        raise ValueError(f"c has {c.shape[1]} concepts but info names {info.n_concepts}; pass one concept name per column of c")
+    c = c.float()
+    if torch.isinf(c).any():
+        raise ValueError("c contains infinite values; concept labels are finite (NaN marks a missing label)")
+    continuous = list(info.continuous_indices())
+    labels = c.clone()
+    labels[:, continuous] = 0.5
+    known = labels[~torch.isnan(labels)]
+    if (known < 0).any() or (known > 1).any():
+        raise ValueError("c must hold concept labels in [0, 1] (NaN marks a missing label); only a concept named in "
+                         "ConceptInfo.continuous takes other values")
+    check_one_hot(c, info)
+    if info.task == "multiclass":
+        if y.ndim != 1 or y.shape[0] != n:
+            raise ValueError(f"y must have shape (N,) with N = {n}; got {tuple(y.shape)} (several labels per sample: "
+                             "ConceptInfo(task='multilabel'); real targets: task='regression')")
+        if y.is_floating_point() and not torch.equal(y, y.round()):
+            raise ValueError("y must hold integer class indices, not scores (real targets: ConceptInfo(task='regression'))")
+        y = y.long()
+        if n and (y.min() < 0 or y.max() >= info.n_classes):
+            raise ValueError(f"y must hold class indices in [0, {info.n_classes - 1}] (one per task name); "
+                             f"got range [{int(y.min())}, {int(y.max())}]")
+        return c, y
+    y = y.float().reshape(n, -1) if y.ndim == 1 and info.n_classes == 1 else y.float()
+    if y.ndim != 2 or y.shape != (n, info.n_classes):
+        raise ValueError(f"a {info.task} task's y must have shape (N, {info.n_classes}) = one column per task name; "
+                         f"got {tuple(y.shape)}")
+    if torch.isinf(y).any():
+        raise ValueError("y contains infinite values (NaN marks an unknown label or target)")
+    known = y[~torch.isnan(y)]
+    if info.task == "multilabel" and not ((known == 0) | (known == 1)).all():
+        raise ValueError("a multilabel task's y must hold 0 / 1 labels (NaN where unknown)")
+    return c, y
+
+
 @dataclass(frozen=True)
 class ConceptDataset:
-    """Inputs ``x`` (N, ...), concepts ``c`` (N, k) in [0, 1], class labels ``y`` (N,).
+    """Inputs ``x`` (N, ...), concepts ``c`` (N, k), task labels ``y``, checked by ``check_labels``.
 
     A concept label that is not known is NaN: it adds nothing to the concept loss (and no
     gradient), metrics skip it, and an intervention on it is refused.
 
     Attributes:
         x: (N, ...) inputs (floats, finite).
-        c: (N, k) concept labels in [0, 1]; NaN where a label is missing.
-        y: (N,) class indices.
+        c: (N, k) concept labels in [0, 1] (any value for a continuous concept); NaN where a label is missing.
+        y: (N,) class indices; (N, T) labels or targets for a multilabel or regression task.
         info: The concept and class names.
     """
 
@@ -91,31 +142,13 @@ class ConceptDataset:
         n = x.shape[0] if x.ndim else 0
         if c.ndim != 2 or c.shape[0] != n:
             raise ValueError(f"c must have shape (N, n_concepts) with N = len(x) = {n}; got {tuple(c.shape)}")
-        if y.ndim != 1 or y.shape[0] != n:
-            raise ValueError(f"y must have shape (N,) with N = len(x) = {n}; got {tuple(y.shape)}")
-        if c.shape[1] != self.info.n_concepts:
-            raise ValueError(
-                f"c has {c.shape[1]} concepts but info names {self.info.n_concepts}; "
-                "pass one concept name per column of c"
-            )
+        if y.ndim == 0 or y.shape[0] != n:
+            raise ValueError(f"y must have one row per sample, N = len(x) = {n}; got {tuple(y.shape)}")
         x = x.float()
         if not torch.isfinite(x).all():
             bad = int((~torch.isfinite(x)).flatten(1).any(1).sum()) if x.ndim else 1
             raise ValueError(f"x contains NaN or infinite values in {bad} row(s); impute or drop those rows before building the dataset")
-        c = c.float()
-        known = c[~torch.isnan(c)]
-        if torch.isinf(c).any() or (known < 0).any() or (known > 1).any():
-            raise ValueError("c must hold concept labels in [0, 1] (NaN marks a missing label)")
-        if y.is_floating_point():
-            if not torch.equal(y, y.round()):
-                raise ValueError("y must hold integer class indices, not scores")
-        y = y.long()
-        if n and (y.min() < 0 or y.max() >= self.info.n_classes):
-            raise ValueError(
-                f"y must hold class indices in [0, {self.info.n_classes - 1}] "
-                f"(one per task name); got range [{int(y.min())}, {int(y.max())}]"
-            )
-        check_one_hot(c, self.info)
+        c, y = check_labels(c, y, self.info)
         object.__setattr__(self, "x", x)
         object.__setattr__(self, "c", c)
         object.__setattr__(self, "y", y)

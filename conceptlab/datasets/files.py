@@ -99,7 +99,11 @@ class TableSettings(Supervision):
         concepts: Binary concept columns (0/1, true/false, yes/no; an empty cell is a missing label).
         categorical_concepts: Columns of categorical concepts (any values, e.g. a colour): each becomes
             one categorical concept with a member per value, ``column=value``, values sorted.
+        continuous_concepts: Numeric concept columns, regressed as they are (give them a unit scale;
+            an empty cell is a missing label).
         task: The class label column (any values; classes are sorted unless ``classes`` orders them).
+        task_labels: Instead of ``task``: 0/1 label columns of a multilabel task.
+        task_targets: Instead of ``task``: numeric target columns of a regression task.
         classes: The class values in the order the model's outputs take (default: sorted).
         split_column: A column of ``train`` / ``val`` / ``test`` fixing the split (else a seeded split).
         standardize: Scale each feature to mean 0, std 1 with the training split's statistics.
@@ -111,9 +115,12 @@ class TableSettings(Supervision):
     name: Literal["table"]
     path: Str
     features: tuple[Str, ...]
-    concepts: tuple[Str, ...]
-    task: Str
+    concepts: tuple[Str, ...] = ()
+    task: Str | None = None
     categorical_concepts: tuple[Str, ...] = ()
+    continuous_concepts: tuple[Str, ...] = ()
+    task_labels: tuple[Str, ...] = ()
+    task_targets: tuple[Str, ...] = ()
     classes: tuple[Str, ...] | None = None
     split_column: Str | None = None
     standardize: Bool = True
@@ -122,10 +129,28 @@ class TableSettings(Supervision):
     def __post_init__(self) -> None:
         file = _existing_file(self.path, TABLE_SUFFIXES)
         _check_fractions(self.fractions)
-        if not self.features or not (self.concepts or self.categorical_concepts):
-            raise SettingsError("dataset.features and dataset.concepts (or categorical_concepts) each need at least one column name")
-        _check_columns(file, [*self.features, *self.concepts, *self.categorical_concepts, self.task,
-                              *([self.split_column] if self.split_column else [])])
+        if not self.features:
+            raise SettingsError("dataset.features needs at least one column name")
+        _check_columns(file, [*self.features, *_label_columns(self), *([self.split_column] if self.split_column else [])])
+
+
+def _label_columns(options: Any) -> list[str]:
+    """The concept and task columns a table or image-folder block names, checked: at least one
+    concept column, and exactly one of ``task``, ``task_labels``, ``task_targets``."""
+    concepts = [*options.concepts, *options.categorical_concepts, *options.continuous_concepts]
+    if not concepts:
+        raise SettingsError("dataset.concepts (or categorical_concepts, continuous_concepts) needs at least one column name")
+    tasks = [key for key in ("task", "task_labels", "task_targets") if getattr(options, key)]
+    if len(tasks) != 1:
+        raise SettingsError("dataset: name the task once: task (a class column), task_labels (0/1 columns of a multilabel "
+                            f"task) or task_targets (numeric columns of a regression task); got {tasks or 'none'}")
+    if options.classes and not options.task:
+        raise SettingsError("dataset.classes orders the classes of a `task` column; a multilabel or regression task has none")
+    named = [*concepts, *([options.task] if options.task else []), *options.task_labels, *options.task_targets]
+    repeated = sorted({n for n in named if named.count(n) > 1})
+    if repeated:
+        raise SettingsError(f"dataset: column(s) {repeated} are named twice among the concept and task columns")
+    return named
 
 
 def _read_table(file: Path, nrows: int | None = None) -> Any:
@@ -225,10 +250,24 @@ def _binary(values: Any, file: Path, column: str) -> np.ndarray:
     return out
 
 
-def _labels(table: Any, file: Path, concepts: Sequence[str], task: str, classes: Sequence[str] | None,
-            categorical: Sequence[str] = ()) -> tuple[Any, Any, ConceptInfo]:
+def _numbers(values: Any, file: Path, column: str, what: str) -> np.ndarray:
+    """A numeric column as floats (NaN for an empty cell), or an error naming the first bad row."""
+    out = np.empty(len(values), dtype=np.float32)
+    for row, value in enumerate(values):
+        try:
+            out[row] = np.nan if _blank(value) or str(value).strip() == "" else float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{file}, column {column!r}, row {row + 2}: {value!r} is not a number; {what} columns "
+                             "hold numbers (an empty cell where unknown)") from None
+        if np.isinf(out[row]):
+            raise ValueError(f"{file}, column {column!r}, row {row + 2}: {value!r} is not finite")
+    return out
+
+
+def _labels(table: Any, file: Path, options: Any) -> tuple[Any, Any, ConceptInfo]:
     """A table's concept labels (N, k) with NaN for empty cells (a categorical column one-hot over
-    its values), class indices (N,) and their names."""
+    its values, a continuous column as numbers), its task labels and the ``ConceptInfo`` naming them."""
+    concepts, categorical = options.concepts, options.categorical_concepts
     columns = [_binary(table[column].to_numpy(dtype=object), file, column) for column in concepts]
     names, groups = list(concepts), {column: (i,) for i, column in enumerate(concepts)}
     for column in categorical:
@@ -243,7 +282,20 @@ def _labels(table: Any, file: Path, concepts: Sequence[str], task: str, classes:
                                     dtype=np.float32))
             names.append(f"{column}={value}")
         groups[column] = tuple(range(start, start + len(values)))
-    c = np.stack(columns, 1)
+    for column in options.continuous_concepts:
+        columns.append(_numbers(table[column].to_numpy(dtype=object), file, column, "continuous concept"))
+        groups[column] = (len(names),)
+        names.append(column)
+    c = torch.from_numpy(np.stack(columns, 1))
+    kinds = {"categorical": tuple(categorical), "continuous": tuple(options.continuous_concepts)}
+    if options.task_labels:
+        y = np.stack([_binary(table[column].to_numpy(dtype=object), file, column) for column in options.task_labels], 1)
+        return c, torch.from_numpy(y), ConceptInfo(tuple(names), tuple(options.task_labels), groups, **kinds, task="multilabel")
+    if options.task_targets:
+        y = np.stack([_numbers(table[column].to_numpy(dtype=object), file, column, "task target")
+                      for column in options.task_targets], 1)
+        return c, torch.from_numpy(y), ConceptInfo(tuple(names), tuple(options.task_targets), groups, **kinds, task="regression")
+    task, classes = options.task, options.classes
     task_values = [str(v) for v in table[task].to_numpy(dtype=object)]
     empty = [row for row, v in enumerate(table[task].isna()) if v]
     if empty:
@@ -257,8 +309,8 @@ def _labels(table: Any, file: Path, concepts: Sequence[str], task: str, classes:
         raise ValueError(f"{file}, column {task!r}, row {row + 2}: {value!r} is not one of dataset.classes {class_names}")
     if len(class_names) < 2:
         raise ValueError(f"{file}, column {task!r}: every row has the class {class_names[0]!r}; a task needs two classes or more")
-    info = ConceptInfo(tuple(names), tuple(class_names), groups, categorical=tuple(categorical))
-    return torch.from_numpy(c), torch.tensor([index[v] for v in task_values]), info
+    info = ConceptInfo(tuple(names), tuple(class_names), groups, **kinds)
+    return c, torch.tensor([index[v] for v in task_values]), info
 
 
 def _split(data: ConceptData, table: Any, file: Path, split_column: str | None, fractions: Sequence[float],
@@ -310,7 +362,7 @@ def load_table(options: TableSettings, seed: int) -> ConceptSplits:
         if bad.size:
             raise ValueError(f"{file}, column {column!r}, row {bad[0] + 2}: the feature is empty or not finite "
                              f"({bad.size} row(s) in all); fill or drop those rows")
-    c, y, info = _labels(table, file, options.concepts, options.task, options.classes, options.categorical_concepts)
+    c, y, info = _labels(table, file, options)
     data = ConceptDataset(torch.from_numpy(features), c, y, info)
     splits = _split(data, table, file, options.split_column, options.fractions, seed)
     return _standardized(splits) if options.standardize else splits
@@ -337,6 +389,9 @@ class ImageFolderSettings(Supervision):
         concepts: Binary concept columns (0/1, true/false, yes/no; an empty cell is a missing label).
         task: The class label column.
         categorical_concepts: Columns of categorical concepts, as for a table.
+        continuous_concepts: Numeric concept columns, as for a table.
+        task_labels: Instead of ``task``: 0/1 label columns of a multilabel task.
+        task_targets: Instead of ``task``: numeric target columns of a regression task.
         classes: The class values in the order the model's outputs take (default: sorted).
         split_column: A column of ``train`` / ``val`` / ``test`` fixing the split (else a seeded split).
         fractions: Train, validation and test shares of the seeded split.
@@ -353,9 +408,12 @@ class ImageFolderSettings(Supervision):
     name: Literal["images"]
     folder: Str
     annotations: Str
-    concepts: tuple[Str, ...]
-    task: Str
+    concepts: tuple[Str, ...] = ()
+    task: Str | None = None
     categorical_concepts: tuple[Str, ...] = ()
+    continuous_concepts: tuple[Str, ...] = ()
+    task_labels: tuple[Str, ...] = ()
+    task_targets: tuple[Str, ...] = ()
     image_column: Str = "image"
     classes: tuple[Str, ...] | None = None
     split_column: Str | None = None
@@ -377,10 +435,7 @@ class ImageFolderSettings(Supervision):
         _check_fractions(self.fractions)
         if self.backbone not in BACKBONES:
             raise SettingsError(f"dataset.backbone: unknown backbone {self.backbone!r}; choose from {', '.join(BACKBONES)}")
-        if not (self.concepts or self.categorical_concepts):
-            raise SettingsError("dataset.concepts (or categorical_concepts) needs at least one column name")
-        _check_columns(file, [self.image_column, *self.concepts, *self.categorical_concepts, self.task,
-                              *([self.split_column] if self.split_column else [])])
+        _check_columns(file, [self.image_column, *_label_columns(self), *([self.split_column] if self.split_column else [])])
 
 
 def image_folder_splits(options: ImageFolderSettings, seed: int) -> ConceptSplits:
@@ -413,5 +468,5 @@ def image_folder_splits(options: ImageFolderSettings, seed: int) -> ConceptSplit
     repeated = sorted({str(p) for p in paths if paths.count(p) > 1})
     if repeated:
         raise ValueError(f"{file}, column {options.image_column!r}: {repeated[0]} is listed more than once; one row per image")
-    c, y, info = _labels(table, file, options.concepts, options.task, options.classes, options.categorical_concepts)
+    c, y, info = _labels(table, file, options)
     return _split(ImageConceptDataset(paths, c, y, info), table, file, options.split_column, options.fractions, seed)

@@ -9,7 +9,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from ..info import ConceptInfo
-from .base import check_one_hot
+from .base import check_labels
 
 
 class ImageConceptDataset(Dataset):
@@ -38,12 +38,8 @@ class ImageConceptDataset(Dataset):
     def __init__(self, paths: Sequence[Path], c: Tensor, y: Tensor, info: ConceptInfo, *, transform: Callable | None = None):
         if not (len(paths) == c.shape[0] == y.shape[0]):
             raise ValueError(f"got {len(paths)} paths, {c.shape[0]} concept rows and {y.shape[0]} labels; they must match")
-        if c.shape[1] != info.n_concepts:
-            raise ValueError(f"c has {c.shape[1]} concepts but info names {info.n_concepts}")
-        check_one_hot(c.float(), info)
+        self.c, self.y = check_labels(c, y, info)
         self.paths = [Path(p) for p in paths]
-        self.c = c.float()
-        self.y = y.long()
         self.info = info
         self.transform = transform
 

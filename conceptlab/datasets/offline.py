@@ -1,5 +1,6 @@
 """Benchmarks that need no download: digit arithmetic on scikit-learn's bundled 8x8 digits, a
-tabular toy whose concepts are correlated by a chosen rho, and rendered shapes.
+tabular toy whose concepts are correlated by a chosen rho, a toy of mixed concept types with a
+multilabel task, and rendered shapes.
 
 Digit arithmetic is the MNIST-addition setting of the concept literature on the 1,797 handwritten
 digits that ship inside scikit-learn: a sample is two digit images side by side (128 pixels), its
@@ -147,6 +148,71 @@ class CorrelatedSettings(Supervision):
     name: Literal["correlated"]
     size: Annotated[PositiveInt, Field(ge=10)] = 3000
     rho: Annotated[Float, Field(gt=-0.5, lt=1)] = 0.5
+
+
+MIXED_INFO = ConceptInfo(
+    ("colour=red", "colour=green", "colour=blue", "colour=yellow", "size", "striped"),
+    ("warm", "big", "blue or huge"),
+    {"colour": (0, 1, 2, 3), "size": (4,), "striped": (5,)},
+    categorical=("colour",), continuous=("size",), task="multilabel",
+)
+MIXED_CENTRES = ((1.5, 1.5), (-1.5, 1.5), (-1.5, -1.5), (1.5, -1.5))  # where each colour's inputs cluster
+
+
+def mixed_concepts(size: int = 3000, seed: int = 0) -> ConceptSplits:
+    """A toy with one concept of each type and a multilabel task: a 4-way categorical ``colour``,
+    a continuous ``size`` and a binary ``striped``; three labels, ``warm`` (red or yellow), ``big``
+    (size > 0) and ``blue or huge`` (blue, or size > 1.2), all functions of the concepts, so the
+    concepts-only ceiling is 100 %.
+
+    The size is small (|size| in [0.2, 0.8]) or large ([1.6, 2.4]), either sign, so its labels
+    keep a margin from their thresholds. Inputs (N, 6): the colour's 2-d centre with unit noise
+    (the colours overlap, so colour is the concept a model gets wrong), the size with noise 0.1,
+    the striped flag with noise 0.5, and two pure-noise columns. ``striped`` does not enter the
+    labels (a distractor concept).
+
+    Args:
+        size: Samples in all, split 70/10/20.
+        seed: Draws the samples.
+
+    Returns:
+        Train / val / test splits; x (N, 6), c (N, 6): four colour members, size, striped; y (N, 3).
+
+    Examples:
+        >>> from conceptlab.datasets import mixed_concepts
+        >>> splits = mixed_concepts(size=200)
+        >>> splits.info.task, splits.info.categorical, splits.info.continuous, tuple(splits.train.y.shape)
+        ('multilabel', ('colour',), ('size',), (140, 3))
+    """
+    rng = np.random.default_rng([seed, zlib.crc32(b"mixed concepts")])
+    colour = rng.integers(0, 4, size)
+    magnitude = rng.choice([-1.0, 1.0], size) * (rng.uniform(0.2, 0.8, size) + 1.4 * rng.integers(0, 2, size))
+    striped = rng.integers(0, 2, size)
+    x = np.concatenate([
+        np.asarray(MIXED_CENTRES)[colour] + rng.standard_normal((size, 2)),
+        (magnitude + 0.1 * rng.standard_normal(size))[:, None],
+        (2.0 * striped - 1 + 0.5 * rng.standard_normal(size))[:, None],
+        rng.standard_normal((size, 2)),
+    ], 1)
+    c = np.concatenate([np.eye(4)[colour], magnitude[:, None], striped[:, None]], 1)
+    y = np.stack([(colour == 0) | (colour == 3), magnitude > 0, (colour == 2) | (magnitude > 1.2)], 1)
+    return block_splits(ConceptDataset(torch.tensor(x, dtype=torch.float32), torch.tensor(c, dtype=torch.float32),
+                                       torch.tensor(y, dtype=torch.float32), MIXED_INFO))
+
+
+@settings
+class MixedSettings(Supervision):
+    """The toy of mixed concept types with a multilabel task (``mixed_concepts``).
+
+    Attributes:
+        name: ``mixed``.
+        size: Samples in all (at least 10).
+        missing_concept_labels: Share of training and validation concept labels hidden (NaN), in [0, 1).
+        hidden_concepts: Concepts removed from every split (an incomplete concept set).
+    """
+
+    name: Literal["mixed"]
+    size: Annotated[PositiveInt, Field(ge=10)] = 3000
 
 
 SHAPE_CONCEPTS = ("round", "red", "large", "left", "top")

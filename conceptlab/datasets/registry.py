@@ -28,9 +28,11 @@ from .images import ImageConceptDataset
 from .offline import (
     CorrelatedSettings,
     DigitsSettings,
+    MixedSettings,
     ShapesSettings,
     correlated_concepts,
     digits_arithmetic,
+    mixed_concepts,
     rendered_shapes,
 )
 from .supervision import Supervision, drop_concepts, hide_labels
@@ -94,11 +96,11 @@ class CubSettings(Supervision):
 
 
 DatasetSettings = (SyntheticSettings | CubSettings | TensorFileSettings | TableSettings | ImageFolderSettings | DigitsSettings
-                   | CorrelatedSettings | FashionMNISTSettings | ShapesSettings)
+                   | CorrelatedSettings | FashionMNISTSettings | ShapesSettings | MixedSettings)
 ImageSettings = CubSettings | ImageFolderSettings  # image datasets: frozen features or fine-tuning
 _KINDS = {"cub": CubSettings, "tensors": TensorFileSettings, "table": TableSettings, "images": ImageFolderSettings,
           "digits": DigitsSettings, "correlated": CorrelatedSettings, "fashion-mnist": FashionMNISTSettings,
-          "shapes": ShapesSettings}
+          "shapes": ShapesSettings, "mixed": MixedSettings}
 DATASETS: tuple[str, ...] = (*SYNTHETIC_DATASETS, *_KINDS)
 # settings that change how a result is computed but never the result: left out of run hashes
 _NOT_HASHED = ("cache_dir", "batch_size")
@@ -180,6 +182,8 @@ def load_dataset(config: Mapping[str, Any] | DatasetSettings, seed: int) -> Conc
         splits = digits_arithmetic(config.size, config.task, seed)
     elif isinstance(config, CorrelatedSettings):
         splits = correlated_concepts(config.size, config.rho, seed)
+    elif isinstance(config, MixedSettings):
+        splits = mixed_concepts(config.size, seed)
     elif isinstance(config, ShapesSettings):
         splits = rendered_shapes(config.size, config.rho, image_size=config.image_size, seed=seed)
     elif isinstance(config, FashionMNISTSettings):

@@ -23,7 +23,7 @@ from typing import Literal
 from torch import Tensor
 
 from .lookahead import entropy, outcomes
-from .policies import Policy, PolicyState
+from .policies import BINARY_CONCEPTS, MULTICLASS, Policy, PolicyState
 
 SOURCE = "Shin et al., ICML 2023"
 
@@ -65,10 +65,10 @@ def eudtp(state: PolicyState) -> Tensor:
 
 
 CRITERIA = [
-    Policy("uncertainty", ucp("max"), source=SOURCE + "; group max as the CEM authors' code"),
-    Policy("uncertainty-mean", ucp("mean"), source=SOURCE + "; group mean"),
-    Policy("lcp", lcp, uses_labels=True, source=SOURCE),
-    Policy("cctp", cctp, source=SOURCE),
-    Policy("ectp", ectp, source=SOURCE),
-    Policy("eudtp", eudtp, source=SOURCE),
+    Policy("uncertainty", ucp("max"), source=SOURCE + "; group max as the CEM authors' code", needs=(BINARY_CONCEPTS,)),
+    Policy("uncertainty-mean", ucp("mean"), source=SOURCE + "; group mean", needs=(BINARY_CONCEPTS,)),
+    Policy("lcp", lcp, uses_labels=True, source=SOURCE, needs=(BINARY_CONCEPTS,)),
+    Policy("cctp", cctp, source=SOURCE, needs=(BINARY_CONCEPTS,)),
+    Policy("ectp", ectp, source=SOURCE, needs=(BINARY_CONCEPTS, MULTICLASS)),
+    Policy("eudtp", eudtp, source=SOURCE, needs=(BINARY_CONCEPTS, MULTICLASS)),
 ]

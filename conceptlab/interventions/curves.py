@@ -9,10 +9,10 @@ import torch
 from torch import Tensor
 
 from ..datasets.base import ConceptDataset
-from ..metrics import task_accuracy
+from ..metrics import task_score
 from ..models.base import ConceptModel, Intervention, decode_all, encode_all
 from ..runtime import evaluating
-from .policies import Policy, PolicyState, unit_ranks, units_to_concepts
+from .policies import Policy, PolicyState, check_applies, unit_ranks, units_to_concepts
 
 
 def with_competence(mask: Tensor, c: Tensor, competence: float, *, generator: torch.Generator) -> Tensor:
@@ -50,7 +50,8 @@ def with_competence(mask: Tensor, c: Tensor, competence: float, *, generator: to
 
 @dataclass(frozen=True)
 class InterventionCurve:
-    """Task accuracy after correcting 0, 1, ..., G units, over ``repeats`` drawn orders.
+    """Task accuracy after correcting 0, 1, ..., G units, over ``repeats`` drawn orders (the task's
+    score, ``metrics.task_score``: label accuracy for a multilabel task, R^2 for a regression one).
 
     ``seconds_per_sample`` is what the policy itself cost (choosing every unit of one sample's
     order, averaged over samples and repeats), not the model's predictions; ``uses_labels``
@@ -138,6 +139,10 @@ def policy_curve(
     if data.info.categorical and not groups:
         raise ValueError(f"categorical concept(s) {list(data.info.categorical)} are corrected as a whole: use groups=True "
                          "(a single value of a categorical concept cannot be set on its own)")
+    check_applies(rule, data.info)
+    if data.info.continuous and competence < 1:
+        raise ValueError(f"competence below 1 writes the opposite label, which a continuous concept "
+                         f"({', '.join(data.info.continuous)}) does not have; measure it with competence=1")
     if torch.isnan(data.c).any():
         raise ValueError(f"{int(torch.isnan(data.c).sum())} concept label(s) of these data are missing (NaN); an "
                          "intervention curve corrects concepts with their true labels, so measure it on a split "
@@ -163,7 +168,7 @@ def policy_curve(
         mask = units_to_concepts(selected, units)
         intervention = Intervention(mask, with_competence(mask, c, competence, generator=generator))
         logits = decode_all(model, codes, intervention).task_logits
-        return task_accuracy(logits, y, binary_threshold), intervention
+        return task_score(logits, y, info.task, binary_threshold=binary_threshold), intervention
 
     def scores(done: Tensor, intervention: Intervention | None) -> Tensor:
         nonlocal seconds

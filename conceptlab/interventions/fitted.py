@@ -14,12 +14,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..metrics import task_accuracy
+from ..metrics import task_score
 from ..models import mlp
 from ..models.base import ConceptModel, Intervention, decode_all, encode_all
 from ..runtime import evaluating, seeded
 from .curves import policy_curve
-from .policies import Policy, PolicyData, PolicyState
+from .policies import BINARY_CONCEPTS, MULTICLASS, Policy, PolicyData, PolicyState
 from .sequential import coop_policy, oracle
 
 COOP_GRID = (0.1, 1.0, 10.0, 100.0)  # the authors' fine_tune_coop grid for both weights
@@ -88,7 +88,7 @@ def global_val_improvement(data: PolicyData) -> Policy:
         mask = torch.zeros(len(val), k, dtype=torch.bool, device=codes.device)
         mask[:, i] = True
         logits = decode_all(model, codes, Intervention(mask, val.c.to(codes.device))).task_logits
-        accuracy[i] = task_accuracy(logits, val.y.to(codes.device))
+        accuracy[i] = task_score(logits, val.y.to(codes.device), val.info.task)
     return _static("global-val-improvement", accuracy, "CEM authors' GlobalValidationImprovementPolicy (global_val_improvement)")
 
 
@@ -164,11 +164,12 @@ def behavioural_cloning(
 
 
 FITTED = [
-    Policy("coop", _unfitted, sequential=True, fit=tune_coop,
+    Policy("coop", _unfitted, sequential=True, fit=tune_coop, needs=(BINARY_CONCEPTS, MULTICLASS),
            source="CooP, Chauhan et al., AAAI 2023; weights tuned on validation as the CEM authors' fine_tune_coop"),
-    Policy("global-val-error", _unfitted, fit=global_val_error, source="CEM authors' code (global_val_error)"),
+    Policy("global-val-error", _unfitted, fit=global_val_error, source="CEM authors' code (global_val_error)",
+           needs=(BINARY_CONCEPTS,)),
     Policy("global-val-improvement", _unfitted, fit=global_val_improvement,
            source="CEM authors' code (global_val_improvement)"),
-    Policy("behavioural-cloning", _unfitted, sequential=True, fit=behavioural_cloning,
+    Policy("behavioural-cloning", _unfitted, sequential=True, fit=behavioural_cloning, needs=(MULTICLASS,),
            source="CEM authors' code (behavioural_cloning), imitating the greedy oracle"),
 ]

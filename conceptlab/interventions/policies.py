@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 from ..datasets.base import ConceptDataset
+from ..info import ConceptInfo
 from ..models.base import ConceptEffects, ConceptModel, Intervention
 
 
@@ -84,6 +85,9 @@ class Policy:
     recomputed for every repeat of a curve. ``source`` names the paper the rule comes from.
     ``fit``: set on policies that learn from data first (``fit_policy`` calls it and returns the
     ready policy, whose ``settings`` record what was chosen); such a policy cannot score unfitted.
+    ``needs``: what the rule assumes of the data, from ``BINARY_CONCEPTS`` (it reads concept
+    probabilities p against 1 - p, or sets a concept to 0 and 1) and ``MULTICLASS`` (it reads class
+    probabilities); ``check_applies`` refuses it on other data.
 
     Attributes:
         name: The policy's name.
@@ -94,6 +98,7 @@ class Policy:
         source: The paper the rule comes from.
         fit: For policies that learn from data: returns the ready policy.
         settings: What fitting chose.
+        needs: What the rule assumes of the data (``BINARY_CONCEPTS``, ``MULTICLASS``).
     """
 
     name: str
@@ -104,12 +109,45 @@ class Policy:
     source: str = ""
     fit: Callable[[PolicyData], Policy] | None = field(default=None, repr=False)
     settings: dict[str, float] = field(default_factory=dict)
+    needs: tuple[str, ...] = ()
 
     def __call__(self, state: PolicyState) -> Tensor:
         if self.fit is not None:
             raise ValueError(f"the {self.name!r} policy is fitted on data before use ({self.source}): pass "
                              f"fit_policy({self.name!r}, model, train=..., val=...) from conceptlab.interventions instead")
         return self.score(state)
+
+
+BINARY_CONCEPTS = "binary or categorical concepts"
+"""A ``Policy.needs`` entry: the rule reads p against 1 - p, or sets a concept to 0 and 1."""
+MULTICLASS = "a multiclass task"
+"""A ``Policy.needs`` entry: the rule reads class probabilities."""
+
+
+def check_applies(rule: Policy, info: ConceptInfo) -> None:
+    """Refuse ``rule`` on data it was not made for, saying which policies do apply.
+
+    Args:
+        rule: The policy.
+        info: The data's concept types and task.
+
+    Raises:
+        ValueError: A rule that needs binary concepts on data with continuous ones, or class
+            probabilities on a multilabel or regression task.
+
+    Examples:
+        >>> from conceptlab.datasets import ConceptInfo
+        >>> from conceptlab.interventions import POLICIES, check_applies
+        >>> check_applies(POLICIES["uncertainty"], ConceptInfo(("a", "b"), ("no", "yes"), continuous=("b",)))
+        Traceback (most recent call last):
+        ValueError: the 'uncertainty' policy assumes binary or categorical concepts; ...
+    """
+    unmet = [need for need, held in ((BINARY_CONCEPTS, not info.continuous), (MULTICLASS, info.task == "multiclass"))
+             if need in rule.needs and not held]
+    if unmet:
+        have = f"continuous concepts {list(info.continuous)}" if BINARY_CONCEPTS in unmet else f"a {info.task} task"
+        raise ValueError(f"the {rule.name!r} policy assumes {' and '.join(unmet)}; these data have {have}. "
+                         "Policies that apply to any data: random, global-val-improvement (or a Policy of your own)")
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from ..datasets.base import ConceptDataset
 from ..datasets.supervision import labelled_rows
 from ..models.base import ConceptModel
 from .curves import InterventionCurve, policy_curve
-from .policies import Policy, PolicyData, PriorityFunction
+from .policies import Policy, PolicyData, PriorityFunction, check_applies
 from .registry import resolve_policy
 
 
@@ -102,6 +102,8 @@ def fit_policy(
     rule = resolve_policy(policy)
     if rule.fit is None:
         return rule
+    if train is not None:
+        check_applies(rule, train.info)
     if train is None or val is None:
         raise ValueError(f"the {rule.name!r} policy is fitted on the model's training and validation splits: "
                          "pass train= and val=")

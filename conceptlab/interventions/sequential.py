@@ -13,7 +13,7 @@ from torch import Tensor
 
 from ..models.heads import class_log_probs, predicted_class
 from .lookahead import after_each_unit, outcomes
-from .policies import Policy, PolicyState
+from .policies import BINARY_CONCEPTS, MULTICLASS, Policy, PolicyState
 
 
 def coop_policy(
@@ -62,7 +62,7 @@ def coop_policy(
             concept_score = concept_score - cost_weight * costs.to(p.device)
         return state.per_unit(concept_score)
 
-    return Policy("coop", score, sequential=True, source="Chauhan et al., AAAI 2023")
+    return Policy("coop", score, sequential=True, source="Chauhan et al., AAAI 2023", needs=(BINARY_CONCEPTS, MULTICLASS))
 
 
 def _true_class_probability(log_probs: Tensor, y: Tensor) -> Tensor:
@@ -115,10 +115,14 @@ def learned_sample(state: PolicyState) -> Tensor:
 
 
 SEQUENTIAL = [
-    Policy("oracle", oracle, sequential=True, uses_labels=True, source="greedy on the true label (upper bound)"),
+    Policy("oracle", oracle, sequential=True, uses_labels=True, source="greedy on the true label (upper bound)",
+           needs=(MULTICLASS,)),
     Policy("oracle-mean", oracle_mean, sequential=True, uses_labels=True,
-           source="greedy on the true label, group = mean of single-concept effects (CEM authors' GreedyOptimal)"),
-    Policy("learned", learned, sequential=True, source="IntCEM, Espinosa Zarlenga et al., NeurIPS 2023; argmax"),
+           source="greedy on the true label, group = mean of single-concept effects (CEM authors' GreedyOptimal)",
+           needs=(MULTICLASS,)),
+    Policy("learned", learned, sequential=True, source="IntCEM, Espinosa Zarlenga et al., NeurIPS 2023; argmax",
+           needs=(MULTICLASS,)),
     Policy("learned-sample", learned_sample, stochastic=True,
-           source="IntCEM, Espinosa Zarlenga et al., NeurIPS 2023; sampled from its softmax as the authors' code"),
+           source="IntCEM, Espinosa Zarlenga et al., NeurIPS 2023; sampled from its softmax as the authors' code",
+           needs=(MULTICLASS,)),
 ]

@@ -2,7 +2,18 @@
 
 from .alignment import concept_alignment_score, concept_representations
 from .purity import niche_impurity_score, oracle_impurity_score, own_representations, purity_matrix
-from .task import balanced_accuracy, concept_accuracy, concept_auc, evaluate, summarize, task_accuracy, top_k_accuracy
+from .task import (
+    balanced_accuracy,
+    concept_accuracy,
+    concept_auc,
+    evaluate,
+    regression_scores,
+    subset_accuracy,
+    summarize,
+    task_accuracy,
+    task_score,
+    top_k_accuracy,
+)
 
 __all__ = [
     "balanced_accuracy",
@@ -15,7 +26,10 @@ __all__ = [
     "oracle_impurity_score",
     "own_representations",
     "purity_matrix",
+    "regression_scores",
+    "subset_accuracy",
     "summarize",
     "task_accuracy",
+    "task_score",
     "top_k_accuracy",
 ]

@@ -8,20 +8,23 @@ from sklearn.metrics import roc_auc_score
 from torch import Tensor
 
 from ..datasets.base import ConceptDataset
+from ..info import TaskKind
 from ..models.base import ConceptModel, ConceptOutput, Intervention, predict
-from ..models.concept_types import Categorical, binary_mask
+from ..models.concept_types import Categorical, Continuous, binary_mask
 from ..models.heads import class_logits, predicted_class
 
 
 def task_accuracy(task_logits: Tensor, y: Tensor, binary_threshold: float = 0.0) -> float:
-    """Top-1 accuracy; a single binary logit counts as positive above ``binary_threshold``.
+    """Top-1 accuracy; a single binary logit counts as positive above ``binary_threshold``. With
+    (N, T) labels ``y`` (a multilabel task): the accuracy of every known label, each logit
+    positive above ``binary_threshold`` (Hamming accuracy).
 
     The default 0 is the decision boundary of a logit. The CEM paper's code compared logits with
     0.5, which lowers some published numbers; pass ``binary_threshold=0.5`` only to reproduce that.
 
     Args:
         task_logits: (N, T) task logits.
-        y: (N,) true classes.
+        y: (N,) true classes; (N, T) 0 / 1 labels (NaN: unknown) for a multilabel task.
         binary_threshold: The decision threshold of a single binary logit.
 
     Returns:
@@ -32,8 +35,85 @@ def task_accuracy(task_logits: Tensor, y: Tensor, binary_threshold: float = 0.0)
         >>> task_accuracy(torch.tensor([[2.0], [-1.0]]), torch.tensor([1, 1]))  # one binary logit
         0.5
     """
+    if y.ndim == 2:
+        y = y.to(task_logits.device)
+        known = ~torch.isnan(y)
+        return float(((task_logits > binary_threshold) == (y > 0.5))[known].float().mean())
     pred = predicted_class(task_logits, binary_threshold)
     return float((pred == y.to(pred.device)).float().mean())
+
+
+def subset_accuracy(task_logits: Tensor, y: Tensor, binary_threshold: float = 0.0) -> float:
+    """Share of samples whose labels are all right (a multilabel task's exact match), over the
+    samples with every label known.
+
+    Args:
+        task_logits: (N, T) task logits.
+        y: (N, T) 0 / 1 labels; NaN where unknown.
+        binary_threshold: Each logit's decision threshold.
+
+    Returns:
+        Subset accuracy in [0, 1] (NaN when no sample has every label known).
+
+    Examples:
+        >>> from conceptlab.metrics import subset_accuracy
+        >>> subset_accuracy(torch.tensor([[2.0, -1.0], [2.0, 1.0]]), torch.tensor([[1.0, 0.0], [1.0, 0.0]]))
+        0.5
+    """
+    y = y.to(task_logits.device)
+    rows = ~torch.isnan(y).any(1)
+    return float(((task_logits[rows] > binary_threshold) == (y[rows] > 0.5)).all(1).float().mean())
+
+
+def regression_scores(predictions: Tensor, y: Tensor) -> tuple[float, float]:
+    """Mean squared error and R^2 (1 - SSE / SST per target, averaged over the targets) of the
+    known targets (NaN: unknown, skipped).
+
+    Args:
+        predictions: (N, T) predicted targets.
+        y: (N, T) true targets; NaN where unknown.
+
+    Returns:
+        ``(mse, r2)``.
+
+    Examples:
+        >>> from conceptlab.metrics import regression_scores
+        >>> mse, r2 = regression_scores(torch.tensor([[1.0], [2.0], [3.0]]), torch.tensor([[1.0], [2.0], [4.0]]))
+        >>> round(mse, 3), round(r2, 3)
+        (0.333, 0.786)
+    """
+    y = y.to(predictions.device).reshape(predictions.shape).float()
+    known = ~torch.isnan(y)
+    error = (predictions.float() - y.nan_to_num(0.0)).pow(2) * known
+    mse = float(error.sum() / known.sum().clamp(min=1))
+    count = known.sum(0).clamp(min=1)
+    mean = y.nan_to_num(0.0).sum(0) / count
+    total = ((y.nan_to_num(0.0) - mean).pow(2) * known).sum(0)
+    r2 = 1 - error.sum(0) / total.clamp(min=1e-12)
+    return mse, float(r2[total > 0].mean()) if bool((total > 0).any()) else float("nan")
+
+
+def task_score(task_logits: Tensor, y: Tensor, task: TaskKind = "multiclass", *, binary_threshold: float = 0.0) -> float:
+    """The one number an intervention curve follows: accuracy for a multiclass task, label
+    accuracy for a multilabel one, R^2 for a regression one.
+
+    Args:
+        task_logits: (N, T) task outputs.
+        y: The true classes, labels or targets.
+        task: ``multiclass``, ``multilabel`` or ``regression``.
+        binary_threshold: The decision threshold of a single binary logit.
+
+    Returns:
+        The score (higher is better).
+
+    Examples:
+        >>> from conceptlab.metrics import task_score
+        >>> task_score(torch.tensor([[1.0], [3.0]]), torch.tensor([[1.0], [2.0]]), "regression")
+        -1.0
+    """
+    if task == "regression":
+        return regression_scores(task_logits, y)[1]
+    return task_accuracy(task_logits, y, binary_threshold)
 
 
 def balanced_accuracy(task_logits: Tensor, y: Tensor, binary_threshold: float = 0.0) -> float:
@@ -87,14 +167,16 @@ def top_k_accuracy(task_logits: Tensor, y: Tensor, k: int = TOP_K) -> float | No
     return float((top == y.to(top.device).view(-1, 1)).any(1).float().mean())
 
 
-def concept_accuracy(concept_probs: Tensor, c: Tensor, categorical: Categorical = ()) -> float:
+def concept_accuracy(concept_probs: Tensor, c: Tensor, categorical: Categorical = (), *, continuous: Continuous = ()) -> float:
     """Accuracy of thresholding probabilities at 0.5 over the known labels (NaN: missing, skipped);
-    a categorical concept counts once per sample, right when its most probable value is the true one.
+    a categorical concept counts once per sample, right when its most probable value is the true one;
+    continuous concepts are left to ``regression_scores``.
 
     Args:
         concept_probs: (N, k) predicted concept probabilities.
         c: (N, k) concept labels; NaN where missing.
         categorical: Member indices of each categorical concept.
+        continuous: Indices of the continuous concepts (not counted).
 
     Returns:
         Accuracy in [0, 1].
@@ -105,7 +187,7 @@ def concept_accuracy(concept_probs: Tensor, c: Tensor, categorical: Categorical 
         0.75
     """
     c = c.to(concept_probs.device)
-    binary = binary_mask(c.shape[1], categorical, c.device)
+    binary = binary_mask(c.shape[1], categorical, c.device, continuous)
     right = [((concept_probs[:, binary] > 0.5) == (c[:, binary] > 0.5))[~torch.isnan(c[:, binary])].float()]
     for members in categorical:
         index = list(members)
@@ -114,13 +196,14 @@ def concept_accuracy(concept_probs: Tensor, c: Tensor, categorical: Categorical 
     return float(torch.cat(right).mean())
 
 
-def concept_auc(concept_probs: Tensor, c: Tensor) -> float:
+def concept_auc(concept_probs: Tensor, c: Tensor, continuous: Continuous = ()) -> float:
     """ROC-AUC of each concept's probabilities over its known labels, averaged over the concepts
-    that have both labels.
+    that have both labels (continuous concepts left out).
 
     Args:
         concept_probs: (N, k) predicted concept probabilities.
         c: (N, k) concept labels; NaN where missing.
+        continuous: Indices of the continuous concepts (not counted).
 
     Returns:
         Mean ROC-AUC, or NaN when no concept has both labels.
@@ -133,7 +216,7 @@ def concept_auc(concept_probs: Tensor, c: Tensor) -> float:
     probs = concept_probs.detach().cpu().numpy()
     c = c.detach().cpu().numpy()
     scores = []
-    for i in range(c.shape[1]):
+    for i in sorted(set(range(c.shape[1])) - set(continuous)):
         known = ~np.isnan(c[:, i])
         labels = (c[known, i] > 0.5).astype(int)
         if 0 < labels.sum() < len(labels):
@@ -143,7 +226,9 @@ def concept_auc(concept_probs: Tensor, c: Tensor) -> float:
 
 def summarize(output: ConceptOutput, data: ConceptDataset, binary_threshold: float = 0.0) -> dict[str, float | None]:
     """Task accuracy (plain, balanced, top-5) plus, for concept models, concept accuracy and AUC
-    (``None`` otherwise).
+    (``None`` otherwise). A multilabel task adds ``task_subset_accuracy`` (its accuracy is the
+    labels'); a regression task reports ``task_mse`` and ``task_r2`` instead of accuracies;
+    continuous concepts add ``concept_mse`` and ``concept_r2``.
 
     Args:
         output: A model's output on ``data``.
@@ -162,13 +247,28 @@ def summarize(output: ConceptOutput, data: ConceptDataset, binary_threshold: flo
         True
     """
     has_concepts = output.concept_probs is not None
-    return {
-        "task_accuracy": task_accuracy(output.task_logits, data.y, binary_threshold),
-        "task_balanced_accuracy": balanced_accuracy(output.task_logits, data.y, binary_threshold),
-        "task_top5_accuracy": top_k_accuracy(output.task_logits, data.y),
-        "concept_accuracy": concept_accuracy(output.concept_probs, data.c, data.info.categorical_indices()) if has_concepts else None,
-        "concept_auc": concept_auc(output.concept_probs, data.c) if has_concepts else None,
-    }
+    info, logits, y = data.info, output.task_logits, data.y
+    if info.task == "regression":
+        mse, r2 = regression_scores(logits, y)
+        scores = {"task_accuracy": None, "task_balanced_accuracy": None, "task_top5_accuracy": None, "task_mse": mse, "task_r2": r2}
+    elif info.task == "multilabel":
+        balanced = [balanced_accuracy(logits[known][:, [t]], y[known][:, t], binary_threshold)
+                    for t in range(y.shape[1]) if (known := ~torch.isnan(y[:, t])).any()]
+        scores = {"task_accuracy": task_accuracy(logits, y, binary_threshold),
+                  "task_balanced_accuracy": float(np.mean(balanced)) if balanced else None, "task_top5_accuracy": None,
+                  "task_subset_accuracy": subset_accuracy(logits, y, binary_threshold)}
+    else:
+        scores = {"task_accuracy": task_accuracy(logits, y, binary_threshold),
+                  "task_balanced_accuracy": balanced_accuracy(logits, y, binary_threshold),
+                  "task_top5_accuracy": top_k_accuracy(logits, y)}
+    continuous = info.continuous_indices()
+    typed = len(continuous) < info.n_concepts  # some binary or categorical concepts
+    scores["concept_accuracy"] = concept_accuracy(output.concept_probs, data.c, info.categorical_indices(), continuous=continuous) if has_concepts and typed else None
+    scores["concept_auc"] = concept_auc(output.concept_probs, data.c, continuous) if has_concepts and typed else None
+    if continuous:
+        mse, r2 = regression_scores(output.concept_probs[:, list(continuous)], data.c[:, list(continuous)]) if has_concepts else (None, None)
+        scores.update(concept_mse=mse, concept_r2=r2)
+    return scores
 
 
 def evaluate(

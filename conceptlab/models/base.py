@@ -10,7 +10,9 @@ from einops import rearrange
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
+from ..info import TaskKind
 from ..runtime import evaluating
+from .concept_types import continuous_mask
 
 
 @dataclass(frozen=True)
@@ -19,8 +21,10 @@ class Intervention:
 
     Attributes:
         mask: (B, k) booleans: which concepts of which samples are corrected.
-        values: (B, k) the concept labels written there, in {0, 1}; each model turns them into its
-            own representation (a probability, a training-logit percentile, an embedding mixture).
+        values: (B, k) the concept labels written there: 0 / 1 for binary and categorical concepts,
+            the value for a continuous one; each model turns them into its own representation (a
+            probability, a training-logit percentile, an embedding mixture). The model checks them
+            against its concept types (``ConceptModel.check_intervention``).
             Where the mask is False a value is never read: NaN (a missing label) is allowed
             there and stored as 0; a NaN under the mask is refused.
     """
@@ -45,9 +49,8 @@ class Intervention:
             raise ValueError(f"{int(missing.sum())} intervened concept label(s) are missing (NaN): a concept can only be "
                              "corrected with a known label; leave those concepts out of the mask")
         values = torch.where(mask.bool(), values, values.nan_to_num(0.0))
-        if not torch.isfinite(values).all() or (values < 0).any() or (values > 1).any():
-            raise ValueError("intervention values must be concept labels in [0, 1]; "
-                             "pass the true labels (e.g. data.c), not logits or probabilities outside that range")
+        if not torch.isfinite(values).all():
+            raise ValueError("intervention values must be finite concept labels; pass the true labels (e.g. data.c)")
         object.__setattr__(self, "mask", mask.bool())
         object.__setattr__(self, "values", values)
 
@@ -111,8 +114,15 @@ class ConceptEffects:
 
     def after_each_unit(self, units: Tensor, values: Tensor, fresh: Tensor) -> Tensor:
         """Task logits (B, G, T) after also setting each unit's ``fresh`` (B, k) concepts to
-        ``values`` (B, k), for units (G, k); exact only for models with ``additive_effects``."""
-        change = torch.where(values.bool().unsqueeze(-1), self.to_one, self.to_zero) * fresh.unsqueeze(-1)
+        ``values`` (B, k), for units (G, k); exact only for models with ``additive_effects``. A
+        value other than 0 or 1 (a continuous concept's) moves the logits by the linear
+        interpolation ``to_zero + v * (to_one - to_zero)``, exact for a head linear in the concepts."""
+        values = values.unsqueeze(-1).to(self.to_one.dtype)
+        change = torch.where(values == 1, self.to_one, self.to_zero)
+        between = (values != 0) & (values != 1)
+        if between.any():
+            change = torch.where(between, self.to_zero + values * (self.to_one - self.to_zero), change)
+        change = change * fresh.unsqueeze(-1)
         return self.logits.unsqueeze(1) + torch.einsum("gk,bkt->bgt", units.to(change.dtype), change)
 
     @classmethod
@@ -152,6 +162,8 @@ class ConceptModel(nn.Module):
     build_spec: dict | None = None  # the call that built it, recorded by models.registry; lets a saved model be rebuilt
     additive_effects: bool = False  # True when correcting several concepts adds up their single effects
     categorical: tuple[tuple[int, ...], ...] = ()  # member indices of each categorical concept (models.concept_types)
+    continuous: tuple[int, ...] = ()  # indices of the continuous concepts (models.concept_types)
+    task: TaskKind = "multiclass"  # what the head predicts (models.heads)
 
     def encode(self, x: Tensor) -> Tensor:
         raise NotImplementedError
@@ -207,6 +219,10 @@ class ConceptModel(nn.Module):
                 f"intervention mask has shape {tuple(intervention.mask.shape)}; "
                 f"expected (batch, n_concepts) = {expected}"
             )
+        values = intervention.values[:, ~continuous_mask(self.n_concepts, self.continuous, intervention.values.device)]
+        if (values < 0).any() or (values > 1).any():
+            raise ValueError("intervention values of binary and categorical concepts must be concept labels in [0, 1]; "
+                             "pass the true labels (e.g. data.c), not logits or probabilities outside that range")
         return intervention if intervention.mask.device == like.device else intervention.to(like.device)
 
 

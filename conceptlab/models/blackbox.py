@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..info import TaskKind
 from .base import ConceptModel, ConceptOutput, Intervention, check_sizes
 from .encoders import encoder
 from .heads import task_outputs
@@ -22,6 +23,7 @@ class BlackBoxModel(ConceptModel):
         latent_dim: Width of the encoder's output, the code the head reads.
         n_classes: Number of task classes (2: one binary logit).
         activation: Apply LeakyReLU to the code (False: pass it on as it is, a linear probe).
+        task: ``multiclass``, ``multilabel`` or ``regression`` (``models.heads``).
 
     Examples:
         >>> from conceptlab.models import BlackBoxModel
@@ -32,12 +34,14 @@ class BlackBoxModel(ConceptModel):
 
     n_concepts = 0
 
-    def __init__(self, encoder: nn.Module, *, latent_dim: int, n_classes: int, activation: bool = True):
+    def __init__(self, encoder: nn.Module, *, latent_dim: int, n_classes: int, activation: bool = True,
+                 task: TaskKind = "multiclass"):
         super().__init__()
         self.encoder = encoder
         self.n_classes = n_classes
         self.activation = activation
-        self.head = nn.Linear(latent_dim, task_outputs(n_classes))
+        self.task = task
+        self.head = nn.Linear(latent_dim, task_outputs(n_classes, task))
 
     def encode(self, x: Tensor) -> Tensor:
         code = self.encoder(x)
@@ -58,6 +62,7 @@ def black_box(
     hidden: Sequence[int] = (128, 128),
     backbone: str | None = None,
     backbone_weights: str | None = None,
+    task: TaskKind = "multiclass",
 ) -> BlackBoxModel:
     """The no-concept baseline: MLP encoder (optionally on an image backbone) to ``latent_dim`` units, Linear head.
 
@@ -68,6 +73,8 @@ def black_box(
         hidden: Widths of the MLP encoder's hidden layers.
         backbone: An image backbone name (e.g. ``"resnet18"``) under the MLP, for training on images.
         backbone_weights: A local file of the backbone's pretrained weights (nothing is downloaded).
+        task: ``multiclass``, ``multilabel`` or ``regression`` (``ConceptInfo.task``); ``n_classes`` counts
+            the labels or targets of the latter two.
 
     Returns:
         The untrained model.
@@ -78,16 +85,18 @@ def black_box(
         torch.Size([2, 3])
     """
     check_sizes(n_classes=n_classes, latent_dim=latent_dim)  # in_features: checked by the encoder, unless a backbone sets it
-    return BlackBoxModel(encoder(in_features, latent_dim, hidden, backbone, backbone_weights), latent_dim=latent_dim, n_classes=n_classes)
+    return BlackBoxModel(encoder(in_features, latent_dim, hidden, backbone, backbone_weights), latent_dim=latent_dim, n_classes=n_classes,
+                        task=task)
 
 
 @register_model()
-def linear_probe(*, in_features: int, n_classes: int) -> BlackBoxModel:
+def linear_probe(*, in_features: int, n_classes: int, task: TaskKind = "multiclass") -> BlackBoxModel:
     """One Linear layer on the input (e.g. frozen backbone features): the accuracy a PCBM gives up.
 
     Args:
         in_features: Width of the input vectors.
-        n_classes: Number of task classes (2: one binary logit).
+        n_classes: Number of task classes (2: one binary logit); labels or targets of another task.
+        task: ``multiclass``, ``multilabel`` or ``regression`` (``ConceptInfo.task``).
 
     Returns:
         The untrained model.
@@ -98,4 +107,4 @@ def linear_probe(*, in_features: int, n_classes: int) -> BlackBoxModel:
         torch.Size([3, 4])
     """
     check_sizes(in_features=in_features, n_classes=n_classes)
-    return BlackBoxModel(nn.Flatten(), latent_dim=in_features, n_classes=n_classes, activation=False)
+    return BlackBoxModel(nn.Flatten(), latent_dim=in_features, n_classes=n_classes, activation=False, task=task)

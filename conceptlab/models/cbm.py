@@ -9,8 +9,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..info import TaskKind
 from .base import ConceptEffects, ConceptModel, ConceptOutput, Intervention, check_sizes
-from .concept_types import check_categorical, concept_probabilities, hard_concepts
+from .concept_types import check_categorical, check_continuous, concept_probabilities, continuous_mask, hard_concepts
 from .encoders import encoder
 from .heads import task_outputs
 from .registry import register_model
@@ -36,6 +37,8 @@ class ConceptBottleneckModel(ConceptModel):
         bottleneck: ``sigmoid`` (fuzzy), ``logit`` or ``bool`` (hard 0/1): how concepts enter the head.
         n_extra: Unsupervised bottleneck units beside the concepts (a hybrid CBM).
         categorical: Member indices of each categorical concept (a softmax over its members).
+        continuous: Indices of the continuous concepts (the unit is the regressed value, written as is).
+        task: ``multiclass``, ``multilabel`` or ``regression`` (``models.heads``).
 
     Examples:
         >>> from conceptlab.models import ConceptBottleneckModel
@@ -55,6 +58,8 @@ class ConceptBottleneckModel(ConceptModel):
         bottleneck: Bottleneck = "sigmoid",
         n_extra: int = 0,
         categorical: Sequence[Sequence[int]] = (),
+        continuous: Sequence[int] = (),
+        task: TaskKind = "multiclass",
     ):
         super().__init__()
         if bottleneck not in BOTTLENECKS:
@@ -67,7 +72,9 @@ class ConceptBottleneckModel(ConceptModel):
         self.bottleneck_kind = bottleneck
         self.n_extra = n_extra
         self.categorical = check_categorical(categorical, n_concepts)
-        self.head = nn.Linear(n_concepts + n_extra, task_outputs(n_classes))
+        self.continuous = check_continuous(continuous, n_concepts, self.categorical)
+        self.task = task
+        self.head = nn.Linear(n_concepts + n_extra, task_outputs(n_classes, task))
         # training-logit percentiles written by interventions on a logit bottleneck
         self.register_buffer("intervention_low", torch.full((n_concepts,), float("nan")))
         self.register_buffer("intervention_high", torch.full((n_concepts,), float("nan")))
@@ -78,11 +85,11 @@ class ConceptBottleneckModel(ConceptModel):
 
     def decode(self, units: Tensor, intervention: Intervention | None = None) -> ConceptOutput:
         logits, extras = units[:, : self.n_concepts], units[:, self.n_concepts :]
-        probs = concept_probabilities(logits, self.categorical)
+        probs = concept_probabilities(logits, self.categorical, self.continuous)
         if self.bottleneck_kind == "sigmoid":
             concepts = probs
         elif self.bottleneck_kind == "bool":
-            concepts = hard_concepts(probs, self.categorical)
+            concepts = hard_concepts(probs, self.categorical, self.continuous)
         else:
             concepts = logits
         if intervention is not None:
@@ -95,17 +102,22 @@ class ConceptBottleneckModel(ConceptModel):
         values = intervention.values.to(concepts.dtype)
         if self.bottleneck_kind == "logit":
             low, high = self._logit_values()
-            values = torch.where(values > 0.5, high, low)
+            labels = torch.where(values > 0.5, high, low)
+            values = torch.where(continuous_mask(self.n_concepts, self.continuous, values.device), values, labels) if self.continuous else labels
         return torch.where(intervention.mask, values, concepts)
 
     def _logit_values(self) -> tuple[Tensor, Tensor]:
-        """What an intervention writes into a logit bottleneck for the labels 0 and 1."""
-        if torch.isnan(self.intervention_low).any():
+        """What an intervention writes into a logit bottleneck for the labels 0 and 1 (a continuous
+        concept's unit is its value: 0 and 1 themselves)."""
+        binary = ~continuous_mask(self.n_concepts, self.continuous, self.intervention_low.device)
+        if torch.isnan(self.intervention_low[binary]).any():
             raise ValueError(
                 "a logit-bottleneck CBM needs its training-logit percentiles before intervening: "
                 "train it with conceptlab.training.fit or call model.calibrate_interventions(train_concept_logits)"
             )
-        return self.intervention_low, self.intervention_high
+        if not self.continuous:
+            return self.intervention_low, self.intervention_high
+        return self.intervention_low.where(binary, 0.0), self.intervention_high.where(binary, 1.0)
 
     def concept_effects(self, units: Tensor, intervention: Intervention | None = None) -> ConceptEffects:
         """Closed form: setting concept ``i`` moves the logits by (new value - current value) * W[:, i]."""
@@ -137,6 +149,8 @@ def cbm(
     backbone: str | None = None,
     backbone_weights: str | None = None,
     categorical: Sequence[Sequence[int]] = (),
+    continuous: Sequence[int] = (),
+    task: TaskKind = "multiclass",
 ) -> ConceptBottleneckModel:
     """CBM with the MLP encoder of the CEM paper's synthetic experiments; ``n_extra > 0`` gives the hybrid CBM.
 
@@ -154,6 +168,9 @@ def cbm(
         backbone_weights: A local file of the backbone's pretrained weights (nothing is downloaded).
         categorical: Member indices of each categorical concept (``ConceptInfo.categorical_indices()``):
             a softmax over its members instead of a sigmoid per member.
+        continuous: Indices of the continuous concepts (``ConceptInfo.continuous_indices()``): regressed values.
+        task: ``multiclass``, ``multilabel`` or ``regression`` (``ConceptInfo.task``); ``n_classes`` counts
+            the labels or targets of the latter two.
 
     Returns:
         The untrained model; ``build_spec`` records the call.
@@ -171,4 +188,5 @@ def cbm(
     return ConceptBottleneckModel(
         encoder(in_features, n_concepts + n_extra, hidden, backbone, backbone_weights),
         n_concepts=n_concepts, n_classes=n_classes, bottleneck=bottleneck, n_extra=n_extra, categorical=categorical,
+        continuous=continuous, task=task,
     )

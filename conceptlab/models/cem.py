@@ -10,8 +10,9 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
+from ..info import TaskKind
 from .base import ConceptEffects, ConceptModel, ConceptOutput, Intervention, check_sizes
-from .concept_types import check_categorical, concept_probabilities
+from .concept_types import check_categorical, check_continuous, concept_probabilities
 from .encoders import encoder
 from .heads import task_outputs
 from .registry import register_model
@@ -34,6 +35,9 @@ class ConceptEmbeddingModel(ConceptModel):
         embedding_size: m, the size of each concept embedding.
         shared_scorer: One probability scorer for all concepts (False: one per concept).
         categorical: Member indices of each categorical concept (a softmax over its members).
+        continuous: Indices of the continuous concepts: the scorer regresses the value v and the
+            embedding is ``v * positive + (1 - v) * negative`` (affine in v).
+        task: ``multiclass``, ``multilabel`` or ``regression`` (``models.heads``).
 
     Examples:
         >>> from conceptlab.models import ConceptEmbeddingModel
@@ -54,6 +58,8 @@ class ConceptEmbeddingModel(ConceptModel):
         embedding_size: int = 16,
         shared_scorer: bool = True,
         categorical: Sequence[Sequence[int]] = (),
+        continuous: Sequence[int] = (),
+        task: TaskKind = "multiclass",
     ):
         super().__init__()
         if n_concepts < 1 or embedding_size < 1:
@@ -63,6 +69,8 @@ class ConceptEmbeddingModel(ConceptModel):
         self.n_classes = n_classes
         self.embedding_size = embedding_size
         self.categorical = check_categorical(categorical, n_concepts)
+        self.continuous = check_continuous(continuous, n_concepts, self.categorical)
+        self.task = task
         bound = 1 / math.sqrt(latent_dim)  # nn.Linear's default initialisation, per concept
         bound_m = 1 / math.sqrt(2 * embedding_size)
         self.context_weight = nn.Parameter(torch.empty(n_concepts, latent_dim, 2 * embedding_size).uniform_(-bound, bound))
@@ -73,7 +81,7 @@ class ConceptEmbeddingModel(ConceptModel):
         else:
             self.scorer_weight = nn.Parameter(torch.empty(n_concepts, 2 * embedding_size).uniform_(-bound_m, bound_m))
             self.scorer_bias = nn.Parameter(torch.empty(n_concepts).uniform_(-bound_m, bound_m))
-        self.head = nn.Linear(n_concepts * embedding_size, task_outputs(n_classes))
+        self.head = nn.Linear(n_concepts * embedding_size, task_outputs(n_classes, task))
 
     def encode(self, x: Tensor) -> Tensor:
         """Per-concept contexts (B, k, 2m): positive and negative embedding halves."""
@@ -108,14 +116,14 @@ class ConceptEmbeddingModel(ConceptModel):
 
     def decode(self, context: Tensor, intervention: Intervention | None = None) -> ConceptOutput:
         logits = self.concept_logits(context)
-        probs = concept_probabilities(logits, self.categorical)
+        probs = concept_probabilities(logits, self.categorical, self.continuous)
         embeddings = self.embed(context, self.mixture(probs, intervention, context))
         bottleneck = rearrange(embeddings, "b k m -> b (k m)")
         return ConceptOutput(self.head(bottleneck), bottleneck, logits, probs, embeddings)
 
     def concept_effects(self, context: Tensor, intervention: Intervention | None = None) -> ConceptEffects:
         """Closed form: setting concept ``i`` to v moves the logits by (v - mix_i) * W_i (c_i+ - c_i-)."""
-        probs = concept_probabilities(self.concept_logits(context), self.categorical)
+        probs = concept_probabilities(self.concept_logits(context), self.categorical, self.continuous)
         mix = self.mixture(probs, intervention, context)
         positive, negative = context.split(self.embedding_size, dim=-1)
         weight = rearrange(self.head.weight, "t (k m) -> k m t", k=self.n_concepts)
@@ -136,6 +144,8 @@ def cem(
     backbone: str | None = None,
     backbone_weights: str | None = None,
     categorical: Sequence[Sequence[int]] = (),
+    continuous: Sequence[int] = (),
+    task: TaskKind = "multiclass",
 ) -> ConceptEmbeddingModel:
     """CEM with the MLP encoder of the CEM paper (m = 128 in its synthetic experiments, 16 on CUB).
 
@@ -152,6 +162,9 @@ def cem(
         backbone_weights: A local file of the backbone's pretrained weights (nothing is downloaded).
         categorical: Member indices of each categorical concept (``ConceptInfo.categorical_indices()``):
             a softmax over its members instead of a sigmoid per member.
+        continuous: Indices of the continuous concepts (``ConceptInfo.continuous_indices()``): regressed values.
+        task: ``multiclass``, ``multilabel`` or ``regression`` (``ConceptInfo.task``); ``n_classes`` counts
+            the labels or targets of the latter two.
 
     Returns:
         The untrained model; ``build_spec`` records the call.
@@ -169,4 +182,5 @@ def cem(
     return ConceptEmbeddingModel(
         encoder(in_features, latent_dim, hidden, backbone, backbone_weights), latent_dim=latent_dim, n_concepts=n_concepts, n_classes=n_classes,
         embedding_size=embedding_size, categorical=categorical,
+        continuous=continuous, task=task,
     )

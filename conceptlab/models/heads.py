@@ -1,8 +1,10 @@
 """How a task head's logits read as classes: the one place for the single-logit binary convention.
 
 A binary task has one logit ``z`` (class 1 when ``z`` > 0, probability ``sigmoid(z)``); a task
-with ``C`` > 2 classes has one logit per class. Every part of conceptlab that turns task logits
-into losses, predictions, probabilities or per-class scores goes through these functions.
+with ``C`` > 2 classes has one logit per class. A multi-label task has one logit per label (label
+present when it is > 0), a regression task one output per target (the prediction itself); see
+``ConceptInfo.task``. Every part of conceptlab that turns task outputs into losses, predictions,
+probabilities or per-class scores goes through these functions.
 
 Example:
     >>> import torch
@@ -20,21 +22,41 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..info import TASK_KINDS, TaskKind
 from .base import ConceptOutput
 
 
-def task_outputs(n_classes: int) -> int:
-    """Logits a head needs for ``n_classes`` classes: one for a binary task, else one per class.
+def task_outputs(n_classes: int, task: TaskKind = "multiclass") -> int:
+    """Outputs a head needs: for a multiclass task one logit when binary, else one per class; for a
+    multi-label or regression task one per label or target.
 
     Args:
-        n_classes: Classes of the task (at least 2).
+        n_classes: Classes of a multiclass task (at least 2); labels or targets otherwise (at least 1).
+        task: ``multiclass``, ``multilabel`` or ``regression``.
 
     Raises:
-        ValueError: With fewer than 2 classes.
+        ValueError: An unknown task, or fewer classes, labels or targets than it needs.
     """
+    if task not in TASK_KINDS:
+        raise ValueError(f"unknown task {task!r}; choose one of {', '.join(TASK_KINDS)}")
+    if task != "multiclass":
+        if n_classes < 1:
+            raise ValueError(f"a {task} task needs at least one {'label' if task == 'multilabel' else 'target'}; got {n_classes}")
+        return n_classes
     if n_classes < 2:
         raise ValueError(f"n_classes must be at least 2; got {n_classes}")
     return 1 if n_classes == 2 else n_classes
+
+
+def check_task(model_task: TaskKind, data_task: TaskKind) -> None:
+    """Refuse a model built for one kind of task trained or evaluated on another.
+
+    Raises:
+        ValueError: When they differ (the message says which to build).
+    """
+    if model_task != data_task:
+        raise ValueError(f"the model predicts a {model_task} task but the data's task is {data_task}; "
+                         f"build the model with task={data_task!r} (its builder takes task=)")
 
 
 def n_classes(logits: Tensor) -> int:
@@ -59,16 +81,26 @@ def output_logits(output: ConceptOutput | Tensor) -> Tensor:
     return logits[:, None] if logits.ndim == 1 else logits.flatten(1)
 
 
-def task_loss(logits: Tensor, y: Tensor, reduction: str = "mean", class_weight: Tensor | None = None) -> Tensor:
-    """The task's training loss: binary cross-entropy for one logit, cross-entropy otherwise.
+def task_loss(logits: Tensor, y: Tensor, reduction: str = "mean", class_weight: Tensor | None = None,
+              task: TaskKind = "multiclass") -> Tensor:
+    """The task's training loss: binary cross-entropy for one logit, cross-entropy for several
+    classes; for a multi-label task the mean binary cross-entropy over a sample's known labels, for
+    a regression task the mean squared error over its known targets (NaN: unknown, no term).
 
     Args:
-        logits: (B, T) task logits.
-        y: (B,) true classes.
+        logits: (B, T) task outputs.
+        y: (B,) true classes; (B, T) labels or targets for a multi-label or regression task.
         reduction: ``"mean"`` over the batch, or ``"none"`` for one loss per sample.
         class_weight: (n_classes,) weight of each class's samples; the mean is then weighted
-            (sum of w_y * loss over sum of w_y), for one logit as for several.
+            (sum of w_y * loss over sum of w_y), for one logit as for several. For a multi-label
+            task: (T,) weights of each label's positive term (``pos_weight``).
+        task: ``multiclass``, ``multilabel`` or ``regression``.
+
+    Raises:
+        ValueError: Class weights for a regression task.
     """
+    if task != "multiclass":
+        return _per_output_loss(logits, y, reduction, class_weight, task)
     if class_weight is None:
         if logits.shape[-1] == 1:
             return F.binary_cross_entropy_with_logits(logits.squeeze(-1), y.to(logits.dtype), reduction=reduction)
@@ -76,6 +108,23 @@ def task_loss(logits: Tensor, y: Tensor, reduction: str = "mean", class_weight: 
     losses = task_loss(logits, y, reduction="none")
     weights = class_weight.to(losses)[y.long()]
     return weights * losses if reduction == "none" else (weights * losses).sum() / weights.sum()
+
+
+def _per_output_loss(logits: Tensor, y: Tensor, reduction: str, class_weight: Tensor | None, task: TaskKind) -> Tensor:
+    """Multi-label BCE or regression MSE, averaged over each sample's known outputs."""
+    y = y.to(logits.dtype).reshape(logits.shape)
+    known = ~torch.isnan(y)
+    target = y.nan_to_num(0.0)
+    if task == "regression":
+        if class_weight is not None:
+            raise ValueError("class weights apply to classification tasks; a regression task takes none")
+        terms = (logits - target).pow(2)
+    else:
+        terms = F.binary_cross_entropy_with_logits(logits, target, pos_weight=class_weight, reduction="none")
+    terms = terms * known
+    if reduction == "none":
+        return terms.sum(1) / known.sum(1).clamp(min=1)
+    return terms.sum() / known.sum().clamp(min=1)
 
 
 def predicted_class(logits: Tensor, binary_threshold: float = 0.0) -> Tensor:

@@ -49,6 +49,7 @@ class InterventionAwareCEM(ConceptEmbeddingModel):
         embedding_size: m, the size of each concept embedding.
         policy_hidden: Widths of the policy MLP's hidden layers.
         categorical: Member indices of each categorical concept (a softmax over its members).
+        continuous: Indices of the continuous concepts (regressed values).
 
     Examples:
         >>> from conceptlab.models import InterventionAwareCEM
@@ -69,9 +70,11 @@ class InterventionAwareCEM(ConceptEmbeddingModel):
         embedding_size: int = 16,
         policy_hidden: Sequence[int] = (256, 128),
         categorical: Sequence[Sequence[int]] = (),
+        continuous: Sequence[int] = (),
     ):
         super().__init__(encoder, latent_dim=latent_dim, n_concepts=n_concepts, n_classes=n_classes,
-                         embedding_size=embedding_size, shared_scorer=False, categorical=categorical)
+                         embedding_size=embedding_size, shared_scorer=False, categorical=categorical,
+                         continuous=continuous)
         units = torch.as_tensor(units).bool()
         if units.ndim != 2 or units.shape[1] != n_concepts or not units.any(1).all():
             raise ValueError(f"units must be a (n_units, n_concepts={n_concepts}) boolean matrix with at least one "
@@ -86,7 +89,7 @@ class InterventionAwareCEM(ConceptEmbeddingModel):
 
     def unit_scores(self, context: Tensor, intervention: Intervention | None = None) -> Tensor:
         """Policy logits (B, G) for the next unit to correct, given the intervention so far."""
-        probs = concept_probabilities(self.concept_logits(context), self.categorical)
+        probs = concept_probabilities(self.concept_logits(context), self.categorical, self.continuous)
         mask = intervention.mask.to(probs.dtype) if intervention is not None else torch.zeros_like(probs)
         return self.policy_logits(context, self.mixture(probs, intervention, context), mask)
 
@@ -111,6 +114,7 @@ def intcem(
     backbone: str | None = None,
     backbone_weights: str | None = None,
     categorical: Sequence[Sequence[int]] = (),
+    continuous: Sequence[int] = (),
 ) -> InterventionAwareCEM:
     """IntCEM with the CEM encoder; ``units`` (G, k) are the intervention units its policy ranks
     (default: every concept on its own; pass ``info.group_matrix()`` for concept groups).
@@ -128,6 +132,7 @@ def intcem(
         backbone_weights: A local file of the backbone's pretrained weights (nothing is downloaded).
         categorical: Member indices of each categorical concept (``ConceptInfo.categorical_indices()``):
             a softmax over its members instead of a sigmoid per member.
+        continuous: Indices of the continuous concepts (``ConceptInfo.continuous_indices()``): regressed values.
 
     Returns:
         The untrained model; ``build_spec`` records the call.
@@ -147,4 +152,5 @@ def intcem(
     return InterventionAwareCEM(
         encoder(in_features, latent_dim, hidden, backbone, backbone_weights), latent_dim=latent_dim, n_concepts=n_concepts, n_classes=n_classes,
         units=units, embedding_size=embedding_size, policy_hidden=policy_hidden, categorical=categorical,
+        continuous=continuous,
     )

@@ -93,6 +93,11 @@ def list_models() -> list[str]:
     return sorted(_BUILDERS)
 
 
+def takes(name: str, keyword: str) -> bool:
+    """Whether the builder registered as ``name`` has the parameter ``keyword``."""
+    return keyword in inspect.signature(_BUILDERS[name]).parameters
+
+
 def get_model(name: str, **kwargs: Any) -> ConceptModel:
     """Build a model by its registered name.
 

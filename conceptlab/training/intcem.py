@@ -99,7 +99,7 @@ class IntCEMLearner(ConceptLearner):
         units = model.units.to(x.dtype)  # (G, k)
         context = model.encode(x)
         concept_logits = model.concept_logits(context)
-        probs = concept_probabilities(concept_logits, model.categorical)
+        probs = concept_probabilities(concept_logits, model.categorical, model.continuous)
         c = c.to(probs.dtype)
 
         def corrected(chosen: Tensor) -> Tensor:  # (B, G) units -> (B, k) concepts, differentiable
@@ -139,7 +139,8 @@ class IntCEMLearner(ConceptLearner):
             self.horizon *= settings.horizon_rate
         running = steps > 0
         terms = {
-            "concept": self.stage.concept_weight * concept_loss(concept_logits, c, self.pos_weight, categorical=model.categorical),
+            "concept": self.stage.concept_weight * concept_loss(concept_logits, c, self.pos_weight, categorical=model.categorical,
+                                                                continuous=model.continuous),
             # the policy term averages over the samples that ran a trajectory, as the authors' batch mean does
             "policy": settings.intervention_weight * loss_policy.sum() / running.sum().clamp(min=1),
             "trajectory_task": settings.trajectory_task_weight * loss_task.mean(),

@@ -56,7 +56,8 @@ class ConceptLearner(L.LightningModule):
         stage: The stage's objective and trainable parameters.
         config: The training settings.
         pos_weight: (k,) weights of each concept's positive term.
-        class_weight: (n_classes,) weights of each class's samples in the task loss.
+        class_weight: (n_classes,) weights of each class's samples in the task loss (a multilabel
+            task: each label's positive weight).
 
     Examples:
         >>> from conceptlab.models import cbm
@@ -109,9 +110,11 @@ class ConceptLearner(L.LightningModule):
         out = self.model(x, self._intervention(c, training))
         terms: dict[str, Tensor] = {}
         if self.stage.task_weight:
-            terms["task"] = self.stage.task_weight * task_loss(out.task_logits, y, class_weight=self.class_weight)
+            terms["task"] = self.stage.task_weight * task_loss(out.task_logits, y, class_weight=self.class_weight,
+                                                               task=self.model.task)
         if self.stage.concept_weight and out.concept_logits is not None:
-            terms["concept"] = self.stage.concept_weight * concept_loss(out.concept_logits, c, self.pos_weight, categorical=self.model.categorical)
+            terms["concept"] = self.stage.concept_weight * concept_loss(
+                out.concept_logits, c, self.pos_weight, categorical=self.model.categorical, continuous=self.model.continuous)
         return terms
 
     def _loss(self, batch: tuple[Tensor, Tensor, Tensor], training: bool) -> Tensor:

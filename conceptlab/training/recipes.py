@@ -16,6 +16,7 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping
 
 from ..datasets.base import ConceptDataset, ConceptSplits
 from ..models.base import ConceptModel, predict
+from ..models.heads import check_task
 from ..runtime import seeded
 from .config import TrainConfig
 from .data import ConceptDataModule, ImageDataModule
@@ -153,11 +154,20 @@ def check_compatible(model: ConceptModel, data: ConceptSplits | ConceptDataset) 
             f"the model predicts {model.n_concepts} concepts but the data has {info.n_concepts}; "
             f"build the model with n_concepts={info.n_concepts}"
         )
+    check_task(model.task, info.task)
     if model.n_classes != info.n_classes:
         raise ValueError(
             f"the model predicts {model.n_classes} classes but the data has {info.n_classes}; "
             f"build the model with n_classes={info.n_classes}"
         )
+    if model.n_concepts and model.continuous != info.continuous_indices():
+        raise ValueError(f"the model reads concepts {list(model.continuous)} as continuous but the data's continuous concepts "
+                         f"are {list(info.continuous_indices())}; build the model with continuous=info.continuous_indices() "
+                         "(a PCBM's bank is fitted from binary labels: it takes no continuous concepts)")
+    if model.categorical and model.categorical != info.categorical_indices():
+        raise ValueError(f"the model's categorical concepts {[list(g) for g in model.categorical]} differ from the data's "
+                         f"{[list(g) for g in info.categorical_indices()]}; build the model with "
+                         "categorical=info.categorical_indices()")
     width = (model.build_spec or {}).get("kwargs", {}).get("in_features")
     x = parts[0].features
     if width and x is not None and x.ndim == 2 and x.shape[1] != width:
@@ -239,7 +249,7 @@ def fit(
     if not model.residual_parameters():
         stages = [s for s in stages if s.trainable != "residual"]
     pos_weight = concept_pos_weight(splits.train.c) if config.concept_class_weighting else None
-    class_weight = task_class_weights(splits.train.y, model.n_classes) if config.task_class_weighting else None
+    class_weight = task_class_weights(splits.train.y, model.n_classes, model.task) if config.task_class_weighting else None
     start = time.perf_counter()
     stage_epochs: dict[str, int] = {}
     history: dict[str, dict[str, list[float]]] = {}
