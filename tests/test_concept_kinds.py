@@ -2,6 +2,8 @@
 task (multiclass, multilabel, regression): declared in ConceptInfo, checked on the data, trained by
 every concept model, measured per kind, and refused with the fix where a part does not apply."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -9,6 +11,7 @@ from sklearn.metrics import r2_score
 
 from conceptlab.bench import parse_spec, run_grid
 from conceptlab.datasets import ConceptDataset, ConceptInfo, load_dataset, mixed_concepts
+from conceptlab.explorer import load_explorer_model
 from conceptlab.interventions import POLICIES, check_applies, intervention_curve
 from conceptlab.metrics import evaluate, regression_scores, subset_accuracy, task_accuracy
 from conceptlab.models import Intervention, black_box, cbm, cem, intcem, load_model, predict, save_model
@@ -256,3 +259,22 @@ def test_the_bench_runs_a_multilabel_table_with_continuous_concepts_and_skips_po
         assert record["task_subset_accuracy"] is not None and record["concept_r2"] is not None
         assert record["concept_alignment"] is not None  # over the binary and categorical concepts
     assert records["blackbox"]["status"] == "ok"
+    checkpoint = Path(records["cem"]["checkpoint"])
+    with pytest.raises(ValueError, match="the explorer shows one class prediction and 0/1 corrections"):
+        load_explorer_model(checkpoint)
+    assert load_explorer_model(checkpoint, skip_without_concepts=True) is None  # a bench folder: skipped, with its reason logged
+
+
+def test_a_tensor_file_declares_concept_types_and_the_task(tmp_path):
+    info = MIXED.info
+    parts = (MIXED.train, MIXED.val, MIXED.test)
+    torch.save({"x": torch.cat([p.x for p in parts]), "c": torch.cat([p.c for p in parts]), "y": torch.cat([p.y for p in parts]),
+                "concept_names": list(info.concept_names), "task_names": list(info.task_names),
+                "concept_groups": {g: list(m) for g, m in info.concept_groups.items()}, "categorical": ["colour"],
+                "continuous": ["size"], "task": "multilabel"}, tmp_path / "mixed.pt")
+    loaded = load_dataset({"name": "tensors", "path": str(tmp_path / "mixed.pt")}, seed=0)
+    assert loaded.info == info and loaded.train.y.shape == (420, 3)
+    torch.save({"x": torch.zeros(4, 2), "c": torch.zeros(4, 1), "y": torch.zeros(4, 2), "task": "multilabel",
+                "categorical": ["nope"]}, tmp_path / "bad.pt")
+    with pytest.raises(ValueError, match=r"bad.pt: categorical names \['nope'\]"):
+        load_dataset({"name": "tensors", "path": str(tmp_path / "bad.pt")}, seed=0)

@@ -9,6 +9,7 @@ import torch
 from conceptlab.datasets import ConceptDataset, ConceptInfo, drop_concepts, hide_labels, load_dataset
 from conceptlab.metrics import concept_accuracy, concept_auc
 from conceptlab.models import Intervention, cbm, cem, intcem
+from conceptlab.settings import SettingsError
 from conceptlab.training import TrainConfig, concept_loss, concept_pos_weight, fit
 from tests.noisy_concepts import noisy_concepts
 
@@ -162,3 +163,23 @@ def test_policies_fitted_on_splits_with_missing_labels_learn_from_the_rows_whose
             continue
         curve = intervention_curve(model, data.test, fit_policy(name, model, train=data.train, val=data.val), repeats=1)
         assert all(0.0 <= a <= 1.0 for a in curve.accuracy_mean), name
+
+
+def test_kept_concept_groups_draws_one_subset_of_whole_groups_for_every_run():
+    """The CEM authors' CUB-Incomplete rule: ceil(fraction x G) groups from numpy's permutation under seed 42."""
+    import numpy as np
+
+    from conceptlab.datasets import keep_concept_groups, load_dataset, mixed_concepts
+
+    data = mixed_concepts(size=200)
+    kept = keep_concept_groups(data, 0.5)  # ceil(0.5 x 3) = 2 of colour, size, striped
+    groups = list(data.info.concept_groups)
+    expected = [groups[g] for g in sorted(np.random.RandomState(42).permutation(3)[:2])]
+    assert list(kept.info.group_names) == expected
+    assert kept.info.task == "multilabel"  # what drops concepts keeps the task and the remaining types
+    assert kept.info.categorical == tuple(g for g in ("colour",) if g in expected)
+    assert kept.info.continuous == tuple(g for g in ("size",) if g in expected)
+    for seed in (0, 3):  # the run's seed changes the split, never the concept set
+        assert load_dataset({"name": "mixed", "size": 200, "kept_concept_groups": 0.5}, seed=seed).info == kept.info
+    with pytest.raises(SettingsError, match="kept_concept_groups"):
+        load_dataset({"name": "xor", "kept_concept_groups": 0.0}, seed=0)

@@ -18,7 +18,7 @@ from .offline import (
     rendered_shapes,
 )
 from .registry import CubSettings, SyntheticSettings, dataset_settings, load_dataset
-from .supervision import drop_concepts, hide_labels
+from .supervision import drop_concepts, hide_labels, keep_concept_groups
 from .synthetic import SYNTHETIC_DATASETS, dot, make_synthetic, trig, xor
 
 __all__ = [
@@ -45,6 +45,7 @@ __all__ = [
     "drop_concepts",
     "extract_features",
     "hide_labels",
+    "keep_concept_groups",
     "load_cub",
     "load_dataset",
     "load_koh_pickles",

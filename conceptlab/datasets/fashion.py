@@ -93,6 +93,7 @@ class FashionMNISTSettings(Supervision):
         val_fraction: Share of ``train_size`` held out for validation.
         missing_concept_labels: Share of training and validation concept labels hidden (NaN), in [0, 1).
         hidden_concepts: Concepts removed from every split (an incomplete concept set).
+        kept_concept_groups: Share of concept groups kept (the rest removed from every split), in (0, 1].
     """
 
     name: Literal["fashion-mnist"]

@@ -59,7 +59,9 @@ def _check_columns(file: Path, named: list[str]) -> None:
 @settings
 class TensorFileSettings(Supervision):
     """Your data as tensors in one file: ``x`` (N, ...), ``c`` (N, k) in [0, 1] (NaN: missing),
-    ``y`` (N,) class indices, and optionally ``concept_names`` and ``task_names``.
+    ``y`` (N,) class indices, and optionally ``concept_names``, ``task_names`` and the
+    ``ConceptInfo`` fields ``concept_groups``, ``categorical``, ``continuous`` and ``task``
+    (``y`` is then (N, T) labels or targets).
 
     Attributes:
         name: ``tensors``.
@@ -67,6 +69,7 @@ class TensorFileSettings(Supervision):
         fractions: Train, validation and test shares of the seeded split.
         missing_concept_labels: Share of training and validation concept labels hidden (NaN), in [0, 1).
         hidden_concepts: Concepts removed from every split (an incomplete concept set).
+        kept_concept_groups: Share of concept groups kept (the rest removed from every split), in (0, 1].
     """
 
     name: Literal["tensors"]
@@ -110,6 +113,7 @@ class TableSettings(Supervision):
         fractions: Train, validation and test shares of the seeded split.
         missing_concept_labels: Share of training and validation concept labels hidden (NaN), in [0, 1).
         hidden_concepts: Concepts removed from every split (an incomplete concept set).
+        kept_concept_groups: Share of concept groups kept (the rest removed from every split), in (0, 1].
     """
 
     name: Literal["table"]
@@ -219,11 +223,17 @@ def load_tensor_file(options: TensorFileSettings, seed: int) -> ConceptSplits:
     x, c, y = (torch.as_tensor(np.asarray(content[k]) if not isinstance(content[k], torch.Tensor) else content[k])
                for k in ("x", "c", "y"))
     k = c.shape[1] if c.ndim == 2 else 0
-    n_classes = int(y.max()) + 1 if y.numel() else 2
+    task = str(content.get("task", "multiclass"))
+    default_tasks = ([f"class{j}" for j in range(max(int(y.max()) + 1 if y.numel() else 2, 2))] if task == "multiclass"
+                     else [f"{'label' if task == 'multilabel' else 'target'}{j}" for j in range(y.shape[1] if y.ndim == 2 else 1)])
     concept_names = [str(n) for n in content.get("concept_names", [f"c{i}" for i in range(k)])]
-    task_names = [str(n) for n in content.get("task_names", [f"class{j}" for j in range(max(n_classes, 2))])]
+    task_names = [str(n) for n in content.get("task_names", default_tasks)]
+    groups = {str(g): tuple(int(i) for i in np.asarray(members).reshape(-1)) for g, members in dict(content.get("concept_groups", {})).items()}
     try:
-        data = ConceptDataset(x, c, y, ConceptInfo(tuple(concept_names), tuple(task_names)))
+        info = ConceptInfo(tuple(concept_names), tuple(task_names), groups,
+                           tuple(str(g) for g in content.get("categorical", ())),
+                           tuple(str(g) for g in content.get("continuous", ())), task)
+        data = ConceptDataset(x, c, y, info)
     except ValueError as err:
         raise ValueError(f"{file}: {err}") from None
     return split_dataset(data, options.fractions, seed=seed)
@@ -403,6 +413,7 @@ class ImageFolderSettings(Supervision):
         batch_size: Feature-extraction batch.
         missing_concept_labels: Share of training and validation concept labels hidden (NaN), in [0, 1).
         hidden_concepts: Concepts removed from every split (an incomplete concept set).
+        kept_concept_groups: Share of concept groups kept (the rest removed from every split), in (0, 1].
     """
 
     name: Literal["images"]

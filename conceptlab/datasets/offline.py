@@ -126,6 +126,7 @@ class DigitsSettings(Supervision):
         task: ``sum`` (19 classes) or ``parity``.
         missing_concept_labels: Share of training and validation concept labels hidden (NaN), in [0, 1).
         hidden_concepts: Concepts removed from every split (an incomplete concept set).
+        kept_concept_groups: Share of concept groups kept (the rest removed from every split), in (0, 1].
     """
 
     name: Literal["digits"]
@@ -143,6 +144,7 @@ class CorrelatedSettings(Supervision):
         rho: Correlation between every pair of latent concept variables, in (-0.5, 1).
         missing_concept_labels: Share of training and validation concept labels hidden (NaN), in [0, 1).
         hidden_concepts: Concepts removed from every split (an incomplete concept set).
+        kept_concept_groups: Share of concept groups kept (the rest removed from every split), in (0, 1].
     """
 
     name: Literal["correlated"]
@@ -209,6 +211,7 @@ class MixedSettings(Supervision):
         size: Samples in all (at least 10).
         missing_concept_labels: Share of training and validation concept labels hidden (NaN), in [0, 1).
         hidden_concepts: Concepts removed from every split (an incomplete concept set).
+        kept_concept_groups: Share of concept groups kept (the rest removed from every split), in (0, 1].
     """
 
     name: Literal["mixed"]
@@ -283,6 +286,7 @@ class ShapesSettings(Supervision):
         image_size: Side of the square images.
         missing_concept_labels: Share of training and validation concept labels hidden (NaN), in [0, 1).
         hidden_concepts: Concepts removed from every split (an incomplete concept set).
+        kept_concept_groups: Share of concept groups kept (the rest removed from every split), in (0, 1].
     """
 
     name: Literal["shapes"]

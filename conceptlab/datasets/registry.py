@@ -35,7 +35,7 @@ from .offline import (
     mixed_concepts,
     rendered_shapes,
 )
-from .supervision import Supervision, drop_concepts, hide_labels
+from .supervision import Supervision, drop_concepts, hide_labels, keep_concept_groups
 from .synthetic import SYNTHETIC_DATASETS, make_synthetic
 
 
@@ -48,6 +48,7 @@ class SyntheticSettings(Supervision):
         size: Samples in all (at least 10).
         missing_concept_labels: Share of training and validation concept labels hidden (NaN), in [0, 1).
         hidden_concepts: Concepts removed from every split (an incomplete concept set).
+        kept_concept_groups: Share of concept groups kept (the rest removed from every split), in (0, 1].
     """
 
     name: Literal["xor", "trig", "dot"]
@@ -73,6 +74,7 @@ class CubSettings(Supervision):
         batch_size: Feature-extraction batch.
         missing_concept_labels: Share of training and validation concept labels hidden (NaN), in [0, 1).
         hidden_concepts: Concepts removed from every split (an incomplete concept set).
+        kept_concept_groups: Share of concept groups kept (the rest removed from every split), in (0, 1].
     """
 
     name: Literal["cub"] = "cub"
@@ -196,6 +198,8 @@ def load_dataset(config: Mapping[str, Any] | DatasetSettings, seed: int) -> Conc
         splits = drop_concepts(splits, config.hidden_concepts) if config.hidden_concepts else splits
     except ValueError as err:
         raise SettingsError(f"dataset.hidden_concepts: {err}") from None
+    if config.kept_concept_groups < 1:
+        splits = keep_concept_groups(splits, config.kept_concept_groups)
     return hide_labels(splits, config.missing_concept_labels, seed)
 
 

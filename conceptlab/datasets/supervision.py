@@ -1,4 +1,5 @@
-"""How much concept supervision a model gets: labels missing at random, concepts hidden altogether.
+"""How much concept supervision a model gets: labels missing at random, concepts or whole concept
+groups hidden altogether.
 
 Both act on the training and validation splits' labels only where that is what is studied:
 missing labels leave the test split complete (so concept metrics and intervention curves are
@@ -31,11 +32,14 @@ class Supervision:
     Attributes:
         missing_concept_labels: Share of training and validation concept labels hidden (NaN), in [0, 1).
         hidden_concepts: Concepts removed from every split (an incomplete concept set).
+        kept_concept_groups: Share of concept groups kept, in (0, 1] (``keep_concept_groups``); the
+            others are removed from every split.
     """
 
     _: KW_ONLY
     missing_concept_labels: Annotated[Float, Field(ge=0, lt=1)] = 0.0
     hidden_concepts: tuple[Str, ...] = ()
+    kept_concept_groups: Annotated[Float, Field(gt=0, le=1)] = 1.0
 
 
 def hide_labels(splits: ConceptSplits, fraction: float, seed: int) -> ConceptSplits:
@@ -112,10 +116,44 @@ def drop_concepts(splits: ConceptSplits, names: Sequence[str]) -> ConceptSplits:
     groups = {group: tuple(position[i] for i in members if i in position) for group, members in info.concept_groups.items()}
     reduced = ConceptInfo(tuple(info.concept_names[i] for i in keep), info.task_names,
                           {group: members for group, members in groups.items() if members},
-                          tuple(g for g in info.categorical if groups[g]))
+                          tuple(g for g in info.categorical if groups[g]), tuple(g for g in info.continuous if groups[g]),
+                          info.task)
     columns = torch.as_tensor(keep, dtype=torch.long)
     return ConceptSplits(*(part.with_concepts(part.c[:, columns], reduced) for part in (splits.train, splits.val, splits.test)),
                          splits.concept_source)
+
+
+GROUP_DRAW_SEED = 42  # the CEM authors' loader draws its concept-group subset after seeding with 42
+
+
+def keep_concept_groups(splits: ConceptSplits, fraction: float, seed: int = GROUP_DRAW_SEED) -> ConceptSplits:
+    """An incomplete concept set as the CEM / MixCEM authors build one: ceil(fraction x G) of the
+    G concept groups drawn at random (numpy's legacy permutation under ``seed``, the same draw
+    for every run), the other groups' concepts removed from every split.
+
+    Args:
+        splits: The data.
+        fraction: Share of concept groups kept, in (0, 1].
+        seed: Draws which groups (fixed by default, so every seed of a benchmark sees one concept set).
+
+    Returns:
+        The splits with the kept groups' concepts, in their order.
+
+    Raises:
+        ValueError: ``fraction`` outside (0, 1].
+
+    Examples:
+        >>> from conceptlab.datasets import keep_concept_groups, trig
+        >>> keep_concept_groups(trig(size=100), 0.5).info.group_names  # ceil(0.5 x 3) = 2 of the 3 groups
+        ('a > 0', 'b > 0')
+    """
+    if not 0 < fraction <= 1:
+        raise ValueError(f"the share of concept groups kept must be in (0, 1]; got {fraction}")
+    groups = list(splits.info.concept_groups.items())
+    kept = set(np.random.RandomState(seed).permutation(len(groups))[: int(np.ceil(len(groups) * fraction))].tolist())
+    names = splits.info.concept_names
+    dropped = [names[i] for g, (_, members) in enumerate(groups) if g not in kept for i in members]
+    return drop_concepts(splits, dropped) if dropped else splits
 
 
 def labelled_rows(data: ConceptData) -> Tensor | None:

@@ -80,13 +80,14 @@ def find_checkpoints(path: str | Path) -> list[Path]:
 def load_explorer_model(path: Path, bank: str | Path | None = None, skip_without_concepts: bool = False) -> ExplorerModel | None:
     """Load a checkpoint (safe loading) and the concept bank saved beside it or given as ``bank``.
 
-    A model without concepts is an error, or ``None`` with ``skip_without_concepts`` (a bench
-    folder also holds black boxes and linear probes).
+    A model without concepts, or one the explorer cannot show (a multilabel or regression task,
+    continuous concepts), is an error, or ``None`` with ``skip_without_concepts`` (a bench folder
+    also holds black boxes and linear probes).
 
     Args:
         path: The checkpoint.
         bank: A concept bank to use instead of the one saved beside it.
-        skip_without_concepts: Return None for a model without concepts instead of failing.
+        skip_without_concepts: Return None for a model without concepts (or one it cannot show) instead of failing.
 
     Returns:
         The model with its info, metadata and bank; ``None`` when skipped.
@@ -104,6 +105,14 @@ def load_explorer_model(path: Path, bank: str | Path | None = None, skip_without
     if model.n_concepts == 0:
         raise ValueError(f"{path} holds a {type(model).__name__} without concepts: the explorer needs a concept model "
                          "(cbm, cem, intcem, pcbm)")
+    if model.task != "multiclass" or model.continuous:
+        what = f"a {model.task} task" if model.task != "multiclass" else f"continuous concepts {list(info.continuous)}"
+        reason = (f"{path.name} has {what}; the explorer shows one class prediction and 0/1 corrections (a multiclass "
+                  "task with binary or categorical concepts): explore it from Python with conceptlab.models.predict")
+        if skip_without_concepts:
+            log.info("skipping %s", reason)
+            return None
+        raise ValueError(reason)
     if "dataset" not in metadata or "seed" not in metadata:
         raise ValueError(f"{path} does not record the dataset it was trained on (only checkpoints written by "
                          "`conceptlab bench` do); explore it from Python with conceptlab.explorer.Explorer")
