@@ -80,7 +80,7 @@ def test_two_benches_on_one_output_directory_both_keep_their_runs(tmp_path):
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT])
 def test_a_killed_bench_leaves_no_workers_and_resumes_without_loss(tmp_path, sig):
     config = tmp_path / "tiny.yaml"
-    config.write_text(TINY % 60)
+    config.write_text(TINY % 20)
     out = tmp_path / "out"
     bench = _bench(config, out, "--workers", "2")
     deadline = time.monotonic() + 900  # ceilings, not expectations: a loaded machine may be ten times slower

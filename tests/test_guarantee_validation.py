@@ -152,8 +152,10 @@ def test_a_runs_file_that_is_a_folder_or_binary_is_named(tmp_path, monkeypatch, 
 def test_interventions_are_checked_and_converted():
     model = cbm(in_features=2, n_concepts=2, n_classes=2, hidden=[4]).eval()
     x = torch.randn(3, 2)
-    with pytest.raises(ValueError, match=r"values must be concept labels in \[0, 1\]"):
-        Intervention(torch.ones(3, 2, dtype=torch.bool), torch.full((3, 2), 2.0))
+    with pytest.raises(ValueError, match=r"values of binary and categorical concepts must be concept labels in \[0, 1\]"):
+        model(x, Intervention(torch.ones(3, 2, dtype=torch.bool), torch.full((3, 2), 2.0)))  # the model knows the types
+    with pytest.raises(ValueError, match="must be finite concept labels"):
+        Intervention(torch.ones(3, 2, dtype=torch.bool), torch.full((3, 2), float("inf")))
     with pytest.raises(ValueError, match="6 intervened concept label\\(s\\) are missing"):
         Intervention(torch.ones(3, 2, dtype=torch.bool), torch.full((3, 2), float("nan")))
     with pytest.raises(ValueError, match="must hold booleans"):
