@@ -19,7 +19,7 @@ def _config(tmp_path, text, dataset="{name: xor, size: 200}"):
 
 
 @pytest.mark.parametrize("text, message", [
-    ("dataset: {name: xor, sise: 200}", r"dataset.sise: unknown key.*known: hidden_concepts, missing_concept_labels, name, size"),
+    ("dataset: {name: xor, sise: 200}", r"dataset.sise: unknown key.*known: hidden_concepts, kept_concept_groups, missing_concept_labels, name, size"),
     ("train: {max_epochs: '3'}\n", r"train.max_epochs: Input should be a valid integer \(got '3'\)"),
     ("train: {max_epochs: three}\n", r"train.max_epochs: Input should be a valid integer \(got 'three'\)"),
     ("train: {concept_class_weighting: 'no'}\n", r"train.concept_class_weighting: Input should be a valid boolean"),

@@ -78,7 +78,7 @@ def test_unknown_dataset_names_the_choices():
         make_synthetic("xnor")
     with pytest.raises(ValueError, match="unknown dataset 'mnist'"):
         load_dataset({"name": "mnist"}, seed=0)
-    with pytest.raises(ValueError, match=r"dataset.sizes: unknown key.*known: hidden_concepts, missing_concept_labels, name, size"):
+    with pytest.raises(ValueError, match=r"dataset.sizes: unknown key.*known: hidden_concepts, kept_concept_groups, missing_concept_labels, name, size"):
         load_dataset({"name": "xor", "sizes": 10}, seed=0)
 
 
