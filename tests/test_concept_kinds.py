@@ -278,3 +278,13 @@ def test_a_tensor_file_declares_concept_types_and_the_task(tmp_path):
                 "categorical": ["nope"]}, tmp_path / "bad.pt")
     with pytest.raises(ValueError, match=r"bad.pt: categorical names \['nope'\]"):
         load_dataset({"name": "tensors", "path": str(tmp_path / "bad.pt")}, seed=0)
+
+
+def test_scores_of_0_1_labels_refuse_a_continuous_column_and_name_it():
+    from conceptlab.metrics import concept_alignment_score, oracle_impurity_score
+
+    c = MIXED.test.c
+    with pytest.raises(ValueError, match=r"CAS scores 0/1 concept labels, but concept column\(s\) \[4\]"):
+        concept_alignment_score([c[:, i:i + 1] for i in range(6)], c)
+    with pytest.raises(ValueError, match=r"impurity scores 0/1 concept labels, but concept column\(s\) \[4\]"):
+        oracle_impurity_score(c.unsqueeze(-1), c)

@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 
 from ..models.base import ConceptOutput
+from .labels import check_binary_labels
 
 
 def concept_representations(output: ConceptOutput, n_concepts: int) -> list[Tensor]:
@@ -69,7 +70,7 @@ def concept_alignment_score(
 
     Args:
         representations: One (N, d_i) tensor per concept (``concept_representations``).
-        c: (N, k) concept labels.
+        c: (N, k) concept labels, 0 or 1.
         n_cluster_counts: How many cluster counts between 2 and N are scored.
         max_samples: At most this many evenly spaced samples are clustered.
         seed: Seeds the clustering.
@@ -87,6 +88,7 @@ def concept_alignment_score(
     """
     from sklearn.metrics import homogeneity_score
 
+    check_binary_labels(c, "CAS")
     n = c.shape[0]
     keep = np.linspace(0, n - 1, min(n, max_samples)).astype(int)
     labels = (c.detach().cpu().numpy()[keep] > 0.5).astype(int)

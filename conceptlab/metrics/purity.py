@@ -30,6 +30,7 @@ from scipy.stats import rankdata
 from torch import Tensor, nn
 
 from ..models.base import ConceptOutput
+from .labels import check_binary_labels
 
 
 def own_representations(output: ConceptOutput, n_concepts: int) -> Tensor | None:
@@ -66,7 +67,8 @@ def _check(representations: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
         raise ValueError("concept representations contain NaN or infinite values")
     if representations.shape[0] < 10:
         raise ValueError(f"impurity scores need at least 10 samples; got {representations.shape[0]}")
-    return representations.detach().float().cpu(), (c.detach().cpu() > 0.5).float()
+    check_binary_labels(c, "impurity")
+    return representations.detach().float().cpu(), c.detach().float().cpu()
 
 
 def _split(n: int, test_fraction: float, generator: torch.Generator) -> tuple[Tensor, Tensor]:
