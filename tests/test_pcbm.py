@@ -326,3 +326,19 @@ def test_the_authors_residual_recipe_trains_twenty_epochs_and_keeps_the_last(dat
     assert hybrid.residual.weight.abs().sum() > 0
     assert report.history["residual"]["train_loss"][-1] < report.history["residual"]["train_loss"][0]
     assert accuracy(hybrid, data.test) >= accuracy(trained, data.test) - 0.02
+
+
+def test_a_pcbm_reads_a_categorical_concept_as_its_members_and_corrects_it_whole():
+    """One CAV per member; writing the one-hot value puts the true member at its "present"
+    percentile and every other member at its "absent" one."""
+    from tests.test_categorical_concepts import INFO, colours
+
+    data = colours(n=1200)
+    model = pcbm(in_features=3, n_concepts=5, n_classes=3,
+                 bank=bank_from_labels(data.train.x, data.train.c, INFO.concept_names, examples=100, seed=0))
+    fit(model, data, "posthoc", config=TrainConfig(posthoc=PosthocConfig(lam=1e-3)))
+    test = data.test
+    mask = torch.tensor([[True] * 4 + [False]]).expand(len(test), -1)
+    bottleneck = model(test.x, Intervention(mask, test.c)).bottleneck[:, :4]
+    low, high = model.intervention_low[:4], model.intervention_high[:4]
+    assert torch.equal(bottleneck, torch.where(test.c[:, :4] > 0.5, high, low))
