@@ -308,7 +308,8 @@ def _model_file_options(parser: argparse.ArgumentParser) -> None:
 
 def _report_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--select", default="val_task_accuracy",
-                        choices=["val_task_accuracy", "val_task_balanced_accuracy", "val_concept_accuracy", "val_concept_auc"],
+                        choices=["val_task_accuracy", "val_task_balanced_accuracy", "val_task_r2", "val_concept_accuracy",
+                                 "val_concept_auc"],  # bench.report.SELECTABLE, written out: bench loads late
                         help="validation metric that picks each model's sweep point (never a test metric)")
     parser.add_argument("--curves", action="store_true", help="also plot per-epoch training and validation losses")
 

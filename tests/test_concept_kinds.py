@@ -288,3 +288,23 @@ def test_scores_of_0_1_labels_refuse_a_continuous_column_and_name_it():
         concept_alignment_score([c[:, i:i + 1] for i in range(6)], c)
     with pytest.raises(ValueError, match=r"impurity scores 0/1 concept labels, but concept column\(s\) \[4\]"):
         oracle_impurity_score(c.unsqueeze(-1), c)
+
+
+def test_a_regression_sweep_is_chosen_by_validation_r2_and_an_accuracy_that_no_run_has_is_refused(tmp_path):
+    from conceptlab.bench.report import SELECTABLE, table_rows
+    from conceptlab.cli import build_parser
+
+    spec = parse_spec({"dataset": _table_block(_mixed_csv(tmp_path), task_targets=["price"]), "models": ["cbm-fuzzy"],
+                       "seeds": 1, "train": {"max_epochs": 3}, "sweep": {"train.lr": [0.01, 1e-6]},
+                       "evaluation": {"intervention_policies": ["random"], "intervention_repeats": 1,
+                                      "intervention_competence": [1.0]}}, "prices")
+    records = run_grid([spec], tmp_path / "out", workers=1, progress=False).records()
+    assert all(r["status"] == "ok" and r["task_accuracy"] is None and r["val_task_r2"] is not None for r in records)
+    best = max(records, key=lambda r: r["val_task_r2"])
+    assert table_rows(records, [spec], select="val_task_r2")[0].chosen == best["sweep_point"]
+    with pytest.raises(ValueError, match="no run records val_task_accuracy.*--select val_task_r2"):
+        table_rows(records, [spec])
+    from conceptlab.bench.report import terminal_summary
+    assert "| model | task R^2 x 100 |" in terminal_summary(records, [spec], tmp_path / "out", select="val_task_r2")
+    select = next(a for a in build_parser()._subparsers._group_actions[0].choices["report"]._actions if a.dest == "select")
+    assert tuple(select.choices) == SELECTABLE  # the command line offers exactly what the report can select by

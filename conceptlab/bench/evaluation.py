@@ -103,7 +103,7 @@ def evaluate_run(model: ConceptModel, splits: ConceptSplits, settings: Evaluatio
                 "intervention_cost", "intervention_policy_settings"):
         record[key] = None
     policies = [p for p in settings.intervention_policies if not p.startswith("learned") or hasattr(model, "unit_scores")]
-    skipped = not_applicable(policies, test.info)
+    skipped = not_applicable(policies, test.info) if model.n_concepts else {}
     if skipped:
         logger.warning("skipping intervention policies that do not apply to these data: %s", skipped)
         record["intervention_policies_skipped"] = skipped

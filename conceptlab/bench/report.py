@@ -14,10 +14,10 @@ from ..interventions import POLICIES, normalised_auc
 from ..plotting import pyplot, save_figure
 from .spec import BenchSpec
 
-METRICS = ("task_accuracy", "task_balanced_accuracy", "task_top5_accuracy", "concept_accuracy", "concept_auc",
-           "concept_alignment", "concept_alignment_kmeans", "oracle_impurity", "niche_impurity")
+METRICS = ("task_accuracy", "task_balanced_accuracy", "task_top5_accuracy", "task_subset_accuracy", "task_r2", "concept_accuracy",
+           "concept_auc", "concept_r2", "concept_alignment", "concept_alignment_kmeans", "oracle_impurity", "niche_impurity")
 CURVE_FRACTIONS = (0.0, 0.25, 0.5, 0.75, 1.0)
-SELECTABLE = ("val_task_accuracy", "val_task_balanced_accuracy", "val_concept_accuracy", "val_concept_auc")
+SELECTABLE = ("val_task_accuracy", "val_task_balanced_accuracy", "val_task_r2", "val_concept_accuracy", "val_concept_auc")
 
 
 @dataclass(frozen=True)
@@ -77,6 +77,9 @@ def table_rows(records: list[dict[str, Any]], specs: list[BenchSpec], select: st
                 ok = [r for r in runs if r.get("status") == "ok"]
                 score = _mean_std([r.get(select) for r in ok])
                 candidates.append((score[0] if score else float("-inf"), point, runs, ok))
+            if len(candidates) > 1 and any(ok for *_, ok in candidates) and all(c[0] == float("-inf") for c in candidates):
+                raise ValueError(f"{spec.name}: no run records {select} to choose a sweep point by (a regression task "
+                                 "has no accuracy); pick a metric the runs have, e.g. --select val_task_r2")
             _, point, runs, ok = max(candidates, key=lambda c: c[0]) if len(candidates) > 1 else candidates[0]
             metrics = {m: _mean_std([100 * r[m] if r.get(m) is not None else None for r in ok]) for m in METRICS}
             epochs = _mean_std([r["epochs"] for r in ok])
@@ -145,6 +148,14 @@ def _point(chosen: dict[str, Any] | None) -> str:
     return ", ".join(f"{k}={v}" for k, v in chosen.items()) if chosen else ""
 
 
+def _task_column(cells: list[Row]) -> tuple[str, str]:
+    """The metric a table's task column shows: accuracy, or R^2 where no run has an accuracy (a
+    regression task), with its header."""
+    if cells and all(r.metrics["task_accuracy"] is None for r in cells) and any(r.metrics["task_r2"] for r in cells):
+        return "task_r2", "task R^2 x 100"
+    return "task_accuracy", "task accuracy"
+
+
 def markdown_table(rows: list[Row], specs: list[BenchSpec], select: str = "val_task_accuracy") -> str:
     out = io.StringIO()
     for spec in specs:
@@ -157,7 +168,8 @@ def markdown_table(rows: list[Row], specs: list[BenchSpec], select: str = "val_t
         cells = [r for r in rows if r.benchmark == spec.name]
         impurity = any(r.metrics["oracle_impurity"] for r in cells)
         top5 = any(r.metrics["task_top5_accuracy"] for r in cells)
-        out.write("| model | task accuracy | reference | balanced accuracy " + ("| top-5 " if top5 else "")
+        task, header = _task_column(cells)
+        out.write(f"| model | {header} | reference | balanced accuracy " + ("| top-5 " if top5 else "")
                   + "| concept accuracy | concept AUC | CAS | CAS k-means | CAS reference "
                   + ("| OIS | NIS " if impurity else "") + "| epochs | train s | runs |\n")
         out.write("|---|---|---|---|" + ("---|" if top5 else "") + "---|---|---|---|---|" + ("---|---|" if impurity else "")
@@ -168,7 +180,7 @@ def markdown_table(rows: list[Row], specs: list[BenchSpec], select: str = "val_t
             purity = f"| {_fmt(r.metrics['oracle_impurity'])} | {_fmt(r.metrics['niche_impurity'])} " if impurity else ""
             top = f"| {_fmt(r.metrics['task_top5_accuracy'])} " if top5 else ""
             out.write(
-                f"| {model} | {_fmt(r.metrics['task_accuracy'])} | {_opt(r.reference_task_accuracy)} "
+                f"| {model} | {_fmt(r.metrics[task])} | {_opt(r.reference_task_accuracy)} "
                 f"| {_fmt(r.metrics['task_balanced_accuracy'])} {top}| {_fmt(r.metrics['concept_accuracy'])} | {_fmt(r.metrics['concept_auc'])} "
                 f"| {_fmt(r.metrics['concept_alignment'])} | {_fmt(r.metrics['concept_alignment_kmeans'])} "
                 f"| {_opt(r.reference_alignment)} {purity}"
@@ -341,15 +353,16 @@ def terminal_summary(records: list[dict[str, Any]], specs: list[BenchSpec], out_
     out = io.StringIO()
     for spec in specs:
         cells = [r for r in rows if r.benchmark == spec.name]
-        out.write(f"## {spec.name}: task accuracy on the test split, % (mean ± std over seeds)\n\n")
+        task, header = _task_column(cells)
+        out.write(f"## {spec.name}: {header} on the test split, % (mean ± std over seeds)\n\n")
         published = any(r.reference_task_accuracy is not None for r in cells)
-        out.write("| model | task accuracy " + ("| published " if published else "")
+        out.write(f"| model | {header} " + ("| published " if published else "")
                   + "| concept accuracy | CAS | epochs | runs |\n|---|---|" + ("---|" if published else "") + "---|---|---|---|\n")
         for r in cells:
             model = f"{r.model} ({_point(r.chosen)})" if r.chosen else r.model
             runs = _runs_cell(r)
             reference = f"| {_opt(r.reference_task_accuracy)} " if published else ""
-            out.write(f"| {model} | {_fmt(r.metrics['task_accuracy'])} {reference}"
+            out.write(f"| {model} | {_fmt(r.metrics[task])} {reference}"
                       f"| {_fmt(r.metrics['concept_accuracy'])} | {_fmt(r.metrics['concept_alignment'])} "
                       f"| {_opt(r.epochs, 0)} | {runs} |\n")
         best = [(r, _best_policy(r)) for r in cells]

@@ -177,6 +177,8 @@ def _record(store: RunStore, record: dict[str, Any], bar: tqdm) -> None:
     store.add(record)
     bar.update(1)
     if record["status"] == "ok":
-        bar.set_postfix_str(f"{record['benchmark']} {record['model']} s{record['seed']}: {100 * record['task_accuracy']:.1f}%")
+        score = (f"{100 * record['task_accuracy']:.1f}%" if record.get("task_accuracy") is not None
+                 else f"R^2 {record['task_r2']:.3f}")  # a regression task has no accuracy
+        bar.set_postfix_str(f"{record['benchmark']} {record['model']} s{record['seed']}: {score}")
     else:
         log.error("run %s %s seed %s failed: %s", record["benchmark"], record["model"], record["seed"], record["error"])
