@@ -308,3 +308,24 @@ def test_a_regression_sweep_is_chosen_by_validation_r2_and_an_accuracy_that_no_r
     assert "| model | task R^2 x 100 |" in terminal_summary(records, [spec], tmp_path / "out", select="val_task_r2")
     select = next(a for a in build_parser()._subparsers._group_actions[0].choices["report"]._actions if a.dest == "select")
     assert tuple(select.choices) == SELECTABLE  # the command line offers exactly what the report can select by
+
+
+def test_intcem_trains_its_policy_with_a_categorical_and_a_continuous_concept():
+    """A multiclass version of the mixed data (the class: which of the three labels hold, as a
+    number): trajectories run, the policy loss is positive and the policy's weights move."""
+    info = ConceptInfo(MIXED.info.concept_names, tuple(f"pattern {i}" for i in range(8)), MIXED.info.concept_groups,
+                       categorical=MIXED.info.categorical, continuous=MIXED.info.continuous)
+    weights = torch.tensor([1, 2, 4])
+    splits = type(MIXED)(*(ConceptDataset(p.x, p.c, (p.y.long() * weights).sum(1), info)
+                           for p in (MIXED.train, MIXED.val, MIXED.test)))
+    with seeded(0):
+        model = intcem(in_features=6, n_concepts=6, n_classes=8, units=info.group_matrix(), categorical=info.categorical_indices(),
+                       continuous=info.continuous_indices(), embedding_size=4, latent_dim=8, hidden=(16,), policy_hidden=(16,))
+    start = {name: p.detach().clone() for name, p in model.policy.named_parameters()}
+    report = fit(model, splits, "intcem", config=TrainConfig(max_epochs=3, device="cpu", early_stopping_patience=0,
+                                                            intervention_prob=0.25))
+    history = report.history["intcem"]
+    assert min(history["trajectory_samples"]) > 0 and all(loss > 0 for loss in history["policy_loss"])
+    assert all(not torch.equal(p.detach(), start[name]) for name, p in model.policy.named_parameters() if p.ndim > 1)
+    curve = intervention_curve(model, splits.test, "learned", repeats=1)
+    assert len(curve.accuracy_mean) == 4
