@@ -147,6 +147,11 @@ MODEL_KEYS: dict[str, ModelEntry] = {
         "cem", lambda info, s: dict(n_concepts=info.n_concepts, categorical=info.categorical_indices(), **s.embeddings,
                                     **s.encoder), randint=True,
     ),
+    "scbm": ModelEntry(
+        "stochastic CBM: concept logits with a learned covariance (amortized), the authors' nonlinear head; an "
+        "intervention conditions the other concepts",
+        "scbm", lambda info, s: dict(n_concepts=info.n_concepts, latent_dim=s.latent_dim, head_hidden=(256,), **s.encoder),
+    ),
     "intcem": ModelEntry(
         "intervention-aware CEM: trained on sampled intervention trajectories, with a learned policy over concept groups",
         "intcem", lambda info, s: dict(n_concepts=info.n_concepts, units=info.group_matrix(), policy_hidden=s.policy_hidden,

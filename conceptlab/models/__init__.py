@@ -10,6 +10,7 @@ from .intcem import InterventionAwareCEM, intcem
 from .io import load_model, save_model
 from .pcbm import PosthocCBM, pcbm
 from .registry import get_model, list_models, register_model
+from .scbm import StochasticConceptBottleneckModel, scbm
 
 __all__ = [
     "BOTTLENECKS",
@@ -23,6 +24,7 @@ __all__ = [
     "Intervention",
     "InterventionAwareCEM",
     "PosthocCBM",
+    "StochasticConceptBottleneckModel",
     "apply_edits",
     "black_box",
     "cbm",
@@ -39,6 +41,7 @@ __all__ = [
     "predict",
     "register_model",
     "save_model",
+    "scbm",
     "sparsity",
     "top_concepts",
 ]

@@ -88,6 +88,8 @@ class ConceptOutput:
         concept_logits: (B, k) the model's own concept logits, before any intervention.
         concept_probs: (B, k) the model's own concept probabilities, before any intervention.
         concept_embeddings: (B, k, m) one vector per concept, for models that have them (CEM).
+        concept_samples: (B, k, M) Monte Carlo samples of the concept logits, for stochastic models (SCBM).
+        concept_covariance: (B, k, k) covariance of the concept logits, for models that learn one (SCBM).
     """
 
     task_logits: Tensor
@@ -95,6 +97,8 @@ class ConceptOutput:
     concept_logits: Tensor | None = None
     concept_probs: Tensor | None = None
     concept_embeddings: Tensor | None = None
+    concept_samples: Tensor | None = None
+    concept_covariance: Tensor | None = None
 
 
 @dataclass
@@ -208,6 +212,21 @@ class ConceptModel(nn.Module):
 
     def calibrate_interventions(self, train_concept_logits: Tensor) -> None:
         """Learn intervention values from training-set concept logits; most models need none."""
+
+    def concept_objective(self, output: ConceptOutput, c: Tensor, pos_weight: Tensor | None = None) -> dict[str, Tensor] | None:
+        """A model's own concept loss terms, by name (``concept`` is weighted by the stage's concept
+        weight, any other term is added as it is); None, as here, means the standard concept loss
+        (``training.concept_loss``).
+
+        Args:
+            output: The forward pass on the batch.
+            c: (B, k) concept labels; NaN where missing.
+            pos_weight: (k,) weights of each concept's positive term.
+        """
+        return None
+
+    def on_epoch(self, epoch: int, max_epochs: int) -> None:
+        """Called before each training epoch (a schedule of the model's own); most models need none."""
 
     def check_intervention(self, intervention: Intervention, like: Tensor) -> Intervention:
         """``intervention`` checked against this model and a batch ``like``, on ``like``'s device."""

@@ -113,8 +113,11 @@ class ConceptLearner(L.LightningModule):
             terms["task"] = self.stage.task_weight * task_loss(out.task_logits, y, class_weight=self.class_weight,
                                                                task=self.model.task)
         if self.stage.concept_weight and out.concept_logits is not None:
-            terms["concept"] = self.stage.concept_weight * concept_loss(
-                out.concept_logits, c, self.pos_weight, categorical=self.model.categorical, continuous=self.model.continuous)
+            own = self.model.concept_objective(out, c, self.pos_weight)
+            if own is None:
+                own = {"concept": concept_loss(out.concept_logits, c, self.pos_weight, categorical=self.model.categorical,
+                                               continuous=self.model.continuous)}
+            terms.update({name: self.stage.concept_weight * value if name == "concept" else value for name, value in own.items()})
         return terms
 
     def _loss(self, batch: tuple[Tensor, Tensor, Tensor], training: bool) -> Tensor:
@@ -136,6 +139,9 @@ class ConceptLearner(L.LightningModule):
     def epoch_means(self) -> dict[str, float]:
         """The means accumulated so far in this training epoch, by name."""
         return {name: float(total / count) for name, (total, count) in self._epoch_sums.items()}
+
+    def on_train_epoch_start(self) -> None:
+        self.model.on_epoch(self.current_epoch, self.trainer.max_epochs or 1)
 
     def on_train_epoch_end(self) -> None:
         for name, (total, count) in self._epoch_sums.items():

@@ -1,0 +1,272 @@
+"""Stochastic Concept Bottleneck Models (Vandenhirtz et al., NeurIPS 2024).
+
+The concept logits are a Gaussian, eta ~ N(mu(x), Sigma(x)), with a full covariance Sigma = L L^T
+(``amortized``: L predicted from the input; ``global``: one L learned for all inputs). Concepts
+are Bernoulli(sigmoid(eta)); the head is a linear layer on hard concept samples, and the task
+probability is its softmax averaged over M samples of eta. Because the concepts share one
+Gaussian, correcting some of them moves the others: an intervention fixes the corrected logits
+and replaces the rest by their Gaussian conditional,
+
+    mu_R|S = mu_R + Sigma_RS Sigma_SS^-1 (eta_S - mu_S),
+    Sigma_R|S = Sigma_RR - Sigma_RS Sigma_SS^-1 Sigma_SR,
+
+where S are the corrected concepts and eta_S the logits written for them (the authors' simple
+percentile strategy: logit 0.05 for "absent", logit 0.95 for "present").
+
+Training maximises a Monte Carlo estimate of the concepts' likelihood, log (1/M) sum_m p(c | eta_m),
+with the task's cross-entropy and an L1 penalty on the off-diagonal precision (Sigma^-1). In
+training the hard samples are relaxed Bernoulli draws with a straight-through gradient and a
+temperature annealed from 1 to 0.5 over the run. In evaluation the M normal and uniform draws are
+fixed buffers (the same for every batch and call), so predictions and intervention curves are
+deterministic.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .base import ConceptModel, ConceptOutput, Intervention, check_sizes
+from .encoders import encoder
+from .heads import task_outputs
+from .registry import register_model
+
+Covariance = Literal["amortized", "global"]
+COVARIANCES: tuple[str, ...] = ("amortized", "global")
+INTERVENTION_PROBABILITIES = (0.05, 0.95)  # the probabilities whose logits an intervention writes (authors' simple_perc)
+TEMPERATURES = (1.0, 0.5)  # the relaxed Bernoulli's temperature at the first and the last epoch
+
+
+def gaussian_conditional(mean: Tensor, covariance: Tensor, mask: Tensor, values: Tensor) -> tuple[Tensor, Tensor]:
+    """N(mean, covariance) conditioned on the coordinates under ``mask`` equalling ``values``, per
+    sample (each row its own set of coordinates).
+
+    The conditioned coordinates come back at their values with zero variance and no covariance;
+    the others get the Gaussian conditional. One batched solve serves every mask: with P the
+    0/1 diagonal of the mask, M = P Sigma P + (I - P) is Sigma_SS on the conditioned block and
+    the identity elsewhere, so Sigma P M^-1 P is Sigma_.S Sigma_SS^-1 padded with zeros.
+
+    Args:
+        mean: (B, k) means.
+        covariance: (B, k, k) covariances.
+        mask: (B, k) booleans: the conditioned coordinates.
+        values: (B, k) their values (read where ``mask``).
+
+    Returns:
+        ``(mean, covariance)`` of the conditional, (B, k) and (B, k, k).
+
+    Examples:
+        >>> from conceptlab.models.scbm import gaussian_conditional
+        >>> cov = torch.tensor([[[1.0, 0.8], [0.8, 1.0]]])
+        >>> mean, var = gaussian_conditional(torch.zeros(1, 2), cov, torch.tensor([[True, False]]), torch.tensor([[2.0, 0.0]]))
+        >>> mean.tolist(), round(var[0, 1, 1].item(), 2)  # 0 + 0.8 / 1 * 2, and 1 - 0.8^2
+        ([[2.0, 1.600000023841858]], 0.36)
+    """
+    chosen = mask.to(covariance.dtype)
+    project = torch.diag_embed(chosen)
+    blocks = project @ covariance @ project + torch.diag_embed(1 - chosen)
+    shift = torch.linalg.solve(blocks, (chosen * (values.to(mean.dtype) - mean)).unsqueeze(-1))
+    conditional_mean = mean + (covariance @ (chosen.unsqueeze(-1) * shift)).squeeze(-1)
+    gain = torch.linalg.solve(blocks, project @ covariance)  # M^-1 P Sigma
+    conditional_covariance = covariance - covariance @ project @ gain
+    conditional_mean = torch.where(mask, values.to(mean.dtype), conditional_mean)  # exact, not up to rounding
+    return conditional_mean, (conditional_covariance + conditional_covariance.transpose(-1, -2)) / 2
+
+
+class StochasticConceptBottleneckModel(ConceptModel):
+    """x -> latent code -> concept-logit Gaussian N(mu, L L^T) -> M hard concept samples -> linear head.
+
+    ``encode`` returns the latent code; ``decode`` builds the Gaussian, conditions it on an
+    intervention, draws M logit samples and averages the head's class probabilities over them.
+    ``concept_logits`` are the means mu (after conditioning: the conditional means),
+    ``concept_probs`` the mean of sigmoid(eta) over samples (1 / 0 where corrected), the
+    ``bottleneck`` the mean hard concept, and ``concept_samples`` the (B, k, M) logit samples the
+    concept likelihood is computed from.
+
+    Args:
+        encoder: The network from inputs to the latent code.
+        latent_dim: Width of the latent code.
+        n_concepts: Number of concepts k.
+        n_classes: Number of task classes (2: one binary logit).
+        covariance: ``amortized`` (L from the input) or ``global`` (one L).
+        samples: M, the Monte Carlo samples per input.
+        precision_weight: Weight of the L1 penalty on the off-diagonal precision.
+        head_hidden: Widths of the head's hidden ReLU layers (none: the authors' default linear head;
+            ``(256,)``: their ``nonlinear`` head, which a task like XOR of hard concepts needs).
+
+    Examples:
+        >>> from conceptlab.models import StochasticConceptBottleneckModel
+        >>> model = StochasticConceptBottleneckModel(torch.nn.Linear(4, 8), latent_dim=8, n_concepts=3, n_classes=2, samples=10)
+        >>> model.eval()(torch.randn(2, 4)).concept_samples.shape
+        torch.Size([2, 3, 10])
+    """
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        *,
+        latent_dim: int,
+        n_concepts: int,
+        n_classes: int,
+        covariance: Covariance = "amortized",
+        samples: int = 100,
+        precision_weight: float = 1.0,
+        head_hidden: Sequence[int] = (),
+    ):
+        super().__init__()
+        if covariance not in COVARIANCES:
+            raise ValueError(f"unknown covariance {covariance!r}; choose one of {', '.join(COVARIANCES)}")
+        check_sizes(n_concepts=n_concepts, samples=samples)
+        self.encoder = encoder
+        self.n_concepts = n_concepts
+        self.n_classes = n_classes
+        self.samples = samples
+        self.precision_weight = precision_weight
+        self.mean = nn.Linear(latent_dim, n_concepts)
+        n_scale = n_concepts * (n_concepts + 1) // 2
+        if covariance == "amortized":
+            self.scale = nn.Linear(latent_dim, n_scale)
+            with torch.no_grad():
+                self.scale.weight.mul_(0.01)  # a near-constant precision at the start (the authors' initialisation)
+        else:
+            self.scale = nn.Parameter(torch.zeros(n_scale))
+        self.covariance_kind = covariance
+        widths = [n_concepts, *head_hidden]
+        layers: list[nn.Module] = []
+        for width_in, width_out in zip(widths[:-1], widths[1:]):
+            layers += [nn.Linear(width_in, width_out), nn.ReLU()]
+        self.head = nn.Sequential(*layers, nn.Linear(widths[-1], task_outputs(n_classes))) if layers else \
+            nn.Linear(n_concepts, task_outputs(n_classes))
+        draws = torch.Generator().manual_seed(0)
+        self.register_buffer("normal_draws", torch.randn(samples, n_concepts, generator=draws))  # evaluation: fixed
+        self.register_buffer("uniform_draws", torch.rand(samples, n_concepts, generator=draws))
+        self.temperature = TEMPERATURES[0]
+
+    def encode(self, x: Tensor) -> Tensor:
+        """The latent code (B, latent_dim)."""
+        return self.encoder(x)
+
+    def gaussian(self, latent: Tensor) -> tuple[Tensor, Tensor]:
+        """The concept-logit mean (B, k) and Cholesky factor L (B, k, k) with a positive diagonal."""
+        k = self.n_concepts
+        values = self.scale(latent) if isinstance(self.scale, nn.Linear) else self.scale.expand(latent.shape[0], -1)
+        rows, cols = torch.tril_indices(k, k, device=latent.device)
+        factor = latent.new_zeros(latent.shape[0], k, k)
+        factor[:, rows, cols] = values
+        diagonal = torch.arange(k, device=latent.device)
+        factor[:, diagonal, diagonal] = F.softplus(values[:, rows == cols]) + 1e-6
+        return self.mean(latent), factor
+
+    def decode(self, latent: Tensor, intervention: Intervention | None = None) -> ConceptOutput:
+        mean, factor = self.gaussian(latent)
+        covariance = factor @ factor.transpose(-1, -2)
+        corrected = None
+        if intervention is not None:
+            intervention = self.check_intervention(intervention, latent)
+            corrected = intervention.mask
+            low, high = (math.log(p / (1 - p)) for p in INTERVENTION_PROBABILITIES)
+            written = torch.where(intervention.values > 0.5, high, low).to(mean.dtype)
+            mean, covariance = gaussian_conditional(mean, covariance, corrected, written)
+            unit = torch.diag_embed(corrected.to(covariance.dtype))  # corrected block: decoupled, any variance will do
+            factor = torch.linalg.cholesky(covariance + unit)
+        noise = torch.randn(latent.shape[0], self.samples, self.n_concepts, device=latent.device, dtype=mean.dtype) \
+            if self.training else self.normal_draws.to(mean.dtype).expand(latent.shape[0], -1, -1)
+        logits = mean.unsqueeze(-1) + factor @ noise.transpose(1, 2)  # (B, k, M)
+        if corrected is not None:
+            logits = torch.where(corrected.unsqueeze(-1), mean.unsqueeze(-1), logits)
+        probs = torch.sigmoid(logits)
+        hard = self._hard(probs)
+        if corrected is not None:
+            truth = intervention.values.to(probs.dtype).unsqueeze(-1)
+            probs = torch.where(corrected.unsqueeze(-1), truth, probs)
+            hard = torch.where(corrected.unsqueeze(-1), truth, hard)
+        head = self.head(hard.transpose(1, 2))  # (B, M, T)
+        if head.shape[-1] == 1:  # a binary head: the logit of the mean probability
+            task_logits = torch.logit(torch.sigmoid(head).mean(1), eps=1e-6)
+        else:
+            task_logits = torch.logsumexp(head.log_softmax(-1), dim=1) - math.log(self.samples)
+        return ConceptOutput(task_logits, hard.mean(-1), mean, probs.mean(-1), concept_samples=logits,
+                             concept_covariance=covariance)
+
+    def _hard(self, probs: Tensor) -> Tensor:
+        """Hard 0/1 samples of Bernoulli(probs): straight-through relaxed draws in training,
+        thresholds of the fixed uniform draws in evaluation."""
+        if not self.training:
+            return (self.uniform_draws.T.to(probs.dtype) < probs).to(probs.dtype)
+        relaxed = torch.distributions.RelaxedBernoulli(torch.tensor(self.temperature, device=probs.device), probs=probs.clamp(1e-6, 1 - 1e-6)).rsample()
+        return (relaxed > 0.5).to(probs.dtype) - relaxed.detach() + relaxed
+
+    def concept_objective(self, output: ConceptOutput, c: Tensor, pos_weight: Tensor | None = None) -> dict[str, Tensor]:
+        """``concept``: -log (1/M) sum_m p(c | eta_m), averaged over the batch (missing labels add no
+        term); ``precision``: the weighted mean absolute off-diagonal precision."""
+        logits = output.concept_samples
+        c = c.to(logits.dtype)
+        known = (~torch.isnan(c)).unsqueeze(-1)
+        log_likelihood = -(F.binary_cross_entropy_with_logits(logits, c.nan_to_num(0.0).unsqueeze(-1).expand_as(logits),
+                                                              reduction="none") * known).sum(1)  # (B, M)
+        terms = {"concept": -(torch.logsumexp(log_likelihood, 1) - math.log(self.samples)).mean()}
+        if self.precision_weight and self.n_concepts > 1:
+            precision = torch.cholesky_inverse(torch.linalg.cholesky(output.concept_covariance))
+            off_diagonal = precision.abs().sum((1, 2)) - precision.diagonal(dim1=1, dim2=2).abs().sum(-1)
+            terms["precision"] = self.precision_weight * (off_diagonal / (self.n_concepts * (self.n_concepts - 1))).mean()
+        return terms
+
+    def on_epoch(self, epoch: int, max_epochs: int) -> None:
+        """Anneal the relaxed Bernoulli's temperature exponentially from 1 to 0.5 over ``max_epochs``."""
+        start, end = TEMPERATURES
+        self.temperature = max(start * math.exp(math.log(end / start) * epoch / max(max_epochs, 1)), end)
+
+
+@register_model(not_saved=("backbone_weights",))
+def scbm(
+    *,
+    in_features: int,
+    n_concepts: int,
+    n_classes: int,
+    latent_dim: int = 128,
+    hidden: Sequence[int] = (128, 128),
+    covariance: Covariance = "amortized",
+    samples: int = 100,
+    precision_weight: float = 1.0,
+    head_hidden: Sequence[int] = (),
+    backbone: str | None = None,
+    backbone_weights: str | None = None,
+) -> StochasticConceptBottleneckModel:
+    """An SCBM with an MLP encoder (optionally on an image backbone).
+
+    Args:
+        in_features: Width of the input vectors (ignored with ``backbone``).
+        n_concepts: Number of concepts k.
+        n_classes: Number of task classes (2: one binary logit).
+        latent_dim: Width of the latent code the concept Gaussian is computed from.
+        hidden: Widths of the MLP encoder's hidden layers.
+        covariance: ``amortized`` (a covariance per input) or ``global`` (one for all inputs).
+        samples: M, the Monte Carlo samples of the concept logits.
+        precision_weight: Weight of the L1 penalty on the off-diagonal precision (the authors' 1).
+        head_hidden: Widths of the head's hidden ReLU layers (none: linear, the authors' default).
+        backbone: An image backbone name under the MLP, for training on images.
+        backbone_weights: A local file of the backbone's pretrained weights.
+
+    Returns:
+        The untrained model; ``build_spec`` records the call.
+
+    Raises:
+        ValueError: A size that is not a whole number >= 1, or an unknown covariance.
+
+    Examples:
+        >>> from conceptlab.models import scbm
+        >>> model = scbm(in_features=4, n_concepts=3, n_classes=2, latent_dim=8, hidden=(8,), samples=10)
+        >>> model.eval()(torch.randn(5, 4)).concept_probs.shape
+        torch.Size([5, 3])
+    """
+    check_sizes(n_concepts=n_concepts, n_classes=n_classes, latent_dim=latent_dim)
+    return StochasticConceptBottleneckModel(
+        encoder(in_features, latent_dim, hidden, backbone, backbone_weights), latent_dim=latent_dim, n_concepts=n_concepts,
+        n_classes=n_classes, covariance=covariance, samples=samples, precision_weight=precision_weight,
+        head_hidden=head_hidden,
+    )
