@@ -97,3 +97,22 @@ def test_every_concept_corrected_gives_the_concepts_only_answer(trained):
     assert len(curve.accuracy_mean) == 3
     everything = predict(model, data.test.x, Intervention.all(data.test.c))
     assert torch.equal(everything.bottleneck, data.test.c)  # the head reads exactly the true concepts
+
+
+def test_a_benchmarked_scbm_opens_in_the_explorer_and_steps_a_policy(tmp_path):
+    from pathlib import Path
+
+    from conceptlab.bench import parse_spec, run_grid
+    from conceptlab.explorer import Corrections, Explorer, load_explorer_model
+
+    spec = parse_spec({"dataset": {"name": "xor", "size": 200}, "models": ["scbm"], "seeds": 1,
+                       "model": {"hidden": [8], "latent_dim": 8}, "train": {"max_epochs": 2},
+                       "evaluation": {"intervention_policies": ["random", "uncertainty"], "intervention_repeats": 1}}, "x")
+    (record,) = run_grid([spec], tmp_path, workers=1, progress=False).records()
+    assert record["status"] == "ok" and set(record["interventions"]) >= {"random", "uncertainty"}
+    model = load_explorer_model(Path(record["checkpoint"]))
+    explorer = Explorer([model])
+    corrected = Corrections({}).with_value(0, 1)
+    assert explorer.view(model.name, 0, corrected) is not None
+    label, stepped = explorer.next_step(model.name, 0, corrected, policy="uncertainty")
+    assert len(stepped.values) == 2
