@@ -80,7 +80,16 @@ def test_an_intervention_conditions_the_other_concepts_on_the_written_logit(trai
     expected, _ = gaussian_conditional(mean, factor @ factor.transpose(1, 2), mask, written)
     assert torch.allclose(out.concept_logits, expected, atol=1e-5)
     assert torch.equal(out.concept_probs[:, 0], data.test.c[:8, 0])  # the corrected concept is its label
-    assert torch.allclose(out.concept_covariance[:, 0], torch.zeros(8, 2), atol=1e-6)
+    covariance = out.concept_scale @ out.concept_scale.transpose(1, 2)
+    _, expected_covariance = gaussian_conditional(mean, factor @ factor.transpose(1, 2), mask, written)
+    assert torch.allclose(covariance, expected_covariance, atol=1e-5)  # the corrected concept: no variance left
+    assert torch.allclose(covariance[:, 0], torch.zeros(8, 2), atol=1e-6)
+
+
+def test_an_scbm_refuses_training_time_interventions():
+    model = scbm(in_features=2, n_concepts=2, n_classes=2, latent_dim=4, hidden=(4,), samples=4).train()
+    with pytest.raises(ValueError, match="set train.intervention_prob to 0"):
+        model(torch.randn(3, 2), Intervention.all(torch.ones(3, 2)))
 
 
 def test_evaluation_is_deterministic_and_a_saved_model_predicts_the_same(trained, tmp_path):

@@ -89,7 +89,8 @@ class ConceptOutput:
         concept_probs: (B, k) the model's own concept probabilities, before any intervention.
         concept_embeddings: (B, k, m) one vector per concept, for models that have them (CEM).
         concept_samples: (B, k, M) Monte Carlo samples of the concept logits, for stochastic models (SCBM).
-        concept_covariance: (B, k, k) covariance of the concept logits, for models that learn one (SCBM).
+        concept_scale: (B, k, k) a square root A of the concept logits' covariance A A^T, for models that
+            learn one (SCBM).
     """
 
     task_logits: Tensor
@@ -98,7 +99,7 @@ class ConceptOutput:
     concept_probs: Tensor | None = None
     concept_embeddings: Tensor | None = None
     concept_samples: Tensor | None = None
-    concept_covariance: Tensor | None = None
+    concept_scale: Tensor | None = None
 
 
 @dataclass

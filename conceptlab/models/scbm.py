@@ -85,8 +85,10 @@ class StochasticConceptBottleneckModel(ConceptModel):
     intervention, draws M logit samples and averages the head's class probabilities over them.
     ``concept_logits`` are the means mu (after conditioning: the conditional means),
     ``concept_probs`` the mean of sigmoid(eta) over samples (1 / 0 where corrected), the
-    ``bottleneck`` the mean hard concept, and ``concept_samples`` the (B, k, M) logit samples the
-    concept likelihood is computed from.
+    ``bottleneck`` the mean hard concept, ``concept_samples`` the (B, k, M) logit samples the
+    concept likelihood is computed from, and ``concept_scale`` a square root A of the logits'
+    covariance, A A^T (the Cholesky factor L before an intervention, zero rows for the corrected
+    concepts after one).
 
     Args:
         encoder: The network from inputs to the latent code.
@@ -164,16 +166,21 @@ class StochasticConceptBottleneckModel(ConceptModel):
 
     def decode(self, latent: Tensor, intervention: Intervention | None = None) -> ConceptOutput:
         mean, factor = self.gaussian(latent)
-        covariance = factor @ factor.transpose(-1, -2)
         corrected = None
         if intervention is not None:
+            if self.training:
+                raise ValueError("an SCBM trains without training-time interventions (its authors' recipe has no "
+                                 "RandInt): set train.intervention_prob to 0")
             intervention = self.check_intervention(intervention, latent)
             corrected = intervention.mask
             low, high = (math.log(p / (1 - p)) for p in INTERVENTION_PROBABILITIES)
-            written = torch.where(intervention.values > 0.5, high, low).to(mean.dtype)
-            mean, covariance = gaussian_conditional(mean, covariance, corrected, written)
-            unit = torch.diag_embed(corrected.to(covariance.dtype))  # corrected block: decoupled, any variance will do
-            factor = torch.linalg.cholesky(covariance + unit)
+            written = torch.where(intervention.values > 0.5, high, low)
+            covariance = (factor @ factor.transpose(-1, -2)).double()
+            conditional_mean, covariance = gaussian_conditional(mean.double(), covariance, corrected, written.double())
+            # a square root of the conditional covariance (zero rows for the corrected concepts): eigh, because
+            # rounding can leave the conditional a hair from positive definite, where a Cholesky factor fails
+            values, vectors = torch.linalg.eigh(covariance)
+            mean, factor = conditional_mean.to(mean.dtype), (vectors * values.clamp(min=0).sqrt().unsqueeze(-2)).to(mean.dtype)
         noise = torch.randn(latent.shape[0], self.samples, self.n_concepts, device=latent.device, dtype=mean.dtype) \
             if self.training else self.normal_draws.to(mean.dtype).expand(latent.shape[0], -1, -1)
         logits = mean.unsqueeze(-1) + factor @ noise.transpose(1, 2)  # (B, k, M)
@@ -190,8 +197,7 @@ class StochasticConceptBottleneckModel(ConceptModel):
             task_logits = torch.logit(torch.sigmoid(head).mean(1), eps=1e-6)
         else:
             task_logits = torch.logsumexp(head.log_softmax(-1), dim=1) - math.log(self.samples)
-        return ConceptOutput(task_logits, hard.mean(-1), mean, probs.mean(-1), concept_samples=logits,
-                             concept_covariance=covariance)
+        return ConceptOutput(task_logits, hard.mean(-1), mean, probs.mean(-1), concept_samples=logits, concept_scale=factor)
 
     def _hard(self, probs: Tensor) -> Tensor:
         """Hard 0/1 samples of Bernoulli(probs): straight-through relaxed draws in training,
@@ -211,7 +217,10 @@ class StochasticConceptBottleneckModel(ConceptModel):
                                                               reduction="none") * known).sum(1)  # (B, M)
         terms = {"concept": -(torch.logsumexp(log_likelihood, 1) - math.log(self.samples)).mean()}
         if self.precision_weight and self.n_concepts > 1:
-            precision = torch.cholesky_inverse(torch.linalg.cholesky(output.concept_covariance))
+            factor = output.concept_scale  # lower triangular in training (no interventions there)
+            eye = torch.eye(self.n_concepts, device=factor.device, dtype=factor.dtype).expand_as(factor)
+            inverse = torch.linalg.solve_triangular(factor, eye, upper=False)
+            precision = inverse.transpose(-1, -2) @ inverse
             off_diagonal = precision.abs().sum((1, 2)) - precision.diagonal(dim1=1, dim2=2).abs().sum(-1)
             terms["precision"] = self.precision_weight * (off_diagonal / (self.n_concepts * (self.n_concepts - 1))).mean()
         return terms
