@@ -96,6 +96,8 @@ def test_evaluation_is_deterministic_and_a_saved_model_predicts_the_same(trained
     data, model, _, _ = trained
     first, second = predict(model, data.test.x), predict(model, data.test.x)
     assert torch.equal(first.task_logits, second.task_logits)
+    nothing = Intervention(torch.zeros(len(data.test), 2, dtype=torch.bool), data.test.c)
+    assert torch.equal(predict(model, data.test.x, nothing).task_logits, first.task_logits)  # a curve's first point
     loaded, _, _ = load_model(save_model(model, tmp_path / "scbm.pt", data.info))
     assert torch.equal(predict(loaded, data.test.x).task_logits, first.task_logits)
 

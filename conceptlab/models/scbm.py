@@ -181,7 +181,10 @@ class StochasticConceptBottleneckModel(ConceptModel):
             # a square root of the conditional covariance (zero rows for the corrected concepts): eigh, because
             # rounding can leave the conditional a hair from positive definite, where a Cholesky factor fails
             values, vectors = torch.linalg.eigh(covariance)
-            mean, factor = conditional_mean.to(mean.dtype), (vectors * values.clamp(min=0).sqrt().unsqueeze(-2)).to(mean.dtype)
+            root = (vectors * values.clamp(min=0).sqrt().unsqueeze(-2)).to(mean.dtype)
+            # a row with nothing corrected keeps its Cholesky factor: the same draws as without an intervention
+            factor = torch.where(corrected.any(1).view(-1, 1, 1), root, factor)
+            mean = conditional_mean.to(mean.dtype)
         noise = torch.randn(latent.shape[0], self.samples, self.n_concepts, device=latent.device, dtype=mean.dtype) \
             if self.training else self.normal_draws.to(mean.dtype).expand(latent.shape[0], -1, -1)
         logits = mean.unsqueeze(-1) + factor @ noise.transpose(1, 2)  # (B, k, M)
