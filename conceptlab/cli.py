@@ -138,6 +138,24 @@ POLICY_NAMES = ("random, uncertainty, uncertainty-mean, lcp, cctp, ectp, eudtp, 
                 "coop, global-val-error, global-val-improvement, behavioural-cloning")  # kept equal to POLICIES by a test
 
 
+def _rules(args: argparse.Namespace) -> int:
+    from .models import DeepConceptReasoner, class_rules, load_model
+    from .training.runs import load_run
+
+    model, _, _ = load_model(args.checkpoint)  # the kind of model first: no data is built for the wrong one
+    if not isinstance(model, DeepConceptReasoner):
+        raise ValueError(f"{args.checkpoint} holds a {type(model).__name__}; rules come from a Deep Concept Reasoner "
+                         "(bench key dcr)")
+    run = load_run(args.checkpoint)
+    test = run.data.test
+    print(f"{Path(args.checkpoint).name}: the most frequent rules on the test split of {run.record.dataset.get('name')} "
+          f"seed {run.record.seed} ({len(test)} samples)")
+    for name, rules in class_rules(run.model.eval(), test.x, run.info.concept_names, run.info.task_names, top=args.top).items():
+        for rule, count in rules or [("(no sample predicted with a true rule)", 0)]:
+            print(f"  {name} <- {rule}" + (f"   [{count} samples]" if count else ""))
+    return 0
+
+
 def _intervene(args: argparse.Namespace) -> int:
     import json
 
@@ -359,6 +377,11 @@ def build_parser() -> argparse.ArgumentParser:
     intervene.add_argument("--seed", type=int, default=0, help="seed of the random orders")
     intervene.add_argument("--out", help="output directory (default: results/interventions/CHECKPOINT)")
     intervene.set_defaults(handler=_intervene)
+
+    rules = commands.add_parser("rules", help="a Deep Concept Reasoner's rules per class on its test data")
+    rules.add_argument("checkpoint", help="a DCR model file written by conceptlab bench (DIR/checkpoints/*.pt)")
+    rules.add_argument("--top", type=_positive_int, default=3, help="rules listed per class")
+    rules.set_defaults(handler=_rules)
 
     tcav = commands.add_parser("tcav", help="TCAV scores with significance for a model's class")
     _model_file_options(tcav)

@@ -22,6 +22,7 @@ from ..metrics import (
     summarize,
 )
 from ..models.base import ConceptModel, decode_all, encode_all
+from ..models.dcr import DeepConceptReasoner, class_rules
 from ..settings import Bool, Float, Fraction, PositiveInt, settings, validated
 
 logger = logging.getLogger(__name__)
@@ -138,5 +139,8 @@ def evaluate_run(model: ConceptModel, splits: ConceptSplits, settings: Evaluatio
         own, c = own[:, labelled], test.c[:, labelled]
         record["oracle_impurity"] = oracle_impurity_score(own, c, seed=seed)
         record["niche_impurity"] = niche_impurity_score(own, c, seed=seed)
+    if isinstance(model, DeepConceptReasoner) and len(test) and test.features is not None:  # its explanation: rules per class
+        record["rules"] = {name: [[rule, count] for rule, count in rules]
+                           for name, rules in class_rules(model, test.features, test.info.concept_names, test.info.task_names).items()}
     record["eval_seconds"] = round(time.perf_counter() - start, 3)
     return record

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import statistics
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,30 @@ class Row:
     chosen: dict[str, Any] | None = None  # the sweep point selected on the validation split
     points: int = 1  # sweep points this row was selected from
     stopped: int = 0  # runs of the chosen point that ASHA stopped early (search.asha)
+    rules: dict[str, list[tuple[str, int]]] | None = None  # a DCR's rules per class -> in how many seeds' top rules
+
+
+def _rules(runs: list[dict[str, Any]]) -> dict[str, list[tuple[str, int]]] | None:
+    """For a DCR's runs: each class's rules, by the number of seeds whose most frequent rules hold them."""
+    recorded = [r["rules"] for r in runs if r.get("rules")]
+    if not recorded:
+        return None
+    seeds: dict[str, Counter] = {}
+    for per_class in recorded:
+        for name, rules in per_class.items():
+            seeds.setdefault(name, Counter()).update({rule for rule, _ in rules})
+    return {name: counter.most_common() for name, counter in seeds.items()}
+
+
+def _rules_section(out: io.StringIO, cells: list[Row]) -> None:
+    """The rules column of a DCR row: each class's rules and the seeds that found them."""
+    for r in cells:
+        if r.rules:
+            out.write(f"Rules of {r.model} (test split; in how many of its {r.runs} seeds' most frequent rules):\n")
+            for name, rules in r.rules.items():
+                shown = "; ".join(f"{rule} [{n}/{r.runs}]" for rule, n in rules[:3]) or "no sample predicted by a true rule"
+                out.write(f"  {name} <- {shown}\n")
+            out.write("\n")
 
 
 def _runs_cell(row: Row) -> str:
@@ -88,7 +113,7 @@ def table_rows(records: list[dict[str, Any]], specs: list[BenchSpec], select: st
                 Row(spec.name, model, len(ok), sum(r.get("status") == "failed" for r in runs), metrics, reference.get(model),
                     reference_cas.get(model), epochs[0] if epochs else None, seconds[0] if seconds else None,
                     _curves(ok), _aucs(ok), _costs(ok), dict(point.point) if spec.sweep else None, len(points),
-                    sum(r.get("status") == "stopped" for r in runs))
+                    sum(r.get("status") == "stopped" for r in runs), _rules(ok))
             )
     return rows
 
@@ -193,6 +218,7 @@ def markdown_table(rows: list[Row], specs: list[BenchSpec], select: str = "val_t
             out.write("\nOIS and NIS: oracle and niche impurity scores × 100 (lower is purer; Espinosa Zarlenga et al., "
                       "AAAI 2023).\n")
         out.write("\n")
+        _rules_section(out, cells)
         _intervention_section(out, cells)
     return out.getvalue()
 
@@ -365,6 +391,7 @@ def terminal_summary(records: list[dict[str, Any]], specs: list[BenchSpec], out_
             out.write(f"| {model} | {_fmt(r.metrics[task])} {reference}"
                       f"| {_fmt(r.metrics['concept_accuracy'])} | {_fmt(r.metrics['concept_alignment'])} "
                       f"| {_opt(r.epochs, 0)} | {runs} |\n")
+        _rules_section(out, cells)
         best = [(r, _best_policy(r)) for r in cells]
         best = [(r, name) for r, name in best if name]
         if best:

@@ -147,6 +147,10 @@ MODEL_KEYS: dict[str, ModelEntry] = {
         "cem", lambda info, s: dict(n_concepts=info.n_concepts, categorical=info.categorical_indices(), **s.embeddings,
                                     **s.encoder), randint=True,
     ),
+    "dcr": ModelEntry(
+        "Deep Concept Reasoner: CEM concepts (RandInt) and a fuzzy logic rule per class as the task head",
+        "dcr", lambda info, s: dict(n_concepts=info.n_concepts, **s.embeddings, **s.encoder), randint=True,
+    ),
     "scbm": ModelEntry(
         "stochastic CBM: concept logits with a learned covariance (amortized), the authors' nonlinear head; an "
         "intervention conditions the other concepts",

@@ -4,6 +4,7 @@ from .base import ConceptEffects, ConceptModel, ConceptOutput, Intervention, pre
 from .blackbox import BlackBoxModel, black_box, linear_probe
 from .cbm import BOTTLENECKS, ConceptBottleneckModel, cbm
 from .cem import ConceptEmbeddingModel, cem
+from .dcr import DeepConceptReasoner, class_rules, dcr
 from .editing import ConceptEdit, apply_edits, class_weights, matching_concepts, sparsity, top_concepts
 from .encoders import mlp
 from .intcem import InterventionAwareCEM, intcem
@@ -21,6 +22,7 @@ __all__ = [
     "ConceptEmbeddingModel",
     "ConceptModel",
     "ConceptOutput",
+    "DeepConceptReasoner",
     "Intervention",
     "InterventionAwareCEM",
     "PosthocCBM",
@@ -29,6 +31,8 @@ __all__ = [
     "black_box",
     "cbm",
     "cem",
+    "dcr",
+    "class_rules",
     "class_weights",
     "get_model",
     "intcem",
