@@ -150,7 +150,7 @@ def _rules(args: argparse.Namespace) -> int:
     test = run.data.test
     print(f"{Path(args.checkpoint).name}: the most frequent rules on the test split of {run.record.dataset.get('name')} "
           f"seed {run.record.seed} ({len(test)} samples)")
-    for name, rules in class_rules(run.model.eval(), test.x, run.info.concept_names, run.info.task_names, top=args.top).items():
+    for name, rules in class_rules(run.model.eval(), test.x, run.info, top=args.top).items():
         for rule, count in rules or [("(no sample predicted with a true rule)", 0)]:
             print(f"  {name} <- {rule}" + (f"   [{count} samples]" if count else ""))
     return 0

@@ -45,7 +45,7 @@ def test_on_xor_the_rules_are_the_two_minterms_and_both_networks_learned(trained
     data, model, start = trained
     for name, p in model.head.named_parameters():
         assert not torch.equal(p.detach(), start[name]), f"{name} never moved"
-    rules = class_rules(model, data.test.x, data.info.concept_names, data.info.task_names)
+    rules = class_rules(model, data.test.x, data.info)
     found = {rule for rule, _ in rules["xor"][:2]}
     assert found == {"x1 > 0.5 and not x2 > 0.5", "not x1 > 0.5 and x2 > 0.5"}, rules
 
@@ -59,8 +59,8 @@ def test_an_intervention_changes_the_rule_truth_and_a_saved_reasoner_keeps_its_r
     assert (corrected.long() == test.y).float().mean() > 0.97  # every concept corrected: the rules decide, nearly all right
     x = test.x[:50]
     loaded, info, _ = load_model(save_model(model, tmp_path / "dcr.pt", data.info))
-    assert class_rules(loaded.eval(), x, info.concept_names, info.task_names) == \
-        class_rules(model, x, info.concept_names, info.task_names)
+    assert class_rules(loaded.eval(), x, info) == \
+        class_rules(model, x, info)
 
 
 def test_the_bench_records_the_rules_and_the_command_line_prints_them(tmp_path, capsys):

@@ -141,6 +141,6 @@ def evaluate_run(model: ConceptModel, splits: ConceptSplits, settings: Evaluatio
         record["niche_impurity"] = niche_impurity_score(own, c, seed=seed)
     if isinstance(model, DeepConceptReasoner) and len(test) and test.features is not None:  # its explanation: rules per class
         record["rules"] = {name: [[rule, count] for rule, count in rules]
-                           for name, rules in class_rules(model, test.features, test.info.concept_names, test.info.task_names).items()}
+                           for name, rules in class_rules(model, test.features, test.info).items()}
     record["eval_seconds"] = round(time.perf_counter() - start, 3)
     return record

@@ -27,10 +27,11 @@ import torch
 from einops import rearrange
 from torch import Tensor, nn
 
+from ..info import ConceptInfo
 from .base import ConceptOutput, Intervention, check_sizes
 from .cem import ConceptEmbeddingModel
 from .encoders import encoder
-from .heads import task_outputs
+from .heads import n_classes, predicted_class, task_outputs
 from .registry import register_model
 
 RELEVANCE_TEMPERATURE = 100.0  # the authors' default sharpness of the soft selection
@@ -115,17 +116,18 @@ class DeepConceptReasoner(ConceptEmbeddingModel):
         return super(ConceptEmbeddingModel, self).concept_effects(context, intervention)
 
     @torch.no_grad()
-    def sample_rules(self, x: Tensor, concept_names: Sequence[str], class_names: Sequence[str],
-                     intervention: Intervention | None = None) -> list[str | None]:
+    def sample_rules(self, x: Tensor, info: ConceptInfo, *, intervention: Intervention | None = None) -> list[str | None]:
         """Each sample's rule for the class it is predicted: the literals that make their clause true
         (agreement above 1 - relevance), negated where the polarity is below 0.5, joined by "and";
         None where no rule is true (a binary task's class 0, or an empty rule).
 
         Args:
             x: (N, ...) inputs.
-            concept_names: One name per concept.
-            class_names: One name per class.
+            info: The concept and class names.
             intervention: Corrections applied first.
+
+        Returns:
+            One ``"class <- rule"`` (or None) per sample.
         """
         context = self.encode(x)
         truth = self.mixture(torch.sigmoid(self.concept_logits(context)), intervention, context)
@@ -133,42 +135,39 @@ class DeepConceptReasoner(ConceptEmbeddingModel):
         polarity, relevance = self.head.roles(embeddings)
         kept = self.head.agreement(polarity, truth) > 1 - relevance  # (B, k, T)
         rules = self.head(embeddings, truth)
-        binary = rules.shape[1] == 1
-        column = torch.zeros(len(x), dtype=torch.long) if binary else rules.argmax(1)
+        predicted = predicted_class(torch.logit(rules.clamp(TRUTH_EPSILON, 1 - TRUTH_EPSILON)))
+        one_rule = n_classes(rules) == 2  # a binary head's one rule is class 1's
+        column = torch.zeros_like(predicted) if one_rule else predicted
         out: list[str | None] = []
-        for sample, col in enumerate(column.tolist()):
-            if rules[sample, col] <= 0.5:
-                out.append(None)
-                continue
+        for sample, (cls, col) in enumerate(zip(predicted.tolist(), column.tolist())):
             literals = [name if polarity[sample, i, col] >= 0.5 else f"not {name}"
-                        for i, name in enumerate(concept_names) if kept[sample, i, col]]
-            out.append(f"{class_names[1 if binary else col]} <- {' and '.join(literals)}" if literals else None)
+                        for i, name in enumerate(info.concept_names) if kept[sample, i, col]]
+            true_rule = rules[sample, col] > 0.5 and literals
+            out.append(f"{info.task_names[cls]} <- {' and '.join(literals)}" if true_rule else None)
         return out
 
 
-def class_rules(model: DeepConceptReasoner, x: Tensor, concept_names: Sequence[str], class_names: Sequence[str],
-                *, top: int = 3) -> dict[str, list[tuple[str, int]]]:
+def class_rules(model: DeepConceptReasoner, x: Tensor, info: ConceptInfo, *, top: int = 3) -> dict[str, list[tuple[str, int]]]:
     """The global explanation: for every class, its most frequent sample rules and their counts.
 
     Args:
-        model: A trained DCR.
+        model: A trained DCR (in evaluation mode).
         x: (N, ...) inputs (e.g. the test split's).
-        concept_names: One name per concept.
-        class_names: One name per class.
+        info: The concept and class names.
         top: Rules kept per class.
 
     Returns:
         Class name -> [(rule, samples), ...], most frequent first.
 
     Examples:
-        >>> from conceptlab.models import dcr
-        >>> from conceptlab.models.dcr import class_rules
+        >>> from conceptlab.datasets import ConceptInfo
+        >>> from conceptlab.models import class_rules, dcr
         >>> model = dcr(in_features=2, n_concepts=2, n_classes=2, embedding_size=4, latent_dim=8, hidden=(8,))
-        >>> sorted(class_rules(model.eval(), torch.randn(20, 2), ["a", "b"], ["no", "yes"]))
+        >>> sorted(class_rules(model.eval(), torch.randn(20, 2), ConceptInfo(("a", "b"), ("no", "yes"))))
         ['no', 'yes']
     """
-    counts: dict[str, Counter] = {name: Counter() for name in class_names}
-    for rule in model.sample_rules(x, concept_names, class_names):
+    counts: dict[str, Counter] = {name: Counter() for name in info.task_names}
+    for rule in model.sample_rules(x, info):
         if rule is not None:
             name, body = rule.split(" <- ", 1)
             counts[name][body] += 1

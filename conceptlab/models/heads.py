@@ -18,6 +18,8 @@ Example:
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -125,6 +127,28 @@ def _per_output_loss(logits: Tensor, y: Tensor, reduction: str, class_weight: Te
     if reduction == "none":
         return terms.sum(1) / known.sum(1).clamp(min=1)
     return terms.sum() / known.sum().clamp(min=1)
+
+
+def mean_over_samples(logits: Tensor) -> Tensor:
+    """(B, M, T) task logits of M Monte Carlo samples -> (B, T) logits of their mean class
+    distribution: the logit of the mean probability for one binary logit, the log of the mean
+    softmax otherwise (a stochastic model's prediction, e.g. SCBM's).
+
+    Args:
+        logits: (B, M, T) logits, one row per sample.
+
+    Returns:
+        (B, T) logits.
+
+    Examples:
+        >>> import torch
+        >>> from conceptlab.models.heads import mean_over_samples
+        >>> mean_over_samples(torch.tensor([[[2.0], [-2.0]]])).tolist()  # probabilities 0.88 and 0.12: mean 0.5
+        [[0.0]]
+    """
+    if logits.shape[-1] == 1:
+        return torch.logit(torch.sigmoid(logits).mean(1), eps=1e-6)
+    return torch.logsumexp(logits.log_softmax(-1), dim=1) - math.log(logits.shape[1])
 
 
 def predicted_class(logits: Tensor, binary_threshold: float = 0.0) -> Tensor:

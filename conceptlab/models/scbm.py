@@ -33,7 +33,7 @@ from torch import Tensor, nn
 
 from .base import ConceptModel, ConceptOutput, Intervention, check_sizes
 from .encoders import encoder
-from .heads import task_outputs
+from .heads import mean_over_samples, task_outputs
 from .registry import register_model
 
 Covariance = Literal["amortized", "global"]
@@ -200,17 +200,12 @@ class StochasticConceptBottleneckModel(ConceptModel):
                              concept_scale=factor)
 
     def _task_logits(self, hard: Tensor) -> Tensor:
-        """The head's class probabilities averaged over the M samples (B, k, M), as task logits: the
-        logit of the mean probability for one binary logit, the log of the mean softmax otherwise.
-        The head runs on chunks of samples, whose activations stay small enough for the CPU's cache
-        (a third faster than one pass over all M)."""
+        """The head's class distribution averaged over the M samples (B, k, M), as task logits
+        (``heads.mean_over_samples``). The head runs on chunks of samples, whose activations stay
+        small enough for the CPU's cache (a third faster than one pass over all M)."""
         samples = hard.transpose(1, 2)  # (B, M, k)
         parts = [self.head(samples[:, start : start + HEAD_CHUNK]) for start in range(0, self.samples, HEAD_CHUNK)]
-        if parts[0].shape[-1] == 1:
-            mean = sum(torch.sigmoid(part).sum(1) for part in parts) / self.samples
-            return torch.logit(mean, eps=1e-6)
-        logs = torch.stack([torch.logsumexp(part.log_softmax(-1), dim=1) for part in parts], 1)
-        return torch.logsumexp(logs, dim=1) - math.log(self.samples)
+        return mean_over_samples(torch.cat(parts, dim=1))
 
     def _hard(self, probs: Tensor) -> Tensor:
         """Hard 0/1 samples of Bernoulli(probs): straight-through relaxed draws in training,
