@@ -67,3 +67,13 @@ def test_rendered_shapes_show_their_concepts_and_correlate_them_by_rho():
                                    for rho in (0.0, 0.8))
         assert abs(float(independent)) < 0.1 < 0.4 < float(correlated)
     assert load_dataset({"name": "shapes", "size": 100, "rho": 0.5, "image_size": 8}, seed=0).train.x.shape == (70, 192)
+
+
+def test_the_correlated_toy_takes_any_number_of_concepts_and_checks_its_rho():
+    splits = correlated_concepts(size=600, rho=0.6, n_concepts=9)
+    assert splits.train.x.shape == (420, 18) and splits.info.n_concepts == 9
+    assert torch.equal(splits.train.y, (2 * splits.train.c.sum(1) > 9).long())  # the majority of the nine
+    with pytest.raises(ValueError, match=r"rho must be in \(-0.125, 1\) for 9"):
+        correlated_concepts(rho=-0.2, n_concepts=9)
+    three = load_dataset({"name": "correlated", "size": 300}, seed=0)
+    assert torch.equal(three.train.c, correlated_concepts(size=300, seed=0).train.c)  # the default: three, as before

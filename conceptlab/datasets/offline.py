@@ -80,21 +80,23 @@ def digits_arithmetic(size: int = 6000, task: DigitsTask = "sum", seed: int = 0)
     return ConceptSplits(*parts)
 
 
-def correlated_concepts(size: int = 3000, rho: float = 0.5, seed: int = 0) -> ConceptSplits:
-    """A tabular toy for leakage studies: three binary concepts from latent Gaussians whose
-    pairwise correlation is ``rho``; inputs are noisy views of the latents, the task is the
-    majority of the three concepts.
+def correlated_concepts(size: int = 3000, rho: float = 0.5, seed: int = 0, *, n_concepts: int = 3) -> ConceptSplits:
+    """A tabular toy for leakage and intervention studies: ``n_concepts`` binary concepts from latent
+    Gaussians whose pairwise correlation is ``rho``; inputs are noisy views of the latents (the
+    value and its square, each with noise 0.5), the task is whether most concepts hold.
 
     Args:
         size: Samples in all, split 70/10/20.
-        rho: Correlation between every pair of latent concept variables, in (-0.5, 1).
+        rho: Correlation between every pair of latent concept variables, in (-1 / (n_concepts - 1), 1).
         seed: Draws the samples.
+        n_concepts: Number of concepts (odd numbers avoid ties in the majority).
 
     Returns:
-        Train / val / test splits; x (N, 6), c (N, 3).
+        Train / val / test splits; x (N, 2 n_concepts), c (N, n_concepts).
 
     Raises:
-        ValueError: ``rho`` outside (-0.5, 1) (the correlation matrix must be positive definite).
+        ValueError: ``rho`` outside its range (the correlation matrix must be positive definite), or
+            fewer than 2 concepts.
 
     Examples:
         >>> from conceptlab.datasets import correlated_concepts
@@ -103,15 +105,19 @@ def correlated_concepts(size: int = 3000, rho: float = 0.5, seed: int = 0) -> Co
         >>> bool(torch.corrcoef(c.T)[0, 1] > 0.6)  # strongly correlated concepts
         True
     """
-    if not -0.5 < rho < 1:
-        raise ValueError(f"rho must be in (-0.5, 1) for three equally correlated variables; got {rho}")
+    if n_concepts < 2:
+        raise ValueError(f"n_concepts must be at least 2; got {n_concepts}")
+    low = -1 / (n_concepts - 1)
+    if not low < rho < 1:
+        raise ValueError(f"rho must be in ({low:g}, 1) for {n_concepts} equally correlated variables; got {rho}")
     rng = np.random.default_rng([seed, zlib.crc32(b"correlated concepts")])
-    covariance = np.full((3, 3), rho) + (1 - rho) * np.eye(3)
-    latent = rng.multivariate_normal(np.zeros(3), covariance, size=size)
-    x = np.concatenate([latent + 0.5 * rng.standard_normal((size, 3)), latent ** 2 + 0.5 * rng.standard_normal((size, 3))], 1)
+    covariance = np.full((n_concepts, n_concepts), rho) + (1 - rho) * np.eye(n_concepts)
+    latent = rng.multivariate_normal(np.zeros(n_concepts), covariance, size=size)
+    x = np.concatenate([latent + 0.5 * rng.standard_normal((size, n_concepts)),
+                        latent ** 2 + 0.5 * rng.standard_normal((size, n_concepts))], 1)
     c = latent > 0
-    y = c.sum(1) >= 2
-    info = ConceptInfo(("c1 > 0", "c2 > 0", "c3 > 0"), ("minority", "majority"))
+    y = 2 * c.sum(1) > n_concepts
+    info = ConceptInfo(tuple(f"c{i + 1} > 0" for i in range(n_concepts)), ("minority", "majority"))
     return block_splits(ConceptDataset(torch.tensor(x, dtype=torch.float32), torch.tensor(c, dtype=torch.float32),
                                        torch.tensor(y).long(), info))
 
@@ -142,6 +148,7 @@ class CorrelatedSettings(Supervision):
         name: ``correlated``.
         size: Samples in all (at least 10).
         rho: Correlation between every pair of latent concept variables, in (-0.5, 1).
+        n_concepts: Number of concepts.
         missing_concept_labels: Share of training and validation concept labels hidden (NaN), in [0, 1).
         hidden_concepts: Concepts removed from every split (an incomplete concept set).
         kept_concept_groups: Share of concept groups kept (the rest removed from every split), in (0, 1].
@@ -150,6 +157,7 @@ class CorrelatedSettings(Supervision):
     name: Literal["correlated"]
     size: Annotated[PositiveInt, Field(ge=10)] = 3000
     rho: Annotated[Float, Field(gt=-0.5, lt=1)] = 0.5
+    n_concepts: Annotated[PositiveInt, Field(ge=2)] = 3
 
 
 MIXED_INFO = ConceptInfo(

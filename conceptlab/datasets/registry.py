@@ -183,7 +183,7 @@ def load_dataset(config: Mapping[str, Any] | DatasetSettings, seed: int) -> Conc
     elif isinstance(config, DigitsSettings):
         splits = digits_arithmetic(config.size, config.task, seed)
     elif isinstance(config, CorrelatedSettings):
-        splits = correlated_concepts(config.size, config.rho, seed)
+        splits = correlated_concepts(config.size, config.rho, seed, n_concepts=config.n_concepts)
     elif isinstance(config, MixedSettings):
         splits = mixed_concepts(config.size, seed)
     elif isinstance(config, ShapesSettings):
