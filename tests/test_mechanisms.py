@@ -90,6 +90,7 @@ def test_every_objective_term_is_nonzero_and_reaches_its_parameters(config, key)
         "concept": lambda m, s: m.concept_parameters(),
         "policy": lambda m, s: list(m.policy.parameters()),
         "trajectory_task": lambda m, s: m.task_parameters(),
+        "precision": lambda m, s: m.concept_parameters(),  # SCBM's L1 penalty on the concepts' precision
     }
     for stage in stages:
         if stage.solver == "fixed-epochs":  # PCBM-h's residual as its authors train it: its weights move, its loss is real
