@@ -1,6 +1,8 @@
 """Stochastic CBMs: the concept logits' Gaussian, its conditional under an intervention, the Monte
 Carlo concept likelihood and precision penalty that train it, and determinism in evaluation."""
 
+from functools import partial
+
 import pytest
 import torch
 
@@ -127,3 +129,56 @@ def test_a_benchmarked_scbm_opens_in_the_explorer_and_steps_a_policy(tmp_path):
     assert explorer.view(model.name, 0, corrected) is not None
     label, stepped = explorer.next_step(model.name, 0, corrected, policy="uncertainty")
     assert len(stepped.values) == 2
+
+
+def _cross_entropy(logits, labels) -> float:
+    import numpy as np
+
+    return float(np.sum(np.logaddexp(0, logits) - labels * logits))
+
+
+def _inside(logits, mean, inverse, radius2) -> float:
+    """Positive inside the confidence region, zero on its boundary."""
+    return float(radius2 - (logits - mean) @ inverse @ (logits - mean))
+
+
+def test_the_confidence_region_strategy_finds_what_a_general_solver_finds_and_conditions_on_it(trained):
+    """Against scipy's SLSQP, one sample at a time: the same least cross-entropy on the region's
+    boundary (to 1e-5), never outside it."""
+    import numpy as np
+    from scipy.optimize import minimize
+    from scipy.stats import chi2
+
+    from conceptlab.models.scbm import confidence_region_logits
+
+    generator = torch.Generator().manual_seed(1)
+    k, batch = 5, 20
+    factor = torch.randn(batch, k, k, generator=generator, dtype=torch.float64)
+    cov = factor @ factor.transpose(1, 2) + 0.5 * torch.eye(k, dtype=torch.float64)
+    mean = torch.randn(batch, k, generator=generator, dtype=torch.float64)
+    mask = torch.rand(batch, k, generator=generator) < 0.5
+    mask[:, 0] = True
+    labels = (torch.rand(batch, k, generator=generator) < 0.5).double()
+    ours = confidence_region_logits(mean, cov, mask, labels)
+    assert torch.equal(ours[~mask], mean[~mask])
+    for b in range(batch):
+        s = mask[b].nonzero().flatten().numpy()
+        m, c, y = mean[b, s].numpy(), cov[b][np.ix_(s, s)].numpy(), labels[b, s].numpy()
+        q, inverse = chi2.ppf(0.99, len(s)), np.linalg.inv(c)
+        loss = partial(_cross_entropy, labels=y)
+        start = m + (2 * y - 1) * np.sqrt(q / ((2 * y - 1) @ inverse @ (2 * y - 1)))
+        region = {"type": "ineq", "fun": partial(_inside, mean=m, inverse=inverse, radius2=q)}
+        best = minimize(loss, start, method="SLSQP", constraints=[region], options={"ftol": 1e-14, "maxiter": 1000})
+        found = ours[b, s].numpy()
+        assert loss(found) <= best.fun + 1e-5 and _inside(found, m, inverse, q) >= -1e-9 * q, b
+    data, model, _, _ = trained
+    model.intervention_strategy = "confidence"
+    try:
+        x, labels = data.test.x[:8], data.test.c[:8]
+        mask = torch.tensor([[True, False]]).expand(8, -1)
+        mean, scale = model.gaussian(model.encode(x))
+        written = confidence_region_logits(mean, scale @ scale.transpose(1, 2), mask, labels)
+        expected, _ = gaussian_conditional(mean, scale @ scale.transpose(1, 2), mask, written.float())
+        assert torch.allclose(model(x, Intervention(mask, labels)).concept_logits, expected, atol=1e-4)
+    finally:
+        model.intervention_strategy = "percentile"
