@@ -10,8 +10,10 @@ and replaces the rest by their Gaussian conditional,
     mu_R|S = mu_R + Sigma_RS Sigma_SS^-1 (eta_S - mu_S),
     Sigma_R|S = Sigma_RR - Sigma_RS Sigma_SS^-1 Sigma_SR,
 
-where S are the corrected concepts and eta_S the logits written for them (the authors' simple
-percentile strategy: logit 0.05 for "absent", logit 0.95 for "present").
+where S are the corrected concepts and eta_S the logits written for them: the authors' simple
+percentile strategy (logit 0.05 for "absent", logit 0.95 for "present"), or their confidence-region
+strategy (the most likely labels' point of the 99 % region of N(mu_S, Sigma_SS),
+``confidence_region_logits``).
 
 Training maximises a Monte Carlo estimate of the concepts' likelihood, log (1/M) sum_m p(c | eta_m),
 with the task's cross-entropy and an L1 penalty on the off-diagonal precision (Sigma^-1). In
