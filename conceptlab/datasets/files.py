@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Sequence
+from dataclasses import KW_ONLY
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -92,7 +93,33 @@ class TensorFileSettings(Supervision):
 
 
 @settings
-class TableSettings(Supervision):
+class LabelColumns(Supervision):
+    """The concept and task columns a table or an image folder's CSV names (keyword-only, as the
+    supervision keys): its subclasses document each key among their attributes, and
+    ``_label_columns`` checks them.
+
+    Attributes:
+        concepts: Binary concept columns.
+        task: The class label column.
+        categorical_concepts: Columns of categorical concepts.
+        continuous_concepts: Numeric concept columns.
+        task_labels: Instead of ``task``: 0/1 label columns of a multilabel task.
+        task_targets: Instead of ``task``: numeric target columns of a regression task.
+        classes: The class values in the order the model's outputs take (default: sorted).
+    """
+
+    _: KW_ONLY
+    concepts: tuple[Str, ...] = ()
+    task: Str | None = None
+    categorical_concepts: tuple[Str, ...] = ()
+    continuous_concepts: tuple[Str, ...] = ()
+    task_labels: tuple[Str, ...] = ()
+    task_targets: tuple[Str, ...] = ()
+    classes: tuple[Str, ...] | None = None
+
+
+@settings
+class TableSettings(LabelColumns):
     """Your data as a table (CSV or Parquet): feature, concept and task columns by name.
 
     Attributes:
@@ -119,13 +146,6 @@ class TableSettings(Supervision):
     name: Literal["table"]
     path: Str
     features: tuple[Str, ...]
-    concepts: tuple[Str, ...] = ()
-    task: Str | None = None
-    categorical_concepts: tuple[Str, ...] = ()
-    continuous_concepts: tuple[Str, ...] = ()
-    task_labels: tuple[Str, ...] = ()
-    task_targets: tuple[Str, ...] = ()
-    classes: tuple[Str, ...] | None = None
     split_column: Str | None = None
     standardize: Bool = True
     fractions: Fractions = (0.7, 0.1, 0.2)
@@ -138,7 +158,7 @@ class TableSettings(Supervision):
         _check_columns(file, [*self.features, *_label_columns(self), *([self.split_column] if self.split_column else [])])
 
 
-def _label_columns(options: Any) -> list[str]:
+def _label_columns(options: LabelColumns) -> list[str]:
     """The concept and task columns a table or image-folder block names, checked: at least one
     concept column, and exactly one of ``task``, ``task_labels``, ``task_targets``."""
     concepts = [*options.concepts, *options.categorical_concepts, *options.continuous_concepts]
@@ -274,7 +294,7 @@ def _numbers(values: Any, file: Path, column: str, what: str) -> np.ndarray:
     return out
 
 
-def _labels(table: Any, file: Path, options: Any) -> tuple[Any, Any, ConceptInfo]:
+def _labels(table: Any, file: Path, options: LabelColumns) -> tuple[Any, Any, ConceptInfo]:
     """A table's concept labels (N, k) with NaN for empty cells (a categorical column one-hot over
     its values, a continuous column as numbers), its task labels and the ``ConceptInfo`` naming them."""
     concepts, categorical = options.concepts, options.categorical_concepts
@@ -387,7 +407,7 @@ def _standardized(splits: ConceptSplits) -> ConceptSplits:
 
 
 @settings
-class ImageFolderSettings(Supervision):
+class ImageFolderSettings(LabelColumns):
     """Your images: a folder of image files and a CSV that names each file with its concept and
     task labels; frozen backbone features (cached) or the images themselves for fine-tuning.
 
@@ -419,14 +439,7 @@ class ImageFolderSettings(Supervision):
     name: Literal["images"]
     folder: Str
     annotations: Str
-    concepts: tuple[Str, ...] = ()
-    task: Str | None = None
-    categorical_concepts: tuple[Str, ...] = ()
-    continuous_concepts: tuple[Str, ...] = ()
-    task_labels: tuple[Str, ...] = ()
-    task_targets: tuple[Str, ...] = ()
     image_column: Str = "image"
-    classes: tuple[Str, ...] | None = None
     split_column: Str | None = None
     fractions: Fractions = (0.7, 0.1, 0.2)
     mode: Literal["frozen", "finetune"] = "frozen"
