@@ -12,7 +12,7 @@ from pydantic import AfterValidator, StrictStr
 from ..datasets.base import ConceptDataset, ConceptSplits
 from ..datasets.supervision import labelled_rows
 from ..info import ConceptInfo
-from ..interventions import POLICIES, check_applies, fit_policy, intervention_curve
+from ..interventions import POLICIES, fit_policy, intervention_curve
 from ..metrics import (
     concept_alignment_score,
     concept_representations,
@@ -65,14 +65,10 @@ def labelled_concepts(info: ConceptInfo) -> list[int]:
 
 
 def not_applicable(policies: list[str], info: ConceptInfo) -> dict[str, str]:
-    """The named policies that ``interventions.check_applies`` refuses on these data, with its reason."""
-    skipped = {}
-    for name in policies:
-        try:
-            check_applies(POLICIES[name], info)
-        except ValueError as error:
-            skipped[name] = str(error).split(";")[0]
-    return skipped
+    """The named policies whose needs these data do not meet (``Policy.unmet_needs``, what
+    ``interventions.check_applies`` refuses), with the reason."""
+    unmet = {name: POLICIES[name].unmet_needs(info) for name in policies}
+    return {name: f"the {name!r} policy assumes {' and '.join(needs)}" for name, needs in unmet.items() if needs}
 
 
 def evaluate_split(model: ConceptModel, data: ConceptDataset, settings: EvaluationSettings) -> dict[str, Any]:

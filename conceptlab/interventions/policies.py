@@ -111,6 +111,11 @@ class Policy:
     settings: dict[str, float] = field(default_factory=dict)
     needs: tuple[str, ...] = ()
 
+    def unmet_needs(self, info: ConceptInfo) -> list[str]:
+        """The entries of ``needs`` that data described by ``info`` do not meet (empty: it applies)."""
+        held = {BINARY_CONCEPTS: not info.continuous, MULTICLASS: info.task == "multiclass"}
+        return [need for need in self.needs if not held.get(need, True)]
+
     def __call__(self, state: PolicyState) -> Tensor:
         if self.fit is not None:
             raise ValueError(f"the {self.name!r} policy is fitted on data before use ({self.source}): pass "
@@ -142,8 +147,7 @@ def check_applies(rule: Policy, info: ConceptInfo) -> None:
         Traceback (most recent call last):
         ValueError: the 'uncertainty' policy assumes binary or categorical concepts; ...
     """
-    unmet = [need for need, held in ((BINARY_CONCEPTS, not info.continuous), (MULTICLASS, info.task == "multiclass"))
-             if need in rule.needs and not held]
+    unmet = rule.unmet_needs(info)
     if unmet:
         have = f"continuous concepts {list(info.continuous)}" if BINARY_CONCEPTS in unmet else f"a {info.task} task"
         raise ValueError(f"the {rule.name!r} policy assumes {' and '.join(unmet)}; these data have {have}. "
