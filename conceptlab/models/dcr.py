@@ -71,9 +71,14 @@ class ReasonerHead(nn.Module):
         values = truth.unsqueeze(-1)
         return torch.minimum(torch.maximum(1 - polarity, values), torch.maximum(polarity, 1 - values))
 
+    @staticmethod
+    def conjunction(relevance: Tensor, agreement: Tensor) -> Tensor:
+        """Each rule's truth (B, T): min over concepts of max(1 - relevance, agreement)."""
+        return torch.maximum(1 - relevance, agreement).amin(dim=1)
+
     def forward(self, embeddings: Tensor, truth: Tensor) -> Tensor:
         polarity, relevance = self.roles(embeddings)
-        return torch.maximum(1 - relevance, self.agreement(polarity, truth)).amin(dim=1)
+        return self.conjunction(relevance, self.agreement(polarity, truth))
 
 
 class DeepConceptReasoner(ConceptEmbeddingModel):
@@ -133,8 +138,9 @@ class DeepConceptReasoner(ConceptEmbeddingModel):
         truth = self.mixture(torch.sigmoid(self.concept_logits(context)), intervention, context)
         embeddings = self.embed(context, truth)
         polarity, relevance = self.head.roles(embeddings)
-        kept = self.head.agreement(polarity, truth) > 1 - relevance  # (B, k, T)
-        rules = self.head(embeddings, truth)
+        agreement = self.head.agreement(polarity, truth)
+        kept = agreement > 1 - relevance  # (B, k, T): the literals that make their clause true
+        rules = self.head.conjunction(relevance, agreement)  # the head's output, from the roles read once
         predicted = predicted_class(torch.logit(rules.clamp(TRUTH_EPSILON, 1 - TRUTH_EPSILON)))
         one_rule = n_classes(rules) == 2  # a binary head's one rule is class 1's
         column = torch.zeros_like(predicted) if one_rule else predicted
