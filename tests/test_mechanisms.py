@@ -91,6 +91,9 @@ def test_every_objective_term_is_nonzero_and_reaches_its_parameters(config, key)
         "policy": lambda m, s: list(m.policy.parameters()),
         "trajectory_task": lambda m, s: m.task_parameters(),
         "precision": lambda m, s: m.concept_parameters(),  # SCBM's L1 penalty on the concepts' precision
+        "prior": lambda m, s: [m.global_embeddings],  # MixCEM's task loss on the true concepts' global embeddings
+        "kl": lambda m, s: list(m.log_variance.parameters()),  # ProbCBM's information bottleneck on the variances
+        "anchored": lambda m, s: [m.anchors],  # ProbCBM's task loss on the true concepts' anchors
     }
     for stage in stages:
         if stage.solver == "fixed-epochs":  # PCBM-h's residual as its authors train it: its weights move, its loss is real

@@ -64,10 +64,10 @@ def labelled_concepts(info: ConceptInfo) -> list[int]:
     return [i for i in range(info.n_concepts) if i not in continuous]
 
 
-def not_applicable(policies: list[str], info: ConceptInfo) -> dict[str, str]:
-    """The named policies whose needs these data do not meet (``Policy.unmet_needs``, what
-    ``interventions.check_applies`` refuses), with the reason."""
-    unmet = {name: POLICIES[name].unmet_needs(info) for name in policies}
+def not_applicable(policies: list[str], info: ConceptInfo, model: ConceptModel | None = None) -> dict[str, str]:
+    """The named policies whose needs these data (and ``model``) do not meet (``Policy.unmet_needs``,
+    what ``interventions.check_applies`` refuses), with the reason."""
+    unmet = {name: POLICIES[name].unmet_needs(info, model) for name in policies}
     return {name: f"the {name!r} policy assumes {' and '.join(needs)}" for name, needs in unmet.items() if needs}
 
 
@@ -100,7 +100,7 @@ def evaluate_run(model: ConceptModel, splits: ConceptSplits, settings: Evaluatio
                 "intervention_cost", "intervention_policy_settings"):
         record[key] = None
     policies = [p for p in settings.intervention_policies if not p.startswith("learned") or hasattr(model, "unit_scores")]
-    skipped = not_applicable(policies, test.info) if model.n_concepts else {}
+    skipped = not_applicable(policies, test.info, model) if model.n_concepts else {}
     if skipped:
         logger.warning("skipping intervention policies that do not apply to these data: %s", skipped)
         record["intervention_policies_skipped"] = skipped

@@ -151,6 +151,16 @@ MODEL_KEYS: dict[str, ModelEntry] = {
         "Deep Concept Reasoner: CEM concepts (RandInt) and a fuzzy logic rule per class as the task head",
         "dcr", lambda info, s: dict(n_concepts=info.n_concepts, **s.embeddings, **s.encoder), randint=True,
     ),
+    "mixcem": ModelEntry(
+        "mixture of concept embeddings: global embeddings plus residuals scaled by concept certainty, Platt-calibrated "
+        "on the validation split (RandInt)",
+        "mixcem", lambda info, s: dict(n_concepts=info.n_concepts, **s.embeddings, **s.encoder), randint=True,
+    ),
+    "probcbm": ModelEntry(
+        "probabilistic CBM: a Gaussian embedding per concept scored against learned anchors, class anchors after a "
+        "hidden layer as the head, trained also on the true concepts' anchors",
+        "probcbm", lambda info, s: dict(n_concepts=info.n_concepts, latent_dim=s.latent_dim, head_hidden=(256,), **s.encoder),
+    ),
     "scbm": ModelEntry(
         "stochastic CBM: concept logits with a learned covariance (amortized), the authors' nonlinear head; an "
         "intervention conditions the other concepts",

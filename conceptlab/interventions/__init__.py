@@ -5,6 +5,7 @@ from .plot import curve_plot
 from .policies import (
     BINARY_CONCEPTS,
     MULTICLASS,
+    UNCERTAINTY,
     Policy,
     PolicyState,
     check_applies,
@@ -21,6 +22,7 @@ __all__ = [
     "BINARY_CONCEPTS",
     "MULTICLASS",
     "POLICIES",
+    "UNCERTAINTY",
     "InterventionCurve",
     "Policy",
     "PolicyState",

@@ -13,6 +13,10 @@ distribution (f0 / f1: after setting concept i to 0 / 1):
 UCP, ``uncertainty``: 1 / |p_i - 0.5|, most uncertain first. A group scores the *max* over its
 concepts (as the CEM authors' ``UncertaintyMaximizerPolicy``); ``uncertainty-mean`` takes the mean
 (conceptlab's rule before 0.2). The other criteria score a group by the mean of its concepts.
+
+``concept-uncertainty`` (Kim et al., ICML 2023, ProbCBM's ``uncertainty_avg``): the uncertainty the
+model itself reports for each concept (``ConceptOutput.concept_uncertainty``: ProbCBM's embedding
+variance, SCBM's logit variance), a group the mean of its concepts; only for models that report one.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from typing import Literal
 from torch import Tensor
 
 from .lookahead import entropy, outcomes
-from .policies import BINARY_CONCEPTS, MULTICLASS, Policy, PolicyState
+from .policies import BINARY_CONCEPTS, MULTICLASS, UNCERTAINTY, Policy, PolicyState
 
 SOURCE = "Shin et al., ICML 2023"
 
@@ -64,6 +68,11 @@ def eudtp(state: PolicyState) -> Tensor:
     return state.per_unit(entropy(now).unsqueeze(1) - expected)
 
 
+def reported_uncertainty(state: PolicyState) -> Tensor:
+    """Most uncertain first, by the uncertainty the model reports for each concept."""
+    return state.per_unit(state.model.decode(state.codes, state.intervention).concept_uncertainty.float())
+
+
 CRITERIA = [
     Policy("uncertainty", ucp("max"), source=SOURCE + "; group max as the CEM authors' code", needs=(BINARY_CONCEPTS,)),
     Policy("uncertainty-mean", ucp("mean"), source=SOURCE + "; group mean", needs=(BINARY_CONCEPTS,)),
@@ -71,4 +80,6 @@ CRITERIA = [
     Policy("cctp", cctp, source=SOURCE, needs=(BINARY_CONCEPTS,)),
     Policy("ectp", ectp, source=SOURCE, needs=(BINARY_CONCEPTS, MULTICLASS)),
     Policy("eudtp", eudtp, source=SOURCE, needs=(BINARY_CONCEPTS, MULTICLASS)),
+    Policy("concept-uncertainty", reported_uncertainty, source="Kim et al., ICML 2023 (ProbCBM); group mean",
+           needs=(UNCERTAINTY,)),
 ]

@@ -139,7 +139,7 @@ def policy_curve(
     if data.info.categorical and not groups:
         raise ValueError(f"categorical concept(s) {list(data.info.categorical)} are corrected as a whole: use groups=True "
                          "(a single value of a categorical concept cannot be set on its own)")
-    check_applies(rule, data.info)
+    check_applies(rule, data.info, model)
     if data.info.continuous and competence < 1:
         raise ValueError(f"competence below 1 writes the opposite label, which a continuous concept "
                          f"({', '.join(data.info.continuous)}) does not have; measure it with competence=1")

@@ -87,7 +87,8 @@ class Policy:
     ready policy, whose ``settings`` record what was chosen); such a policy cannot score unfitted.
     ``needs``: what the rule assumes of the data, from ``BINARY_CONCEPTS`` (it reads concept
     probabilities p against 1 - p, or sets a concept to 0 and 1) and ``MULTICLASS`` (it reads class
-    probabilities); ``check_applies`` refuses it on other data.
+    probabilities), and ``UNCERTAINTY`` (it reads the uncertainty the model reports);
+    ``check_applies`` refuses it elsewhere.
 
     Attributes:
         name: The policy's name.
@@ -98,7 +99,7 @@ class Policy:
         source: The paper the rule comes from.
         fit: For policies that learn from data: returns the ready policy.
         settings: What fitting chose.
-        needs: What the rule assumes of the data (``BINARY_CONCEPTS``, ``MULTICLASS``).
+        needs: What the rule assumes of the data and model (``BINARY_CONCEPTS``, ``MULTICLASS``, ``UNCERTAINTY``).
     """
 
     name: str
@@ -111,9 +112,11 @@ class Policy:
     settings: dict[str, float] = field(default_factory=dict)
     needs: tuple[str, ...] = ()
 
-    def unmet_needs(self, info: ConceptInfo) -> list[str]:
-        """The entries of ``needs`` that data described by ``info`` do not meet (empty: it applies)."""
-        held = {BINARY_CONCEPTS: not info.continuous, MULTICLASS: info.task == "multiclass"}
+    def unmet_needs(self, info: ConceptInfo, model: ConceptModel | None = None) -> list[str]:
+        """The entries of ``needs`` that data described by ``info`` (and ``model``, where given) do
+        not meet (empty: it applies)."""
+        held = {BINARY_CONCEPTS: not info.continuous, MULTICLASS: info.task == "multiclass",
+                UNCERTAINTY: model is None or model.reports_uncertainty}
         return [need for need in self.needs if not held.get(need, True)]
 
     def __call__(self, state: PolicyState) -> Tensor:
@@ -127,18 +130,22 @@ BINARY_CONCEPTS = "binary or categorical concepts"
 """A ``Policy.needs`` entry: the rule reads p against 1 - p, or sets a concept to 0 and 1."""
 MULTICLASS = "a multiclass task"
 """A ``Policy.needs`` entry: the rule reads class probabilities."""
+UNCERTAINTY = "a model that reports concept uncertainty"
+"""A ``Policy.needs`` entry: the rule reads ``ConceptOutput.concept_uncertainty`` (ProbCBM, SCBM)."""
 
 
-def check_applies(rule: Policy, info: ConceptInfo) -> None:
-    """Refuse ``rule`` on data it was not made for, saying which policies do apply.
+def check_applies(rule: Policy, info: ConceptInfo, model: ConceptModel | None = None) -> None:
+    """Refuse ``rule`` on data (or a model) it was not made for, saying which policies do apply.
 
     Args:
         rule: The policy.
         info: The data's concept types and task.
+        model: The model it would run on (None: check the data alone).
 
     Raises:
-        ValueError: A rule that needs binary concepts on data with continuous ones, or class
-            probabilities on a multilabel or regression task.
+        ValueError: A rule that needs binary concepts on data with continuous ones, class
+            probabilities on a multilabel or regression task, or concept uncertainty from a model
+            that reports none.
 
     Examples:
         >>> from conceptlab.datasets import ConceptInfo
@@ -147,7 +154,10 @@ def check_applies(rule: Policy, info: ConceptInfo) -> None:
         Traceback (most recent call last):
         ValueError: the 'uncertainty' policy assumes binary or categorical concepts; ...
     """
-    unmet = rule.unmet_needs(info)
+    unmet = rule.unmet_needs(info, model)
+    if UNCERTAINTY in unmet:
+        raise ValueError(f"the {rule.name!r} policy reads the concept uncertainty a model reports; "
+                         f"{type(model).__name__} reports none (ProbCBM and SCBM do): use 'uncertainty' for its probabilities")
     if unmet:
         have = f"continuous concepts {list(info.continuous)}" if BINARY_CONCEPTS in unmet else f"a {info.task} task"
         raise ValueError(f"the {rule.name!r} policy assumes {' and '.join(unmet)}; these data have {have}. "

@@ -103,7 +103,7 @@ def fit_policy(
     if rule.fit is None:
         return rule
     if train is not None:
-        check_applies(rule, train.info)
+        check_applies(rule, train.info, model)
     if train is None or val is None:
         raise ValueError(f"the {rule.name!r} policy is fitted on the model's training and validation splits: "
                          "pass train= and val=")

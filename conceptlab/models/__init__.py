@@ -9,7 +9,9 @@ from .editing import ConceptEdit, apply_edits, class_weights, matching_concepts,
 from .encoders import mlp
 from .intcem import InterventionAwareCEM, intcem
 from .io import load_model, save_model
+from .mixcem import MixtureConceptEmbeddingModel, mixcem
 from .pcbm import PosthocCBM, pcbm
+from .probcbm import ProbabilisticConceptBottleneckModel, probcbm
 from .registry import get_model, list_models, register_model
 from .scbm import StochasticConceptBottleneckModel, scbm
 
@@ -25,7 +27,9 @@ __all__ = [
     "DeepConceptReasoner",
     "Intervention",
     "InterventionAwareCEM",
+    "MixtureConceptEmbeddingModel",
     "PosthocCBM",
+    "ProbabilisticConceptBottleneckModel",
     "StochasticConceptBottleneckModel",
     "apply_edits",
     "black_box",
@@ -40,9 +44,11 @@ __all__ = [
     "list_models",
     "load_model",
     "matching_concepts",
+    "mixcem",
     "mlp",
     "pcbm",
     "predict",
+    "probcbm",
     "register_model",
     "save_model",
     "scbm",

@@ -89,8 +89,12 @@ class ConceptOutput:
         concept_probs: (B, k) the model's own concept probabilities, before any intervention.
         concept_embeddings: (B, k, m) one vector per concept, for models that have them (CEM).
         concept_samples: (B, k, M) Monte Carlo samples of the concept logits, for stochastic models (SCBM).
-        concept_scale: (B, k, k) a square root A of the concept logits' covariance A A^T, for models that
-            learn one (SCBM).
+        concept_scale: The spread of a stochastic model's concept distribution: (B, k, k) a square root A
+            of the concept logits' covariance A A^T (SCBM); (B, k, D) the standard deviations of each
+            concept embedding's coordinates (ProbCBM).
+        concept_uncertainty: (B, k) how unsure the model is of each concept, for models that report it
+            (``ConceptModel.reports_uncertainty``): the marginal variance of the concept logit (SCBM),
+            exp of the mean embedding log-variance (ProbCBM); 0 for a corrected concept.
     """
 
     task_logits: Tensor
@@ -100,6 +104,7 @@ class ConceptOutput:
     concept_embeddings: Tensor | None = None
     concept_samples: Tensor | None = None
     concept_scale: Tensor | None = None
+    concept_uncertainty: Tensor | None = None
 
 
 @dataclass
@@ -169,6 +174,7 @@ class ConceptModel(nn.Module):
     categorical: tuple[tuple[int, ...], ...] = ()  # member indices of each categorical concept (models.concept_types)
     continuous: tuple[int, ...] = ()  # indices of the continuous concepts (models.concept_types)
     task: TaskKind = "multiclass"  # what the head predicts (models.heads)
+    reports_uncertainty: bool = False  # True when its outputs carry ConceptOutput.concept_uncertainty
 
     def encode(self, x: Tensor) -> Tensor:
         raise NotImplementedError
@@ -214,17 +220,28 @@ class ConceptModel(nn.Module):
     def calibrate_interventions(self, train_concept_logits: Tensor) -> None:
         """Learn intervention values from training-set concept logits; most models need none."""
 
-    def concept_objective(self, output: ConceptOutput, c: Tensor, pos_weight: Tensor | None = None) -> dict[str, Tensor] | None:
-        """A model's own concept loss terms, by name (``concept`` is weighted by the stage's concept
-        weight, any other term is added as it is); None, as here, means the standard concept loss
-        (``training.concept_loss``).
+    def concept_objective(self, output: ConceptOutput, c: Tensor, pos_weight: Tensor | None = None, *,
+                          y: Tensor | None = None) -> dict[str, Tensor]:
+        """A model's own loss terms, by name, added wherever the concept loss is: a ``concept`` term
+        replaces the standard concept loss (``training.concept_loss``) and is weighted by the stage's
+        concept weight, any other term is added as it is. None here: the standard loss alone.
 
         Args:
             output: The forward pass on the batch.
             c: (B, k) concept labels; NaN where missing.
             pos_weight: (k,) weights of each concept's positive term.
+            y: The batch's task labels (for terms that read them, like MixCEM's prior).
         """
-        return None
+        return {}
+
+    def calibrate_concepts(self, inputs: Tensor | Dataset, c: Tensor) -> None:
+        """Calibrate the concept probabilities on held-out inputs and labels after training (``fit``
+        passes the validation split); most models need none (MixCEM fits Platt scaling here).
+
+        Args:
+            inputs: (N, ...) inputs, or a dataset of image items.
+            c: (N, k) their concept labels (NaN where missing).
+        """
 
     def on_epoch(self, epoch: int, max_epochs: int) -> None:
         """Called before each training epoch (a schedule of the model's own); most models need none."""

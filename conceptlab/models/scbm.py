@@ -45,8 +45,8 @@ STRATEGIES: tuple[str, ...] = ("percentile", "confidence")
 """What an intervention writes into a corrected logit: logit 0.05 / 0.95, or the most likely point
 of the confidence region (``confidence_region_logits``)."""
 INTERVENTION_PROBABILITIES = (0.05, 0.95)  # the probabilities whose logits an intervention writes (authors' simple_perc)
-TEMPERATURES = (1.0, 0.5)
-HEAD_CHUNK = 10  # Monte Carlo samples the head reads per pass  # the relaxed Bernoulli's temperature at the first and the last epoch
+TEMPERATURES = (1.0, 0.5)  # the relaxed Bernoulli's temperature at the first and the last epoch
+HEAD_CHUNK = 10  # Monte Carlo samples the head reads per pass
 
 
 def gaussian_conditional(mean: Tensor, covariance: Tensor, mask: Tensor, values: Tensor) -> tuple[Tensor, Tensor]:
@@ -150,9 +150,9 @@ class StochasticConceptBottleneckModel(ConceptModel):
     ``concept_logits`` are the means mu (after conditioning: the conditional means),
     ``concept_probs`` the mean of sigmoid(eta) over samples (1 / 0 where corrected), the
     ``bottleneck`` the mean hard concept, ``concept_samples`` the (B, k, M) logit samples the
-    concept likelihood is computed from, and ``concept_scale`` a square root A of the logits'
+    concept likelihood is computed from, ``concept_scale`` a square root A of the logits'
     covariance, A A^T (the Cholesky factor L before an intervention, zero rows for the corrected
-    concepts after one).
+    concepts after one), and ``concept_uncertainty`` the logits' marginal variances, diag(A A^T).
 
     Args:
         encoder: The network from inputs to the latent code.
@@ -174,6 +174,8 @@ class StochasticConceptBottleneckModel(ConceptModel):
         >>> model.eval()(torch.randn(2, 4)).concept_samples.shape
         torch.Size([2, 3, 10])
     """
+
+    reports_uncertainty = True
 
     def __init__(
         self,
@@ -274,7 +276,7 @@ class StochasticConceptBottleneckModel(ConceptModel):
             probs = torch.where(corrected.unsqueeze(-1), truth, probs)
             hard = torch.where(corrected.unsqueeze(-1), truth, hard)
         return ConceptOutput(self._task_logits(hard), hard.mean(-1), mean, probs.mean(-1), concept_samples=logits,
-                             concept_scale=factor)
+                             concept_scale=factor, concept_uncertainty=factor.square().sum(-1))
 
     def _task_logits(self, hard: Tensor) -> Tensor:
         """The head's class distribution averaged over the M samples (B, k, M), as task logits
@@ -292,7 +294,8 @@ class StochasticConceptBottleneckModel(ConceptModel):
         relaxed = torch.distributions.RelaxedBernoulli(torch.tensor(self.temperature, device=probs.device), probs=probs.clamp(1e-6, 1 - 1e-6)).rsample()
         return (relaxed > 0.5).to(probs.dtype) - relaxed.detach() + relaxed
 
-    def concept_objective(self, output: ConceptOutput, c: Tensor, pos_weight: Tensor | None = None) -> dict[str, Tensor]:
+    def concept_objective(self, output: ConceptOutput, c: Tensor, pos_weight: Tensor | None = None, *,
+                          y: Tensor | None = None) -> dict[str, Tensor]:
         """``concept``: -log (1/M) sum_m p(c | eta_m), averaged over the batch (missing labels add no
         term); ``precision``: the weighted mean absolute off-diagonal precision."""
         logits = output.concept_samples

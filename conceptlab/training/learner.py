@@ -113,10 +113,10 @@ class ConceptLearner(L.LightningModule):
             terms["task"] = self.stage.task_weight * task_loss(out.task_logits, y, class_weight=self.class_weight,
                                                                task=self.model.task)
         if self.stage.concept_weight and out.concept_logits is not None:
-            own = self.model.concept_objective(out, c, self.pos_weight)
-            if own is None:
+            own = self.model.concept_objective(out, c, self.pos_weight, y=y)
+            if "concept" not in own:
                 own = {"concept": concept_loss(out.concept_logits, c, self.pos_weight, categorical=self.model.categorical,
-                                               continuous=self.model.continuous)}
+                                               continuous=self.model.continuous), **own}
             terms.update({name: self.stage.concept_weight * value if name == "concept" else value for name, value in own.items()})
         return terms
 

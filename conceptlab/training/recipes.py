@@ -284,6 +284,7 @@ def fit(
         stage_epochs[stage.name] = trainer.current_epoch
         history[stage.name] = recorder.losses
     if model.n_concepts:
+        model.calibrate_concepts(splits.val.inputs, splits.val.c)
         model.calibrate_interventions(predict(model, splits.train.inputs).concept_logits)
     return FitReport(sum(stage_epochs.values()), time.perf_counter() - start, stage_epochs, history)
 
