@@ -17,6 +17,7 @@ from .offline import (
     mixed_concepts,
     rendered_shapes,
 )
+from .planted import LabelFreeData, planted_embeddings
 from .registry import CubSettings, SyntheticSettings, dataset_settings, load_dataset
 from .supervision import drop_concepts, hide_labels, keep_concept_groups
 from .synthetic import SYNTHETIC_DATASETS, dot, make_synthetic, trig, xor
@@ -34,6 +35,7 @@ __all__ = [
     "FashionMNISTSettings",
     "ImageConceptDataset",
     "ImageFolderSettings",
+    "LabelFreeData",
     "MixedSettings",
     "SyntheticSettings",
     "TableSettings",
@@ -51,6 +53,7 @@ __all__ = [
     "load_koh_pickles",
     "make_synthetic",
     "mixed_concepts",
+    "planted_embeddings",
     "rendered_shapes",
     "split_dataset",
     "trig",

@@ -9,6 +9,7 @@ from .editing import ConceptEdit, apply_edits, class_weights, matching_concepts,
 from .encoders import mlp
 from .intcem import InterventionAwareCEM, intcem
 from .io import load_model, save_model
+from .lfcbm import LabelFreeCBM, lfcbm
 from .mixcem import MixtureConceptEmbeddingModel, mixcem
 from .pcbm import PosthocCBM, pcbm
 from .probcbm import ProbabilisticConceptBottleneckModel, probcbm
@@ -27,6 +28,7 @@ __all__ = [
     "DeepConceptReasoner",
     "Intervention",
     "InterventionAwareCEM",
+    "LabelFreeCBM",
     "MixtureConceptEmbeddingModel",
     "PosthocCBM",
     "ProbabilisticConceptBottleneckModel",
@@ -40,6 +42,7 @@ __all__ = [
     "class_weights",
     "get_model",
     "intcem",
+    "lfcbm",
     "linear_probe",
     "list_models",
     "load_model",
