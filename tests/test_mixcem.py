@@ -9,7 +9,8 @@ import torch
 from conceptlab.datasets import xor
 from conceptlab.models import ConceptModel, Intervention, load_model, mixcem, predict, save_model
 from conceptlab.models.base import encode_all
-from conceptlab.models.mixcem import CALIBRATION_PENALTY, binary_entropy
+from conceptlab.models.calibration import CALIBRATION_PENALTY
+from conceptlab.models.mixcem import binary_entropy
 from conceptlab.training import TrainConfig, fit, seeded
 
 

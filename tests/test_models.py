@@ -94,7 +94,7 @@ def test_every_builder_is_registered_keyword_only_and_records_its_call():
 
     from conceptlab.models import list_models, registry
 
-    assert list_models() == ["black_box", "cbm", "cem", "dcr", "intcem", "lfcbm", "linear_probe", "mixcem", "pcbm", "probcbm", "scbm"]
+    assert list_models() == ["black_box", "cbm", "cem", "dcr", "intcem", "lfcbm", "linear_probe", "mixcem", "pcbm", "probcbm", "scbm", "whitening"]
     with pytest.raises(TypeError, match="positional"):
         cbm(5, 3, 2)
     for name in list_models():

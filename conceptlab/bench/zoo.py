@@ -166,6 +166,11 @@ MODEL_KEYS: dict[str, ModelEntry] = {
         "intervention conditions the other concepts",
         "scbm", lambda info, s: dict(n_concepts=info.n_concepts, latent_dim=s.latent_dim, head_hidden=(256,), **s.encoder),
     ),
+    "whitening": ModelEntry(
+        "concept whitening: the encoder's latent code whitened and rotated so its first k axes follow the concepts; "
+        "a 256-unit head reads every axis",
+        "whitening", lambda info, s: dict(n_concepts=info.n_concepts, latent_dim=s.latent_dim, head_hidden=(256,), **s.encoder),
+    ),
     "intcem": ModelEntry(
         "intervention-aware CEM: trained on sampled intervention trajectories, with a learned policy over concept groups",
         "intcem", lambda info, s: dict(n_concepts=info.n_concepts, units=info.group_matrix(), policy_hidden=s.policy_hidden,

@@ -15,6 +15,7 @@ from .pcbm import PosthocCBM, pcbm
 from .probcbm import ProbabilisticConceptBottleneckModel, probcbm
 from .registry import get_model, list_models, register_model
 from .scbm import StochasticConceptBottleneckModel, scbm
+from .whitening import ConceptWhitening, ConceptWhiteningModel, whitening
 
 __all__ = [
     "BOTTLENECKS",
@@ -25,6 +26,8 @@ __all__ = [
     "ConceptEmbeddingModel",
     "ConceptModel",
     "ConceptOutput",
+    "ConceptWhitening",
+    "ConceptWhiteningModel",
     "DeepConceptReasoner",
     "Intervention",
     "InterventionAwareCEM",
@@ -57,4 +60,5 @@ __all__ = [
     "scbm",
     "sparsity",
     "top_concepts",
+    "whitening",
 ]

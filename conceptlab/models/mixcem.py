@@ -27,20 +27,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from ..info import TaskKind
 from .base import ConceptEffects, ConceptOutput, Intervention, check_sizes, encode_all
+from .calibration import fit_platt
 from .cem import ConceptEmbeddingModel
 from .encoders import encoder
 from .heads import task_loss
 from .registry import register_model
-
-CALIBRATION_STEPS = 100  # L-BFGS iterations of the Platt scaling fit
-CALIBRATION_PENALTY = 0.01  # weight of the squared distance of (scale, bias) from (1, 0), per concept
 
 
 def binary_entropy(probs: Tensor) -> Tensor:
@@ -157,37 +154,15 @@ class MixtureConceptEmbeddingModel(ConceptEmbeddingModel):
     @torch.no_grad()
     def calibrate_concepts(self, inputs: Tensor | Dataset, c: Tensor) -> None:
         """Fit each concept's Platt scale and bias on held-out inputs and their concept labels (the
-        validation split): minimise the concepts' binary cross-entropy with L-BFGS, the encoder and
-        everything else fixed, plus a small penalty (``CALIBRATION_PENALTY``) on the distance from
-        scale 1 and bias 0: a concept the scores separate perfectly has no finite best scale, and
-        without it the fit drives the probabilities to 0 and 1. Concepts whose labels there are
-        all missing, or all one value, keep scale 1 and bias 0.
+        validation split), the encoder and everything else fixed (``calibration.fit_platt``).
 
         Args:
             inputs: (N, ...) inputs, or a dataset of image items.
             c: (N, k) their concept labels (NaN where missing).
         """
-        scores = self.raw_concept_logits(encode_all(self, inputs)).double()
-        c = c.to(scores.device, scores.dtype)
-        known = ~torch.isnan(c)
-        varied = (c == 1).any(0) & (c == 0).any(0)  # NaN equals neither
-        scale = torch.ones(self.n_concepts, dtype=scores.dtype, device=scores.device, requires_grad=True)
-        bias = torch.zeros_like(scale, requires_grad=True)
-        optimizer = torch.optim.LBFGS([scale, bias], max_iter=CALIBRATION_STEPS, line_search_fn="strong_wolfe")
-
-        def loss() -> Tensor:
-            optimizer.zero_grad()
-            terms = F.binary_cross_entropy_with_logits(scale * scores + bias, c.nan_to_num(0.0), reduction="none")
-            value = (terms * known).sum() / known.sum().clamp(min=1)
-            value = value + CALIBRATION_PENALTY * ((scale - 1).square() + bias.square()).mean()
-            value.backward()
-            return value
-
-        with torch.enable_grad():
-            optimizer.step(loss)
-        fitted = varied & torch.isfinite(scale.detach()) & torch.isfinite(bias.detach())
-        self.platt_scale.copy_(torch.where(fitted, scale.detach(), 1.0).to(self.platt_scale.dtype))
-        self.platt_bias.copy_(torch.where(fitted, bias.detach(), 0.0).to(self.platt_bias.dtype))
+        scale, bias = fit_platt(self.raw_concept_logits(encode_all(self, inputs)), c)
+        self.platt_scale.copy_(scale)
+        self.platt_bias.copy_(bias)
 
 
 @register_model(not_saved=("backbone_weights",))

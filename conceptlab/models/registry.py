@@ -88,7 +88,7 @@ def list_models() -> list[str]:
     Examples:
         >>> from conceptlab.models import list_models
         >>> list_models()
-        ['black_box', 'cbm', 'cem', 'dcr', 'intcem', 'lfcbm', 'linear_probe', 'mixcem', 'pcbm', 'probcbm', 'scbm']
+        ['black_box', 'cbm', 'cem', 'dcr', 'intcem', 'lfcbm', 'linear_probe', 'mixcem', 'pcbm', 'probcbm', 'scbm', 'whitening']
     """
     return sorted(_BUILDERS)
 

@@ -164,8 +164,8 @@ def fit_label_free(
         >>> model, report = fit_label_free(data.splits.train, data.splits.val, image_embeddings=data.image_embeddings[:2],
         ...                                text_embeddings=data.text_embeddings, concept_names=data.concept_names,
         ...                                class_text_embeddings=data.class_text_embeddings)
-        >>> report.concepts
-        ('c1', 'c2', 'c3', 'c4', 'c5', 'c6')
+        >>> len(report.concepts), report.removed["never active"].split(" (")[0]
+        (6, 'never strongly present')
     """
     config = config or LabelFreeConfig()
     train_images, val_images = image_embeddings
