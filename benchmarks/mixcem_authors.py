@@ -35,6 +35,7 @@ import warnings
 from dataclasses import replace
 
 import torch
+from mixcem_shift import ceiling, shifted
 from torch import Tensor, nn
 
 from conceptlab.bench import load_spec
@@ -44,7 +45,6 @@ from conceptlab.interventions import intervention_curve
 from conceptlab.metrics import evaluate
 from conceptlab.models import ConceptModel, ConceptOutput, Intervention, mlp
 from conceptlab.training import fit, seeded
-from mixcem_shift import ceiling, shifted
 
 
 class AuthorsMixCEM(ConceptModel):
@@ -60,7 +60,6 @@ class AuthorsMixCEM(ConceptModel):
         return torch.stack([self.inner._generate_dynamic_concept(latent, i) for i in range(self.n_concepts)], dim=1)
 
     def decode(self, dynamic: Tensor, intervention: Intervention | None = None) -> ConceptOutput:
-        m = self.inner.emb_size
         table = self.inner.concept_embeddings  # (k, 2, m): global positive and negative embeddings
         global_contexts = torch.cat([table[:, 0], table[:, 1]], dim=-1).unsqueeze(0).expand(len(dynamic), -1, -1)
         probs, positive, negative, _ = self.inner._generate_concept_embeddings(None, latent=(dynamic, global_contexts))
