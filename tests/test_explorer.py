@@ -532,3 +532,23 @@ def test_the_explorer_opens_a_model_with_categorical_concepts_and_sets_a_value_w
     client = TestClient(create_app(explorer), base_url="http://127.0.0.1:8765")
     page = client.get("/", params={"model": model.name, "sample": 0, "fix": second.text()})
     assert page.status_code == 200 and "left=7" in page.text
+
+
+@pytest.mark.parametrize("key", ["mixcem", "probcbm", "whitening"])
+def test_each_new_model_family_opens_in_the_explorer_and_steps_a_policy(tmp_path, key):
+    from conceptlab.bench import parse_spec, run_grid
+
+    spec = parse_spec({"dataset": {"name": "xor", "size": 200}, "models": [key], "seeds": 1,
+                       "model": {"hidden": [8], "latent_dim": 8, "embedding_size": 4}, "train": {"max_epochs": 2},
+                       "evaluation": {"intervention_policies": ["random", "uncertainty", "concept-uncertainty"],
+                                      "intervention_repeats": 1}}, "x")
+    (record,) = run_grid([spec], tmp_path, workers=1, progress=False).records()
+    assert record["status"] == "ok" and set(record["interventions"]) >= {"random", "uncertainty"}
+    # the policy that reads reported uncertainty runs for ProbCBM and is skipped, with the reason, for the others
+    assert ("concept-uncertainty" in record["interventions"]) == (key == "probcbm")
+    model = load_explorer_model(Path(record["checkpoint"]))
+    explorer = Explorer([model])
+    corrected = Corrections({}).with_value(0, 1)
+    assert explorer.view(model.name, 0, corrected) is not None
+    _, stepped = explorer.next_step(model.name, 0, corrected, policy="uncertainty")
+    assert len(stepped.values) == 2

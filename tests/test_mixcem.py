@@ -107,23 +107,3 @@ def test_bad_settings_are_refused_with_their_name():
     with pytest.raises(ValueError, match="prior_weight"):
         mixcem(in_features=2, n_concepts=2, n_classes=2, prior_weight=-1.0)
 
-
-@pytest.mark.parametrize("key", ["mixcem", "probcbm"])
-def test_a_benchmarked_model_opens_in_the_explorer_and_steps_a_policy(tmp_path: Path, key):
-    from conceptlab.bench import parse_spec, run_grid
-    from conceptlab.explorer import Corrections, Explorer, load_explorer_model
-
-    spec = parse_spec({"dataset": {"name": "xor", "size": 200}, "models": [key], "seeds": 1,
-                       "model": {"hidden": [8], "latent_dim": 8, "embedding_size": 4}, "train": {"max_epochs": 2},
-                       "evaluation": {"intervention_policies": ["random", "uncertainty", "concept-uncertainty"],
-                                      "intervention_repeats": 1}}, "x")
-    (record,) = run_grid([spec], tmp_path, workers=1, progress=False).records()
-    assert record["status"] == "ok" and set(record["interventions"]) >= {"random", "uncertainty"}
-    # the policy that reads reported uncertainty runs for ProbCBM and is skipped, with the reason, for MixCEM
-    assert ("concept-uncertainty" in record["interventions"]) == (key == "probcbm")
-    model = load_explorer_model(Path(record["checkpoint"]))
-    explorer = Explorer([model])
-    corrected = Corrections({}).with_value(0, 1)
-    assert explorer.view(model.name, 0, corrected) is not None
-    _, stepped = explorer.next_step(model.name, 0, corrected, policy="uncertainty")
-    assert len(stepped.values) == 2
