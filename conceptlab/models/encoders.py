@@ -18,13 +18,16 @@ from ..checksum import file_digest
 from .base import check_sizes
 
 
-def mlp(in_features: int, out_features: int, hidden: Sequence[int] = (128, 128)) -> nn.Sequential:
-    """Linear -> LeakyReLU blocks of widths ``hidden``, then a final Linear to ``out_features``.
+def mlp(in_features: int, out_features: int, hidden: Sequence[int] = (128, 128), *,
+        activation: type[nn.Module] = nn.LeakyReLU) -> nn.Sequential:
+    """Linear -> activation blocks of widths ``hidden``, then a final Linear to ``out_features``.
 
     Args:
         in_features: Input width.
         out_features: Output width.
-        hidden: Widths of the hidden layers.
+        hidden: Widths of the hidden layers (none: one Linear layer).
+        activation: The nonlinearity after each hidden layer (LeakyReLU for encoders; the SCBM,
+            ProbCBM and concept whitening heads use ReLU, as their authors).
 
     Returns:
         The MLP.
@@ -42,7 +45,7 @@ def mlp(in_features: int, out_features: int, hidden: Sequence[int] = (128, 128))
     layers: list[nn.Module] = []
     width = in_features
     for h in hidden:
-        layers += [nn.Linear(width, int(h)), nn.LeakyReLU()]
+        layers += [nn.Linear(width, int(h)), activation()]
         width = int(h)
     layers.append(nn.Linear(width, out_features))
     return nn.Sequential(*layers)

@@ -30,7 +30,7 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from .base import ConceptModel, ConceptOutput, Intervention, check_sizes
-from .encoders import encoder
+from .encoders import encoder, mlp
 from .heads import mean_over_samples, task_loss
 from .registry import register_model
 
@@ -181,11 +181,7 @@ class ClassAnchorHead(nn.Module):
 
     def __init__(self, in_features: int, class_embedding_size: int, n_anchors: int, *, hidden: Sequence[int] = ()):
         super().__init__()
-        widths = [in_features, *hidden]
-        layers: list[nn.Module] = []
-        for width_in, width_out in zip(widths[:-1], widths[1:]):
-            layers += [nn.Linear(width_in, width_out), nn.ReLU()]
-        self.project = nn.Sequential(*layers, nn.Linear(widths[-1], class_embedding_size))
+        self.project = mlp(in_features, class_embedding_size, hidden, activation=nn.ReLU)
         self.class_anchors = nn.Parameter(torch.randn(n_anchors, class_embedding_size))
         self.scale = nn.Parameter(torch.tensor(INITIAL_SCALE))
 

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .base import ConceptModel, ConceptOutput, Intervention, check_sizes
-from .encoders import encoder
+from .encoders import encoder, mlp
 from .heads import mean_over_samples, task_outputs
 from .registry import register_model
 
@@ -215,12 +215,7 @@ class StochasticConceptBottleneckModel(ConceptModel):
         else:
             self.scale = nn.Parameter(torch.zeros(n_scale))
         self.covariance_kind = covariance
-        widths = [n_concepts, *head_hidden]
-        layers: list[nn.Module] = []
-        for width_in, width_out in zip(widths[:-1], widths[1:]):
-            layers += [nn.Linear(width_in, width_out), nn.ReLU()]
-        self.head = nn.Sequential(*layers, nn.Linear(widths[-1], task_outputs(n_classes))) if layers else \
-            nn.Linear(n_concepts, task_outputs(n_classes))
+        self.head = mlp(n_concepts, task_outputs(n_classes), head_hidden, activation=nn.ReLU)
         draws = torch.Generator().manual_seed(0)
         self.register_buffer("normal_draws", torch.randn(samples, n_concepts, generator=draws))  # evaluation: fixed
         self.register_buffer("uniform_draws", torch.rand(samples, n_concepts, generator=draws))

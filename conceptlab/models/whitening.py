@@ -28,7 +28,7 @@ from ..runtime import evaluating
 from .base import ConceptModel, ConceptOutput, Intervention, check_sizes, encode_all
 from .calibration import fit_platt
 from .cbm import LOGIT_PERCENTILES
-from .encoders import encoder
+from .encoders import encoder, mlp
 from .heads import task_outputs
 from .registry import register_model
 
@@ -173,11 +173,7 @@ class ConceptWhiteningModel(ConceptModel):
         self.n_concepts = n_concepts
         self.n_classes = n_classes
         self.whitening = ConceptWhitening(latent_dim, n_concepts, iterations=iterations, momentum=momentum)
-        widths = [latent_dim, *head_hidden]
-        layers: list[nn.Module] = []
-        for width_in, width_out in zip(widths[:-1], widths[1:]):
-            layers += [nn.Linear(width_in, width_out), nn.ReLU()]
-        self.head = nn.Sequential(*layers, nn.Linear(widths[-1], task_outputs(n_classes)))
+        self.head = mlp(latent_dim, task_outputs(n_classes), head_hidden, activation=nn.ReLU)
         self.register_buffer("intervention_low", torch.full((n_concepts,), -1.0))
         self.register_buffer("intervention_high", torch.full((n_concepts,), 1.0))
         self.register_buffer("platt_scale", torch.ones(n_concepts))
