@@ -134,7 +134,8 @@ def _bench_cce(args: argparse.Namespace, raw: dict, name: str) -> int:
 EDIT_METHODS = ("fold-mean", "prune", "prune-normalize")  # kept equal to conceptlab.models.editing.EDIT_METHODS by a test
 CAV_ESTIMATORS = ("svm", "sgd", "logistic", "mean-difference")  # = concepts.cav.SOLVERS; default = TCAV_ESTIMATOR (a test)
 CCE_DEFAULTS_SHOWN = {"steps": 100, "alpha": 0.078, "beta": 1e-4, "lr": 0.01, "momentum": 0.9}  # = concepts.cce.CCE_DEFAULTS (a test)
-POLICY_NAMES = ("random, uncertainty, uncertainty-mean, lcp, cctp, ectp, eudtp, oracle, oracle-mean, learned, learned-sample, "
+POLICY_NAMES = ("random, uncertainty, uncertainty-mean, lcp, cctp, ectp, eudtp, concept-uncertainty, oracle, oracle-mean, learned, "
+                "learned-sample, "
                 "coop, global-val-error, global-val-improvement, behavioural-cloning")  # kept equal to POLICIES by a test
 
 

@@ -47,6 +47,7 @@ def _setup(seed=0):
 
 
 def _captum_scores(model, data, inputs, classifier, tmp_path):
+    torch.manual_seed(0)  # captum's own classifier shuffles with the global generator: the same draws whatever ran before
     concepts = {name: captum_concept.Concept(i, name, [x]) for i, (name, x) in enumerate(data.items())}
     tcav = captum_concept.TCAV(model, ["hidden"], classifier=classifier, save_path=str(tmp_path))
     sets = [[concepts["striped"], concepts[f"random{r}"]] for r in range(4)]

@@ -181,6 +181,11 @@ def test_every_policy_steps_and_the_sample_curve_ends_at_full_correction(client,
         if policy.startswith("learned"):  # only IntCEM learned a policy
             assert response.status_code == 400 and "intcem" in response.json()["error"]
             continue
+        if policy not in explorer.policies(name):  # a CEM reports no concept uncertainty: refused, and not offered
+            assert policy == "concept-uncertainty"
+            assert response.status_code == 400 and "reports none" in response.json()["error"]
+            assert f'data-policy="{policy}"' not in client.get("/explore", params={"model": name}).text
+            continue
         assert response.status_code == 200, response.text
     points = client.get("/api/curve", params={"model": name, "sample": 2, "policy": "random"}).json()["points"]
     assert [p["n"] for p in points] == [0, 1, 2]

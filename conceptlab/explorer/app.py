@@ -18,7 +18,6 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Redirect
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from ..interventions import POLICIES
 from .curve import curve_svg
 from .plane import plane_svg, plane_view
 from .session import FILTERS, Corrections, Explorer, SampleView
@@ -96,8 +95,9 @@ def create_app(explorer: Explorer, hosts: Sequence[str] | None = LOCAL_HOSTS) ->
             model_or_404(compare)
             if compare not in explorer.comparable(name):
                 raise ValueError(f"{compare} was not tested on the same samples as {name}: compare models of one dataset and seed")
-        if policy not in POLICIES:
-            raise ValueError(f"unknown policy {policy!r}; choose one of {', '.join(POLICIES)}")
+        offered = explorer.policies(name)
+        if policy not in offered:
+            raise ValueError(f"policy {policy!r} is not one of those that apply to {name}: {', '.join(offered)}")
         listed = explorer.samples(name, filter, class_name or None)
         if sample is None:
             sample = listed[0] if listed else 0
@@ -120,7 +120,7 @@ def create_app(explorer: Explorer, hosts: Sequence[str] | None = LOCAL_HOSTS) ->
         plane = plane_view(data.name, data.test.features[:1], info.concept_names) if data.test.features is not None else None
         context = {
             "state": state, "link": link, "views": views, "fixed": fixed,
-            "categorical": explorer.model(name).info.categorical_indices(), "policies": POLICIES, "filters": FILTERS,
+            "categorical": explorer.model(name).info.categorical_indices(), "policies": offered, "filters": FILTERS,
             "models": list(explorer.models), "comparable": explorer.comparable(name), "listed": listed[:SAMPLES_LISTED],
             "n_listed": len(listed), "n_samples": explorer.n_samples(name), "accuracy": explorer.accuracy(name),
             "counterfactual": counterfactual, "message": message,

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from ..interventions import Policy, fit_policy, next_units, resolve_policy
+from ..interventions import POLICIES, Policy, check_applies, fit_policy, next_units, resolve_policy
 from ..models import Intervention
 from ..models.base import ConceptOutput, decode_all, encode_all
 from ..models.heads import class_log_probs, predicted_class
@@ -287,9 +287,19 @@ class Explorer:
             values[i] = float(c[0, i])
         return names[unit], Corrections(values)
 
+    def policies(self, name: str) -> dict[str, Policy]:
+        """The named policies that apply to the model and its data (``Policy.unmet_needs``), in registry order."""
+        loaded = self.model(name)
+        return {key: rule for key, rule in POLICIES.items() if not rule.unmet_needs(loaded.info, loaded.model)}
+
     def policy(self, name: str, policy: str) -> Policy:
-        """``policy`` ready for the model (fitted once on its training and validation splits if it learns from data)."""
-        resolve_policy(policy)
+        """``policy`` ready for the model (fitted once on its training and validation splits if it learns from data).
+
+        Raises:
+            ValueError: An unknown policy, or one that does not apply to this model or its data.
+        """
+        loaded = self.model(name)
+        check_applies(resolve_policy(policy), loaded.info, loaded.model)
         data = self.data(name)
         return self._remembered(("policy", name, policy), lambda: fit_policy(
             policy, self.model(name).model, train=data.train, val=data.val, groups=True, seed=self.seed))
