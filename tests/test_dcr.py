@@ -1,6 +1,7 @@
 """Deep Concept Reasoner: the rule layer is the Goedel-logic formula, its two networks learn, an
 intervention flips a rule, and on XOR the rules are the two minterms, printed by the command line."""
 
+import html
 from pathlib import Path
 
 import pytest
@@ -78,6 +79,27 @@ def test_the_bench_records_the_rules_and_the_command_line_prints_them(tmp_path, 
     assert "xor <- " in printed and Path(record["checkpoint"]).name in printed
     assert main(["rules", str(save_model(*_cbm_with_data(tmp_path)))]) != 0
     assert "rules come from a Deep Concept Reasoner" in capsys.readouterr().err
+    _the_explorer_shows_each_sample_rule(Path(record["checkpoint"]))
+
+
+def _the_explorer_shows_each_sample_rule(checkpoint: Path) -> None:
+    """The sample's rule under the corrections, in the view and on the page; it follows a correction."""
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from conceptlab.explorer import Corrections, Explorer, load_explorer_model
+    from conceptlab.explorer.app import create_app
+
+    model = load_explorer_model(checkpoint)
+    explorer = Explorer([model])
+    test = explorer.data(model.name).test
+    positive = next(i for i in range(len(test)) if explorer.view(model.name, i, Corrections({})).rule)
+    view = explorer.view(model.name, positive, Corrections({}))
+    assert view.rule.startswith("xor <- ") and view.rule == model.model.sample_rules(test.x[positive : positive + 1], model.info)[0]
+    flipped = Corrections({0: 1 - float(test.c[positive, 0])})
+    assert explorer.view(model.name, positive, flipped).rule != view.rule  # corrected x1: another rule, or none
+    page = TestClient(create_app(explorer, hosts=None)).get("/explore", params={"model": model.name, "sample": positive})
+    assert page.status_code == 200 and html.escape(view.rule.split(" <- ")[1]) in page.text
 
 
 def _cbm_with_data(tmp_path):

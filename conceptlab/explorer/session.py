@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from ..interventions import POLICIES, Policy, check_applies, fit_policy, next_units, resolve_policy
-from ..models import Intervention
+from ..models import DeepConceptReasoner, Intervention
 from ..models.base import ConceptOutput, decode_all, encode_all
 from ..models.heads import class_log_probs, predicted_class
 from ..runtime import evaluating
@@ -120,6 +120,8 @@ class SampleView:
         predicted: The class predicted under the corrections.
         original_prediction: The class predicted without them.
         true_class: The sample's true class.
+        rule: A Deep Concept Reasoner's rule for its prediction under the corrections (None for
+            other models, or where no rule is true).
     """
 
     model: str
@@ -131,6 +133,7 @@ class SampleView:
     predicted: int
     original_prediction: int
     true_class: int
+    rule: str | None = None
 
     @property
     def concept_probs(self) -> dict[int, float]:
@@ -142,7 +145,7 @@ class SampleView:
             "model": self.model, "sample": self.sample, "classes": list(self.classes),
             "class_probs": list(self.class_probs), "original_probs": list(self.original_probs),
             "predicted": self.predicted, "predicted_name": self.classes[self.predicted],
-            "original_prediction": self.original_prediction, "true_class": self.true_class,
+            "original_prediction": self.original_prediction, "true_class": self.true_class, "rule": self.rule,
             "concepts": {g: [row.__dict__ for row in rows] for g, rows in self.groups.items()},
         }
 
@@ -255,12 +258,17 @@ class Explorer:
         }
         threshold = self.threshold(name)
         base = self._decode(name, code, Corrections({})).task_logits if corrections.values else logits
+        rule = None
+        if isinstance(model.model, DeepConceptReasoner):
+            with evaluating(model.model), torch.no_grad():
+                (rule,) = model.model.code_rules(code, model.info,
+                                                 intervention=corrections.intervention(model.model.n_concepts, code.device))
         return SampleView(
             name, sample, groups, model.info.task_names,
             tuple(class_log_probs(logits)[0].exp().tolist()),
             tuple(class_log_probs(base)[0].exp().tolist()),
             int(predicted_class(logits, threshold)[0]), int(predicted_class(base, threshold)[0]),
-            int(data.test.y[sample]),
+            int(data.test.y[sample]), rule,
         )
 
     def units(self, name: str) -> tuple[tuple[str, ...], Tensor]:

@@ -134,7 +134,10 @@ class DeepConceptReasoner(ConceptEmbeddingModel):
         Returns:
             One ``"class <- rule"`` (or None) per sample.
         """
-        context = self.encode(x)
+        return self.code_rules(self.encode(x), info, intervention=intervention)
+
+    def code_rules(self, context: Tensor, info: ConceptInfo, *, intervention: Intervention | None = None) -> list[str | None]:
+        """``sample_rules`` from encoded inputs (``encode``), for callers that hold the codes."""
         truth = self.mixture(torch.sigmoid(self.concept_logits(context)), intervention, context)
         embeddings = self.embed(context, truth)
         polarity, relevance = self.head.roles(embeddings)
