@@ -96,3 +96,21 @@ def test_bad_inputs_and_an_emptied_concept_set_are_refused_with_what_to_do(fitte
         fit_label_free(train, val, **{**given, "text_embeddings": data.text_embeddings[:, :-1], "class_text_embeddings": None})
     with pytest.raises(ValueError, match="no concept is left.*lower the matching cutoff"):
         fit_label_free(train, val, **given, config=replace(LabelFreeConfig(), clip_cutoff=0.99))
+
+
+def test_a_saved_label_free_cbm_opens_in_the_explorer_from_the_dataset_it_records(fitted, tmp_path):
+    pytest.importorskip("fastapi")
+    from conceptlab.explorer import Corrections, Explorer, load_explorer_model
+
+    data, model, report = fitted
+    splits = data.labelled_as(report.concepts)
+    path = save_model(model, tmp_path / "lfcbm.pt", splits.info,
+                      dataset={"name": "planted", "size": 3000, "labelled_as": list(report.concepts)}, seed=0)
+    loaded = load_explorer_model(path)
+    explorer = Explorer([loaded])
+    assert torch.equal(explorer.data(loaded.name).test.c, splits.test.c)  # the planted labels of the kept concepts
+    view = explorer.view(loaded.name, 0, Corrections({}))
+    assert view.true_class == int(splits.test.y[0])
+    _, stepped = explorer.next_step(loaded.name, 0, Corrections({}), policy="cctp")
+    assert len(stepped.values) == 1
+    assert "concept-uncertainty" not in explorer.policies(loaded.name)

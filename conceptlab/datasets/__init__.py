@@ -17,7 +17,7 @@ from .offline import (
     mixed_concepts,
     rendered_shapes,
 )
-from .planted import LabelFreeData, planted_embeddings
+from .planted import LabelFreeData, PlantedSettings, planted_embeddings
 from .registry import CubSettings, SyntheticSettings, dataset_settings, load_dataset
 from .supervision import drop_concepts, hide_labels, keep_concept_groups
 from .synthetic import SYNTHETIC_DATASETS, dot, make_synthetic, trig, xor
@@ -37,6 +37,7 @@ __all__ = [
     "ImageFolderSettings",
     "LabelFreeData",
     "MixedSettings",
+    "PlantedSettings",
     "SyntheticSettings",
     "TableSettings",
     "TensorFileSettings",

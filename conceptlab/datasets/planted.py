@@ -21,13 +21,17 @@ from __future__ import annotations
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Annotated, Literal
 
 import numpy as np
 import torch
+from pydantic import Field
 from torch import Tensor
 
 from ..info import ConceptInfo
+from ..settings import PositiveInt, Str, settings
 from .base import ConceptDataset, ConceptSplits
+from .supervision import Supervision
 from .synthetic import block_splits
 
 DECOYS = ("near-copy of c1", "class name", "never active", "not visible to the backbone")
@@ -128,3 +132,36 @@ def planted_embeddings(size: int = 3000, n_concepts: int = 6, n_classes: int = 4
     parts = tuple(image_t[index] for index in torch.tensor_split(rows, cuts.tolist()))
     return LabelFreeData(splits, parts, torch.tensor(np.stack(text) @ rotation.T, dtype=torch.float32), names,
                          torch.tensor(class_text @ rotation.T, dtype=torch.float32))
+
+
+@settings
+class PlantedSettings(Supervision):
+    """The backbone embeddings and planted labels of ``planted_embeddings``, as a dataset block: what a
+    label-free CBM saved with ``dataset=`` records, so that ``load_run`` and the explorer rebuild its data.
+
+    Attributes:
+        name: ``planted``.
+        size: Images in all (at least 10).
+        n_concepts: Planted concepts.
+        n_classes: Task classes.
+        features: Width of the backbone embeddings.
+        labelled_as: The candidate concepts the splits' labels follow, in order (what a fit kept;
+            ``LabelFreeData.labelled_as``); empty: the planted concepts.
+        missing_concept_labels: Share of training and validation concept labels hidden (NaN), in [0, 1).
+        hidden_concepts: Concepts removed from every split (an incomplete concept set).
+        kept_concept_groups: Share of concept groups kept (the rest removed from every split), in (0, 1].
+    """
+
+    name: Literal["planted"]
+    size: Annotated[PositiveInt, Field(ge=10)] = 3000
+    n_concepts: Annotated[PositiveInt, Field(ge=2)] = 6
+    n_classes: Annotated[PositiveInt, Field(ge=2)] = 4
+    features: PositiveInt = 32
+    labelled_as: tuple[Str, ...] = ()
+
+
+def load_planted(config: PlantedSettings, seed: int) -> ConceptSplits:
+    """The splits ``config`` names: backbone embeddings, task labels and the planted concept labels
+    (of ``labelled_as``, where given)."""
+    data = planted_embeddings(config.size, config.n_concepts, config.n_classes, features=config.features, seed=seed)
+    return data.labelled_as(config.labelled_as) if config.labelled_as else data.splits

@@ -35,6 +35,7 @@ from .offline import (
     mixed_concepts,
     rendered_shapes,
 )
+from .planted import PlantedSettings, load_planted
 from .supervision import Supervision, drop_concepts, hide_labels, keep_concept_groups
 from .synthetic import SYNTHETIC_DATASETS, make_synthetic
 
@@ -98,11 +99,11 @@ class CubSettings(Supervision):
 
 
 DatasetSettings = (SyntheticSettings | CubSettings | TensorFileSettings | TableSettings | ImageFolderSettings | DigitsSettings
-                   | CorrelatedSettings | FashionMNISTSettings | ShapesSettings | MixedSettings)
+                   | CorrelatedSettings | FashionMNISTSettings | ShapesSettings | MixedSettings | PlantedSettings)
 ImageSettings = CubSettings | ImageFolderSettings  # image datasets: frozen features or fine-tuning
 _KINDS = {"cub": CubSettings, "tensors": TensorFileSettings, "table": TableSettings, "images": ImageFolderSettings,
           "digits": DigitsSettings, "correlated": CorrelatedSettings, "fashion-mnist": FashionMNISTSettings,
-          "shapes": ShapesSettings, "mixed": MixedSettings}
+          "shapes": ShapesSettings, "mixed": MixedSettings, "planted": PlantedSettings}
 DATASETS: tuple[str, ...] = (*SYNTHETIC_DATASETS, *_KINDS)
 # settings that change how a result is computed but never the result: left out of run hashes
 _NOT_HASHED = ("cache_dir", "batch_size")
@@ -186,6 +187,8 @@ def load_dataset(config: Mapping[str, Any] | DatasetSettings, seed: int) -> Conc
         splits = correlated_concepts(config.size, config.rho, seed, n_concepts=config.n_concepts)
     elif isinstance(config, MixedSettings):
         splits = mixed_concepts(config.size, seed)
+    elif isinstance(config, PlantedSettings):
+        splits = load_planted(config, seed)
     elif isinstance(config, ShapesSettings):
         splits = rendered_shapes(config.size, config.rho, image_size=config.image_size, seed=seed)
     elif isinstance(config, FashionMNISTSettings):
