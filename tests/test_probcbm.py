@@ -80,3 +80,16 @@ def test_a_multiclass_head_has_one_anchor_per_class():
     model = probcbm(in_features=3, n_concepts=2, n_classes=4, latent_dim=8, hidden=(8,), samples=3)
     assert model.head.class_anchors.shape[0] == 4
     assert model.eval()(torch.randn(5, 3)).task_logits.shape == (5, 4)
+
+
+def test_a_collapsing_variance_keeps_the_objective_finite():
+    """Trained without early stopping, the concept loss can drive the log-variance far below zero
+    (-140 in a 100-epoch run on Trig); the KL read back from the standard deviation must not become log(0)."""
+    model = probcbm(in_features=3, n_concepts=2, n_classes=2, latent_dim=8, hidden=(8,), samples=4)
+    with torch.no_grad():
+        model.log_variance.bias.fill_(-300.0)
+    model.train()
+    out = model(torch.randn(16, 3))
+    terms = model.concept_objective(out, (torch.rand(16, 2) > 0.5).float(), y=torch.randint(0, 2, (16,)))
+    assert all(torch.isfinite(t) for t in terms.values())
+    model.eval()

@@ -35,6 +35,8 @@ from .heads import mean_over_samples, task_loss
 from .registry import register_model
 
 LOG_VARIANCE_MAX = 10.0  # the authors' clip of the predicted log-variance
+LOG_VARIANCE_MIN = -60.0  # a floor they do not have: a standard deviation of 1e-13 changes no prediction, and the
+# KL read back from the standard deviation (ConceptOutput.concept_scale) would otherwise underflow to log(0)
 INITIAL_SCALE = 5.0  # the authors' initial concept and class distance scales
 
 
@@ -111,7 +113,7 @@ class ProbabilisticConceptBottleneckModel(ConceptModel):
         """The concept embeddings' means (B, k, D), unit length, and log-variances (B, k, D)."""
         mean = F.normalize(rearrange(self.mean(latent), "b (k d) -> b k d", k=self.n_concepts), dim=-1)
         log_variance = rearrange(self.log_variance(latent), "b (k d) -> b k d", k=self.n_concepts)
-        return mean, log_variance.clamp(max=LOG_VARIANCE_MAX)
+        return mean, log_variance.clamp(LOG_VARIANCE_MIN, LOG_VARIANCE_MAX)
 
     def decode(self, latent: Tensor, intervention: Intervention | None = None) -> ConceptOutput:
         mean, log_variance = self.gaussian(latent)
