@@ -3,6 +3,7 @@ the decoy it is for, the projection recovers the planted concepts without readin
 and the fitted model intervenes, saves and explains like any other."""
 
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
@@ -114,3 +115,21 @@ def test_a_saved_label_free_cbm_opens_in_the_explorer_from_the_dataset_it_record
     _, stepped = explorer.next_step(loaded.name, 0, Corrections({}), policy="cctp")
     assert len(stepped.values) == 1
     assert "concept-uncertainty" not in explorer.policies(loaded.name)
+
+
+def test_the_bench_key_fits_on_planted_data_evaluates_the_kept_concepts_and_refuses_other_data(tmp_path):
+    from conceptlab.bench import parse_spec, run_grid
+
+    spec = parse_spec({"dataset": {"name": "planted", "size": 3000}, "models": ["lfcbm"], "seeds": 1,
+                       "evaluation": {"intervention_policies": ["random"], "intervention_repeats": 1}}, "p")
+    (record,) = run_grid([spec], tmp_path / "p", workers=1, progress=False).records()
+    assert record["status"] == "ok" and record["concept_accuracy"] > 0.95 and record["stage_epochs"]["projection"] > 0
+    assert len(record["interventions"]["random"]) == 7  # six kept concepts corrected one by one
+    pytest.importorskip("fastapi")
+    from conceptlab.explorer import Corrections, Explorer, load_explorer_model
+
+    loaded = load_explorer_model(Path(record["checkpoint"]))  # the record says which concepts the labels follow
+    assert Explorer([loaded]).view(loaded.name, 0, Corrections({})) is not None
+    other = parse_spec({"dataset": {"name": "xor", "size": 200}, "models": ["lfcbm"], "seeds": 1}, "x")
+    (refused,) = run_grid([other], tmp_path / "x", workers=1, progress=False).records()
+    assert refused["status"] == "failed" and "only the planted dataset" in refused["error"]

@@ -17,11 +17,13 @@ import pytest
 import torch
 
 from conceptlab.bench import load_spec
+from conceptlab.bench.run import fit_label_free_run
 from conceptlab.bench.spec import bundled_configs
-from conceptlab.bench.zoo import MODEL_KEYS
+from conceptlab.bench.zoo import LABEL_FREE, MODEL_KEYS
 from conceptlab.concepts.bank import bank_from_labels
 from conceptlab.datasets import ConceptDataset, load_dataset
 from conceptlab.datasets.fashion import FashionMNISTSettings, class_concepts
+from conceptlab.datasets.planted import DECOYS
 from conceptlab.datasets.registry import CubSettings
 from conceptlab.info import ConceptInfo
 from conceptlab.training import fit, seeded
@@ -74,6 +76,12 @@ def test_every_objective_term_is_nonzero_and_reaches_its_parameters(config, key)
     if spec.model.backbone:
         spec = replace(spec, model=replace(spec.model, backbone_weights=None))
     model_key = MODEL_KEYS[key]
+    if model_key.recipe == LABEL_FREE:  # no gradient terms: the filters ran, the projection learned, the head was solved
+        model, splits, report = fit_label_free_run(spec, seed=0)
+        assert report.stage_epochs["projection"] > 0 and report.stage_epochs["head"] > 0, report.stage_epochs
+        assert 0 < splits.info.n_concepts < spec.dataset.n_concepts + len(DECOYS)  # the filters removed candidates
+        assert model.head.weight.abs().sum() > 0 and torch.isfinite(model.projection.weight).all()
+        return
     info, all_x, x, c, y, all_c = _stand_in_batch(spec)
     with seeded(0):
         model = model_key.build(x.shape[1] if x.ndim == 2 else 0, info, spec.model)

@@ -16,7 +16,7 @@ from .evaluation import evaluate_run, evaluate_split
 from .plan import RunPlan, plan_record
 from .spec import BenchSpec
 from .tracking import RunTracker, final_metrics, flat_params
-from .zoo import MODEL_KEYS
+from .zoo import LABEL_FREE, MODEL_KEYS
 
 
 def run_one(plan: RunPlan, callbacks: list | None = None) -> dict[str, Any]:
@@ -44,28 +44,33 @@ def run_one(plan: RunPlan, callbacks: list | None = None) -> dict[str, Any]:
     started = time.perf_counter()
     tracker = None
     try:
-        splits = load_dataset(spec.dataset, seed=plan.seed)
-        with seeded(plan.seed):
-            features = splits.train.features
-            in_features = features.shape[1] if features is not None else 0  # images: the backbone decides
-            model = key.build(in_features, splits.info, spec.model)
-        bank = training_bank(splits, spec, plan.seed) if key.bank else None
-        if bank is not None:
-            model.set_bank(bank)
-        train_config = key.train_config(replace(spec.train, seed=plan.seed), spec.model)
-        if plan.tracker:
-            tags = {"benchmark": spec.name, "model": plan.model, "seed": plan.seed, "config_hash": record["config_hash"]}
-            params = {**flat_params(record["config"]), **{f"sweep.{k}": str(v) for k, v in record["sweep_point"].items()}}
-            tracker = RunTracker(plan.tracker, plan.out_dir, spec.name, plan.name.removeprefix(f"{spec.name}-"), tags, params)
-        report = fit(model, splits, key.recipe, config=train_config, loggers=[tracker.logger] if tracker else None,
-                     callbacks=callbacks)
+        dataset, bank = settings_dict(spec.dataset), None
+        if key.recipe == LABEL_FREE:  # the fit chooses the concepts; the splits are relabelled to them
+            model, splits, report = fit_label_free_run(spec, plan.seed)
+            dataset["labelled_as"] = list(splits.info.concept_names)
+        else:
+            splits = load_dataset(spec.dataset, seed=plan.seed)
+            with seeded(plan.seed):
+                features = splits.train.features
+                in_features = features.shape[1] if features is not None else 0  # images: the backbone decides
+                model = key.build(in_features, splits.info, spec.model)
+            bank = training_bank(splits, spec, plan.seed) if key.bank else None
+            if bank is not None:
+                model.set_bank(bank)
+            train_config = key.train_config(replace(spec.train, seed=plan.seed), spec.model)
+            if plan.tracker:
+                tags = {"benchmark": spec.name, "model": plan.model, "seed": plan.seed, "config_hash": record["config_hash"]}
+                params = {**flat_params(record["config"]), **{f"sweep.{k}": str(v) for k, v in record["sweep_point"].items()}}
+                tracker = RunTracker(plan.tracker, plan.out_dir, spec.name, plan.name.removeprefix(f"{spec.name}-"), tags, params)
+            report = fit(model, splits, key.recipe, config=train_config, loggers=[tracker.logger] if tracker else None,
+                         callbacks=callbacks)
         metrics = evaluate_run(model, splits, spec.evaluation, seed=plan.seed)
         validation = evaluate_split(model, splits.val, spec.evaluation)
         if bank is not None:  # beside the checkpoint, so that `conceptlab explore` can draw counterfactuals
             bank.save(plan.checkpoint.with_name(plan.checkpoint.stem + BANK_SUFFIX), checkpoint=plan.checkpoint.name)
         save_model(
             model.cpu(), plan.checkpoint, splits.info,
-            bench=spec.name, model_key=plan.model, seed=plan.seed, dataset=settings_dict(spec.dataset),
+            bench=spec.name, model_key=plan.model, seed=plan.seed, dataset=dataset,
             evaluation=spec.evaluation.to_dict(), config_hash=record["config_hash"],
         )
         record.update(
@@ -85,6 +90,32 @@ def run_one(plan: RunPlan, callbacks: list | None = None) -> dict[str, Any]:
         ok = record["status"] == "ok"
         tracker.finish(final_metrics(record) if ok else {}, "success" if ok else "failed")
     return record
+
+
+def fit_label_free_run(spec: BenchSpec, seed: int):
+    """A label-free CBM fitted on a dataset that carries image-text embeddings (``planted``), with the
+    splits relabelled to the concepts the fit kept; the report's stages are the projection's steps and
+    the head solver's iterations.
+
+    Raises:
+        ValueError: A dataset without image-text embeddings.
+    """
+    from ..datasets.planted import PlantedSettings, planted_embeddings
+    from ..training import FitReport, fit_label_free
+
+    options = spec.dataset
+    if not isinstance(options, PlantedSettings) or options.labelled_as:
+        raise ValueError("the lfcbm key reads image and concept-text embeddings, which only the planted dataset "
+                         "carries (dataset: {name: planted}); fit your own with conceptlab.training.fit_label_free")
+    data = planted_embeddings(options.size, options.n_concepts, options.n_classes, features=options.features, seed=seed)
+    started = time.perf_counter()
+    model, report = fit_label_free(data.splits.train, data.splits.val, image_embeddings=data.image_embeddings[:2],
+                                   text_embeddings=data.text_embeddings, concept_names=data.concept_names,
+                                   class_text_embeddings=data.class_text_embeddings, seed=seed)
+    stages = {"projection": report.projection_steps, "head": report.head.iterations}
+    history = {"head": {"train_loss": [round(v, 6) for v in report.head.objective], "val_loss": []}}
+    return model, data.labelled_as(report.concepts), FitReport(sum(stages.values()), time.perf_counter() - started,
+                                                               stages, history)
 
 
 def training_bank(splits, spec: BenchSpec, seed: int):

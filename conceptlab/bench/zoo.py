@@ -72,7 +72,7 @@ class ModelEntry:
         description: One line for tables and ``--help``.
         builder: The registered model builder (``models.list_models()``).
         options: The builder's keywords beyond ``in_features`` and ``n_classes``, from the data and settings.
-        recipe: The training recipe (``training.recipes``).
+        recipe: The training recipe (``training.recipes``), or ``LABEL_FREE``.
         randint: Train with CEM's random training interventions (RandInt).
         bank: The run fits a concept bank on the training split's embeddings first (PCBMs).
     """
@@ -113,6 +113,11 @@ def _bottleneck_units(info: ConceptInfo, s: ModelSettings) -> int:
 def _cbm(bottleneck: str) -> Options:
     return lambda info, s: dict(n_concepts=info.n_concepts, bottleneck=bottleneck, categorical=info.categorical_indices(),
                                 **s.encoder)
+
+
+LABEL_FREE = "label-free"
+"""The recipe of the label-free CBM: ``training.fit_label_free`` on a dataset with image-text embeddings,
+which chooses the concepts itself (``bench.run.fit_label_free_run``), instead of ``training.fit``."""
 
 
 MODEL_KEYS: dict[str, ModelEntry] = {
@@ -165,6 +170,10 @@ MODEL_KEYS: dict[str, ModelEntry] = {
         "stochastic CBM: concept logits with a learned covariance (amortized), the authors' nonlinear head; an "
         "intervention conditions the other concepts",
         "scbm", lambda info, s: dict(n_concepts=info.n_concepts, latent_dim=s.latent_dim, head_hidden=(256,), **s.encoder),
+    ),
+    "lfcbm": ModelEntry(
+        "label-free CBM: concepts filtered and learned from image-text embeddings (planted data only), a sparse head",
+        "lfcbm", lambda info, s: dict(n_concepts=info.n_concepts), recipe=LABEL_FREE,
     ),
     "whitening": ModelEntry(
         "concept whitening: the encoder's latent code whitened and rotated so its first k axes follow the concepts; "
