@@ -22,6 +22,15 @@ BOTTLENECKS: tuple[str, ...] = ("sigmoid", "logit", "bool")
 LOGIT_PERCENTILES = (0.05, 0.95)  # intervention values of the logit bottleneck
 
 
+def store_percentiles(values: Tensor, low: Tensor, high: Tensor) -> None:
+    """Write each column's ``LOGIT_PERCENTILES`` of training ``values`` (N, k) into the buffers ``low``
+    and ``high`` (k,): what an intervention writes for "absent" and "present" in models whose
+    bottleneck carries unbounded values (logit CBM, PCBM, label-free CBM, concept whitening)."""
+    quantiles = torch.quantile(values.detach().float().to(low.device), torch.tensor(LOGIT_PERCENTILES, device=low.device), dim=0)
+    low.copy_(quantiles[0])
+    high.copy_(quantiles[1])
+
+
 class ConceptBottleneckModel(ConceptModel):
     """x -> concepts (+ optional unsupervised extra units) -> task.
 
@@ -128,13 +137,7 @@ class ConceptBottleneckModel(ConceptModel):
 
     def calibrate_interventions(self, train_concept_logits: Tensor) -> None:
         """Store the 5th / 95th percentiles of each concept's training logits."""
-        low, high = torch.quantile(
-            train_concept_logits.detach().float().to(self.intervention_low.device),
-            torch.tensor(LOGIT_PERCENTILES, device=self.intervention_low.device),
-            dim=0,
-        )
-        self.intervention_low.copy_(low)
-        self.intervention_high.copy_(high)
+        store_percentiles(train_concept_logits, self.intervention_low, self.intervention_high)
 
 
 @register_model(not_saved=("backbone_weights",))

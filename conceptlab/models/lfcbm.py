@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from .base import ConceptEffects, ConceptModel, ConceptOutput, Intervention, check_sizes
-from .cbm import LOGIT_PERCENTILES
+from .cbm import store_percentiles
 from .heads import task_outputs
 from .registry import register_model
 
@@ -86,10 +86,7 @@ class LabelFreeCBM(ConceptModel):
 
     def calibrate_interventions(self, train_concept_logits: Tensor) -> None:
         """Store the 5th / 95th percentiles of each axis's standardised training activations."""
-        low, high = torch.quantile(train_concept_logits.detach().float().to(self.intervention_low.device),
-                                   torch.tensor(LOGIT_PERCENTILES, device=self.intervention_low.device), dim=0)
-        self.intervention_low.copy_(low)
-        self.intervention_high.copy_(high)
+        store_percentiles(train_concept_logits, self.intervention_low, self.intervention_high)
 
 
 @register_model()

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from .base import ConceptEffects, ConceptModel, ConceptOutput, Intervention, check_sizes
-from .cbm import LOGIT_PERCENTILES
+from .cbm import store_percentiles
 from .heads import task_outputs
 from .registry import register_model
 
@@ -158,9 +158,7 @@ class PosthocCBM(ConceptModel):
     def calibrate_interventions(self, train_concept_logits: Tensor) -> None:
         """Store the 5th / 95th percentiles and the mean of each concept's training distances."""
         distances = train_concept_logits.detach().float().to(self.norms.device) / self.norms
-        low, high = torch.quantile(distances, torch.tensor(LOGIT_PERCENTILES, device=self.norms.device), dim=0)
-        self.intervention_low.copy_(low)
-        self.intervention_high.copy_(high)
+        store_percentiles(distances, self.intervention_low, self.intervention_high)
         self.distance_mean.copy_(distances.mean(0))
 
     def concept_parameters(self) -> list[nn.Parameter]:

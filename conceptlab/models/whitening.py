@@ -34,7 +34,7 @@ from torch.utils.data import Dataset
 from ..runtime import evaluating
 from .base import ConceptModel, ConceptOutput, Intervention, check_sizes, encode_all
 from .calibration import fit_platt
-from .cbm import LOGIT_PERCENTILES
+from .cbm import store_percentiles
 from .encoders import encoder, mlp
 from .heads import task_outputs
 from .registry import register_model
@@ -227,10 +227,7 @@ class ConceptWhiteningModel(ConceptModel):
         """Store the 5th / 95th percentiles of each concept axis's training activations (the logits
         with the read-out's Platt scaling undone)."""
         axes = (train_concept_logits.detach().float().to(self.intervention_low.device) - self.platt_bias) / self.platt_scale
-        low, high = torch.quantile(axes,
-                                   torch.tensor(LOGIT_PERCENTILES, device=self.intervention_low.device), dim=0)
-        self.intervention_low.copy_(low)
-        self.intervention_high.copy_(high)
+        store_percentiles(axes, self.intervention_low, self.intervention_high)
 
 
 @register_model(not_saved=("backbone_weights",))
