@@ -100,14 +100,14 @@ def fit_label_free_run(spec: BenchSpec, seed: int):
     Raises:
         ValueError: A dataset without image-text embeddings.
     """
-    from ..datasets.planted import PlantedSettings, planted_embeddings
+    from ..datasets.planted import PlantedSettings, planted_data
     from ..training import FitReport, fit_label_free
 
     options = spec.dataset
     if not isinstance(options, PlantedSettings) or options.labelled_as:
         raise ValueError("the lfcbm key reads image and concept-text embeddings, which only the planted dataset "
                          "carries (dataset: {name: planted}); fit your own with conceptlab.training.fit_label_free")
-    data = planted_embeddings(options.size, options.n_concepts, options.n_classes, features=options.features, seed=seed)
+    data = planted_data(options, seed)
     started = time.perf_counter()
     model, report = fit_label_free(data.splits.train, data.splits.val, image_embeddings=data.image_embeddings[:2],
                                    text_embeddings=data.text_embeddings, concept_names=data.concept_names,

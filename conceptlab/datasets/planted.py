@@ -160,8 +160,13 @@ class PlantedSettings(Supervision):
     labelled_as: tuple[Str, ...] = ()
 
 
+def planted_data(config: PlantedSettings, seed: int) -> LabelFreeData:
+    """``planted_embeddings`` with the sizes ``config`` names."""
+    return planted_embeddings(config.size, config.n_concepts, config.n_classes, features=config.features, seed=seed)
+
+
 def load_planted(config: PlantedSettings, seed: int) -> ConceptSplits:
     """The splits ``config`` names: backbone embeddings, task labels and the planted concept labels
     (of ``labelled_as``, where given)."""
-    data = planted_embeddings(config.size, config.n_concepts, config.n_classes, features=config.features, seed=seed)
+    data = planted_data(config, seed)
     return data.labelled_as(config.labelled_as) if config.labelled_as else data.splits

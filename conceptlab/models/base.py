@@ -224,7 +224,7 @@ class ConceptModel(nn.Module):
                           y: Tensor | None = None) -> dict[str, Tensor]:
         """A model's own loss terms, by name, added wherever the concept loss is: a ``concept`` term
         replaces the standard concept loss (``training.concept_loss``) and is weighted by the stage's
-        concept weight, any other term is added as it is. None here: the standard loss alone.
+        concept weight, any other term is added as it is. No terms here: the standard loss alone.
 
         Args:
             output: The forward pass on the batch.
