@@ -7,6 +7,14 @@ every CAV of a ``CAVBank`` with one matrix product.
 Heads of every shape are explained through the class asked for: a multiclass head through that
 class's logit (loss: cross-entropy); a single-logit binary head (every binary conceptlab model)
 through +logit for class 1 and -logit for class 0 (loss: binary cross-entropy with that label).
+Other targets (``task``): a multi-label head through the label's own logit (loss: binary
+cross-entropy with the label present), a regression head through the output itself (there is no
+loss without a target value, so only ``logit`` applies).
+
+With ``integrated_steps``, the gradient at each input is replaced by its average along the straight
+path from a baseline activation to the input's activation at the layer (integrated gradients in
+activation space, the conceptual sensitivity of Schrouff et al., 2021): saturated units whose local
+gradient is 0 still count.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ..info import TaskKind
 from ..models import heads
 from ..plotting import pyplot, save_figure
 from ..runtime import evaluating
@@ -32,7 +41,8 @@ TCAV_ESTIMATOR: Solver = "logistic"
 
 
 def resolve_class(target: int | str, n_classes: int, classes: Sequence[str] | None = None) -> int:
-    """Class index of ``target`` (an index or a class name), checked against the head's classes."""
+    """Class index of ``target`` (an index or a class name), checked against the head's classes
+    (labels or outputs of a multi-label or regression head)."""
     names = list(classes or [])
     listing = ", ".join(f"{i}={name}" for i, name in enumerate(names)) if names else f"0..{n_classes - 1}"
     if isinstance(target, str):
@@ -51,10 +61,45 @@ def resolve_class(target: int | str, n_classes: int, classes: Sequence[str] | No
     return index
 
 
-def objective_value(logits: Tensor, target: int, objective: Objective) -> Tensor:
+def target_count(logits: Tensor, task: TaskKind) -> int:
+    """What a target indexes in (B, T) task logits: classes (a single logit is 2) or, for a
+    multi-label or regression head, its T labels or outputs."""
+    return heads.n_classes(logits) if task == "multiclass" else logits.shape[1]
+
+
+def check_objective(objective: Objective, task: TaskKind) -> None:
+    """Refuse an unknown objective or task, and the loss of a regression head (it has no target value)."""
+    if objective not in ("logit", "loss"):
+        raise ValueError(f"objective must be 'logit' or 'loss'; got {objective!r}")
+    if task not in ("multiclass", "multilabel", "regression"):
+        raise ValueError(f"task must be 'multiclass', 'multilabel' or 'regression'; got {task!r}")
+    if task == "regression" and objective == "loss":
+        raise ValueError("a regression head has no loss without a target value: use objective='logit' (the output itself)")
+
+
+def input_target(model: nn.Module, inputs: Tensor, target: int | str, task: TaskKind,
+                 classes: Sequence[str] | None = None) -> int:
+    """The index of ``target`` among the head's classes (labels, outputs), found by running the model
+    on the first input; refuses empty inputs and inputs the model cannot run on."""
+    if inputs.shape[0] == 0:
+        raise ValueError("inputs is empty: give examples of the target class to explain")
+    try:
+        with torch.no_grad(), evaluating(model):
+            probe = heads.output_logits(model(prepare_batch(inputs[:1], next(model.parameters()).device)))
+    except RuntimeError as err:
+        raise ValueError(f"the model cannot run on inputs of shape {tuple(inputs.shape[1:])} "
+                         f"({str(err).splitlines()[0][:160]})") from None
+    return resolve_class(target, target_count(probe, task), classes)
+
+
+def objective_value(logits: Tensor, target: int, objective: Objective, task: TaskKind = "multiclass") -> Tensor:
     """Summed class logit (single logit: signed by the class) or summed training loss for ``target``
     (``models.heads.gradient_safe_loss``: the model's training loss in a form whose gradient never
-    rounds to 0 for confident inputs)."""
+    rounds to 0 for confident inputs). Multi-label: the label's logit, or its binary cross-entropy
+    with the label present; regression: the output."""
+    if task != "multiclass":
+        column = logits[:, target].double()
+        return (column if objective == "logit" else torch.nn.functional.softplus(-column)).sum()
     if objective == "logit":
         return heads.true_class_logit(logits, torch.full((len(logits),), target, device=logits.device)).sum()
     return heads.gradient_safe_loss(logits, target).sum()
@@ -69,12 +114,16 @@ def layer_gradients(
     objective: Objective = "logit",
     batch_size: int = 32,
     directions: Mapping[str, Tensor] | None = None,
+    task: TaskKind = "multiclass",
+    integrated_steps: int | None = None,
+    baselines: Mapping[str, Tensor] | None = None,
 ) -> Tensor | dict[str, Tensor]:
     """(N, D) gradients of class ``target``'s logit (or of the training loss for ``target``) w.r.t. a layer.
 
     A single-logit binary head is differentiated through +logit for class 1 and -logit for
     class 0; its loss is binary cross-entropy (multiclass heads: cross-entropy). ``target``
-    must be a class of the head. With a list of layers, all are differentiated in the same
+    must be a class of the head (``task``: a label of a multi-label head, an output of a
+    regression head). With a list of layers, all are differentiated in the same
     forward/backward passes and a dict layer -> gradients is returned. With ``directions``
     (layer -> (P, D) unit CAVs), each batch's gradients are projected at once and the (N, P)
     directional derivatives are returned instead, so memory is bounded by ``batch_size`` and
@@ -84,10 +133,15 @@ def layer_gradients(
         model: Any torch model.
         layers: A layer's dotted name, or several.
         inputs: (N, ...) inputs.
-        target: The class whose logit (or loss) is differentiated.
+        target: The class (label, output) whose logit (or loss) is differentiated.
         objective: ``logit`` or ``loss``.
         batch_size: Inputs per forward/backward pass.
         directions: Layer -> (P, D) unit CAVs: return directional derivatives instead of gradients.
+        task: ``multiclass`` (default), ``multilabel`` or ``regression``: what ``target`` indexes.
+        integrated_steps: Average the gradient over this many points of the straight path from the
+            baseline activation to each input's activation (midpoint rule); None: the plain gradient.
+        baselines: Layer -> the baseline: one activation of the layer, in its shape or flattened (e.g.
+            the mean activation of random examples); default zeros. Only with ``integrated_steps``.
 
     Returns:
         (N, D) gradients, or per layer name when ``layers`` is a list.
@@ -97,37 +151,81 @@ def layer_gradients(
         >>> model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
         >>> layer_gradients(model, "1", torch.randn(5, 4), target=2).shape
         torch.Size([5, 8])
+        >>> layer_gradients(model, "1", torch.randn(5, 4), target=2, integrated_steps=16).shape
+        torch.Size([5, 8])
     """
-    if objective not in ("logit", "loss"):
-        raise ValueError(f"objective must be 'logit' or 'loss'; got {objective!r}")
+    check_objective(objective, task)
+    if integrated_steps is not None and integrated_steps < 1:
+        raise ValueError(f"integrated_steps must be a positive number of path points (or None); got {integrated_steps}")
+    if baselines is not None and integrated_steps is None:
+        raise ValueError("baselines are the start of the integration path: give integrated_steps as well")
     names = [layers] if isinstance(layers, str) else list(layers)
     modules = [resolve_layer(model, name) for name in names]
     device = next(model.parameters()).device
-    captured: dict[str, Tensor] = {}
-    hooks = [
-        module.register_forward_hook(lambda m, a, output, name=name: captured.__setitem__(name, output))
-        for name, module in zip(names, modules)
-    ]
     parts: dict[str, list[Tensor]] = {name: [] for name in names}
+    with evaluating(model):
+        for start in range(0, inputs.shape[0], batch_size):
+            x = prepare_batch(inputs[start : start + batch_size], device)
+            if integrated_steps is None:
+                grads = _plain_gradients(model, names, modules, x, target, objective, task, check=start == 0)
+            else:
+                grads = {name: _integrated_gradient(model, module, x, target, objective, task, integrated_steps,
+                                                    None if baselines is None else baselines.get(name), check=start == 0)
+                         for name, module in zip(names, modules)}
+            for name in names:
+                grad = grads[name].detach().flatten(1)
+                if directions is not None:
+                    grad = grad.float() @ directions[name].to(grad.device).T
+                parts[name].append(grad.cpu())
+    result = {name: torch.cat(chunks) for name, chunks in parts.items()}
+    return result[names[0]] if isinstance(layers, str) else result
+
+
+def _differentiate(model: nn.Module, x: Tensor, wrt: list[Tensor] | None, captured: dict, keys: list, target: int,
+                   objective: Objective, task: TaskKind, check: bool) -> tuple[Tensor, ...]:
+    logits = heads.output_logits(model(x))
+    if check:
+        resolve_class(target, target_count(logits, task))
+    return torch.autograd.grad(objective_value(logits, target, objective, task), wrt or [captured[k] for k in keys])
+
+
+def _plain_gradients(model: nn.Module, names: list[str], modules: list[nn.Module], x: Tensor, target: int,
+                     objective: Objective, task: TaskKind, *, check: bool) -> dict[str, Tensor]:
+    captured: dict[str, Tensor] = {}
+    hooks = [module.register_forward_hook(lambda m, a, output, name=name: captured.__setitem__(name, output))
+             for name, module in zip(names, modules)]
     try:
-        with evaluating(model):
-            for start in range(0, inputs.shape[0], batch_size):
-                captured.clear()
-                x = prepare_batch(inputs[start : start + batch_size], device)
-                logits = heads.output_logits(model(x))
-                if start == 0:
-                    resolve_class(target, heads.n_classes(logits))
-                grads = torch.autograd.grad(objective_value(logits, target, objective), [captured[name] for name in names])
-                for name, grad in zip(names, grads):
-                    grad = grad.detach().flatten(1)
-                    if directions is not None:
-                        grad = grad.float() @ directions[name].to(grad.device).T
-                    parts[name].append(grad.cpu())
+        grads = _differentiate(model, x, None, captured, names, target, objective, task, check)
     finally:
         for hook in hooks:
             hook.remove()
-    result = {name: torch.cat(chunks) for name, chunks in parts.items()}
-    return result[names[0]] if isinstance(layers, str) else result
+    return dict(zip(names, grads))
+
+
+def _integrated_gradient(model: nn.Module, module: nn.Module, x: Tensor, target: int, objective: Objective,
+                         task: TaskKind, steps: int, baseline: Tensor | None, *, check: bool) -> Tensor:
+    """The layer gradient averaged over ``steps`` midpoints of the path baseline -> activation."""
+    captured: dict[str, Tensor] = {}
+    hook = module.register_forward_hook(lambda m, a, output: captured.__setitem__("a", output.detach()))
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        hook.remove()
+    activation = captured["a"]
+    if baseline is not None and baseline.numel() != activation[0].numel():
+        raise ValueError(f"the baseline holds {baseline.numel()} values but one activation of the layer holds "
+                         f"{activation[0].numel()}: give one activation (e.g. the mean of random examples' activations)")
+    start = torch.zeros_like(activation) if baseline is None else baseline.to(activation).reshape(activation.shape[1:]).expand_as(activation)
+    total = torch.zeros_like(activation)
+    for step in range(steps):
+        point = (start + (step + 0.5) / steps * (activation - start)).requires_grad_(True)
+        hook = module.register_forward_hook(lambda m, a, output, point=point: point)
+        try:
+            total += _differentiate(model, x, [point], captured, [], target, objective, task, check and step == 0)[0]
+        finally:
+            hook.remove()
+    return total / steps
 
 
 def tcav_scores(gradients: Tensor, bank: CAVBank, objective: Objective = "logit") -> tuple[Tensor, Tensor]:
@@ -243,6 +341,8 @@ def run_tcav(
     alpha: float = 0.05,
     cache_dir: str | None = None,
     classes: Sequence[str] | None = None,
+    task: TaskKind = "multiclass",
+    integrated_steps: int | None = None,
 ) -> list[dict]:
     """TCAV of every concept against every random set, on every layer, with significance.
 
@@ -264,7 +364,10 @@ def run_tcav(
         batch_size: Inputs per forward/backward pass.
         alpha: The significance level.
         cache_dir: Keep activations and CAVs on disk.
-        classes: One name per class.
+        classes: One name per class (label, output).
+        task: ``multiclass``, ``multilabel`` (``target`` is a label) or ``regression`` (an output).
+        integrated_steps: Score integrated gradients along the activation path from the random
+            examples' mean activation (``layer_gradients``) instead of plain gradients.
 
     Returns:
         One record per (concept, layer): score mean and std over the random sets, magnitude, the
@@ -284,6 +387,7 @@ def run_tcav(
     """
     if len(randoms) < 2:
         raise ValueError("TCAV needs at least 2 random sets for its significance tests")
+    check_objective(objective, task)
     _check_level(alpha)  # before any work, not when the first test runs
     overlap = sorted(set(concepts) & set(randoms))
     if overlap:
@@ -296,12 +400,7 @@ def run_tcav(
         name, other = next(iter(odd.items()))
         raise ValueError(f"example set {name!r} holds examples of shape {other}, the inputs {shape}: every concept and "
                          "random set must be examples of the kind the model takes")
-    try:
-        with torch.no_grad(), evaluating(model):
-            probe = heads.output_logits(model(prepare_batch(inputs[:1], next(model.parameters()).device)))
-    except RuntimeError as err:
-        raise ValueError(f"the model cannot run on inputs of shape {shape} ({str(err).splitlines()[0][:160]})") from None
-    index = resolve_class(target, heads.n_classes(probe), classes)
+    index = input_target(model, inputs, target, task, classes)
     sets = {**concepts, **randoms}
     names = list(sets)
     random_names = list(randoms)
@@ -309,12 +408,14 @@ def run_tcav(
     pairs += [(r, random_names[(i + 1) % len(random_names)]) for i, r in enumerate(random_names)]
     sizes = [sets[n].shape[0] for n in names]
     activations = capture_activations(model, layers, torch.cat([sets[n] for n in names]), batch_size=batch_size, cache_dir=cache_dir)
-    banks = {
-        layer: CAVBank(solver, cache_dir=cache_dir).fit(dict(zip(names, torch.split(activations.pop(layer), sizes))), pairs)
-        for layer in layers
-    }
+    split = {layer: dict(zip(names, torch.split(activations.pop(layer), sizes))) for layer in layers}
+    banks = {layer: CAVBank(solver, cache_dir=cache_dir).fit(split[layer], pairs) for layer in layers}
+    baselines = None
+    if integrated_steps is not None:
+        baselines = {layer: torch.cat([split[layer][r] for r in random_names]).mean(0) for layer in layers}
     derivatives = layer_gradients(model, list(layers), inputs, target=index, objective=objective, batch_size=batch_size,
-                                  directions={layer: bank.directions_ for layer, bank in banks.items()})
+                                  directions={layer: bank.directions_ for layer, bank in banks.items()}, task=task,
+                                  integrated_steps=integrated_steps, baselines=baselines)
     n_tests = len(concepts) * len(layers)
     records = []
     for layer in layers:
