@@ -102,7 +102,7 @@ def main() -> None:
                     runs[name][str(rho)].append(leakage_run(name, rho, seed))
                 runs[name]["hidden"] = runs[name].get("hidden", []) + [leakage_run(name, 0.4, seed, ("c3 > 0",))]
                 row = [runs[name][str(rho)][-1] for rho in RHOS]
-                print(f"seed {seed} {name}: ICL " + " < ".join(f"{r['icl']:.4f}" for r in row)
+                print(f"seed {seed} {name}: ICL (rho " + ", ".join(map(str, RHOS)) + ") " + " -> ".join(f"{r['icl']:.4f}" for r in row)
                       + " | CTL " + ", ".join(f"{r['ctl']:.4f}" for r in row)
                       + " | probe " + ", ".join(f"{r['probe']:+.3f}" for r in row)
                       + f" | c3 hidden: CTL {runs[name]['hidden'][-1]['ctl']:.4f}, probe {runs[name]['hidden'][-1]['probe']:+.3f}",
