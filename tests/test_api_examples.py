@@ -12,7 +12,7 @@ import pytest
 import torch
 
 PACKAGES = ["conceptlab.models", "conceptlab.datasets", "conceptlab.training", "conceptlab.interventions",
-            "conceptlab.metrics", "conceptlab.concepts", "conceptlab.bench", "conceptlab.explorer"]
+            "conceptlab.metrics", "conceptlab.concepts", "conceptlab.concepts.discovery", "conceptlab.bench", "conceptlab.explorer"]
 
 
 def _public() -> list[tuple[str, object]]:

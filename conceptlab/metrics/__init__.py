@@ -3,6 +3,7 @@ leakage (concepts-task, inter-concept, linear probe), causal concept effects (Ca
 and the k-nearest-neighbour mutual-information estimators behind the leakage scores."""
 
 from .alignment import concept_alignment_score, concept_representations
+from .completeness import completeness_score
 from .information import (
     ConditionalInformation,
     conditional_mutual_information,
@@ -42,6 +43,7 @@ __all__ = [
     "probe_leakage",
     "balanced_accuracy",
     "concept_accuracy",
+    "completeness_score",
     "concept_alignment_score",
     "concept_auc",
     "concept_representations",
