@@ -1,8 +1,8 @@
 """TCAV for new inputs from a saved concept bank, without refitting any CAV.
 
 A bank saved with the layer it was fitted on and the model's fingerprint
-(``bank.save(path, layer="layer4", model=model_fingerprint(model))``; discovered concepts are saved
-this way) is reloaded and scored against any inputs: per-input directional derivatives along every
+(``bank.save(path, layer="layer4", model=model_fingerprint(model))``, and ``reduce="mean"`` when its
+CAVs live on activations averaged over space; discovered concepts are saved this way) is reloaded and scored against any inputs: per-input directional derivatives along every
 CAV, and per-CAV TCAV scores. A model whose weights changed since the bank was fitted is refused
 (its activations no longer match the CAVs).
 """
@@ -107,11 +107,13 @@ def tcav_from_bank(
         raise ValueError("this model differs from the one the bank was fitted on (its fingerprint changed: other weights "
                          "or layers); refit the bank on this model")
     index = input_target(model, inputs, target, task, classes)
-    gradients = layer_gradients(model, layer, inputs[:1], target=index, objective=objective, task=task)
+    reduce = bank.saved_metadata.get("reduce", "flatten")
+    gradients = layer_gradients(model, layer, inputs[:1], target=index, objective=objective, task=task, reduce=reduce)
     if gradients.shape[1] != bank.directions_.shape[1]:
         raise ValueError(f"layer {layer!r} has {gradients.shape[1]} units but the bank's CAVs have "
                          f"{bank.directions_.shape[1]}: the bank was fitted on another layer or model")
     sensitivity = layer_gradients(model, layer, inputs, target=index, objective=objective, batch_size=batch_size,
-                                  directions={layer: bank.directions_}, task=task, integrated_steps=integrated_steps)
+                                  directions={layer: bank.directions_}, task=task, integrated_steps=integrated_steps,
+                                  reduce=reduce)
     scores, magnitude = sensitivity_scores(sensitivity, objective)
     return BankScores(list(bank.pairs_), layer, index, sensitivity, scores, magnitude)

@@ -31,7 +31,7 @@ from ..info import TaskKind
 from ..models import heads
 from ..plotting import pyplot, save_figure
 from ..runtime import evaluating
-from .activations import capture_activations, prepare_batch, resolve_layer
+from .activations import Reduce, capture_activations, prepare_batch, resolve_layer
 from .cav import CAVBank, Solver
 
 Objective = Literal["logit", "loss"]
@@ -117,6 +117,7 @@ def layer_gradients(
     task: TaskKind = "multiclass",
     integrated_steps: int | None = None,
     baselines: Mapping[str, Tensor] | None = None,
+    reduce: Reduce = "flatten",
 ) -> Tensor | dict[str, Tensor]:
     """(N, D) gradients of class ``target``'s logit (or of the training loss for ``target``) w.r.t. a layer.
 
@@ -155,6 +156,8 @@ def layer_gradients(
         torch.Size([5, 8])
     """
     check_objective(objective, task)
+    if reduce not in ("flatten", "mean"):
+        raise ValueError(f"reduce must be 'flatten' or 'mean'; got {reduce!r}")
     if integrated_steps is not None and integrated_steps < 1:
         raise ValueError(f"integrated_steps must be a positive number of path points (or None); got {integrated_steps}")
     if baselines is not None and integrated_steps is None:
@@ -173,7 +176,8 @@ def layer_gradients(
                                                     None if baselines is None else baselines.get(name), check=start == 0)
                          for name, module in zip(names, modules)}
             for name in names:
-                grad = grads[name].detach().flatten(1)
+                grad = grads[name].detach()
+                grad = grad.flatten(2).sum(2) if reduce == "mean" and grad.ndim > 2 else grad.flatten(1)
                 if directions is not None:
                     grad = grad.float() @ directions[name].to(grad.device).T
                 parts[name].append(grad.cpu())

@@ -100,6 +100,6 @@ class DiscoveredConcepts:
                                           align_corners=False).half()
                       for name, parts in zip(self.names, self.examples)}
         return self.bank(alpha=alpha, seed=seed).save(
-            path, layer=self.layer, model=model_fingerprint(model), method=self.method, concepts=list(self.names),
+            path, layer=self.layer, reduce="mean", model=model_fingerprint(model), method=self.method, concepts=list(self.names),
             importance=None if self.importance is None else self.importance.tolist(), examples=thumbnails,
             example_sources={name: parts.source for name, parts in zip(self.names, self.examples)})

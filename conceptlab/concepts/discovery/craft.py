@@ -2,7 +2,10 @@
 (Fel et al., CVPR 2023; Zhang et al., AAAI 2021), ranked by total Sobol indices and located on the input.
 
 ``fit`` crops every image on a grid (``grid_patches``), reads the crops' activations at a layer
-(averaged over space), and factorises them, A ~ U W (scikit-learn's NMF): each row of W is a
+(averaged over space), and factorises them (CRAFT); with ``patch_size=None`` it factorises the
+layer's activation at every position of every image instead (ICE: each part is the image region a
+position covers, ``cell_patches``; parts and whole images are then read at the same scale, which
+resized crops are not), A ~ U W (scikit-learn's NMF): each row of W is a
 concept, U says how much of each concept each crop holds. ``importance`` perturbs the concept
 coefficients of whole images with quasi-random masks, A' = (U * m) W at every spatial position,
 reads the class logit through the rest of the model, and returns each concept's total Sobol index
@@ -21,7 +24,7 @@ from torch import Tensor, nn
 
 from ...models import heads
 from .concepts import DiscoveredConcepts
-from .patches import Patches, grid_patches
+from .patches import Patches, cell_patches, grid_patches
 from .sobol import sobol_designs, total_indices
 from .split import SplitModel
 
@@ -38,7 +41,7 @@ class CRAFT:
 
     Args:
         n_concepts: Concepts to find (K).
-        patch_size: Side of each crop in pixels.
+        patch_size: Side of each crop in pixels; None: factorise feature-map positions (ICE).
         stride: Step between crops (default 80 % of ``patch_size``).
         input_size: Side the crops are resized to (default: the images' side).
         max_iter: NMF iterations.
@@ -55,7 +58,7 @@ class CRAFT:
         (torch.Size([3, 8]), torch.Size([3]))
     """
 
-    def __init__(self, n_concepts: int = 10, *, patch_size: int = 64, stride: int | None = None,
+    def __init__(self, n_concepts: int = 10, *, patch_size: int | None = 64, stride: int | None = None,
                  input_size: int | None = None, max_iter: int = 500, n_designs: int = 32, batch_size: int = 64,
                  seed: int = 0):
         self.n_concepts = n_concepts
@@ -93,11 +96,21 @@ class CRAFT:
 
         self._check_settings()
         self.split_ = SplitModel(model, layer, head=head, batch_size=self.batch_size)
-        patches = grid_patches(images, patch_size=self.patch_size, stride=self.stride, input_size=self.input_size)
+        if self.patch_size is None:
+            maps = self.split_.activations(images)
+            if maps.ndim != 4:
+                raise ValueError(f"layer {layer!r} gives vectors, not maps: factorising positions (patch_size=None) needs "
+                                 "a layer with spatial maps; give a patch_size to factorise crops")
+            patches = cell_patches(images, tuple(maps.shape[2:]), input_size=self.input_size)
+            activations = maps.flatten(2).transpose(1, 2).reshape(-1, maps.shape[1])
+        else:
+            patches = grid_patches(images, patch_size=self.patch_size, stride=self.stride, input_size=self.input_size)
+            activations = None
         if len(patches) < self.n_concepts:
             raise ValueError(f"{len(patches)} crops are fewer than the {self.n_concepts} concepts asked for: give more "
                              "images, a smaller patch_size or fewer concepts")
-        activations = _pooled(self.split_.activations(patches.images))
+        if activations is None:
+            activations = _pooled(self.split_.activations(patches.images))
         if activations.min() < 0:
             raise ValueError(f"layer {layer!r} has negative activations ({float(activations.min()):.3g}): CRAFT factorises "
                              "non-negative ones; pick a layer after a ReLU")

@@ -23,19 +23,33 @@ class Patches:
     Attributes:
         images: (M, C, s, s) each part resized to the model's input size.
         source: (M,) the index of the image each part came from.
-        masks: (M, H, W) where in its image each part lies.
+        boxes: (M, 4) each part's bounding box in its image: top, left, bottom, right (exclusive).
+        image_size: (H, W) of the images the parts came from.
+        segments: (M, H, W) the pixels of each part when it is not its whole box (superpixels); None for boxes.
     """
 
     images: Tensor
     source: Tensor
-    masks: Tensor
+    boxes: Tensor
+    image_size: tuple[int, int]
+    segments: Tensor | None = None
 
     def __len__(self) -> int:
         return self.images.shape[0]
 
+    @property
+    def masks(self) -> Tensor:
+        """(M, H, W) where in its image each part lies."""
+        if self.segments is not None:
+            return self.segments
+        rows, cols = torch.arange(self.image_size[0]), torch.arange(self.image_size[1])
+        top, left, bottom, right = (self.boxes[:, i].view(-1, 1) for i in range(4))
+        return (((rows >= top) & (rows < bottom))[:, :, None] & ((cols >= left) & (cols < right))[:, None, :])
+
     def subset(self, rows: Tensor) -> Patches:
         """The parts at ``rows``."""
-        return Patches(self.images[rows], self.source[rows], self.masks[rows])
+        return Patches(self.images[rows], self.source[rows], self.boxes[rows], self.image_size,
+                       None if self.segments is None else self.segments[rows])
 
 
 def _check_images(images: Tensor) -> None:
@@ -78,10 +92,37 @@ def grid_patches(images: Tensor, *, patch_size: int = 64, stride: int | None = N
     crops = crops.permute(0, 2, 3, 1, 4, 5).reshape(-1, channels, patch_size, patch_size)
     if size != patch_size:
         crops = F.interpolate(crops, size=(size, size), mode="bilinear", align_corners=False)
-    masks = torch.zeros(len(tops) * len(lefts), height, width, dtype=torch.bool)
-    for i, (top, left) in enumerate((t, left) for t in tops for left in lefts):
-        masks[i, top : top + patch_size, left : left + patch_size] = True
-    return Patches(crops.contiguous(), torch.arange(n).repeat_interleave(len(masks)), masks.repeat(n, 1, 1))
+    boxes = torch.tensor([[top, left, top + patch_size, left + patch_size] for top in tops for left in lefts])
+    return Patches(crops.contiguous(), torch.arange(n).repeat_interleave(len(boxes)), boxes.repeat(n, 1), (height, width))
+
+
+def cell_patches(images: Tensor, grid: tuple[int, int], *, input_size: int | None = None) -> Patches:
+    """The region of every image that each position of a (h, w) feature map covers (ICE's parts).
+
+    Args:
+        images: (N, C, H, W) images.
+        grid: (h, w) the feature map's size.
+        input_size: Side each region is resized to (default: the region's own height).
+
+    Returns:
+        One part per image and position, in the order (image, row, column).
+
+    Examples:
+        >>> from conceptlab.concepts.discovery.patches import cell_patches
+        >>> cell_patches(torch.rand(2, 3, 32, 32), (4, 4)).images.shape
+        torch.Size([32, 3, 8, 8])
+    """
+    _check_images(images)
+    n, channels, height, width = images.shape
+    h, w = grid
+    edges_r = [round(i * height / h) for i in range(h + 1)]
+    edges_c = [round(j * width / w) for j in range(w + 1)]
+    boxes = torch.tensor([[edges_r[i], edges_c[j], edges_r[i + 1], edges_c[j + 1]] for i in range(h) for j in range(w)])
+    size = input_size or (edges_r[1] - edges_r[0])
+    crops = [F.interpolate(images[:, :, t:b, left:r], size=(size, size), mode="bilinear", align_corners=False)
+             for t, left, b, r in boxes.tolist()]
+    crops = torch.stack(crops, 1).reshape(-1, channels, size, size)
+    return Patches(crops, torch.arange(n).repeat_interleave(len(boxes)), boxes.repeat(n, 1), (height, width))
 
 
 def slic_segments(
@@ -127,7 +168,7 @@ def slic_segments(
     n, channels, height, width = images.shape
     size = input_size or height
     background = images.mean((0, 2, 3)) if fill is None else torch.as_tensor(fill, dtype=images.dtype).expand(channels)
-    crops, sources, masks = [], [], []
+    crops, sources, masks, boxes = [], [], [], []
     for index in range(n):
         image = images[index]
         low, high = image.amin(), image.amax()
@@ -145,4 +186,5 @@ def slic_segments(
                 crops.append(F.interpolate(part[None], size=(size, size), mode="bilinear", align_corners=False)[0])
                 sources.append(index)
                 masks.append(mask)
-    return Patches(torch.stack(crops), torch.tensor(sources), torch.stack(masks))
+                boxes.append([box[0].start, box[1].start, box[0].stop, box[1].stop])
+    return Patches(torch.stack(crops), torch.tensor(sources), torch.tensor(boxes), (height, width), torch.stack(masks))
