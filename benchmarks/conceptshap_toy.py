@@ -58,7 +58,7 @@ def run(seed: int) -> dict:
                                   .fit_transform(activations.double().numpy())).float()
     out = {"model_accuracy": accuracy}
     for name, scores in (("planted", planted), ("discovered", discovered)):
-        shap = ConceptSHAP(seed=seed).fit(scores, activations, head, y)
+        shap = ConceptSHAP(seed=seed).fit(scores, activations, y, head=head)
         out[name] = {"completeness": shap.completeness_, "empty": shap.empty_, "shapley": shap.shapley_.tolist()}
     return out
 

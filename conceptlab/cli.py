@@ -192,30 +192,81 @@ def _tcav(args: argparse.Namespace) -> int:
     import json
 
     from .atomic import write_atomic
-    from .concepts import run_tcav, tcav_plot, write_tcav_csv
+    from .concepts import relative_tcav, run_tcav, tcav_plot, write_tcav_csv
     from .concepts.examples import example_sets, load_examples
     from .models.io import load_any_model
     from .runtime import keep_freed_memory
 
+    if not args.relative and args.random is None:
+        raise ValueError("--random is required (a folder of random example sets), unless --relative compares the concepts "
+                         "with each other")
     keep_freed_memory()  # large activation batches: reuse freed memory instead of fresh pages each batch
     path = Path(args.model)
     model, classes = load_any_model(path, trust_code=args.trust_model_file)
     concepts = example_sets(args.concepts, args.image_size)
-    randoms = example_sets(args.random, args.image_size, args.runs)
     inputs = load_examples(args.inputs, args.image_size)
     layers = args.layers.split(",")
-    records = run_tcav(model, layers, concepts, randoms=randoms, inputs=inputs, target=args.target, objective=args.objective, solver=args.estimator,
-                       alpha=args.alpha, classes=classes or None)
+    options = dict(inputs=inputs, target=args.target, objective=args.objective, solver=args.estimator, alpha=args.alpha,
+                   classes=classes or None, task=args.task)
+    if args.relative:
+        records = relative_tcav(model, layers, concepts, runs=args.runs or 10, **options)
+    else:
+        randoms = example_sets(args.random, args.image_size, args.runs)
+        records = run_tcav(model, layers, concepts, randoms=randoms, integrated_steps=args.integrated_steps, **options)
     out = Path(args.out or Path("results") / "tcav" / path.stem)
     out.mkdir(parents=True, exist_ok=True)
     write_tcav_csv(records, out / "tcav.csv")
     write_atomic(out / "tcav.json", json.dumps(records, indent=1))
-    tcav_plot(records, out / "tcav.png", f"TCAV for class {records[0]['class_name']} ({args.objective})")
+    kind = "relative TCAV" if args.relative else "TCAV"
+    tcav_plot(records, out / "tcav.png", f"{kind} for class {records[0]['class_name']} ({args.objective})")
     print(f"{'concept':24s} {'layer':16s} score (mean ± std)  p (paper)  p (reference)  significant  CAV acc")
     for r in records:
         print(f"{r['concept']:24s} {r['layer']:16s} {r['score_mean']:.3f} ± {r['score_std']:.3f}      "
               f"{r['p_paper']:.3g}      {r['p_reference']:.3g}        {str(r['significant']):5s}        {r['cav_accuracy']:.2f}")
     print(f"results: {out}/tcav.csv, {out}/tcav.json, {out}/tcav.png")
+    return 0
+
+
+def _discover(args: argparse.Namespace) -> int:
+    import json
+
+    import torch
+
+    from .atomic import write_atomic
+    from .concepts.discovery import ACE, CRAFT, slic_segments
+    from .concepts.discovery.plot import concept_examples_plot
+    from .concepts.examples import load_examples
+    from .concepts.tcav import input_target
+    from .models.io import load_any_model
+
+    path = Path(args.model)
+    model, classes = load_any_model(path, trust_code=args.trust_model_file)
+    images = load_examples(args.images, args.image_size)
+    target = input_target(model, images, args.target, "multiclass", classes or None)
+    if args.method == "ace":
+        if args.random is None:
+            raise ValueError("ACE scores its concepts with TCAV against random segments: give --random, a folder of images")
+        pool = slic_segments(load_examples(args.random, args.image_size)).images
+        generator = torch.Generator().manual_seed(args.seed)
+        randoms = {f"random{r}": pool[torch.randperm(len(pool), generator=generator)[:50]] for r in range(5)}
+        ace = ACE(args.concepts, seed=args.seed).fit(model, args.layer, images)
+        importance, _ = ace.importance(model, images, target=target, randoms=randoms)
+        found = ace.concepts(importance=importance)
+    else:
+        craft = CRAFT(args.concepts, patch_size=None if args.method == "ice" else args.patch_size, seed=args.seed)
+        craft.fit(model, args.layer, images)
+        found = craft.concepts(importance=craft.importance(model, images, target=target))
+    out = Path(args.out or Path("results") / "discover" / path.stem)
+    out.mkdir(parents=True, exist_ok=True)
+    bank = found.save(out / "concepts.bank.pt", model)
+    concept_examples_plot(found, out / "concepts.png", title=f"{args.method}: concepts of class {target}")
+    ranked = [{"concept": found.names[k], "importance": float(found.importance[k]), "examples": len(found.examples[k])}
+              for k in found.ranked()]
+    write_atomic(out / "concepts.json", json.dumps({"method": args.method, "layer": args.layer, "class": target,
+                                                     "concepts": ranked}, indent=1))
+    for r in ranked:
+        print(f"{r['concept']:12s} importance {r['importance']:.3f}")
+    print(f"results: {bank} (a concept bank: tcav_from_bank, pcbm), {out}/concepts.png, {out}/concepts.json")
     return 0
 
 
@@ -388,7 +439,7 @@ def build_parser() -> argparse.ArgumentParser:
     _model_file_options(tcav)
     tcav.add_argument("--layers", required=True, help="comma-separated dotted layer names, e.g. layer3,layer4")
     tcav.add_argument("--concepts", required=True, help="directory with one folder of examples (images or .pt) per concept")
-    tcav.add_argument("--random", required=True, help="directory with one folder of random examples per random set")
+    tcav.add_argument("--random", help="directory with one folder of random examples per random set (not with --relative)")
     tcav.add_argument("--inputs", required=True, help="folder of the inputs to explain (examples of the target class)")
     tcav.add_argument("--target", required=True, help="class index, or class name for conceptlab models")
     tcav.add_argument("--runs", type=_positive_int, help="number of random sets to use (default: all)")
@@ -397,8 +448,27 @@ def build_parser() -> argparse.ArgumentParser:
                       help="how each CAV is fitted (benchmarks/tcav_causal.py compares them; default logistic)")
     tcav.add_argument("--alpha", type=float, default=0.05, help="significance level")
     tcav.add_argument("--image-size", type=_positive_int, default=224, help="image examples are resized and centre-cropped to this")
+    tcav.add_argument("--relative", action="store_true", help="relative TCAV: each concept against the other concepts")
+    tcav.add_argument("--task", default="multiclass", choices=["multiclass", "multilabel", "regression"],
+                      help="what --target indexes: a class, a label, or a regression output")
+    tcav.add_argument("--integrated-steps", type=_positive_int,
+                      help="integrated gradients along the activation path with this many points (default: plain gradients)")
     tcav.add_argument("--out", help="output directory (default: results/tcav/MODEL)")
     tcav.set_defaults(handler=_tcav)
+
+    discover = commands.add_parser("discover", help="concepts discovered without labels (CRAFT, ICE, ACE), saved as a concept bank")
+    _model_file_options(discover)
+    discover.add_argument("--layer", required=True, help="dotted layer name (non-negative activations for craft and ice)")
+    discover.add_argument("--images", required=True, help="folder of images of the class to explain")
+    discover.add_argument("--target", required=True, help="class index, or class name for conceptlab models")
+    discover.add_argument("--method", default="craft", choices=["craft", "ice", "ace"], help="how concepts are found")
+    discover.add_argument("--concepts", type=_positive_int, default=10, help="concepts (craft, ice) or clusters (ace)")
+    discover.add_argument("--patch-size", type=_positive_int, default=64, help="crop side in pixels (craft)")
+    discover.add_argument("--random", help="folder of random images (ace: its TCAV scores)")
+    discover.add_argument("--image-size", type=_positive_int, default=224, help="images are resized and centre-cropped to this")
+    discover.add_argument("--seed", type=int, default=0)
+    discover.add_argument("--out", help="output directory (default: results/discover/MODEL)")
+    discover.set_defaults(handler=_discover)
 
     edit = commands.add_parser("edit", help="show a concept head's top concepts per class; prune or reweight concepts")
     edit.add_argument("checkpoint", help="a PCBM or CBM model file written by conceptlab")

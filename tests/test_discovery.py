@@ -138,12 +138,12 @@ def test_conceptshap_values_add_up_to_the_completeness_and_rank_the_read_coordin
         head.weight.copy_(torch.tensor([[1.0, 0.5, 0, 0], [-1.0, -0.5, 0, 0]]))
         head.bias.zero_()
     y = (a[:, 0] + 0.5 * a[:, 1] < 0).long()
-    shap = ConceptSHAP(steps=300).fit(a[:, :3], a, head, y)
+    shap = ConceptSHAP(steps=300).fit(a[:, :3], a, y, head=head)
     assert len(shap.values_) == 8  # every subset of 3 concepts
     assert float(shap.shapley_.sum()) == pytest.approx(shap.completeness_ - shap.empty_, abs=1e-6)  # efficiency
     assert shap.shapley_.argsort(descending=True).tolist()[:2] == [0, 1] and shap.shapley_[2] < 0.05
     assert shap.completeness_ > 0.9
-    sampled = ConceptSHAP(steps=300, exact_limit=4, permutations=10).fit(a[:, :3], a, head, y)
+    sampled = ConceptSHAP(steps=300, exact_limit=4, permutations=10).fit(a[:, :3], a, y, head=head)
     assert sampled.shapley_.argmax() == 0
     assert float(sampled.shapley_.sum()) == pytest.approx(sampled.completeness_ - sampled.empty_, abs=1e-6)
     assert not any(p.grad is not None for p in head.parameters())  # the head was read, never trained
@@ -178,3 +178,24 @@ def test_ice_factorises_positions_and_its_parts_are_the_cells_they_cover():
     flat = CRAFT(n_concepts=2, patch_size=None)
     with pytest.raises(ValueError, match="gives vectors, not maps"):
         flat.fit(nn.Sequential(nn.Flatten(), nn.Linear(3 * SIDE * SIDE, 4), nn.ReLU(), nn.Linear(4, 2)), "2", images)
+
+
+def test_cli_discover_writes_a_bank_a_picture_and_a_ranking(tmp_path, capsys):
+    from PIL import Image
+
+    from conceptlab import cli
+
+    images, _ = _images(8)
+    (tmp_path / "images").mkdir()
+    for i, image in enumerate(images):
+        Image.fromarray((image.permute(1, 2, 0).numpy() * 255).astype("uint8")).save(tmp_path / "images" / f"{i}.png")
+    torch.save(Redness().eval(), tmp_path / "redness.pt")
+    args = ["discover", "--model", str(tmp_path / "redness.pt"), "--trust-model-file", "--layer", "features",
+            "--images", str(tmp_path / "images"), "--target", "1", "--concepts", "3", "--patch-size", "12",
+            "--image-size", str(SIDE), "--out", str(tmp_path / "out")]
+    assert cli.main(args) == 0
+    assert "concept" in capsys.readouterr().out
+    assert {p.name for p in (tmp_path / "out").iterdir()} == {"concepts.bank.pt", "concepts.json", "concepts.png"}
+    assert CAVBank.load(tmp_path / "out" / "concepts.bank.pt").saved_metadata["method"] == "craft"
+    assert cli.main([*args[:-2], "--method", "ace", "--out", str(tmp_path / "ace")]) == 2
+    assert "give --random" in capsys.readouterr().err

@@ -133,8 +133,8 @@ def test_accuracy_at_effective_concepts_prunes_to_the_largest_weights():
     y = (c[:, 0] + c[:, 1] > 1).long()
     weight = torch.tensor([[0.0, 0, 0, 0], [3.0, 3.0, 0.2, -0.1]])
     bias = torch.tensor([0.0, -4.5])
-    full = accuracy_at_effective_concepts(weight, bias, c, y, nec=4)
-    assert full == accuracy_at_effective_concepts(weight, bias, c, y, nec=2) == 1.0
-    assert accuracy_at_effective_concepts(weight, bias, c, y, nec=1) < 0.9
+    full = accuracy_at_effective_concepts(weight, c, y, nec=4, bias=bias)
+    assert full == accuracy_at_effective_concepts(weight, c, y, nec=2, bias=bias) == 1.0
+    assert accuracy_at_effective_concepts(weight, c, y, nec=1, bias=bias) < 0.9
     with pytest.raises(ValueError, match="nec must lie"):
-        accuracy_at_effective_concepts(weight, bias, c, y, nec=0)
+        accuracy_at_effective_concepts(weight, c, y, nec=0, bias=bias)

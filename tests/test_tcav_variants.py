@@ -134,3 +134,23 @@ def test_a_saved_bank_refuses_a_changed_model_an_unknown_layer_and_a_wrong_width
         tcav_from_bank(model, bare, inputs, target=0, task="regression")
     with pytest.raises(ValueError, match="has 3 units"):
         tcav_from_bank(model, bare, inputs, target=0, task="regression", layer="2")
+
+
+def test_cli_relative_tcav_needs_no_random_sets(tmp_path, capsys):
+    from conceptlab import cli
+    from conceptlab.datasets import ConceptInfo
+    from conceptlab.models import cbm, save_model
+
+    torch.manual_seed(0)
+    save_model(cbm(in_features=D, n_concepts=2, n_classes=3, hidden=[16]), tmp_path / "m.pt",
+               ConceptInfo(("a", "b"), ("cat", "dog", "zebra")))
+    for name, x in {**_concepts(), "inputs": 0.5 * torch.randn(20, D)}.items():
+        folder = tmp_path / ("inputs" if name == "inputs" else f"concepts/{name}")
+        folder.mkdir(parents=True)
+        torch.save(x, folder / "x.pt")
+    base = ["tcav", "--model", str(tmp_path / "m.pt"), "--layers", "encoder.1", "--concepts", str(tmp_path / "concepts"),
+            "--inputs", str(tmp_path / "inputs"), "--target", "zebra"]
+    assert cli.main([*base, "--relative", "--runs", "3", "--out", str(tmp_path / "out")]) == 0
+    assert len((tmp_path / "out" / "tcav.csv").read_text().splitlines()) == 1 + 3
+    assert cli.main(base) == 2
+    assert "--random is required" in capsys.readouterr().err

@@ -143,6 +143,9 @@ def layer_gradients(
             baseline activation to each input's activation (midpoint rule); None: the plain gradient.
         baselines: Layer -> the baseline: one activation of the layer, in its shape or flattened (e.g.
             the mean activation of random examples); default zeros. Only with ``integrated_steps``.
+        reduce: ``flatten`` (one derivative per unit and position) or ``mean``: for CAVs fitted on
+            activations averaged over space (``capture_activations(..., reduce="mean")``), the derivative
+            along a direction added at every position, i.e. the gradient summed over positions.
 
     Returns:
         (N, D) gradients, or per layer name when ``layers`` is a list.

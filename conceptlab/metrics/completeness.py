@@ -21,9 +21,9 @@ from ..models import heads
 def completeness_score(
     concept_scores: Tensor,
     activations: Tensor,
-    head: Callable[[Tensor], Tensor],
     y: Tensor,
     *,
+    head: Callable[[Tensor], Tensor],
     hidden: int = 128,
     steps: int = 400,
     lr: float = 1e-2,
@@ -36,8 +36,8 @@ def completeness_score(
         concept_scores: (N, K) each sample's concept scores (projections on concept vectors, NMF
             coefficients, predicted concept probabilities); K may be 0 (the empty set).
         activations: (N, D) the layer's activations the head reads.
-        head: The rest of the model: (B, D) activations -> task logits (differentiable, not trained here).
         y: (N,) class labels.
+        head: The rest of the model: (B, D) activations -> task logits (differentiable, not trained here).
         hidden: Hidden width of g.
         steps: Adam steps (full batch) of g.
         lr: Adam's learning rate.
@@ -58,9 +58,10 @@ def completeness_score(
         >>> with torch.no_grad():
         ...     _ = head.weight.copy_(torch.tensor([[1.0, 0, 0, 0], [-1.0, 0, 0, 0]]))
         >>> y = (a[:, 0] < 0).long()
-        >>> completeness_score(a[:, :1], a, head, y) > 0.9  # the first coordinate is all the head reads
+        >>> completeness_score(a[:, :1], a, y, head=head) > 0.9  # the first coordinate is all the head reads
         True
     """
+    activations, concept_scores, y = activations.detach(), concept_scores.detach(), y.detach()
     n = activations.shape[0]
     if concept_scores.ndim != 2 or concept_scores.shape[0] != n or y.shape[0] != n:
         raise ValueError(f"concept scores (N, K), activations (N, D) and labels (N,) must hold the same rows; got "

@@ -194,6 +194,12 @@ def conditional_mutual_information(
 def gaussian_mutual_information(rho: float) -> float:
     """I(X; Y) in nats of two jointly Gaussian variables with correlation ``rho``: -log(1 - rho^2) / 2.
 
+    Args:
+        rho: The correlation, in (-1, 1).
+
+    Returns:
+        The mutual information in nats.
+
     Examples:
         >>> from conceptlab.metrics import gaussian_mutual_information
         >>> round(gaussian_mutual_information(0.8), 4)

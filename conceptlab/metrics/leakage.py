@@ -187,7 +187,7 @@ def causal_concept_effect(model: ConceptModel, inputs: Tensor, *, batch_size: in
     return torch.stack(rows)
 
 
-def accuracy_at_effective_concepts(weight: Tensor, bias: Tensor | None, concepts: Tensor, y: Tensor, *, nec: int) -> float:
+def accuracy_at_effective_concepts(weight: Tensor, concepts: Tensor, y: Tensor, *, nec: int, bias: Tensor | None = None) -> float:
     """Accuracy of a linear head over concepts pruned to ``nec`` effective concepts per output.
 
     Each output row of ``weight`` keeps its ``nec`` largest weights in magnitude; the rest are set
@@ -195,10 +195,10 @@ def accuracy_at_effective_concepts(weight: Tensor, bias: Tensor | None, concepts
 
     Args:
         weight: (T, k) the head's weights (a single-logit binary head: (1, k)).
-        bias: (T,) its bias, or None.
         concepts: (N, k) what the head reads (probabilities, logits, labels).
         y: (N,) class labels.
         nec: Concepts kept per output, at least 1.
+        bias: (T,) the head's bias, if it has one.
 
     Returns:
         The accuracy, in [0, 1].
@@ -207,7 +207,7 @@ def accuracy_at_effective_concepts(weight: Tensor, bias: Tensor | None, concepts
         >>> from conceptlab.metrics import accuracy_at_effective_concepts
         >>> w = torch.tensor([[2.0, 0.1, -0.05], [-2.0, 0.2, 0.0]])
         >>> c = torch.randint(0, 2, (50, 3)).float()
-        >>> accuracy_at_effective_concepts(w, torch.tensor([0.0, 0.5]), c, (c[:, 0] < 1).long(), nec=1)
+        >>> accuracy_at_effective_concepts(w, c, (c[:, 0] < 1).long(), nec=1, bias=torch.tensor([0.0, 0.5]))
         1.0
     """
     if weight.ndim != 2 or concepts.ndim != 2 or weight.shape[1] != concepts.shape[1]:

@@ -42,7 +42,7 @@ class ConceptSHAP:
         >>> head = torch.nn.Linear(3, 2)
         >>> with torch.no_grad():
         ...     _ = head.weight.copy_(torch.tensor([[1.0, 0, 0], [-1.0, 0, 0]]))
-        >>> shap = ConceptSHAP(steps=200).fit(a, a, head, (a[:, 0] < 0).long())
+        >>> shap = ConceptSHAP(steps=200).fit(a, a, (a[:, 0] < 0).long(), head=head)
         >>> int(shap.shapley_.argmax())  # the coordinate the head reads
         0
     """
@@ -54,14 +54,14 @@ class ConceptSHAP:
         self.steps = steps
         self.seed = seed
 
-    def fit(self, concept_scores: Tensor, activations: Tensor, head: Callable[[Tensor], Tensor], y: Tensor) -> ConceptSHAP:
+    def fit(self, concept_scores: Tensor, activations: Tensor, y: Tensor, *, head: Callable[[Tensor], Tensor]) -> ConceptSHAP:
         """Evaluate the completeness of the concept subsets and the Shapley values.
 
         Args:
             concept_scores: (N, K) each sample's concept scores.
             activations: (N, D) the layer's activations the head reads.
-            head: The rest of the model: activations -> task logits.
             y: (N,) class labels.
+            head: The rest of the model: activations -> task logits.
 
         Returns:
             The fitted estimator.
@@ -72,7 +72,7 @@ class ConceptSHAP:
         def value(subset: frozenset[int]) -> float:
             if subset not in values:
                 columns = concept_scores[:, sorted(subset)]
-                values[subset] = completeness_score(columns, activations, head, y, hidden=self.hidden, steps=self.steps,
+                values[subset] = completeness_score(columns, activations, y, head=head, hidden=self.hidden, steps=self.steps,
                                                     seed=self.seed)
             return values[subset]
 

@@ -132,6 +132,7 @@ class CRAFT:
     def coefficients(self, activations: Tensor) -> Tensor:
         """(N, K) or (N, K, h, w) concept coefficients of activations (N, D) or maps (N, D, h, w), with W fixed."""
         self._check_fitted()
+        activations = activations.detach().cpu()
         if activations.ndim == 2:
             return torch.from_numpy(self.factoriser_.transform(activations.double().clamp_min(0).numpy())).float()
         n, d, *space = activations.shape
