@@ -138,3 +138,22 @@ def test_accuracy_at_effective_concepts_prunes_to_the_largest_weights():
     assert accuracy_at_effective_concepts(weight, c, y, nec=1, bias=bias) < 0.9
     with pytest.raises(ValueError, match="nec must lie"):
         accuracy_at_effective_concepts(weight, c, y, nec=0, bias=bias)
+
+
+def test_the_bench_records_leakage_where_asked_and_the_table_shows_it(tmp_path):
+    from conceptlab.bench import parse_spec, run_grid, write_reports
+
+    spec = parse_spec({
+        "name": "leaky", "dataset": {"name": "correlated", "size": 600, "rho": 0.5, "n_concepts": 3}, "models": ["cbm-fuzzy", "cem"],
+        "seeds": 1, "model": {"hidden": [16], "embedding_size": 4, "latent_dim": 16},
+        "train": {"max_epochs": 2, "device": "cpu"},
+        "evaluation": {"intervention_repeats": 1, "intervention_competence": [1.0], "concept_alignment": False, "leakage": True},
+    })
+    store = run_grid([spec], tmp_path, workers=1, progress=False)
+    for record in store.records():
+        assert record["interconcept_leakage"] >= 0 and record["concepts_task_leakage"] >= 0
+    markdown = write_reports(store.records(), [spec], tmp_path)
+    assert "| ICL | CTL |" in markdown and "ICL and CTL: inter-concept leakage" in markdown
+    from conceptlab.bench.evaluation import EvaluationSettings
+
+    assert not EvaluationSettings().leakage  # off unless a config asks: earlier bench results stay as they were

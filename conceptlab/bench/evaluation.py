@@ -1,4 +1,4 @@
-"""What the benchmark measures on each trained model: accuracy, interventions, concept alignment."""
+"""What the benchmark measures on each trained model: accuracy, interventions, concept alignment, impurity, leakage."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ import time
 from dataclasses import asdict
 from typing import Annotated, Any
 
+import torch
 from pydantic import AfterValidator, StrictStr
+from torch import Tensor
 
 from ..datasets.base import ConceptDataset, ConceptSplits
 from ..datasets.supervision import labelled_rows
@@ -16,6 +18,8 @@ from ..interventions import POLICIES, fit_policy, intervention_curve
 from ..metrics import (
     concept_alignment_score,
     concept_representations,
+    concepts_task_leakage,
+    interconcept_leakage,
     niche_impurity_score,
     oracle_impurity_score,
     own_representations,
@@ -48,6 +52,7 @@ class EvaluationSettings:
     intervention_competence: tuple[Fraction, ...] = (1.0, 0.0)  # 1: true values, 0: all wrong
     concept_alignment: Bool = True  # CAS of the CEM paper (k-medoids as the paper, and k-means)
     purity: Bool = False  # oracle and niche impurity scores (OIS, NIS)
+    leakage: Bool = False  # inter-concept and concepts-task leakage (kNN mutual information, nats)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> EvaluationSettings:
@@ -56,6 +61,19 @@ class EvaluationSettings:
 
     def to_dict(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+
+def _leakage(own: Tensor, c: Tensor, y: Tensor, task: str) -> dict[str, float | None]:
+    """Mean inter-concept leakage and, for a multiclass task whose concept patterns are frequent
+    enough to estimate within, concepts-task leakage (None otherwise)."""
+    icl = float(torch.nanmean(interconcept_leakage(own, c))) if c.shape[1] > 1 else None
+    ctl = None
+    if task == "multiclass":
+        try:
+            ctl = concepts_task_leakage(own, c, y).value
+        except ValueError:  # every concept pattern too rare to estimate within (many concepts)
+            ctl = None
+    return {"interconcept_leakage": icl, "concepts_task_leakage": ctl}
 
 
 def labelled_concepts(info: ConceptInfo) -> list[int]:
@@ -135,6 +153,9 @@ def evaluate_run(model: ConceptModel, splits: ConceptSplits, settings: Evaluatio
         own, c = own[:, labelled], test.c[:, labelled]
         record["oracle_impurity"] = oracle_impurity_score(own, c, seed=seed)
         record["niche_impurity"] = niche_impurity_score(own, c, seed=seed)
+    record["interconcept_leakage"] = record["concepts_task_leakage"] = None
+    if settings.leakage and own is not None and len(test) and labelled:
+        record.update(_leakage(own[:, labelled], test.c[:, labelled], test.y, test.info.task))
     if isinstance(model, DeepConceptReasoner) and len(test) and test.features is not None:  # its explanation: rules per class
         record["rules"] = {name: [[rule, count] for rule, count in rules]
                            for name, rules in class_rules(model, test.features, test.info).items()}

@@ -40,6 +40,7 @@ class SplitModel:
         self.module = resolve_layer(model, layer)
         self.device = next(model.parameters()).device
 
+    @torch.no_grad()
     def activations(self, x: Tensor) -> Tensor:
         """(N, ...) the layer's outputs for inputs ``x``, on the CPU."""
         return torch.cat(forward_captures(self.model, {self.layer: self.module}, x, self.batch_size,
