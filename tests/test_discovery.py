@@ -199,3 +199,12 @@ def test_cli_discover_writes_a_bank_a_picture_and_a_ranking(tmp_path, capsys):
     assert CAVBank.load(tmp_path / "out" / "concepts.bank.pt").saved_metadata["method"] == "craft"
     assert cli.main([*args[:-2], "--method", "ace", "--out", str(tmp_path / "ace")]) == 2
     assert "give --random" in capsys.readouterr().err
+
+
+def test_craft_concepts_do_not_depend_on_the_order_of_the_images(craft):
+    model, images, _, fitted = craft
+    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(3))
+    shuffled = CRAFT(n_concepts=3, patch_size=12, stride=6, n_designs=64, seed=0).fit(model, "features", images[order],
+                                                                                      head=model.head)
+    match = torch.nn.functional.normalize(fitted.basis_, dim=1) @ torch.nn.functional.normalize(shuffled.basis_, dim=1).T
+    assert match.amax(1).min() > 0.999  # the same concepts, whichever image came first
