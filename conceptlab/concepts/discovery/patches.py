@@ -69,7 +69,7 @@ def grid_patches(images: Tensor, *, patch_size: int = 64, stride: int | None = N
         input_size: Side the crops are resized to (default: the images' height).
 
     Returns:
-        The crops, their images and their masks.
+        The crops, the images they came from and their boxes.
 
     Raises:
         ValueError: Not a batch of images, or crops larger than the images.
@@ -149,7 +149,7 @@ def slic_segments(
         fill: The value outside a segment: per channel (C,) or one number; default: the images' mean per channel.
 
     Returns:
-        The segments, their images and their masks.
+        The segments, the images they came from, their boxes and their pixels.
 
     Raises:
         ValueError: Not a batch of images, or an empty list of resolutions.
