@@ -152,8 +152,9 @@ def test_the_bench_records_leakage_where_asked_and_the_table_shows_it(tmp_path):
     store = run_grid([spec], tmp_path, workers=1, progress=False)
     for record in store.records():
         assert record["interconcept_leakage"] >= 0 and record["concepts_task_leakage"] >= 0
+        assert -1 <= record["probe_leakage"] <= 1
     markdown = write_reports(store.records(), [spec], tmp_path)
-    assert "| ICL | CTL |" in markdown and "ICL and CTL: inter-concept leakage" in markdown
+    assert "| ICL | CTL | probe leakage |" in markdown and "ICL and CTL: inter-concept leakage" in markdown
     from conceptlab.bench.evaluation import EvaluationSettings
 
     assert not EvaluationSettings().leakage  # off unless a config asks: earlier bench results stay as they were

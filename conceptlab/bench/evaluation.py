@@ -23,6 +23,7 @@ from ..metrics import (
     niche_impurity_score,
     oracle_impurity_score,
     own_representations,
+    probe_leakage,
     summarize,
 )
 from ..models.base import ConceptModel, decode_all, encode_all
@@ -64,16 +65,17 @@ class EvaluationSettings:
 
 
 def _leakage(own: Tensor, c: Tensor, y: Tensor, task: str) -> dict[str, float | None]:
-    """Mean inter-concept leakage and, for a multiclass task whose concept patterns are frequent
-    enough to estimate within, concepts-task leakage (None otherwise)."""
+    """Mean inter-concept leakage and, for a multiclass task, linear-probe leakage and (where the
+    concept patterns are frequent enough to estimate within) concepts-task leakage (None otherwise)."""
     icl = float(torch.nanmean(interconcept_leakage(own, c))) if c.shape[1] > 1 else None
-    ctl = None
+    ctl = probe = None
     if task == "multiclass":
+        probe = probe_leakage(own, c, y)
         try:
             ctl = concepts_task_leakage(own, c, y).value
         except ValueError:  # every concept pattern too rare to estimate within (many concepts)
             ctl = None
-    return {"interconcept_leakage": icl, "concepts_task_leakage": ctl}
+    return {"interconcept_leakage": icl, "concepts_task_leakage": ctl, "probe_leakage": probe}
 
 
 def labelled_concepts(info: ConceptInfo) -> list[int]:
@@ -153,7 +155,7 @@ def evaluate_run(model: ConceptModel, splits: ConceptSplits, settings: Evaluatio
         own, c = own[:, labelled], test.c[:, labelled]
         record["oracle_impurity"] = oracle_impurity_score(own, c, seed=seed)
         record["niche_impurity"] = niche_impurity_score(own, c, seed=seed)
-    record["interconcept_leakage"] = record["concepts_task_leakage"] = None
+    record["interconcept_leakage"] = record["concepts_task_leakage"] = record["probe_leakage"] = None
     if settings.leakage and own is not None and len(test) and labelled:
         record.update(_leakage(own[:, labelled], test.c[:, labelled], test.y, test.info.task))
     if isinstance(model, DeepConceptReasoner) and len(test) and test.features is not None:  # its explanation: rules per class
