@@ -59,7 +59,8 @@ class SplitModel:
                     continue
                 if x is None:
                     raise ValueError("without a head, the rest of the model needs the inputs the activations came from")
-                inputs = x.expand(len(batch), *x.shape[1:]) if x.shape[0] == 1 else x[start : start + self.batch_size]
+                one_input = len(x) == 1  # the same input under every row of activations
+                inputs = x.expand(len(batch), *x.shape[1:]) if one_input else x[start : start + self.batch_size]
                 hook = self.module.register_forward_hook(lambda m, a, out, batch=batch: batch.to(out.dtype))
                 try:
                     parts.append(heads.output_logits(self.model(prepare_batch(inputs, self.device))).float().cpu())
