@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from conceptlab.concepts import CAVBank, tcav_from_bank
+from conceptlab.concepts import CCE, CAVBank, tcav_from_bank
 from conceptlab.concepts.discovery import ACE, CRAFT, ConceptSHAP, grid_patches, slic_segments
 from conceptlab.models import pcbm
 
@@ -162,6 +162,9 @@ def test_discovered_concepts_save_as_a_bank_that_tcav_and_pcbm_read(craft, tmp_p
     assert scores.sensitivity.shape == (4, 3)
     pooled = pcbm(in_features=4, n_concepts=3, n_classes=2, bank=bank)
     assert pooled.bank_fitted
+    embeddings = model.features(images[8:12]).mean((2, 3)).detach()  # images without the square, explained towards class 1
+    result = CCE(bank, model.head[2]).explain(embeddings, 1)
+    assert result.weights.shape == (4, 3) and result.success.all()
 
 
 def test_ice_factorises_positions_and_its_parts_are_the_cells_they_cover():
