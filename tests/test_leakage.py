@@ -158,3 +158,20 @@ def test_the_bench_records_leakage_where_asked_and_the_table_shows_it(tmp_path):
     from conceptlab.bench.evaluation import EvaluationSettings
 
     assert not EvaluationSettings().leakage  # off unless a config asks: earlier bench results stay as they were
+
+
+def test_the_bench_prunes_linear_concept_heads_and_skips_the_others(tmp_path):
+    from conceptlab.bench import parse_spec, run_grid, write_reports
+
+    spec = parse_spec({
+        "name": "sparse", "dataset": {"name": "correlated", "size": 600, "rho": 0.5, "n_concepts": 3},
+        "models": ["cbm-fuzzy", "cbm-hybrid", "cem"], "seeds": 1, "model": {"hidden": [16], "embedding_size": 4, "latent_dim": 16},
+        "train": {"max_epochs": 2, "device": "cpu"},
+        "evaluation": {"intervention_repeats": 1, "intervention_competence": [1.0], "concept_alignment": False,
+                       "effective_concepts": 1},
+    })
+    store = run_grid([spec], tmp_path, workers=1, progress=False)
+    records = {r["model"]: r for r in store.records()}
+    assert 0 <= records["cbm-fuzzy"]["accuracy_at_nec"] <= 1
+    assert records["cbm-hybrid"]["accuracy_at_nec"] is None and records["cem"]["accuracy_at_nec"] is None  # heads read more
+    assert "| accuracy at NEC |" in write_reports(store.records(), [spec], tmp_path)

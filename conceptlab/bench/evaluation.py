@@ -9,13 +9,14 @@ from typing import Annotated, Any
 
 import torch
 from pydantic import AfterValidator, StrictStr
-from torch import Tensor
+from torch import Tensor, nn
 
 from ..datasets.base import ConceptDataset, ConceptSplits
 from ..datasets.supervision import labelled_rows
 from ..info import ConceptInfo
 from ..interventions import POLICIES, fit_policy, intervention_curve
 from ..metrics import (
+    accuracy_at_effective_concepts,
     concept_alignment_score,
     concept_representations,
     concepts_task_leakage,
@@ -54,6 +55,7 @@ class EvaluationSettings:
     concept_alignment: Bool = True  # CAS of the CEM paper (k-medoids as the paper, and k-means)
     purity: Bool = False  # oracle and niche impurity scores (OIS, NIS)
     leakage: Bool = False  # inter-concept and concepts-task leakage (kNN mutual information, nats)
+    effective_concepts: PositiveInt | None = None  # accuracy of a linear concept head pruned to this many concepts per class
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> EvaluationSettings:
@@ -76,6 +78,18 @@ def _leakage(own: Tensor, c: Tensor, y: Tensor, task: str) -> dict[str, float | 
         except ValueError:  # every concept pattern too rare to estimate within (many concepts)
             ctl = None
     return {"interconcept_leakage": icl, "concepts_task_leakage": ctl, "probe_leakage": probe}
+
+
+def _pruned_head_accuracy(model: ConceptModel, output, y: Tensor, nec: int) -> float | None:
+    """Accuracy of the model's linear head over its concepts pruned to ``nec`` concepts per class
+    (Srivastava et al.'s NEC); None for models whose head reads more than the concepts (embeddings,
+    extra units, a residual) or is not one linear layer."""
+    head, k = getattr(model, "head", None), model.n_concepts
+    if (not isinstance(head, nn.Linear) or not k or head.in_features != k or output.bottleneck.shape[1] != k
+            or getattr(model, "residual", None) is not None):
+        return None
+    return accuracy_at_effective_concepts(head.weight.detach(), output.bottleneck, y, nec=min(nec, k),
+                                          bias=None if head.bias is None else head.bias.detach())
 
 
 def labelled_concepts(info: ConceptInfo) -> list[int]:
@@ -158,6 +172,9 @@ def evaluate_run(model: ConceptModel, splits: ConceptSplits, settings: Evaluatio
     record["interconcept_leakage"] = record["concepts_task_leakage"] = record["probe_leakage"] = None
     if settings.leakage and own is not None and len(test) and labelled:
         record.update(_leakage(own[:, labelled], test.c[:, labelled], test.y, test.info.task))
+    record["accuracy_at_nec"] = None
+    if settings.effective_concepts and len(test) and test.info.task == "multiclass":
+        record["accuracy_at_nec"] = _pruned_head_accuracy(model, output, test.y, settings.effective_concepts)
     if isinstance(model, DeepConceptReasoner) and len(test) and test.features is not None:  # its explanation: rules per class
         record["rules"] = {name: [[rule, count] for rule, count in rules]
                            for name, rules in class_rules(model, test.features, test.info).items()}

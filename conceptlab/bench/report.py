@@ -17,7 +17,7 @@ from .spec import BenchSpec
 
 METRICS = ("task_accuracy", "task_balanced_accuracy", "task_top5_accuracy", "task_subset_accuracy", "task_r2", "concept_accuracy",
            "concept_auc", "concept_r2", "concept_alignment", "concept_alignment_kmeans", "oracle_impurity", "niche_impurity",
-           "interconcept_leakage", "concepts_task_leakage", "probe_leakage")
+           "interconcept_leakage", "concepts_task_leakage", "probe_leakage", "accuracy_at_nec")
 CURVE_FRACTIONS = (0.0, 0.25, 0.5, 0.75, 1.0)
 SELECTABLE = ("val_task_accuracy", "val_task_balanced_accuracy", "val_task_r2", "val_concept_accuracy", "val_concept_auc")
 
@@ -194,13 +194,15 @@ def markdown_table(rows: list[Row], specs: list[BenchSpec], select: str = "val_t
         cells = [r for r in rows if r.benchmark == spec.name]
         impurity = any(r.metrics["oracle_impurity"] for r in cells)
         leakage = any(r.metrics["interconcept_leakage"] is not None for r in cells)
+        pruned = any(r.metrics["accuracy_at_nec"] is not None for r in cells)
         top5 = any(r.metrics["task_top5_accuracy"] for r in cells)
         task, header = _task_column(cells)
         out.write(f"| model | {header} | reference | balanced accuracy " + ("| top-5 " if top5 else "")
                   + "| concept accuracy | concept AUC | CAS | CAS k-means | CAS reference "
-                  + ("| OIS | NIS " if impurity else "") + ("| ICL | CTL | probe leakage " if leakage else "") + "| epochs | train s | runs |\n")
+                  + ("| OIS | NIS " if impurity else "") + ("| ICL | CTL | probe leakage " if leakage else "")
+                  + ("| accuracy at NEC " if pruned else "") + "| epochs | train s | runs |\n")
         out.write("|---|---|---|---|" + ("---|" if top5 else "") + "---|---|---|---|---|" + ("---|---|" if impurity else "")
-                  + ("---|---|---|" if leakage else "") + "---|---|---|\n")
+                  + ("---|---|---|" if leakage else "") + ("---|" if pruned else "") + "---|---|---|\n")
         for r in cells:
             runs = _runs_cell(r)
             model = f"{r.model} ({_point(r.chosen)})" if r.chosen else r.model
@@ -208,6 +210,8 @@ def markdown_table(rows: list[Row], specs: list[BenchSpec], select: str = "val_t
             if leakage:
                 purity += (f"| {_fmt(r.metrics['interconcept_leakage'])} | {_fmt(r.metrics['concepts_task_leakage'])} "
                            f"| {_fmt(r.metrics['probe_leakage'])} ")
+            if pruned:
+                purity += f"| {_fmt(r.metrics['accuracy_at_nec'])} "
             top = f"| {_fmt(r.metrics['task_top5_accuracy'])} " if top5 else ""
             out.write(
                 f"| {model} | {_fmt(r.metrics[task])} | {_opt(r.reference_task_accuracy)} "
@@ -222,6 +226,10 @@ def markdown_table(rows: list[Row], specs: list[BenchSpec], select: str = "val_t
         if impurity:
             out.write("\nOIS and NIS: oracle and niche impurity scores × 100 (lower is purer; Espinosa Zarlenga et al., "
                       "AAAI 2023).\n")
+        if pruned:
+            out.write(f"\nAccuracy at NEC: test accuracy of the linear concept head pruned to its "
+                      f"{spec.evaluation.effective_concepts} largest weights per "
+                      "class, not refitted (Srivastava et al., 2024); empty for heads that read more than the concepts.\n")
         if leakage:
             out.write("\nICL and CTL: inter-concept leakage (mean I(r_i; c_j | c_i)) and concepts-task leakage (I(R; Y | C)) "
                       "in nats × 100, k-nearest-neighbour estimates on the test split (docs/guide/quality.md); CTL is empty "
