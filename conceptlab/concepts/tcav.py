@@ -19,7 +19,7 @@ gradient is 0 still count.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -188,12 +188,13 @@ def layer_gradients(
     return result[names[0]] if isinstance(layers, str) else result
 
 
-def _differentiate(model: nn.Module, x: Tensor, wrt: list[Tensor] | None, captured: dict, keys: list, target: int,
-                   objective: Objective, task: TaskKind, check: bool) -> tuple[Tensor, ...]:
+def _differentiate(model: nn.Module, x: Tensor, wrt: Callable[[], list[Tensor]], target: int, objective: Objective,
+                   task: TaskKind, check: bool) -> tuple[Tensor, ...]:
+    """Gradients of the objective for one forward pass w.r.t. the tensors ``wrt()`` names once it has run."""
     logits = heads.output_logits(model(x))
     if check:
         resolve_class(target, target_count(logits, task))
-    return torch.autograd.grad(objective_value(logits, target, objective, task), wrt or [captured[k] for k in keys])
+    return torch.autograd.grad(objective_value(logits, target, objective, task), wrt())
 
 
 def _plain_gradients(model: nn.Module, names: list[str], modules: list[nn.Module], x: Tensor, target: int,
@@ -202,7 +203,7 @@ def _plain_gradients(model: nn.Module, names: list[str], modules: list[nn.Module
     hooks = [module.register_forward_hook(lambda m, a, output, name=name: captured.__setitem__(name, output))
              for name, module in zip(names, modules)]
     try:
-        grads = _differentiate(model, x, None, captured, names, target, objective, task, check)
+        grads = _differentiate(model, x, lambda: [captured[n] for n in names], target, objective, task, check)
     finally:
         for hook in hooks:
             hook.remove()
@@ -229,7 +230,7 @@ def _integrated_gradient(model: nn.Module, module: nn.Module, x: Tensor, target:
         point = (start + (step + 0.5) / steps * (activation - start)).requires_grad_(True)
         hook = module.register_forward_hook(lambda m, a, output, point=point: point)
         try:
-            total += _differentiate(model, x, [point], captured, [], target, objective, task, check and step == 0)[0]
+            total += _differentiate(model, x, lambda point=point: [point], target, objective, task, check and step == 0)[0]
         finally:
             hook.remove()
     return total / steps
