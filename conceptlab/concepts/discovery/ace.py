@@ -30,8 +30,8 @@ class ACE:
     """Automatic concept-based explanations: clustered segments, scored with TCAV.
 
     Learned attributes: ``segments_`` (all segments), ``segment_activations_`` (M, D), ``labels_``
-    (M,) cluster of each segment, ``kept_`` (the clusters that recur), ``image_share_`` (share of
-    images each cluster's segments come from).
+    (M,) cluster of each segment, ``distance_`` (M,) each segment's distance to its cluster's centre,
+    ``kept_`` (the clusters that recur), ``image_share_`` (share of images each cluster's segments come from).
 
     Args:
         n_clusters: k-means clusters.
