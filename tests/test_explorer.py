@@ -383,6 +383,57 @@ def test_in_a_real_browser_a_click_shows_the_library_prediction(browser, served,
     assert float(shown.get_attribute("data-probability")) == pytest.approx(max(_library_probs(explorer, name, sample, {})), abs=1e-6)
 
 
+def test_the_page_keeps_its_state_in_every_control_and_is_accessible(client):
+    page = client.get("/explore", params={"model": "xor-cem-seed3", "sample": 7, "fix": "1:0", "policy": "random"}).text
+    form = page[page.index('<form method="get" action="/explore" id="choose">'):page.index("</form>")]
+    assert '<input type="hidden" name="sample" value="7">' in form and '<input type="hidden" name="fix" value="1:0">' in form
+    assert "onchange" not in page and '<button type="submit" id="apply">apply</button>' in form  # no navigation on a change
+    assert '<meta name="viewport" content="width=device-width, initial-scale=1">' in page
+    assert '<a class="skip" href="#concepts">' in page and 'id="concepts"' in page
+    assert page.index('<div id="errors" role="alert"') < page.index('<main id="main">')  # errors live outside the grid
+    assert 'aria-live="polite"' in page
+    for value, label in (("1", "present"), ("0", "absent")):
+        pressed = "true" if value == "0" else "false"
+        assert re.search(rf'data-key="set-1-{value}" role="button" aria-pressed="{pressed}" aria-label="[^"]+: {label}"', page)
+    switched = client.get("/explore", params={"model": "xor-cbm-seed3", "sample": 7, "fix": "1:0", "fix_for": "xor-cem-seed3"})
+    assert 'data-sample="7" data-fix="1:0"' in switched.text  # same concepts: the corrections carry over
+    foreign = client.get("/explore", params={"model": "xor-cbm-seed3", "sample": 7, "fix": "1:0", "fix_for": "other"})
+    assert "corrections dropped" in foreign.text and 'data-fix=""' in foreign.text
+
+
+def test_an_unknown_model_is_a_readable_page_and_an_api_error_stays_json(client):
+    page = client.get("/explore", params={"model": "nope"})
+    assert page.status_code == 404 and page.headers["content-type"].startswith("text/html")
+    assert "no model named &#39;nope&#39;" in page.text and "back to the explorer" in page.text
+    assert client.get("/api/view", params={"model": "nope", "sample": 0}).json() == {"error": "no model named 'nope'"}
+
+
+def test_in_a_real_browser_fast_clicks_are_all_applied_in_order_and_focus_stays(browser, served, explorer):
+    from selenium.webdriver.common.by import By
+
+    name, sample = "xor-cem-seed3", 6
+    browser.get(f"{served}/explore?model={name}&sample={sample}")
+    first = browser.find_element(By.CSS_SELECTOR, 'a[data-key="set-0-1"]')
+    second = browser.find_element(By.CSS_SELECTOR, 'a[data-key="set-1-0"]')
+    browser.execute_script("arguments[0].click(); arguments[1].click();", first, second)  # the second before the first returns
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(browser, 30).until(lambda d: d.execute_script(
+        "const s = document.querySelector('section.sample'); return !document.getElementById('main').hasAttribute('aria-busy')"
+        " && s && s.dataset.fix") == "0:1,1:0")
+    shown = browser.find_element(By.ID, "prediction-0")
+    probs = _library_probs(explorer, name, sample, {0: 1.0, 1: 0.0})
+    assert float(shown.get_attribute("data-probability")) == pytest.approx(max(probs), abs=1e-6)
+    assert browser.switch_to.active_element.get_attribute("data-key") == "set-1-0"  # focus stays on the last control clicked
+    assert browser.find_element(By.CSS_SELECTOR, 'a[data-key="set-1-0"]').get_attribute("aria-pressed") == "true"
+    assert browser.find_element(By.CSS_SELECTOR, '#choose input[name="fix"]').get_attribute("value") == "0:1,1:0"
+    browser.get(f"{served}/explore?model={name}&sample={sample}&fix=0:1")
+    browser.execute_script("followLive('/explore?model=nope', true, null)")
+    WebDriverWait(browser, 30).until(lambda d: d.execute_script("return document.getElementById('errors').textContent"))
+    assert browser.find_element(By.ID, "errors").text == "no model named 'nope'"  # the message, as text, above the page
+    assert browser.find_element(By.CSS_SELECTOR, "section.sample").get_attribute("data-fix") == "0:1"  # the page is kept
+
+
 def test_cub_style_data_serves_its_images_and_many_class_heads(tmp_path, capsys):
     """On image data (a tiny CUB archive): the test images are served byte for byte, a 3-class head
     is explained through softmax, concepts come in their groups, and a PCBM's bank (saved by the

@@ -75,12 +75,19 @@ def create_app(explorer: Explorer, hosts: Sequence[str] | None = LOCAL_HOSTS) ->
     def corrections(name: str, fix: str) -> Corrections:
         return Corrections.parse(fix, explorer.model(name).info.n_concepts)
 
+    def error_response(request: Request, message: str, status: int) -> Response:
+        """JSON for the API, a readable page for everything a person opens."""
+        if request.url.path.startswith("/api/"):
+            return JSONResponse({"error": message}, status_code=status)
+        return HTMLResponse(templates.get_template("error.html").render(message=message, home="/"), status_code=status)
+
     @app.exception_handler(ValueError)
     async def bad_request(request: Request, err: ValueError) -> Response:
-        if request.url.path.startswith("/api/"):
-            return JSONResponse({"error": str(err)}, status_code=400)
-        page = templates.get_template("error.html").render(message=str(err), home="/")
-        return HTMLResponse(page, status_code=400)
+        return error_response(request, str(err), 400)
+
+    @app.exception_handler(HTTPException)
+    async def not_found(request: Request, err: HTTPException) -> Response:
+        return error_response(request, str(err.detail), err.status_code)
 
     @app.get("/", include_in_schema=False)
     def home() -> RedirectResponse:
@@ -89,7 +96,7 @@ def create_app(explorer: Explorer, hosts: Sequence[str] | None = LOCAL_HOSTS) ->
     @app.get("/explore", response_class=HTMLResponse)
     def explore(model: str = first, sample: int | None = None, fix: str = "", compare: str = "", policy: str = "uncertainty",
                 filter: str = "all", class_name: str = Query("", alias="class"), fragment: bool = False,
-                message: str = "") -> HTMLResponse:
+                message: str = "", fix_for: str = "") -> HTMLResponse:
         name = model_or_404(model)
         if compare:
             model_or_404(compare)
@@ -103,6 +110,10 @@ def create_app(explorer: Explorer, hosts: Sequence[str] | None = LOCAL_HOSTS) ->
             sample = listed[0] if listed else 0
         if not listed:
             message = message or "no test sample matches this filter; showing sample 0"
+        if fix_for and fix_for != name and fix and (
+                fix_for not in explorer.models
+                or explorer.model(fix_for).info.concept_names != explorer.model(name).info.concept_names):
+            fix, message = "", f"corrections dropped: {fix_for} and {name} do not share their concepts"
         fixed = corrections(name, fix)
         state = {"model": name, "sample": sample, "fix": fixed.text(), "compare": compare, "policy": policy,
                  "filter": filter, "class": class_name}

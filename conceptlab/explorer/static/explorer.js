@@ -1,26 +1,90 @@
 // Follow links marked "live" by fetching the page's main part and swapping it in, so a
 // correction updates the prediction without a reload. Without JavaScript the links still work.
+// Clicks are ordered and none is lost: a click made while a request runs waits its turn, and is
+// then found again (by its data-key) on the updated page, so its link carries the corrections made
+// before it. While a request runs, the main part is marked busy. After a swap, focus
+// returns to the control that was clicked (same data-key), and errors appear, as text, above the page.
 "use strict";
-async function followLive(href, push) {
+let inFlight = null;
+
+function showError(html) {
+  const page = new DOMParser().parseFromString(html, "text/html");
+  const text = (page.getElementById("error") || page.body).textContent.replace(/\s+/g, " ").trim();
+  document.getElementById("errors").textContent = text;
+}
+
+async function followLive(href, push, focusKey) {
   const url = new URL(href, window.location.href);
   url.searchParams.set("fragment", "1");
-  const response = await fetch(url);
+  if (inFlight) inFlight.abort();
+  const controller = new AbortController();
+  inFlight = controller;
   const main = document.getElementById("main");
-  if (!response.ok) {
-    main.insertAdjacentHTML("afterbegin", '<p class="error" id="error"></p>');
-    document.getElementById("error").textContent = (await response.text()).replace(/<[^>]*>/g, " ").trim();
+  main.setAttribute("aria-busy", "true");
+  let response;
+  try {
+    response = await fetch(url, { signal: controller.signal });
+    if (!response.ok) {
+      showError(await response.text());
+      return;
+    }
+    const html = await response.text();
+    if (controller !== inFlight) return;  // a later click took over
+    main.innerHTML = html;
+  } catch (error) {
+    if (error.name !== "AbortError") showError(String(error));
     return;
+  } finally {
+    if (controller === inFlight) {
+      inFlight = null;
+      main.removeAttribute("aria-busy");
+    }
   }
-  main.innerHTML = await response.text();
+  document.getElementById("errors").textContent = "";
   const shown = new URL(response.url);
   shown.searchParams.delete("fragment");
   if (push) window.history.pushState({}, "", shown);
+  syncForm(shown);
+  if (focusKey) {
+    const again = main.querySelector(`[data-key="${CSS.escape(focusKey)}"]`);
+    if (again) again.focus();
+  }
   main.dataset.loaded = shown.search;  // lets tests and scripts wait for the swap
 }
+
+// Keep the header form's hidden state (sample, corrections) and the curve policy in step with the page.
+function syncForm(url) {
+  const form = document.getElementById("choose");
+  for (const name of ["sample", "fix", "policy"]) {
+    const field = form.elements[name];
+    if (field && url.searchParams.has(name)) field.value = url.searchParams.get(name);
+    else if (field && name === "fix") field.value = "";
+  }
+}
+
+const waiting = [];  // keys (or addresses) of clicks made while a request ran, oldest first
+let running = false;
+
+async function clickLive(link) {
+  running = true;
+  try {
+    await followLive(link.href, true, link.dataset.key);
+  } finally {
+    running = false;
+  }
+  while (waiting.length) {
+    const next = waiting.shift();
+    const again = next.key ? document.querySelector(`#main [data-key="${CSS.escape(next.key)}"]`) : null;
+    if (again) return clickLive(again);
+    if (!next.key) return clickLive({ href: next.href, dataset: {} });
+  }
+}
+
 document.addEventListener("click", (event) => {
   const link = event.target.closest("a.live");
   if (!link || event.ctrlKey || event.metaKey || event.shiftKey) return;
   event.preventDefault();
-  followLive(link.href, true);
+  if (running) waiting.push({ key: link.dataset.key, href: link.href });
+  else clickLive(link);
 });
-window.addEventListener("popstate", () => followLive(window.location.href, false));
+window.addEventListener("popstate", () => followLive(window.location.href, false, null));
