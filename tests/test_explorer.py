@@ -434,6 +434,23 @@ def test_in_a_real_browser_fast_clicks_are_all_applied_in_order_and_focus_stays(
     assert browser.find_element(By.CSS_SELECTOR, "section.sample").get_attribute("data-fix") == "0:1"  # the page is kept
 
 
+@pytest.mark.parametrize("width", [1400, 420])
+def test_an_automated_accessibility_audit_finds_no_serious_violation(browser, served, width):
+    from axe_core_python.selenium import Axe
+
+    browser.set_window_size(width, 1000)
+    try:
+        browser.get(f"{served}/explore?model=xor-cem-seed3&sample=6&fix=0:1&compare=xor-cbm-seed3")
+        results = Axe().run(browser)
+        viewport, page_width = browser.execute_script(
+            "return [window.innerWidth, document.documentElement.scrollWidth]")
+    finally:
+        browser.set_window_size(1400, 1000)
+    serious = [(v["id"], v["impact"], len(v["nodes"])) for v in results["violations"] if v["impact"] in ("serious", "critical")]
+    assert serious == []
+    assert page_width <= viewport  # nothing runs off the side: no sideways scrolling at this width
+
+
 def test_cub_style_data_serves_its_images_and_many_class_heads(tmp_path, capsys):
     """On image data (a tiny CUB archive): the test images are served byte for byte, a 3-class head
     is explained through softmax, concepts come in their groups, and a PCBM's bank (saved by the
