@@ -401,6 +401,24 @@ def test_the_page_keeps_its_state_in_every_control_and_is_accessible(client):
     assert "corrections dropped" in foreign.text and 'data-fix=""' in foreign.text
 
 
+def test_the_diamond_counts_part_of_a_group_and_the_panel_shows_the_change(client):
+    import torch
+
+    from conceptlab.explorer.curve import curve_svg
+    from conceptlab.explorer.session import Corrections
+
+    units = torch.tensor([[1, 1, 1, 1], [0, 0, 0, 0], [0, 0, 0, 0]], dtype=torch.bool)
+    units[1, :2], units[0, :2] = True, False
+    units[2, 0] = True
+    assert Corrections({2: 1.0}).units_set(units).tolist() == [0.5, 0.0, 0.0]  # one of group 0's two concepts
+    assert Corrections({0: 1.0, 2: 1.0}).units_set(units).tolist() == [0.5, 0.5, 1.0]
+    points = [{"n": n, "true_probability": p, "correct": p > 0.5, "unit": ""} for n, p in enumerate((0.2, 0.6, 0.9))]
+    svg = curve_svg(points, "random", (0.5, 0.4, 1))
+    assert "1 concept(s) set, 0.5 group(s) worth" in svg and ">0</text>" in svg and ">2</text>" in svg  # x ticks
+    page = client.get("/explore", params={"model": "xor-cem-seed3", "sample": 6, "fix": "0:1,1:0"}).text
+    assert re.search(r'id="change-0">p\(true class\) [0-9.]+ &rarr; [0-9.]+\s+\([+-][0-9.]+\)', page)
+
+
 def test_an_unknown_model_is_a_readable_page_and_an_api_error_stays_json(client):
     page = client.get("/explore", params={"model": "nope"})
     assert page.status_code == 404 and page.headers["content-type"].startswith("text/html")

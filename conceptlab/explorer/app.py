@@ -125,7 +125,9 @@ def create_app(explorer: Explorer, hosts: Sequence[str] | None = LOCAL_HOSTS) ->
         curve = explorer.curve(name, sample, policy)
         views = [explorer.view(name, sample, fixed)] + ([explorer.view(compare, sample, fixed)] if compare else [])
         counterfactual = explorer.counterfactual(name, sample) if views[0].original_prediction != views[0].true_class else None
-        groups_done = int(fixed.units_done(explorer.units(name)[1]).sum())
+        units = explorer.units(name)[1]
+        groups_done = int(fixed.units_done(units).sum())
+        position = float(fixed.units_set(units).sum())  # partly corrected groups count in part
         data = explorer.data(name)
         info = explorer.model(name).info
         plane = plane_view(data.name, data.test.features[:1], info.concept_names) if data.test.features is not None else None
@@ -137,7 +139,7 @@ def create_app(explorer: Explorer, hosts: Sequence[str] | None = LOCAL_HOSTS) ->
             "counterfactual": counterfactual, "message": message,
             "has_image": bool(data.image_paths), "has_plane": plane is not None, "plane_note": plane.note if plane else "",
             "dataset": data.name, "seed": data.seed, "top_classes": [top_classes(v) for v in views],
-            "curve_svg": curve_svg(curve, policy, (groups_done, views[0].class_probs[views[0].true_class])
+            "curve_svg": curve_svg(curve, policy, (position, views[0].class_probs[views[0].true_class], len(fixed.values))
                                    if fixed.values else None),
             "all_groups_done": groups_done == len(info.concept_groups),
         }

@@ -6,13 +6,15 @@ from __future__ import annotations
 from html import escape
 
 
-def curve_svg(points: list[dict], policy: str, you: tuple[int, float] | None = None, width: int = 320, height: int = 180) -> str:
+def curve_svg(points: list[dict], policy: str, you: tuple[float, float, int] | None = None, width: int = 320,
+              height: int = 180) -> str:
     """``points`` from ``Explorer.curve``; filled dots where the prediction is right, hollow where
-    wrong; ``you`` = (groups set now, probability of the true class now) adds a red diamond."""
+    wrong; ``you`` = (groups set now, a part-set group counting its share; probability of the true
+    class now; concepts set) adds a red diamond. The x axis is labelled in groups."""
     left, right, top, bottom = 38, 10, 12, 30
     n_max = max(len(points) - 1, 1)
 
-    def xy(n: int, p: float) -> tuple[float, float]:
+    def xy(n: float, p: float) -> tuple[float, float]:
         return left + n / n_max * (width - left - right), top + (1 - p) * (height - top - bottom)
 
     line = " ".join("{:.1f},{:.1f}".format(*xy(q["n"], q["true_probability"])) for q in points)
@@ -22,6 +24,10 @@ def curve_svg(points: list[dict], policy: str, you: tuple[int, float] | None = N
         _, y = xy(0, p)
         parts.append(f'<line x1="{left}" y1="{y:.1f}" x2="{width - right}" y2="{y:.1f}" stroke="#ddd"/>'
                      f'<text x="{left - 4}" y="{y + 4:.1f}" text-anchor="end" font-size="10">{p:g}</text>')
+    ticks = range(0, n_max + 1, max(1, round(n_max / 6)))
+    for n in ticks:
+        x, _ = xy(n, 0.0)
+        parts.append(f'<text x="{x:.1f}" y="{height - bottom + 12}" text-anchor="middle" font-size="10">{n}</text>')
     parts.append(f'<polyline points="{line}" fill="none" stroke="#4e79a7" stroke-width="2"/>')
     for q in points:
         x, y = xy(q["n"], q["true_probability"])
@@ -31,10 +37,11 @@ def curve_svg(points: list[dict], policy: str, you: tuple[int, float] | None = N
         parts.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="4" fill="{fill}" stroke="#4e79a7" stroke-width="1.5">'
                      f"<title>{title}</title></circle>")
     if you is not None:
-        x, y = xy(*you)
+        position, probability, concepts = you
+        x, y = xy(position, probability)
         parts.append(f'<path d="M {x:.1f} {y - 6:.1f} L {x + 6:.1f} {y:.1f} L {x:.1f} {y + 6:.1f} L {x - 6:.1f} {y:.1f} Z" '
-                     f'fill="#e15759" fill-opacity="0.8"><title>your corrections: {you[0]} group(s) set, '
-                     f'p(true class) = {you[1]:.3f}</title></path>')
+                     f'fill="#e15759" fill-opacity="0.8"><title>your corrections: {concepts} concept(s) set, '
+                     f'{position:.2g} group(s) worth; p(true class) = {probability:.3f}</title></path>')
     parts.append(f'<text x="{(left + width - right) / 2}" y="{height - 6}" text-anchor="middle" font-size="11">'
                  f"concept groups corrected ({escape(policy)} order)</text></svg>")
     return "".join(parts)

@@ -90,6 +90,12 @@ class Corrections:
             mask[0, i], values[0, i] = True, v
         return Intervention(mask, values).to(device)
 
+    def units_set(self, units: Tensor) -> Tensor:
+        """(G,) the share of each unit's (G, k) concepts that are set: 1 for a whole group, between for part of one."""
+        mask = torch.zeros(units.shape[1], dtype=torch.bool)
+        mask[list(self.values)] = True
+        return (units & mask).sum(1) / units.sum(1).clamp_min(1)
+
     def units_done(self, units: Tensor) -> Tensor:
         """(G,) which of the units (G, k) have every concept set."""
         mask = torch.zeros(units.shape[1], dtype=torch.bool)
