@@ -419,6 +419,27 @@ def test_the_diamond_counts_part_of_a_group_and_the_panel_shows_the_change(clien
     assert re.search(r'id="change-0">p\(true class\) [0-9.]+ &rarr; [0-9.]+\s+\([+-][0-9.]+\)', page)
 
 
+def test_the_list_pages_through_the_whole_test_set_sorts_and_marks_mistakes(client, explorer):
+    from conceptlab.explorer.session import Corrections
+
+    name = "xor-cem-seed3"
+    n = explorer.n_samples(name)
+    listed = lambda page: [int(s) for s in re.findall(r'data-key="sample-(\d+)"', page)]  # noqa: E731
+    far = client.get("/explore", params={"model": name, "sample": n - 1}).text
+    assert n - 1 in listed(far) and f"page {-(-n // 100)} of {-(-n // 100)}" in far  # the page holding the sample
+    assert listed(client.get("/explore", params={"model": name, "page": 1}).text) == list(range(100, min(200, n)))
+    assert client.get("/explore", params={"model": name, "page": 99}).status_code == 400
+    ordered = explorer.ordered(name, explorer.samples(name), "confidence")
+    page = client.get("/explore", params={"model": name, "order": "confidence"}).text
+    assert listed(page) == ordered[:100]
+    confidence = [max(explorer.view(name, s, Corrections({})).class_probs) for s in ordered[:20]]
+    assert confidence == sorted(confidence)  # least confident first
+    wrong = explorer.samples(name, "misclassified")
+    first_page = client.get("/explore", params={"model": name}).text
+    assert all(f'miss" data-key="sample-{s}"' in first_page for s in wrong if s < 100)
+    assert '<input type="hidden" name="order" value="confidence">' in page and 'name="sample" min="0"' in page
+
+
 def test_an_unknown_model_is_a_readable_page_and_an_api_error_stays_json(client):
     page = client.get("/explore", params={"model": "nope"})
     assert page.status_code == 404 and page.headers["content-type"].startswith("text/html")

@@ -20,11 +20,11 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from .curve import curve_svg
 from .plane import plane_svg, plane_view
-from .session import FILTERS, Corrections, Explorer, SampleView
+from .session import FILTERS, ORDERS, Corrections, Explorer, SampleView
 
 log = logging.getLogger(__name__)
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")  # the names a browser on this machine uses for it
-SAMPLES_LISTED = 300  # sample links in the side bar
+SAMPLES_LISTED = 100  # sample links per page of the side bar
 CLASSES_SHOWN = 5  # class probabilities listed per model (plus the true class)
 
 
@@ -96,7 +96,7 @@ def create_app(explorer: Explorer, hosts: Sequence[str] | None = LOCAL_HOSTS) ->
     @app.get("/explore", response_class=HTMLResponse)
     def explore(model: str = first, sample: int | None = None, fix: str = "", compare: str = "", policy: str = "uncertainty",
                 filter: str = "all", class_name: str = Query("", alias="class"), fragment: bool = False,
-                message: str = "", fix_for: str = "") -> HTMLResponse:
+                message: str = "", fix_for: str = "", order: str = "index", page: int | None = None) -> HTMLResponse:
         name = model_or_404(model)
         if compare:
             model_or_404(compare)
@@ -105,9 +105,14 @@ def create_app(explorer: Explorer, hosts: Sequence[str] | None = LOCAL_HOSTS) ->
         offered = explorer.policies(name)
         if policy not in offered:
             raise ValueError(f"policy {policy!r} is not one of those that apply to {name}: {', '.join(offered)}")
-        listed = explorer.samples(name, filter, class_name or None)
+        listed = explorer.ordered(name, explorer.samples(name, filter, class_name or None), order)
         if sample is None:
             sample = listed[0] if listed else 0
+        n_pages = max(1, -(-len(listed) // SAMPLES_LISTED))
+        if page is None:  # the page that holds the sample shown
+            page = listed.index(sample) // SAMPLES_LISTED if sample in listed else 0
+        if not 0 <= page < n_pages:
+            raise ValueError(f"page {page} does not exist: the list has {n_pages} page(s) of {SAMPLES_LISTED} samples")
         if not listed:
             message = message or "no test sample matches this filter; showing sample 0"
         if fix_for and fix_for != name and fix and (
@@ -116,7 +121,7 @@ def create_app(explorer: Explorer, hosts: Sequence[str] | None = LOCAL_HOSTS) ->
             fix, message = "", f"corrections dropped: {fix_for} and {name} do not share their concepts"
         fixed = corrections(name, fix)
         state = {"model": name, "sample": sample, "fix": fixed.text(), "compare": compare, "policy": policy,
-                 "filter": filter, "class": class_name}
+                 "filter": filter, "class": class_name, "order": "" if order == "index" else order}
 
         def link(path: str = "/explore", **changes) -> str:
             query = {k: v for k, v in {**state, **changes}.items() if v not in ("", None)}
@@ -134,7 +139,9 @@ def create_app(explorer: Explorer, hosts: Sequence[str] | None = LOCAL_HOSTS) ->
         context = {
             "state": state, "link": link, "views": views, "fixed": fixed,
             "categorical": explorer.model(name).info.categorical_indices(), "policies": offered, "filters": FILTERS,
-            "models": list(explorer.models), "comparable": explorer.comparable(name), "listed": listed[:SAMPLES_LISTED],
+            "models": list(explorer.models), "comparable": explorer.comparable(name),
+            "listed": listed[page * SAMPLES_LISTED : (page + 1) * SAMPLES_LISTED], "page": page, "n_pages": n_pages,
+            "orders": ORDERS, "order": order, "mistakes": explorer.mistakes(name),
             "n_listed": len(listed), "n_samples": explorer.n_samples(name), "accuracy": explorer.accuracy(name),
             "counterfactual": counterfactual, "message": message,
             "has_image": bool(data.image_paths), "has_plane": plane is not None, "plane_note": plane.note if plane else "",
@@ -148,11 +155,11 @@ def create_app(explorer: Explorer, hosts: Sequence[str] | None = LOCAL_HOSTS) ->
 
     @app.get("/step", include_in_schema=False)
     def step(model: str, sample: int, policy: str, fix: str = "", compare: str = "", filter: str = "all",
-             class_name: str = Query("", alias="class"), fragment: bool = False) -> RedirectResponse:
+             class_name: str = Query("", alias="class"), fragment: bool = False, order: str = "") -> RedirectResponse:
         name = model_or_404(model)
         unit, after = explorer.next_step(name, sample, corrections(name, fix), policy=policy)
         query = {"model": name, "sample": sample, "fix": after.text(), "compare": compare, "policy": policy,
-                 "filter": filter, "class": class_name, "message": f"{policy} corrected {unit}",
+                 "filter": filter, "class": class_name, "order": order, "message": f"{policy} corrected {unit}",
                  "fragment": "1" if fragment else ""}
         return RedirectResponse(f"/explore?{urlencode({k: v for k, v in query.items() if v})}", status_code=303)
 

@@ -26,6 +26,7 @@ from .sources import ExplorerModel, check_bank, load_explorer_data
 
 log = logging.getLogger(__name__)
 FILTERS = ("all", "misclassified", "wrong-concepts")
+ORDERS = ("index", "confidence", "loss", "wrong-concepts")  # how the sample list can be sorted
 ANSWERS_KEPT = 1024
 
 
@@ -357,6 +358,29 @@ class Explorer:
                 raise ValueError(f"unknown class {class_name!r}")
             keep &= data.test.y == classes.index(class_name)
         return keep.nonzero().flatten().tolist()
+
+    def ordered(self, name: str, samples: list[int], order: str = "index") -> list[int]:
+        """``samples`` sorted: by index, by confidence (least confident first), by the loss of the true
+        class (highest first) or by the number of concepts predicted on the wrong side of 0.5 (most first)."""
+        if order not in ORDERS:
+            raise ValueError(f"unknown order {order!r}; choose one of {', '.join(ORDERS)}")
+        if order == "index" or not samples:
+            return list(samples)
+        self.prepare(name)
+        data, (probs, logits) = self.data(name), self._base[name]
+        log_probs = class_log_probs(logits)
+        rows = torch.tensor(samples)
+        if order == "confidence":
+            key = log_probs[rows].max(1).values
+        elif order == "loss":
+            key = log_probs[rows, data.test.y[rows]]
+        else:
+            key = -((probs[rows] > 0.5) != (data.test.c[rows] > 0.5)).sum(1).float()
+        return rows[torch.argsort(key, stable=True)].tolist()
+
+    def mistakes(self, name: str) -> set[int]:
+        """The test samples the model misclassifies."""
+        return set(self.samples(name, "misclassified"))
 
     def accuracy(self, name: str) -> float:
         """Task accuracy on the test split: the share of samples the misclassified filter leaves out."""
