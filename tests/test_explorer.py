@@ -405,7 +405,6 @@ def test_the_diamond_counts_part_of_a_group_and_the_panel_shows_the_change(clien
     import torch
 
     from conceptlab.explorer.curve import curve_svg
-    from conceptlab.explorer.session import Corrections
 
     units = torch.tensor([[1, 1, 1, 1], [0, 0, 0, 0], [0, 0, 0, 0]], dtype=torch.bool)
     units[1, :2], units[0, :2] = True, False
@@ -420,8 +419,6 @@ def test_the_diamond_counts_part_of_a_group_and_the_panel_shows_the_change(clien
 
 
 def test_the_list_pages_through_the_whole_test_set_sorts_and_marks_mistakes(client, explorer):
-    from conceptlab.explorer.session import Corrections
-
     name = "xor-cem-seed3"
     n = explorer.n_samples(name)
     listed = lambda page: [int(s) for s in re.findall(r'data-key="sample-(\d+)"', page)]  # noqa: E731
@@ -438,6 +435,38 @@ def test_the_list_pages_through_the_whole_test_set_sorts_and_marks_mistakes(clie
     first_page = client.get("/explore", params={"model": name}).text
     assert all(f'miss" data-key="sample-{s}"' in first_page for s in wrong if s < 100)
     assert '<input type="hidden" name="order" value="confidence">' in page and 'name="sample" min="0"' in page
+
+
+def test_bulk_corrections_give_the_library_accuracy_and_a_session_exports(client, explorer):
+    import csv
+    import io
+
+    import torch
+
+    from conceptlab.models import Intervention, predict
+    from conceptlab.models.heads import predicted_class
+
+    name = "xor-cbm-seed3"
+    test, model = explorer.data(name).test, explorer.model(name).model
+    mask = torch.zeros_like(test.c, dtype=torch.bool)
+    mask[:, 0] = True
+    after = predicted_class(predict(model, test.x, Intervention(mask, test.c)).task_logits, explorer.threshold(name))
+    expected = float((after == test.y).float().mean())
+    assert explorer.bulk_accuracy(name, [0])["after"] == pytest.approx(expected)
+    page = client.get("/bulk", params={"model": name, "sample": 5, "fix": "0:1", "scope": "all"})
+    assert page.status_code == 200 and f"-&gt; {100 * expected:.1f} %" in page.text
+    assert 'data-fix="0:1"' in page.text  # the sample's own corrections are kept
+    in_class = client.get("/bulk", params={"model": name, "sample": 5, "fix": "0:1", "scope": "class"}).text
+    assert "test samples of" in in_class
+    assert client.get("/bulk", params={"model": name, "sample": 5, "fix": ""}).status_code == 400
+    exported = client.get("/export", params={"model": name, "sample": 5, "fix": "0:1", "compare": "xor-cem-seed3"})
+    record = exported.json()
+    assert exported.headers["content-disposition"] == 'attachment; filename="xor-cbm-seed3-sample5.json"'
+    assert list(record["corrections"].values()) == [1.0] and [m["model"] for m in record["models"]] == [name, "xor-cem-seed3"]
+    view = explorer.view(name, 5, Corrections.parse("0:1", 2))
+    assert record["models"][0]["class_probs"] == dict(zip(view.classes, view.class_probs))
+    rows = list(csv.DictReader(io.StringIO(client.get("/export", params={"model": name, "sample": 5, "format": "csv"}).text)))
+    assert len(rows) == 1 and rows[0]["predicted"] == view.classes[explorer.view(name, 5, Corrections({})).predicted]
 
 
 def test_an_unknown_model_is_a_readable_page_and_an_api_error_stays_json(client):
@@ -535,6 +564,8 @@ def test_cub_style_data_serves_its_images_and_many_class_heads(tmp_path, capsys)
             {g: list(i) for g, i in model.info.concept_groups.items()}
     page = client.get("/explore", params={"model": pcbm_name, "sample": 0})
     assert page.status_code == 200 and 'id="input-image"' in page.text and 'id="input-plane"' not in page.text
+    assert 'id="projection-note"' in page.text  # a PCBM's concept "p" is a projection score, and the page says so
+    assert 'id="projection-note"' not in client.get("/explore", params={"model": cem_name, "sample": 0}).text
     result = client.get("/api/counterfactual", params={"model": pcbm_name, "sample": 0}).json()
     assert result["target"] in model.info.task_names and set(result) >= {"add", "remove", "success"}
 

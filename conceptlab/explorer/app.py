@@ -18,6 +18,7 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Redirect
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from ..models import LabelFreeCBM, PosthocCBM
 from .curve import curve_svg
 from .plane import plane_svg, plane_view
 from .session import FILTERS, ORDERS, Corrections, Explorer, SampleView
@@ -149,6 +150,7 @@ def create_app(explorer: Explorer, hosts: Sequence[str] | None = LOCAL_HOSTS) ->
             "curve_svg": curve_svg(curve, policy, (position, views[0].class_probs[views[0].true_class], len(fixed.values))
                                    if fixed.values else None),
             "all_groups_done": groups_done == len(info.concept_groups),
+            "projected": isinstance(explorer.model(name).model, (PosthocCBM, LabelFreeCBM)),
         }
         template = "main.html" if fragment else "page.html"
         return HTMLResponse(templates.get_template(template).render(**context))
@@ -162,6 +164,65 @@ def create_app(explorer: Explorer, hosts: Sequence[str] | None = LOCAL_HOSTS) ->
                  "filter": filter, "class": class_name, "order": order, "message": f"{policy} corrected {unit}",
                  "fragment": "1" if fragment else ""}
         return RedirectResponse(f"/explore?{urlencode({k: v for k, v in query.items() if v})}", status_code=303)
+
+    def state_query(model: str, sample: int, fix: str, compare: str, policy: str, filter: str, class_name: str, order: str,
+                    **extra: str) -> str:
+        query = {"model": model, "sample": sample, "fix": fix, "compare": compare, "policy": policy, "filter": filter,
+                 "class": class_name, "order": order, **extra}
+        return urlencode({k: v for k, v in query.items() if v not in ("", None)})
+
+    @app.get("/bulk", include_in_schema=False)
+    def bulk(model: str, sample: int, fix: str, scope: str = "all", compare: str = "", policy: str = "uncertainty",
+             filter: str = "all", class_name: str = Query("", alias="class"), order: str = "",
+             fragment: bool = False) -> RedirectResponse:
+        name = model_or_404(model)
+        fixed = corrections(name, fix)
+        if not fixed.values:
+            raise ValueError("set at least one concept by hand first: its correction is what is applied to every sample")
+        if scope not in ("all", "class"):
+            raise ValueError(f"scope must be 'all' or 'class'; got {scope!r}")
+        view = explorer.view(name, sample, fixed)
+        target = view.classes[view.true_class] if scope == "class" else None
+        result = explorer.bulk_accuracy(name, sorted(fixed.values), target)
+        names = explorer.model(name).info.concept_names
+        message = (f"correcting {', '.join(names[i] for i in sorted(fixed.values))} to their true values on "
+                   f"{'the ' + str(result['samples']) + ' test samples of ' + target if target else 'all ' + str(result['samples']) + ' test samples'}: "
+                   f"accuracy {100 * result['before']:.1f} % -> {100 * result['after']:.1f} % "
+                   f"({result['changed']} prediction(s) changed)")
+        query = state_query(name, sample, fixed.text(), compare, policy, filter, class_name, order, message=message,
+                            fragment="1" if fragment else "")
+        return RedirectResponse(f"/explore?{query}", status_code=303)
+
+    @app.get("/export", include_in_schema=False)
+    def export(model: str, sample: int, fix: str = "", compare: str = "", format: str = "json") -> Response:
+        import csv
+        import io
+        import json
+
+        name = model_or_404(model)
+        fixed = corrections(name, fix)
+        names = [name] + ([model_or_404(compare)] if compare else [])
+        views = [explorer.view(n, sample, fixed) for n in names]
+        concepts = explorer.model(name).info.concept_names
+        record = {"sample": sample, "corrections": {concepts[i]: v for i, v in sorted(fixed.values.items())},
+                  "models": [{"model": v.model, "true_class": v.classes[v.true_class], "predicted": v.classes[v.predicted],
+                              "predicted_before": v.classes[v.original_prediction],
+                              "class_probs": dict(zip(v.classes, v.class_probs))} for v in views]}
+        filename = f"{name}-sample{sample}"
+        if format == "json":
+            return Response(json.dumps(record, indent=1), media_type="application/json",
+                            headers={"Content-Disposition": f'attachment; filename="{filename}.json"'})
+        if format != "csv":
+            raise ValueError(f"format must be 'json' or 'csv'; got {format!r}")
+        out = io.StringIO()
+        writer = csv.writer(out)
+        writer.writerow(["model", "sample", "corrections", "true_class", "predicted_before", "predicted", "p_true_class"])
+        corrections_text = ";".join(f"{c}={v:g}" for c, v in record["corrections"].items())
+        for v in views:
+            writer.writerow([v.model, sample, corrections_text, v.classes[v.true_class], v.classes[v.original_prediction],
+                             v.classes[v.predicted], f"{v.class_probs[v.true_class]:.6f}"])
+        return Response(out.getvalue(), media_type="text/csv",
+                        headers={"Content-Disposition": f'attachment; filename="{filename}.csv"'})
 
     @app.get("/api/models")
     def api_models() -> dict:

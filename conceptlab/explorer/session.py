@@ -378,6 +378,35 @@ class Explorer:
             key = -((probs[rows] > 0.5) != (data.test.c[rows] > 0.5)).sum(1).float()
         return rows[torch.argsort(key, stable=True)].tolist()
 
+    def bulk_accuracy(self, name: str, concepts: Sequence[int], class_name: str | None = None) -> dict:
+        """Task accuracy over the test split (or one true class) before and after correcting
+        ``concepts`` to every sample's own true values.
+
+        Args:
+            name: The model.
+            concepts: Concept indices to correct (e.g. the ones set by hand on the sample shown).
+            class_name: Restrict to the samples of this true class.
+
+        Returns:
+            ``samples``, ``before`` and ``after`` accuracy, and ``changed`` (predictions that moved).
+        """
+        rows = torch.tensor(self.samples(name, "all", class_name), dtype=torch.long)
+        data = self.data(name)
+        if not len(rows):
+            raise ValueError("no test sample in this scope")
+        model = self.model(name).model
+        codes = encode_all(model, data.test.subset(rows).inputs)
+        mask = torch.zeros(len(rows), model.n_concepts, dtype=torch.bool)
+        mask[:, list(concepts)] = True
+        values = data.test.c[rows].nan_to_num(0.0)
+        mask &= ~data.test.c[rows].isnan()
+        threshold = self.threshold(name)
+        before = predicted_class(self._base[name][1][rows], threshold)
+        after = predicted_class(decode_all(model, codes, Intervention(mask, values)).task_logits.cpu(), threshold)
+        truth = data.test.y[rows]
+        return {"samples": len(rows), "before": float((before == truth).float().mean()),
+                "after": float((after == truth).float().mean()), "changed": int((before != after).sum())}
+
     def mistakes(self, name: str) -> set[int]:
         """The test samples the model misclassifies."""
         return set(self.samples(name, "misclassified"))
