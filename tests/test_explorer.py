@@ -3,6 +3,7 @@ the library's curves, its server refuses bad input before starting and serves no
 
 from __future__ import annotations
 
+import html
 import os
 import re
 import shutil
@@ -12,6 +13,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import torch
@@ -212,6 +214,13 @@ def test_counterfactual_of_a_mistake_reaches_the_true_class(client, explorer):
     assert any(r["success"] and (r["add"] or r["remove"]) for r in results)
     page = client.get("/explore", params={"model": name, "sample": wrong[0]})
     assert 'id="counterfactual"' in page.text
+    shown = next(s for s, r in zip(wrong, results) if r["add"] or r["remove"])
+    suggestion = results[wrong.index(shown)]
+    applied = re.search(r'data-key="apply-cce" href="([^"]+)"', client.get("/explore", params={"model": name, "sample": shown}).text)
+    fix = parse_qs(urlsplit(html.unescape(applied.group(1))).query)["fix"][0]  # one click applies the suggestion
+    names = list(explorer.model(name).info.concept_names)
+    expected = {names.index(c): 1.0 for c, _ in suggestion["add"]} | {names.index(c): 0.0 for c, _ in suggestion["remove"]}
+    assert Corrections.parse(fix, len(names)).values == expected
     no_bank = client.get("/api/counterfactual", params={"model": "xor-cbm-seed3", "sample": 0})
     assert no_bank.status_code == 400 and "bank" in no_bank.json()["error"]
 

@@ -136,6 +136,13 @@ def create_app(explorer: Explorer, hosts: Sequence[str] | None = LOCAL_HOSTS) ->
         position = float(fixed.units_set(units).sum())  # partly corrected groups count in part
         data = explorer.data(name)
         info = explorer.model(name).info
+        suggested = fixed
+        if counterfactual:  # the counterfactual's concepts as corrections: added ones present, removed ones absent
+            names, categorical = list(info.concept_names), info.categorical_indices()
+            for key, value in (("add", 1), ("remove", 0)):
+                for concept, _ in counterfactual[key]:
+                    if concept in names:
+                        suggested = suggested.with_value(names.index(concept), value, categorical)
         plane = plane_view(data.name, data.test.features[:1], info.concept_names) if data.test.features is not None else None
         context = {
             "state": state, "link": link, "views": views, "fixed": fixed,
@@ -150,6 +157,7 @@ def create_app(explorer: Explorer, hosts: Sequence[str] | None = LOCAL_HOSTS) ->
             "curve_svg": curve_svg(curve, policy, (position, views[0].class_probs[views[0].true_class], len(fixed.values))
                                    if fixed.values else None),
             "all_groups_done": groups_done == len(info.concept_groups),
+            "cce_fix": suggested.text() if suggested.values != fixed.values else None,
             "projected": isinstance(explorer.model(name).model, (PosthocCBM, LabelFreeCBM)),
         }
         template = "main.html" if fragment else "page.html"
