@@ -401,6 +401,9 @@ def test_the_page_keeps_its_state_in_every_control_and_is_accessible(client):
     assert '<a class="skip" href="#concepts">' in page and 'id="concepts"' in page
     assert page.index('<div id="errors" role="alert"') < page.index('<main id="main">')  # errors live outside the grid
     assert 'aria-live="polite"' in page
+    assert '<input name="class" list="class-names"' in page and '<datalist id="class-names"><option value=' in page
+    unknown = client.get("/explore", params={"model": "xor-cem-seed3", "class": "zebra"})
+    assert unknown.status_code == 400 and "unknown class" in unknown.text  # a name typed wrong is said so
     for value, label in (("1", "present"), ("0", "absent")):
         pressed = "true" if value == "0" else "false"
         assert re.search(rf'data-key="set-1-{value}" role="button" aria-pressed="{pressed}" aria-label="[^"]+: {label}"', page)
