@@ -481,6 +481,27 @@ def test_bulk_corrections_give_the_library_accuracy_and_a_session_exports(client
     assert len(rows) == 1 and rows[0]["predicted"] == view.classes[explorer.view(name, 5, Corrections({})).predicted]
 
 
+def test_a_click_on_the_plane_opens_the_sample_drawn_there(client, explorer, browser, served):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from conceptlab.explorer.plane import plane_pixels
+
+    name = "xor-cem-seed3"
+    data = explorer.data(name)
+    view = plane_view(data.name, data.test.features, explorer.model(name).info.concept_names)
+    x, y = plane_pixels(view)[17].tolist()
+    assert client.get("/api/plane-pick", params={"model": name, "x": x, "y": y}).json() == {"sample": 17}
+    browser.get(f"{served}/explore?model={name}&sample=3&fix=0:1")
+    WebDriverWait(browser, 30).until(lambda d: d.execute_script("return document.getElementById('input-plane').complete"))
+    browser.execute_script(
+        "const img = document.getElementById('input-plane'); const box = img.getBoundingClientRect();"
+        "img.dispatchEvent(new MouseEvent('click', {bubbles: true, clientX: box.left + arguments[0] * box.width / 320,"
+        " clientY: box.top + arguments[1] * box.height / 320}));", x, y)
+    WebDriverWait(browser, 30).until(lambda d: d.execute_script(
+        "const s = document.querySelector('section.sample'); return s && s.dataset.sample") == "17")
+    assert "sample=17" in browser.current_url and "fix=" not in browser.current_url  # a new sample starts uncorrected
+
+
 def test_an_unknown_model_is_a_readable_page_and_an_api_error_stays_json(client):
     page = client.get("/explore", params={"model": "nope"})
     assert page.status_code == 404 and page.headers["content-type"].startswith("text/html")

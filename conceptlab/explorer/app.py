@@ -20,7 +20,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from ..models import LabelFreeCBM, PosthocCBM
 from .curve import curve_svg
-from .plane import plane_svg, plane_view
+from .plane import nearest_sample, plane_svg, plane_view
 from .session import FILTERS, ORDERS, Corrections, Explorer, SampleView
 
 log = logging.getLogger(__name__)
@@ -231,6 +231,16 @@ def create_app(explorer: Explorer, hosts: Sequence[str] | None = LOCAL_HOSTS) ->
                              v.classes[v.predicted], f"{v.class_probs[v.true_class]:.6f}"])
         return Response(out.getvalue(), media_type="text/csv",
                         headers={"Content-Disposition": f'attachment; filename="{filename}.csv"'})
+
+    @app.get("/api/plane-pick")
+    def api_plane_pick(model: str, x: float, y: float) -> dict:
+        """The sample drawn nearest to pixel (x, y) of the model's 2-D view (what a click there opens)."""
+        name = model_or_404(model)
+        data = explorer.data(name)
+        view = plane_view(data.name, data.test.features, explorer.model(name).info.concept_names) if data.test.features is not None else None
+        if view is None:
+            raise HTTPException(404, "no 2-D view for this model's data")
+        return {"sample": nearest_sample(view, x, y)}
 
     @app.get("/api/models")
     def api_models() -> dict:

@@ -55,16 +55,30 @@ def plane_view(dataset: str, x: Tensor, concept_names: tuple[str, ...]) -> Plane
     return None
 
 
-def plane_svg(view: PlaneView, y: Tensor, classes: tuple[str, ...], sample: int, size: int = 320) -> str:
-    """The view as an SVG document: samples by class, dashed concept boundaries, ``sample`` ringed."""
-    pad = 34
-    points = view.points
-    low, high = points.min(0).values, points.max(0).values
+PLANE_SIZE, PLANE_PAD = 320, 34  # the drawing's side and margin, in pixels
+
+
+def plane_pixels(view: PlaneView, points: Tensor | None = None, size: int = PLANE_SIZE) -> Tensor:
+    """(N, 2) where ``points`` (default: the view's samples) are drawn, in the drawing's pixels."""
+    low, high = view.points.min(0).values, view.points.max(0).values
     span = torch.where(high > low, high - low, torch.ones_like(high))
+    unit = ((view.points if points is None else points) - low) / span
+    inner = size - 2 * PLANE_PAD
+    return torch.stack([PLANE_PAD + unit[..., 0] * inner, size - PLANE_PAD - unit[..., 1] * inner], -1)
+
+
+def nearest_sample(view: PlaneView, x: float, y: float) -> int:
+    """The sample drawn nearest to the drawing's pixel (x, y): what a click there opens."""
+    return int(((plane_pixels(view) - torch.tensor([x, y], dtype=view.points.dtype)) ** 2).sum(1).argmin())
+
+
+def plane_svg(view: PlaneView, y: Tensor, classes: tuple[str, ...], sample: int, size: int = PLANE_SIZE) -> str:
+    """The view as an SVG document: samples by class, dashed concept boundaries, ``sample`` ringed."""
+    pad = PLANE_PAD
+    points = view.points
 
     def to_pixels(p: Tensor) -> Tensor:
-        unit = (p - low) / span
-        return torch.stack([pad + unit[..., 0] * (size - 2 * pad), size - pad - unit[..., 1] * (size - 2 * pad)], -1)
+        return plane_pixels(view, p, size)
 
     pixels = to_pixels(points)
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {size} {size}" width="{size}" height="{size}" '

@@ -88,3 +88,23 @@ document.addEventListener("click", (event) => {
   else clickLive(link);
 });
 window.addEventListener("popstate", () => followLive(window.location.href, false, null));
+
+// A click on the 2-D view opens the sample drawn nearest to it (the go-to box does the same by number).
+document.addEventListener("click", async (event) => {
+  const plane = event.target.closest("#input-plane");
+  if (!plane) return;
+  const box = plane.getBoundingClientRect();
+  const scale = 320 / box.width;  // the drawing is 320 pixels wide, whatever size it is shown at
+  const state = new URL(window.location.href);
+  const pick = new URL("/api/plane-pick", window.location.href);
+  pick.searchParams.set("model", state.searchParams.get("model") || "");
+  pick.searchParams.set("x", String((event.clientX - box.left) * scale));
+  pick.searchParams.set("y", String((event.clientY - box.top) * scale));
+  const response = await fetch(pick);
+  if (!response.ok) { showError(await response.text()); return; }
+  const { sample } = await response.json();
+  state.searchParams.set("sample", String(sample));
+  state.searchParams.delete("fix");
+  state.searchParams.delete("page");
+  followLive(state.href, true, null);
+});
