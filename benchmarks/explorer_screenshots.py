@@ -1,8 +1,10 @@
 """Screenshots of the explorer for the README, and how long one correction takes to answer.
 
 Serves result folders (written by `conceptlab bench`) on a local port, drives headless Chromium
-(Debian's chromium + chromium-driver) through a correction, and saves the pages as PNG. It also
-times, through HTTP on the same server, the page fragment a click fetches (median of 30).
+(Debian's chromium + chromium-driver) through a correction, and saves the pages as PNG at 1500 px
+and at a 420-px phone width (``NAME-phone.png``). It times, through HTTP on the same server, the page
+fragment a click fetches (median of 30), and in the browser the time from a click on a concept's
+setter to the updated page (median of 20 clicks, alternating "present" and "predicted").
 
     python benchmarks/explorer_screenshots.py --synthetic results/xor-quick results/dot-quick --cub results/pcbm-cub100 --out docs
 """
@@ -59,6 +61,28 @@ def click_and_wait(driver: webdriver.Chrome, selector: str) -> None:
     WebDriverWait(driver, 60).until(lambda d: d.execute_script("return document.getElementById('main').dataset.loaded") != before)
 
 
+CLICK_MS = """
+const done = arguments[arguments.length - 1];
+const main = document.getElementById("main");
+const before = main.dataset.loaded;
+const link = document.querySelector(arguments[0]);
+const start = performance.now();
+const watch = new MutationObserver(() => {
+  if (main.dataset.loaded !== before) { watch.disconnect(); done(performance.now() - start); }
+});
+watch.observe(main, { attributes: true });
+link.click();
+"""
+
+
+def browser_click_ms(driver: webdriver.Chrome, repeats: int = 20) -> float:
+    """Median in-browser time from a click on concept 0's setter to the swapped page."""
+    driver.set_script_timeout(60)
+    times = [driver.execute_async_script(CLICK_MS, f'a[data-key="set-0-{"1" if i % 2 == 0 else "predicted"}"]')
+             for i in range(repeats)]
+    return statistics.median(times)
+
+
 def first_open_ms(base: str, model: str, samples: list[int], compare: str | None) -> float:
     """Median time to open a sample not seen before (its curve and counterfactual computed anew)."""
     times = []
@@ -101,8 +125,17 @@ def shoot(folder: Path, data_root: str | None, out: Path, stem: str, pick, drive
         png = out / f"{stem}.png"
         driver.save_screenshot(str(png))
         Image.open(png).convert("RGB").quantize(256).save(png, optimize=True)  # a third of the bytes, same look
+        in_browser = browser_click_ms(driver)
+        driver.set_window_size(420, 900)
+        try:
+            driver.get(driver.current_url)
+            phone = out / f"{stem}-phone.png"
+            driver.save_screenshot(str(phone))
+            Image.open(phone).convert("RGB").quantize(256).save(phone, optimize=True)
+        finally:
+            driver.set_window_size(1500, 1300)
         print(f"{stem}: {primary} sample {sample} ({len(wrong)} of {explorer.n_samples(primary)} misclassified), "
-              f"{steps} uncertainty step(s); "
+              f"{steps} uncertainty step(s); click to updated page in the browser: {in_browser:.0f} ms median; "
               f"a correction on an open sample: {fragment_ms(base, query + '&fix=0:1'):.0f} ms median, "
               f"opening a new sample: {first_open_ms(base, primary, (wrong or [0])[1:11], compare):.0f} ms median")
     finally:

@@ -544,7 +544,7 @@ def test_an_automated_accessibility_audit_finds_no_serious_violation(browser, se
         browser.get(f"{served}/explore?model=xor-cem-seed3&sample=6&fix=0:1&compare=xor-cbm-seed3")
         results = Axe().run(browser)
         viewport, page_width = browser.execute_script(
-            "return [window.innerWidth, document.documentElement.scrollWidth]")
+            "return [document.documentElement.clientWidth, document.documentElement.scrollWidth]")
     finally:
         browser.set_window_size(1400, 1000)
     serious = [(v["id"], v["impact"], len(v["nodes"])) for v in results["violations"] if v["impact"] in ("serious", "critical")]
