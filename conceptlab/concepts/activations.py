@@ -48,7 +48,8 @@ def resolve_layer(model: nn.Module, name: str) -> nn.Module:
     return modules[name]
 
 
-def _reduce(activation: Tensor, reduce: Reduce) -> Tensor:
+def reduce_activations(activation: Tensor, reduce: Reduce) -> Tensor:
+    """(N, D) vectors from a layer's outputs: flattened, or (``mean``) averaged over spatial positions."""
     if reduce == "mean" and activation.ndim > 2:
         return activation.mean(dim=tuple(range(2, activation.ndim)))
     return activation.flatten(1)
@@ -148,7 +149,7 @@ def capture_activations(
             result[name] = cached
     todo = {name: modules[name] for name in layers if name not in result}
     if todo:
-        batches = forward_captures(model, todo, inputs, batch_size, lambda out: _reduce(out, reduce).cpu())
+        batches = forward_captures(model, todo, inputs, batch_size, lambda out: reduce_activations(out, reduce).cpu())
         for name in todo:
             result[name] = torch.cat(batches[name])
             if name in paths:

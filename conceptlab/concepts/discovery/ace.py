@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ..activations import reduce_activations
 from ..tcav import run_tcav
 from .concepts import DiscoveredConcepts
 from .patches import Patches, slic_segments
@@ -89,7 +90,7 @@ class ACE:
             raise ValueError(f"{len(segments)} segments are fewer than the {self.n_clusters} clusters asked for: give more "
                              "images, higher resolutions or fewer clusters")
         activations = self.split_.activations(segments.images)
-        activations = activations.mean(dim=tuple(range(2, activations.ndim))) if activations.ndim > 2 else activations
+        activations = reduce_activations(activations, "mean")
         kmeans = KMeans(self.n_clusters, n_init=10, random_state=self.seed).fit(activations.double().numpy())
         labels = torch.from_numpy(kmeans.labels_).long()
         distance = np.linalg.norm(activations.double().numpy() - kmeans.cluster_centers_[kmeans.labels_], axis=1)

@@ -23,14 +23,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ...models import heads
+from ..activations import reduce_activations
 from .concepts import DiscoveredConcepts
 from .patches import Patches, cell_patches, grid_patches
 from .sobol import sobol_designs, total_indices
 from .split import SplitModel
-
-
-def _pooled(activations: Tensor) -> Tensor:
-    return activations.mean(dim=tuple(range(2, activations.ndim))) if activations.ndim > 2 else activations
 
 
 class CRAFT:
@@ -110,7 +107,7 @@ class CRAFT:
             raise ValueError(f"{len(patches)} crops are fewer than the {self.n_concepts} concepts asked for: give more "
                              "images, a smaller patch_size or fewer concepts")
         if activations is None:
-            activations = _pooled(self.split_.activations(patches.images))
+            activations = reduce_activations(self.split_.activations(patches.images), "mean")
         if activations.min() < 0:
             raise ValueError(f"layer {layer!r} has negative activations ({float(activations.min()):.3g}): CRAFT factorises "
                              "non-negative ones; pick a layer after a ReLU")
