@@ -3,7 +3,9 @@ the library's curves, its server refuses bad input before starting and serves no
 
 from __future__ import annotations
 
+import csv
 import html
+import io
 import os
 import re
 import shutil
@@ -450,11 +452,6 @@ def test_the_list_pages_through_the_whole_test_set_sorts_and_marks_mistakes(clie
 
 
 def test_bulk_corrections_give_the_library_accuracy_and_a_session_exports(client, explorer):
-    import csv
-    import io
-
-    import torch
-
     from conceptlab.models import Intervention, predict
     from conceptlab.models.heads import predicted_class
 
@@ -472,13 +469,79 @@ def test_bulk_corrections_give_the_library_accuracy_and_a_session_exports(client
     assert "test samples of" in in_class
     assert client.get("/bulk", params={"model": name, "sample": 5, "fix": ""}).status_code == 400
     exported = client.get("/export", params={"model": name, "sample": 5, "fix": "0:1", "compare": "xor-cem-seed3"})
-    record = exported.json()
+    (record,) = exported.json()["samples"]
     assert exported.headers["content-disposition"] == 'attachment; filename="xor-cbm-seed3-sample5.json"'
     assert list(record["corrections"].values()) == [1.0] and [m["model"] for m in record["models"]] == [name, "xor-cem-seed3"]
     view = explorer.view(name, 5, Corrections.parse("0:1", 2))
     assert record["models"][0]["class_probs"] == dict(zip(view.classes, view.class_probs))
     rows = list(csv.DictReader(io.StringIO(client.get("/export", params={"model": name, "sample": 5, "format": "csv"}).text)))
     assert len(rows) == 1 and rows[0]["predicted"] == view.classes[explorer.view(name, 5, Corrections({})).predicted]
+
+
+def test_a_session_of_several_samples_exports_each_with_its_own_corrections(client, explorer):
+    name = "xor-cbm-seed3"
+    query = [("model", name), ("sample", 0), ("fix", "1:0,0:1"), ("sample", 9), ("fix", ""), ("sample", 4), ("fix", "0:0")]
+    session = client.get("/export", params=query)
+    assert session.headers["content-disposition"] == 'attachment; filename="xor-cbm-seed3-session.json"'
+    records = session.json()["samples"]
+    assert [r["sample"] for r in records] == [0, 9, 4]
+    assert list(records[0]["corrections"]) == ["x2 > 0.5", "x1 > 0.5"]  # in the order they were made
+    for record, fix in zip(records, ["1:0,0:1", "", "0:0"]):
+        view = explorer.view(name, record["sample"], Corrections.parse(fix, 2))
+        assert record["models"][0]["class_probs"] == dict(zip(view.classes, view.class_probs))
+    rows = list(csv.DictReader(io.StringIO(client.get("/export", params=query + [("format", "csv")]).text)))
+    assert [int(r["sample"]) for r in rows] == [0, 9, 4] and rows[0]["corrections"] == "x2 > 0.5=0;x1 > 0.5=1"
+    mismatched = client.get("/export", params=[("model", name), ("sample", 0), ("sample", 1), ("fix", "0:1")])
+    assert mismatched.status_code == 400 and "one fix per sample" in mismatched.text
+
+
+def test_a_policy_applied_in_bulk_gives_the_library_intervention_curve(client, explorer):
+    """The bulk policy's accuracy is intervention_curve's point at k on the same samples (the
+    bench's number), for the whole split and for one class; its message lands on the page."""
+    name = "xor-cem-seed3"
+    data = explorer.data(name)
+    curve = intervention_curve(explorer.model(name).model, data.test, "uncertainty", repeats=1, seed=explorer.seed)
+    result = explorer.bulk_policy_accuracy(name, "uncertainty", 1)
+    assert (result["before"], result["after"]) == (curve.accuracy_mean[0], curve.accuracy_mean[1])
+    assert result["after"] > result["before"]  # correcting a concept helps this weak CEM
+    rows = (data.test.y == 1).nonzero().flatten()
+    in_class = intervention_curve(explorer.model(name).model, data.test.subset(rows), "uncertainty", repeats=1, seed=explorer.seed)
+    class_name = explorer.model(name).info.task_names[1]
+    assert explorer.bulk_policy_accuracy(name, "uncertainty", 2, class_name)["after"] == in_class.accuracy_mean[2]
+    page = client.get("/bulk", params={"model": name, "sample": 0, "scope": "all", "apply_policy": "uncertainty", "steps": 1})
+    assert page.status_code == 200 and f"uncertainty&#39;s first 1 correction(s) on all {len(data.test)} test samples" in page.text
+    assert f"-&gt; {100 * curve.accuracy_mean[1]:.1f} %" in page.text and 'data-sample="0"' in page.text
+    assert client.get("/bulk", params={"model": name, "sample": 0, "apply_policy": "uncertainty", "steps": 3}).status_code == 400
+    assert client.get("/bulk", params={"model": name, "sample": 0, "apply_policy": "learned", "steps": 1}).status_code == 400
+
+
+def test_the_history_lists_each_step_with_the_library_prediction_after_it(client, explorer):
+    """Corrections keep the order they were made in; the history decodes each prefix (a policy
+    step is one step) and ends at the page's prediction; a redirect keeps sample 0."""
+    name = "xor-cem-seed3"
+    fixed = Corrections({}).with_value(1, 0).with_value(0, 1)
+    assert fixed.text() == "1:0,0:1" and fixed.with_value(1, 1).text() == "0:1,1:1"  # set again: moves to the end
+    history = explorer.history(name, 0, fixed)
+    assert [(h["step"], h["unit"], h["set"]) for h in history] == [(0, None, []), (1, "x2 > 0.5", [("x2 > 0.5", 0.0)]),
+                                                                   (2, "x1 > 0.5", [("x1 > 0.5", 1.0)])]
+    for step, prefix in zip(history, [{}, {1: 0.0}, {1: 0.0, 0: 1.0}]):
+        assert step["true_probability"] == _library_probs(explorer, name, 0, prefix)[int(explorer.data(name).test.y[0])]
+    page = client.get("/explore", params={"model": name, "sample": 0, "fix": fixed.text(), "compare": "xor-cbm-seed3"}).text
+    table = page[page.index('id="history"'):page.index("</table>", page.index('id="history"'))]
+    assert table.count("<tr><td>") == 3 and table.count("p(true) model") == 2  # both models, each step
+    stepped = client.get("/step", params={"model": name, "sample": 0, "policy": "uncertainty"}, follow_redirects=False)
+    assert "sample=0" in stepped.headers["location"]
+
+
+def test_concept_examples_are_test_images_ranked_by_the_model(explorer):
+    name = "xor-cem-seed3"
+    examples = explorer.concept_examples(name, 0, k=5)
+    p, truth = explorer.concept_probs(name)[:, 0], explorer.data(name).test.c[:, 0]
+    assert all(truth[s] == 1 for s in examples["clearest"] + examples["missed"]) and all(truth[s] == 0 for s in examples["false_alarms"])
+    assert p[examples["clearest"][0]] == p[truth == 1].max() and p[examples["missed"][0]] == p[truth == 1].min()
+    assert p[examples["false_alarms"][0]] == p[truth == 0].max() and len(examples["clearest"]) == 5
+    with pytest.raises(ValueError, match="concepts 0 to 1"):
+        explorer.concept_examples(name, 2)
 
 
 def test_a_click_on_the_plane_opens_the_sample_drawn_there(client, explorer, browser, served):
@@ -533,6 +596,35 @@ def test_in_a_real_browser_fast_clicks_are_all_applied_in_order_and_focus_stays(
     WebDriverWait(browser, 30).until(lambda d: d.execute_script("return document.getElementById('errors').textContent"))
     assert browser.find_element(By.ID, "errors").text == "no model named 'nope'"  # the message, as text, above the page
     assert browser.find_element(By.CSS_SELECTOR, "section.sample").get_attribute("data-fix") == "0:1"  # the page is kept
+
+
+def test_in_a_real_browser_the_session_export_holds_every_sample_corrected(browser, served):
+    """Corrections on two samples, a policy applied in bulk through its form (the page is swapped,
+    not reloaded) and the history of the last sample; the session link then lists both samples."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    name = "xor-cem-seed3"
+    browser.get(f"{served}/explore?model={name}&sample=6")
+    browser.execute_script("sessionStorage.clear()")
+    for selector in ('a[data-key="set-0-1"]', 'a[data-key="sample-7"]', 'a[data-key="set-1-0"]', 'a[data-key="set-0-0"]'):
+        loaded = browser.execute_script("return document.getElementById('main').dataset.loaded")
+        browser.find_element(By.CSS_SELECTOR, selector).click()
+        _wait_for_swap(browser, loaded)
+    steps = browser.find_elements(By.CSS_SELECTOR, "#history tbody tr")
+    assert [row.find_elements(By.TAG_NAME, "td")[1].text for row in steps] == ["(none)", "x2 > 0.5=0", "x1 > 0.5=0"]
+    browser.execute_script("document.getElementById('main').dataset.marker = 'kept'")  # gone if the page reloads
+    loaded = browser.execute_script("return document.getElementById('main').dataset.loaded")
+    browser.find_element(By.CSS_SELECTOR, 'form.bulk-policy button[value="all"]').click()
+    _wait_for_swap(browser, loaded)
+    assert "first 2 correction(s) on all" in browser.find_element(By.ID, "message").text
+    assert browser.execute_script("return document.getElementById('main').dataset.marker") == "kept"
+    link = browser.find_element(By.ID, "session-json")
+    browser.execute_script("arguments[0].addEventListener('click', (e) => e.preventDefault())", link)  # no download
+    link.click()
+    WebDriverWait(browser, 10).until(lambda d: "sample=7" in link.get_attribute("href"))
+    query = parse_qs(urlsplit(link.get_attribute("href")).query)
+    assert dict(zip(query["sample"], query["fix"])) == {"6": "0:1", "7": "1:0,0:0"}
 
 
 @pytest.mark.parametrize("width", [1400, 420])
@@ -597,6 +689,10 @@ def test_cub_style_data_serves_its_images_and_many_class_heads(tmp_path, capsys)
             {g: list(i) for g, i in model.info.concept_groups.items()}
     page = client.get("/explore", params={"model": pcbm_name, "sample": 0})
     assert page.status_code == 200 and 'id="input-image"' in page.text and 'id="input-plane"' not in page.text
+    assert f'href="/concept?model={pcbm_name}&amp;concept=0"' in page.text  # each concept's name opens its examples
+    examples = client.get("/concept", params={"model": pcbm_name, "concept": 0}).text
+    shown = explorer.concept_examples(pcbm_name, 0)
+    assert examples.count("<img ") == sum(map(len, shown.values())) and f'src="/image/{pcbm_name}/{shown["clearest"][0]}"' in examples
     assert 'id="projection-note"' in page.text  # a PCBM's concept "p" is a projection score, and the page says so
     assert 'id="projection-note"' not in client.get("/explore", params={"model": cem_name, "sample": 0}).text
     result = client.get("/api/counterfactual", params={"model": pcbm_name, "sample": 0}).json()

@@ -8,9 +8,13 @@ bundled static files, and the images and plots of the chosen test data; nothing 
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Annotated
 from urllib.parse import urlencode, urlsplit
 
 from fastapi import FastAPI, HTTPException, Query, Request
@@ -34,6 +38,36 @@ def top_classes(view: SampleView) -> list[int]:
     order = sorted(range(len(view.classes)), key=lambda k: -view.class_probs[k])
     shown = order[:CLASSES_SHOWN]
     return shown if view.true_class in shown else shown + [view.true_class]
+
+
+def address(path: str, state: dict) -> str:
+    """``path`` with ``state`` as its query, empty values left out (the one way every link and
+    redirect of the explorer writes its state; 0 is a value, kept)."""
+    return f"{path}?{urlencode({k: v for k, v in state.items() if v not in ('', None)})}"
+
+
+def session_record(explorer: Explorer, names: Sequence[str], sample: int, fixed: Corrections) -> dict:
+    """One sample of an exported session: its corrections (concept name -> value, in the order
+    made) and, for each model, the true class and the predictions before and after them."""
+    views = [explorer.view(n, sample, fixed) for n in names]
+    concepts = explorer.model(names[0]).info.concept_names
+    return {"sample": sample, "corrections": {concepts[i]: v for i, v in fixed.values.items()},
+            "models": [{"model": v.model, "true_class": v.classes[v.true_class], "predicted": v.classes[v.predicted],
+                        "predicted_before": v.classes[v.original_prediction],
+                        "class_probs": dict(zip(v.classes, v.class_probs))} for v in views]}
+
+
+def session_csv(records: Sequence[dict]) -> str:
+    """``session_record``s as CSV: one row per sample and model."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["model", "sample", "corrections", "true_class", "predicted_before", "predicted", "p_true_class"])
+    for record in records:
+        corrections_text = ";".join(f"{c}={v:g}" for c, v in record["corrections"].items())
+        for m in record["models"]:
+            writer.writerow([m["model"], record["sample"], corrections_text, m["true_class"], m["predicted_before"],
+                             m["predicted"], f"{m['class_probs'][m['true_class']]:.6f}"])
+    return out.getvalue()
 
 
 def request_host(host_header: str) -> str | None:
@@ -92,7 +126,7 @@ def create_app(explorer: Explorer, hosts: Sequence[str] | None = LOCAL_HOSTS) ->
 
     @app.get("/", include_in_schema=False)
     def home() -> RedirectResponse:
-        return RedirectResponse(f"/explore?{urlencode({'model': first})}")
+        return RedirectResponse(address("/explore", {"model": first}))
 
     @app.get("/explore", response_class=HTMLResponse)
     def explore(model: str = first, sample: int | None = None, fix: str = "", compare: str = "", policy: str = "uncertainty",
@@ -125,8 +159,7 @@ def create_app(explorer: Explorer, hosts: Sequence[str] | None = LOCAL_HOSTS) ->
                  "filter": filter, "class": class_name, "order": "" if order == "index" else order}
 
         def link(path: str = "/explore", **changes) -> str:
-            query = {k: v for k, v in {**state, **changes}.items() if v not in ("", None)}
-            return f"{path}?{urlencode(query)}"
+            return address(path, {**state, **changes})
 
         curve = explorer.curve(name, sample, policy)
         views = [explorer.view(name, sample, fixed)] + ([explorer.view(compare, sample, fixed)] if compare else [])
@@ -159,78 +192,86 @@ def create_app(explorer: Explorer, hosts: Sequence[str] | None = LOCAL_HOSTS) ->
             "all_groups_done": groups_done == len(info.concept_groups),
             "cce_fix": suggested.text() if suggested.values != fixed.values else None,
             "projected": isinstance(explorer.model(name).model, (PosthocCBM, LabelFreeCBM)),
+            "histories": [explorer.history(v.model, sample, fixed) for v in views] if fixed.values else [],
+            "n_groups": len(info.concept_groups),
         }
         template = "main.html" if fragment else "page.html"
         return HTMLResponse(templates.get_template(template).render(**context))
+
+    def explore_address(model: str, sample: int, fix: str, compare: str, policy: str, filter: str, class_name: str,
+                        order: str, **extra: str) -> str:
+        """Where a redirect returns to: the page state it was asked from, with ``extra``."""
+        return address("/explore", {"model": model, "sample": sample, "fix": fix, "compare": compare, "policy": policy,
+                                    "filter": filter, "class": class_name, "order": order, **extra})
 
     @app.get("/step", include_in_schema=False)
     def step(model: str, sample: int, policy: str, fix: str = "", compare: str = "", filter: str = "all",
              class_name: str = Query("", alias="class"), fragment: bool = False, order: str = "") -> RedirectResponse:
         name = model_or_404(model)
         unit, after = explorer.next_step(name, sample, corrections(name, fix), policy=policy)
-        query = {"model": name, "sample": sample, "fix": after.text(), "compare": compare, "policy": policy,
-                 "filter": filter, "class": class_name, "order": order, "message": f"{policy} corrected {unit}",
-                 "fragment": "1" if fragment else ""}
-        return RedirectResponse(f"/explore?{urlencode({k: v for k, v in query.items() if v})}", status_code=303)
-
-    def state_query(model: str, sample: int, fix: str, compare: str, policy: str, filter: str, class_name: str, order: str,
-                    **extra: str) -> str:
-        query = {"model": model, "sample": sample, "fix": fix, "compare": compare, "policy": policy, "filter": filter,
-                 "class": class_name, "order": order, **extra}
-        return urlencode({k: v for k, v in query.items() if v not in ("", None)})
+        return RedirectResponse(explore_address(name, sample, after.text(), compare, policy, filter, class_name, order,
+                                                message=f"{policy} corrected {unit}", fragment="1" if fragment else ""),
+                                status_code=303)
 
     @app.get("/bulk", include_in_schema=False)
-    def bulk(model: str, sample: int, fix: str, scope: str = "all", compare: str = "", policy: str = "uncertainty",
+    def bulk(model: str, sample: int, fix: str = "", scope: str = "all", compare: str = "", policy: str = "uncertainty",
              filter: str = "all", class_name: str = Query("", alias="class"), order: str = "",
-             fragment: bool = False) -> RedirectResponse:
+             apply_policy: str = "", steps: int = 0, fragment: bool = False) -> RedirectResponse:
+        """Correct every sample of the class shown (``scope=class``) or of the test split: either
+        the concepts set by hand on this sample, or (``apply_policy`` and ``steps``) a policy's first steps."""
         name = model_or_404(model)
         fixed = corrections(name, fix)
-        if not fixed.values:
-            raise ValueError("set at least one concept by hand first: its correction is what is applied to every sample")
         if scope not in ("all", "class"):
             raise ValueError(f"scope must be 'all' or 'class'; got {scope!r}")
         view = explorer.view(name, sample, fixed)
         target = view.classes[view.true_class] if scope == "class" else None
-        result = explorer.bulk_accuracy(name, sorted(fixed.values), target)
-        names = explorer.model(name).info.concept_names
-        message = (f"correcting {', '.join(names[i] for i in sorted(fixed.values))} to their true values on "
-                   f"{'the ' + str(result['samples']) + ' test samples of ' + target if target else 'all ' + str(result['samples']) + ' test samples'}: "
-                   f"accuracy {100 * result['before']:.1f} % -> {100 * result['after']:.1f} % "
-                   f"({result['changed']} prediction(s) changed)")
-        query = state_query(name, sample, fixed.text(), compare, policy, filter, class_name, order, message=message,
-                            fragment="1" if fragment else "")
-        return RedirectResponse(f"/explore?{query}", status_code=303)
+        if apply_policy:
+            if apply_policy not in explorer.policies(name):
+                raise ValueError(f"policy {apply_policy!r} does not apply to {name}: {', '.join(explorer.policies(name))}")
+            result = explorer.bulk_policy_accuracy(name, apply_policy, steps, target)
+            what, changed = f"{apply_policy}'s first {steps} correction(s)", ""
+        else:
+            if not fixed.values:
+                raise ValueError("set at least one concept by hand first: its correction is what is applied to every sample")
+            result = explorer.bulk_accuracy(name, list(fixed.values), target)
+            names = explorer.model(name).info.concept_names
+            what = f"correcting {', '.join(names[i] for i in fixed.values)} to their true values"
+            changed = f" ({result['changed']} prediction(s) changed)"
+        scope_text = f"the {result['samples']} test samples of {target}" if target else f"all {result['samples']} test samples"
+        message = (f"{what} on {scope_text}: accuracy {100 * result['before']:.1f} % -> {100 * result['after']:.1f} %{changed}")
+        return RedirectResponse(explore_address(name, sample, fixed.text(), compare, policy, filter, class_name, order,
+                                                message=message, fragment="1" if fragment else ""), status_code=303)
 
     @app.get("/export", include_in_schema=False)
-    def export(model: str, sample: int, fix: str = "", compare: str = "", format: str = "json") -> Response:
-        import csv
-        import io
-        import json
-
+    def export(model: str, sample: Annotated[list[int], Query()], fix: Annotated[list[str] | None, Query()] = None,
+               compare: str = "", format: str = "json") -> Response:
+        """A session's corrections and predictions: each ``sample`` with the ``fix`` at the same
+        position (repeat both for several samples; no ``fix`` at all: none corrected), as JSON or CSV."""
         name = model_or_404(model)
-        fixed = corrections(name, fix)
-        names = [name] + ([model_or_404(compare)] if compare else [])
-        views = [explorer.view(n, sample, fixed) for n in names]
-        concepts = explorer.model(name).info.concept_names
-        record = {"sample": sample, "corrections": {concepts[i]: v for i, v in sorted(fixed.values.items())},
-                  "models": [{"model": v.model, "true_class": v.classes[v.true_class], "predicted": v.classes[v.predicted],
-                              "predicted_before": v.classes[v.original_prediction],
-                              "class_probs": dict(zip(v.classes, v.class_probs))} for v in views]}
-        filename = f"{name}-sample{sample}"
-        if format == "json":
-            return Response(json.dumps(record, indent=1), media_type="application/json",
-                            headers={"Content-Disposition": f'attachment; filename="{filename}.json"'})
-        if format != "csv":
+        if fix and len(fix) != len(sample):
+            raise ValueError(f"give one fix per sample (an empty one for none): got {len(sample)} sample(s) and {len(fix)} fix(es)")
+        if format not in ("json", "csv"):
             raise ValueError(f"format must be 'json' or 'csv'; got {format!r}")
-        out = io.StringIO()
-        writer = csv.writer(out)
-        writer.writerow(["model", "sample", "corrections", "true_class", "predicted_before", "predicted", "p_true_class"])
-        corrections_text = ";".join(f"{c}={v:g}" for c, v in record["corrections"].items())
-        for v in views:
-            writer.writerow([v.model, sample, corrections_text, v.classes[v.true_class], v.classes[v.original_prediction],
-                             v.classes[v.predicted], f"{v.class_probs[v.true_class]:.6f}"])
-        return Response(out.getvalue(), media_type="text/csv",
-                        headers={"Content-Disposition": f'attachment; filename="{filename}.csv"'})
+        names = [name] + ([model_or_404(compare)] if compare else [])
+        records = [session_record(explorer, names, s, corrections(name, f)) for s, f in zip(sample, fix or [""] * len(sample))]
+        filename = f"{name}-sample{sample[0]}" if len(sample) == 1 else f"{name}-session"
+        if format == "json":
+            body, media = json.dumps({"model": name, "compare": compare or None, "samples": records}, indent=1), "application/json"
+        else:
+            body, media = session_csv(records), "text/csv"
+        return Response(body, media_type=media, headers={"Content-Disposition": f'attachment; filename="{filename}.{format}"'})
+
+    @app.get("/concept", response_class=HTMLResponse, include_in_schema=False)
+    def concept(model: str, concept: int) -> HTMLResponse:
+        """Test images that show one concept, clearest first, and those where the model misses it or sees it wrongly."""
+        name = model_or_404(model)
+        if not explorer.data(name).image_paths:
+            raise HTTPException(404, f"{name}'s data has no images to show a concept with")
+        examples = explorer.concept_examples(name, concept)
+        probs = explorer.concept_probs(name)[:, concept].tolist()
+        return HTMLResponse(templates.get_template("concept.html").render(
+            model=name, concept=explorer.model(name).info.concept_names[concept], examples=examples, probs=probs,
+            back=address("/explore", {"model": name})))
 
     @app.get("/api/plane-pick")
     def api_plane_pick(model: str, x: float, y: float) -> dict:

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from ..interventions import POLICIES, Policy, check_applies, fit_policy, next_units, resolve_policy
+from ..interventions import POLICIES, Policy, check_applies, fit_policy, intervention_curve, next_units, resolve_policy
 from ..models import DeepConceptReasoner, Intervention
 from ..models.base import ConceptOutput, decode_all, encode_all
 from ..models.heads import class_log_probs, predicted_class
@@ -34,8 +34,11 @@ ANSWERS_KEPT = 1024
 class Corrections:
     """Concepts a person has set, by index: 1.0 present, 0.0 absent; the rest stay predicted.
 
+    The order of ``values`` is the order the concepts were set in (a concept set again moves to the
+    end); ``text`` keeps it, so the address of a page carries the history of its corrections.
+
     Attributes:
-        values: Concept index -> 1.0 (present) or 0.0 (absent).
+        values: Concept index -> 1.0 (present) or 0.0 (absent), oldest first.
     """
 
     values: Mapping[int, float]
@@ -56,7 +59,8 @@ class Corrections:
         return cls(values)
 
     def text(self) -> str:
-        return ",".join(f"{i}:{v:g}" for i, v in sorted(self.values.items()))
+        """``"3:1,7:0"``, in the order the concepts were set."""
+        return ",".join(f"{i}:{v:g}" for i, v in self.values.items())
 
     def with_value(self, index: int, value: float | None, categorical: Sequence[Sequence[int]] = ()) -> Corrections:
         """These corrections with concept ``index`` set to ``value`` (``None``: back to predicted).
@@ -96,6 +100,22 @@ class Corrections:
         mask = torch.zeros(units.shape[1], dtype=torch.bool)
         mask[list(self.values)] = True
         return (units & mask).sum(1) / units.sum(1).clamp_min(1)
+
+    def steps(self, units: Tensor) -> list[tuple[int, list[int]]]:
+        """The corrections as steps, oldest first: each a unit (row of ``units`` (G, k)) and the
+        concepts of it set in one run (a policy step, a categorical value, or clicks on one group)."""
+        steps: list[tuple[int, list[int]]] = []
+        for i in self.values:
+            unit = int(units[:, i].nonzero()[0, 0])
+            if steps and steps[-1][0] == unit:
+                steps[-1][1].append(i)
+            else:
+                steps.append((unit, [i]))
+        return steps
+
+    def first(self, n: int) -> Corrections:
+        """The ``n`` concepts set first."""
+        return Corrections(dict(list(self.values.items())[:n]))
 
     def units_done(self, units: Tensor) -> Tensor:
         """(G,) which of the units (G, k) have every concept set."""
@@ -278,6 +298,34 @@ class Explorer:
             int(data.test.y[sample]), rule,
         )
 
+    def history(self, name: str, sample: int, corrections: Corrections) -> list[dict]:
+        """The corrections step by step (``Corrections.steps``), oldest first, and after each the
+        probability of the true class and the predicted class; step 0 is the model uncorrected.
+
+        Args:
+            name: The model.
+            sample: The test sample.
+            corrections: The corrections made, in the order they were made.
+
+        Returns:
+            One dict per step: ``step``, ``unit`` (group name; None at step 0), ``set`` ((concept,
+            value) pairs), ``true_probability``, ``predicted`` (class name).
+        """
+        code, info = self.code(name, sample), self.model(name).info
+        group_names, units = self.units(name)
+        true_class, threshold = int(self.data(name).test.y[sample]), self.threshold(name)
+        steps, done, history = corrections.steps(units), 0, []
+        for n in range(len(steps) + 1):
+            if n:
+                done += len(steps[n - 1][1])
+            logits = self._decode(name, code, corrections.first(done)).task_logits
+            unit, members = steps[n - 1] if n else (None, [])
+            history.append({"step": n, "unit": None if unit is None else group_names[unit],
+                            "set": [(info.concept_names[i], corrections.values[i]) for i in members],
+                            "true_probability": float(class_log_probs(logits)[0, true_class].exp()),
+                            "predicted": info.task_names[int(predicted_class(logits, threshold)[0])]})
+        return history
+
     def units(self, name: str) -> tuple[tuple[str, ...], Tensor]:
         """The intervention units: concept groups (names and (G, k) membership)."""
         info = self.model(name).info
@@ -297,9 +345,9 @@ class Explorer:
         unit = int(next_units(model, code, units, done=done, intervention=corrections.intervention(model.n_concepts, code.device),
                               policy=self.policy(name, policy),
                               c=c.to(code.device), y=y.to(code.device), seed=self.seed + sample)[0])
-        values = dict(corrections.values)
-        for i in units[unit].nonzero().flatten().tolist():
-            values[i] = float(c[0, i])
+        members = units[unit].nonzero().flatten().tolist()
+        values = {i: v for i, v in corrections.values.items() if i not in members}
+        values.update({i: float(c[0, i]) for i in members})
         return names[unit], Corrections(values)
 
     def policies(self, name: str) -> dict[str, Policy]:
@@ -406,6 +454,58 @@ class Explorer:
         truth = data.test.y[rows]
         return {"samples": len(rows), "before": float((before == truth).float().mean()),
                 "after": float((after == truth).float().mean()), "changed": int((before != after).sum())}
+
+    def bulk_policy_accuracy(self, name: str, policy: str, steps: int, class_name: str | None = None) -> dict:
+        """Task accuracy over the test split (or one true class) before and after ``policy``
+        corrects its first ``steps`` concept groups of every sample (true values): the point at
+        ``steps`` of ``intervention_curve`` on those samples (one order per sample, seeded by the
+        explorer's seed), so it equals what ``conceptlab bench --curves`` reports for the split.
+
+        Args:
+            name: The model.
+            policy: A policy that applies to the model (``policies``).
+            steps: Concept groups each sample gets corrected, 1 to the number of groups.
+            class_name: Restrict to the samples of this true class.
+
+        Returns:
+            ``samples``, ``before`` and ``after`` accuracy, and ``steps``.
+        """
+        n_units = len(self.units(name)[0])
+        if not 1 <= steps <= n_units:
+            raise ValueError(f"steps must lie in [1, {n_units}] (this model's concept groups); got {steps}")
+        rows = torch.tensor(self.samples(name, "all", class_name), dtype=torch.long)
+        if not len(rows):
+            raise ValueError("no test sample in this scope")
+        rule, model, data = self.policy(name, policy), self.model(name).model, self.data(name)
+        curve = self._remembered(("bulk", name, policy, class_name), lambda: intervention_curve(
+            model, data.test.subset(rows), rule, repeats=1, seed=self.seed, binary_threshold=self.threshold(name)))
+        return {"samples": len(rows), "before": curve.accuracy_mean[0], "after": curve.accuracy_mean[steps], "steps": steps}
+
+    def concept_examples(self, name: str, concept: int, k: int = 8) -> dict[str, list[int]]:
+        """Test samples that show one concept, by the model's own probability of it: ``clearest``
+        (labelled present, highest probability first), ``missed`` (labelled present, lowest first)
+        and ``false_alarms`` (labelled absent, highest first); at most ``k`` of each.
+
+        Args:
+            name: The model.
+            concept: The concept's index.
+            k: Samples per list.
+        """
+        info = self.model(name).info
+        if not 0 <= concept < info.n_concepts:
+            raise ValueError(f"concept {concept} does not exist: {name} has concepts 0 to {info.n_concepts - 1}")
+        p, truth = self.concept_probs(name)[:, concept], self.data(name).test.c[:, concept]
+        present, absent = (truth > 0.5).nonzero().flatten(), (truth <= 0.5).nonzero().flatten()
+
+        def first_k(rows: Tensor, highest: bool) -> list[int]:
+            return rows[torch.argsort(p[rows], descending=highest, stable=True)][:k].tolist()
+
+        return {"clearest": first_k(present, True), "missed": first_k(present, False), "false_alarms": first_k(absent, True)}
+
+    def concept_probs(self, name: str) -> Tensor:
+        """(N, k) the model's own concept probabilities for every test sample, uncorrected."""
+        self.prepare(name)
+        return self._base[name][0]
 
     def mistakes(self, name: str) -> set[int]:
         """The test samples the model misclassifies."""

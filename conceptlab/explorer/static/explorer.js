@@ -49,6 +49,7 @@ async function followLive(href, push, focusKey) {
     const again = main.querySelector(`[data-key="${CSS.escape(focusKey)}"]`);
     if (again) again.focus();
   }
+  remember();
   main.dataset.loaded = shown.search;  // lets tests and scripts wait for the swap
 }
 
@@ -79,6 +80,47 @@ async function clickLive(link) {
     if (!next.key) return clickLive({ href: next.href, dataset: {} });
   }
 }
+
+// Forms marked "live" (the bulk policy form) are sent the same way, in the same queue.
+document.addEventListener("submit", (event) => {
+  const form = event.target.closest("form.live");
+  if (!form) return;
+  event.preventDefault();
+  const url = new URL(form.action, window.location.href);
+  for (const [key, value] of new FormData(form, event.submitter)) url.searchParams.append(key, value);
+  if (running) waiting.push({ key: null, href: url.href });
+  else clickLive({ href: url.href, dataset: { key: form.dataset.key } });
+});
+
+// The session: every sample corrected in this tab, per model (sessionStorage), for the session export.
+function sessionKey(model) { return `conceptlab-session:${model}`; }
+
+function remember() {
+  const shown = document.querySelector("section.sample");
+  if (!shown) return;
+  const key = sessionKey(shown.dataset.model);
+  const session = JSON.parse(sessionStorage.getItem(key) || "{}");
+  if (shown.dataset.fix) session[shown.dataset.sample] = shown.dataset.fix;
+  else delete session[shown.dataset.sample];
+  sessionStorage.setItem(key, JSON.stringify(session));
+}
+
+document.addEventListener("click", (event) => {
+  const link = event.target.closest("a.session-export");
+  if (!link) return;
+  const shown = document.querySelector("section.sample");
+  const session = JSON.parse(sessionStorage.getItem(sessionKey(shown.dataset.model)) || "{}");
+  if (!(shown.dataset.sample in session)) session[shown.dataset.sample] = shown.dataset.fix;
+  const url = new URL(link.href, window.location.href);
+  url.searchParams.delete("sample");
+  url.searchParams.delete("fix");
+  for (const [sample, fix] of Object.entries(session)) {
+    url.searchParams.append("sample", sample);
+    url.searchParams.append("fix", fix);
+  }
+  link.href = url.href;  // the browser then follows the link as usual
+});
+remember();
 
 document.addEventListener("click", (event) => {
   const link = event.target.closest("a.live");
