@@ -78,7 +78,7 @@ link.click();
 def browser_click_ms(driver: webdriver.Chrome, repeats: int = 20) -> float:
     """Median in-browser time from a click on concept 0's setter to the swapped page."""
     driver.set_script_timeout(60)
-    times = [driver.execute_async_script(CLICK_MS, f'a[data-key="set-0-{"1" if i % 2 == 0 else "predicted"}"]')
+    times = [driver.execute_async_script(CLICK_MS, f'[data-key="set-0-{"1" if i % 2 == 0 else "predicted"}"]')
              for i in range(repeats)]
     return statistics.median(times)
 

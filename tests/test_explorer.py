@@ -373,7 +373,7 @@ def test_in_a_real_browser_a_click_shows_the_library_prediction(browser, served,
     browser.get(f"{served}/explore?model={name}&sample={sample}&compare=xor-cbm-seed3")
     true_value = float(explorer.data(name).test.c[sample, 0])
     flipped = 1.0 - true_value
-    button = browser.find_element(By.CSS_SELECTOR, f'tr[data-concept="0"] a[data-value="{flipped:g}"]')
+    button = browser.find_element(By.CSS_SELECTOR, f'tr[data-concept="0"] button[data-value="{flipped:g}"]')
     button.click()
     _wait_for_swap(browser, None)
     for col, model in enumerate([name, "xor-cbm-seed3"]):
@@ -408,7 +408,8 @@ def test_the_page_keeps_its_state_in_every_control_and_is_accessible(client):
     assert unknown.status_code == 400 and "unknown class" in unknown.text  # a name typed wrong is said so
     for value, label in (("1", "present"), ("0", "absent")):
         pressed = "true" if value == "0" else "false"
-        assert re.search(rf'data-key="set-1-{value}" role="button" aria-pressed="{pressed}" aria-label="[^"]+: {label}"', page)
+        assert re.search(rf'<button class="set[^"]*" name="set" value="1:{value}" data-value="{value}" data-key="set-1-{value}" '
+                         rf'aria-pressed="{pressed}" aria-label="[^"]+: {label}"', page)
     switched = client.get("/explore", params={"model": "xor-cbm-seed3", "sample": 7, "fix": "1:0", "fix_for": "xor-cem-seed3"})
     assert 'data-sample="7" data-fix="1:0"' in switched.text  # same concepts: the corrections carry over
     foreign = client.get("/explore", params={"model": "xor-cbm-seed3", "sample": 7, "fix": "1:0", "fix_for": "other"})
@@ -577,8 +578,8 @@ def test_in_a_real_browser_fast_clicks_are_all_applied_in_order_and_focus_stays(
 
     name, sample = "xor-cem-seed3", 6
     browser.get(f"{served}/explore?model={name}&sample={sample}")
-    first = browser.find_element(By.CSS_SELECTOR, 'a[data-key="set-0-1"]')
-    second = browser.find_element(By.CSS_SELECTOR, 'a[data-key="set-1-0"]')
+    first = browser.find_element(By.CSS_SELECTOR, '[data-key="set-0-1"]')
+    second = browser.find_element(By.CSS_SELECTOR, '[data-key="set-1-0"]')
     browser.execute_script("arguments[0].click(); arguments[1].click();", first, second)  # the second before the first returns
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -589,13 +590,48 @@ def test_in_a_real_browser_fast_clicks_are_all_applied_in_order_and_focus_stays(
     probs = _library_probs(explorer, name, sample, {0: 1.0, 1: 0.0})
     assert float(shown.get_attribute("data-probability")) == pytest.approx(max(probs), abs=1e-6)
     assert browser.switch_to.active_element.get_attribute("data-key") == "set-1-0"  # focus stays on the last control clicked
-    assert browser.find_element(By.CSS_SELECTOR, 'a[data-key="set-1-0"]').get_attribute("aria-pressed") == "true"
+    assert browser.find_element(By.CSS_SELECTOR, '[data-key="set-1-0"]').get_attribute("aria-pressed") == "true"
     assert browser.find_element(By.CSS_SELECTOR, '#choose input[name="fix"]').get_attribute("value") == "0:1,1:0"
     browser.get(f"{served}/explore?model={name}&sample={sample}&fix=0:1")
     browser.execute_script("followLive('/explore?model=nope', true, null)")
     WebDriverWait(browser, 30).until(lambda d: d.execute_script("return document.getElementById('errors').textContent"))
     assert browser.find_element(By.ID, "errors").text == "no model named 'nope'"  # the message, as text, above the page
     assert browser.find_element(By.CSS_SELECTOR, "section.sample").get_attribute("data-fix") == "0:1"  # the page is kept
+
+
+def test_a_setter_works_without_javascript_and_refuses_what_it_cannot_set(client):
+    """The setters are buttons of one form sent to /set, which applies one change and returns to
+    the page whose address holds the new corrections (sample 0 and the rest of the state kept)."""
+    state = {"model": "xor-cem-seed3", "sample": 0, "fix": "1:0", "compare": "xor-cbm-seed3", "policy": "random"}
+    moved = client.get("/set", params={**state, "set": "0:1"}, follow_redirects=False)
+    assert moved.status_code == 303
+    assert parse_qs(urlsplit(moved.headers["location"]).query) == {
+        "model": ["xor-cem-seed3"], "sample": ["0"], "fix": ["1:0,0:1"], "compare": ["xor-cbm-seed3"], "policy": ["random"],
+        "filter": ["all"]}
+    back = client.get("/set", params={**state, "set": "1:predicted"}, follow_redirects=False)
+    assert "fix=" not in back.headers["location"]
+    for bad in ("0:2", "x:1", "9:1", "0"):
+        assert client.get("/set", params={**state, "set": bad}).status_code == 400
+
+
+def test_in_a_real_browser_a_correction_redraws_only_what_changed(browser, served):
+    """The new page is merged into the old (morph): nodes that did not change are the same nodes
+    afterwards (a mark set on them survives), the clicked row's buttons change in place."""
+    from selenium.webdriver.common.by import By
+
+    browser.get(f"{served}/explore?model=xor-cem-seed3&sample=6&fix=1:0")
+    browser.execute_script("document.querySelector('a[data-key=\"sample-7\"]').mark = 1;"
+                           "document.querySelector('[data-key=\"set-0-1\"]').mark = 2;"
+                           "document.getElementById('input-plane').mark = 3")
+    loaded = browser.execute_script("return document.getElementById('main').dataset.loaded")
+    browser.find_element(By.CSS_SELECTOR, '[data-key="set-0-1"]').click()
+    _wait_for_swap(browser, loaded)
+    assert browser.execute_script("return [document.querySelector('a[data-key=\"sample-7\"]').mark,"
+                                  "document.querySelector('[data-key=\"set-0-1\"]').mark,"
+                                  "document.getElementById('input-plane').mark]") == [1, 2, 3]
+    assert browser.find_element(By.CSS_SELECTOR, '[data-key="set-0-1"]').get_attribute("aria-pressed") == "true"
+    assert browser.find_element(By.CSS_SELECTOR, "section.sample").get_attribute("data-fix") == "1:0,0:1"
+    assert browser.find_element(By.ID, "busy").get_attribute("hidden") is not None  # the badge is gone again
 
 
 def test_in_a_real_browser_the_session_export_holds_every_sample_corrected(browser, served):
@@ -607,7 +643,7 @@ def test_in_a_real_browser_the_session_export_holds_every_sample_corrected(brows
     name = "xor-cem-seed3"
     browser.get(f"{served}/explore?model={name}&sample=6")
     browser.execute_script("sessionStorage.clear()")
-    for selector in ('a[data-key="set-0-1"]', 'a[data-key="sample-7"]', 'a[data-key="set-1-0"]', 'a[data-key="set-0-0"]'):
+    for selector in ('[data-key="set-0-1"]', 'a[data-key="sample-7"]', '[data-key="set-1-0"]', '[data-key="set-0-0"]'):
         loaded = browser.execute_script("return document.getElementById('main').dataset.loaded")
         browser.find_element(By.CSS_SELECTOR, selector).click()
         _wait_for_swap(browser, loaded)

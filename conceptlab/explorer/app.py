@@ -13,6 +13,7 @@ import io
 import json
 import logging
 from collections.abc import Sequence
+from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlencode, urlsplit
@@ -40,10 +41,16 @@ def top_classes(view: SampleView) -> list[int]:
     return shown if view.true_class in shown else shown + [view.true_class]
 
 
+@lru_cache(maxsize=4096)
+def query_pair(key: str, value: str | int) -> str:
+    """``key=value``, URL-encoded (remembered: a page's hundreds of links share most of their pairs)."""
+    return urlencode({key: value})
+
+
 def address(path: str, state: dict) -> str:
     """``path`` with ``state`` as its query, empty values left out (the one way every link and
     redirect of the explorer writes its state; 0 is a value, kept)."""
-    return f"{path}?{urlencode({k: v for k, v in state.items() if v not in ('', None)})}"
+    return f"{path}?{'&'.join(query_pair(k, v) for k, v in state.items() if v not in ('', None))}"
 
 
 def session_record(explorer: Explorer, names: Sequence[str], sample: int, fixed: Corrections) -> dict:
@@ -203,6 +210,23 @@ def create_app(explorer: Explorer, hosts: Sequence[str] | None = LOCAL_HOSTS) ->
         """Where a redirect returns to: the page state it was asked from, with ``extra``."""
         return address("/explore", {"model": model, "sample": sample, "fix": fix, "compare": compare, "policy": policy,
                                     "filter": filter, "class": class_name, "order": order, **extra})
+
+    @app.get("/set", include_in_schema=False)
+    def set_concept(model: str, sample: int, set: str, fix: str = "", compare: str = "", policy: str = "uncertainty",
+                    filter: str = "all", class_name: str = Query("", alias="class"), order: str = "",
+                    fragment: bool = False) -> RedirectResponse:
+        """One setter pressed: ``set=INDEX:VALUE`` (1 present, 0 absent, ``predicted`` back to the
+        model) applied to ``fix``, then the page with the new corrections."""
+        name = model_or_404(model)
+        index, _, value = set.partition(":")
+        if not index.isdigit() or value not in ("1", "0", "predicted"):
+            raise ValueError(f"set is INDEX:1, INDEX:0 or INDEX:predicted; got {set!r}")
+        info = explorer.model(name).info
+        after = corrections(name, fix).with_value(int(index), None if value == "predicted" else float(value),
+                                                  info.categorical_indices())
+        Corrections.parse(after.text(), info.n_concepts)  # an index out of range is refused here
+        return RedirectResponse(explore_address(name, sample, after.text(), compare, policy, filter, class_name, order,
+                                                fragment="1" if fragment else ""), status_code=303)
 
     @app.get("/step", include_in_schema=False)
     def step(model: str, sample: int, policy: str, fix: str = "", compare: str = "", filter: str = "all",

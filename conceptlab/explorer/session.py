@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import torch
@@ -162,7 +163,7 @@ class SampleView:
     true_class: int
     rule: str | None = None
 
-    @property
+    @cached_property
     def concept_probs(self) -> dict[int, float]:
         """The model's own probability of each concept, by concept index."""
         return {row.index: row.probability for rows in self.groups.values() for row in rows}

@@ -2,10 +2,14 @@
 // correction updates the prediction without a reload. Without JavaScript the links still work.
 // Clicks are ordered and none is lost: a click made while a request runs waits its turn, and is
 // then found again (by its data-key) on the updated page, so its link carries the corrections made
-// before it. While a request runs, the main part is marked busy. After a swap, focus
+// before it. While a request runs, the main part is marked busy (aria-busy), and a
+// badge says so when the wait is long enough to notice; the page itself is not restyled, which
+// would cost a redraw of every row. After a swap, focus
 // returns to the control that was clicked (same data-key), and errors appear, as text, above the page.
+// The new page is merged into the old one (morph), so only what changed is redrawn.
 "use strict";
 let inFlight = null;
+let busyTimer = null;
 
 function showError(html) {
   const page = new DOMParser().parseFromString(html, "text/html");
@@ -21,6 +25,9 @@ async function followLive(href, push, focusKey) {
   inFlight = controller;
   const main = document.getElementById("main");
   main.setAttribute("aria-busy", "true");
+  const busy = document.getElementById("busy");
+  clearTimeout(busyTimer);
+  busyTimer = setTimeout(() => { busy.hidden = false; }, 150);  // only a wait one would notice
   let response;
   try {
     response = await fetch(url, { signal: controller.signal });
@@ -30,7 +37,9 @@ async function followLive(href, push, focusKey) {
     }
     const html = await response.text();
     if (controller !== inFlight) return;  // a later click took over
-    main.innerHTML = html;
+    const fresh = document.createElement("template");
+    fresh.innerHTML = html;
+    morph(main, fresh.content);
   } catch (error) {
     if (error.name !== "AbortError") showError(String(error));
     return;
@@ -38,6 +47,8 @@ async function followLive(href, push, focusKey) {
     if (controller === inFlight) {
       inFlight = null;
       main.removeAttribute("aria-busy");
+      clearTimeout(busyTimer);
+      busy.hidden = true;
     }
   }
   document.getElementById("errors").textContent = "";
@@ -53,6 +64,32 @@ async function followLive(href, push, focusKey) {
   main.dataset.loaded = shown.search;  // lets tests and scripts wait for the swap
 }
 
+// Bring the children of `shown` in line with those of `fresh`, changing only what differs, so
+// the browser restyles and lays out only the changed parts (a correction changes a few cells and
+// the links' addresses; an unchanged image is not fetched again).
+function morph(shown, fresh) {
+  const wanted = Array.from(fresh.childNodes);
+  wanted.forEach((next, i) => {
+    const now = shown.childNodes[i];
+    if (!now) shown.appendChild(next);
+    else if (now.nodeType !== next.nodeType || now.nodeName !== next.nodeName) shown.replaceChild(next, now);
+    else if (now.nodeType !== Node.ELEMENT_NODE) {
+      if (now.nodeValue !== next.nodeValue) now.nodeValue = next.nodeValue;
+    } else if (!now.isEqualNode(next)) {  // the browser's own comparison skips what did not change
+      for (const { name } of Array.from(now.attributes)) if (!next.hasAttribute(name)) now.removeAttribute(name);
+      for (const { name, value } of Array.from(next.attributes)) {
+        if (now.getAttribute(name) === value) continue;
+        now.setAttribute(name, value);
+        if (name === "value" && "value" in now) now.value = value;  // a field the user typed in shows the new value
+      }
+      const chosen = now.nodeName === "SELECT" ? next.value : null;
+      morph(now, next);
+      if (chosen !== null) now.value = chosen;
+    }
+  });
+  while (shown.childNodes.length > wanted.length) shown.removeChild(shown.lastChild);
+}
+
 // Keep the header form's hidden state (sample, corrections) and the curve policy in step with the page.
 function syncForm(url) {
   const form = document.getElementById("choose");
@@ -66,10 +103,18 @@ function syncForm(url) {
 const waiting = [];  // keys (or addresses) of clicks made while a request ran, oldest first
 let running = false;
 
-async function clickLive(link) {
+// The address a control leads to: a link's, or its form's with the pressed button's name and value.
+function addressOf(control) {
+  if (control.href) return control.href;
+  const url = new URL(control.form.action, window.location.href);
+  for (const [key, value] of new FormData(control.form, control)) url.searchParams.append(key, value);
+  return url.href;
+}
+
+async function clickLive(control) {
   running = true;
   try {
-    await followLive(link.href, true, link.dataset.key);
+    await followLive(addressOf(control), true, control.dataset.key);
   } finally {
     running = false;
   }
@@ -81,15 +126,21 @@ async function clickLive(link) {
   }
 }
 
-// Forms marked "live" (the bulk policy form) are sent the same way, in the same queue.
+// A click while a request runs waits; found again by its key on the new page, it then carries
+// the corrections the earlier click made.
+function activate(control) {
+  if (running) waiting.push({ key: control.dataset.key, href: addressOf(control) });
+  else clickLive(control);
+}
+
+// Links marked "live", and buttons of forms marked "live" (the concept setters, the bulk policy
+// form), are followed this way.
 document.addEventListener("submit", (event) => {
   const form = event.target.closest("form.live");
   if (!form) return;
   event.preventDefault();
-  const url = new URL(form.action, window.location.href);
-  for (const [key, value] of new FormData(form, event.submitter)) url.searchParams.append(key, value);
-  if (running) waiting.push({ key: null, href: url.href });
-  else clickLive({ href: url.href, dataset: { key: form.dataset.key } });
+  const button = event.submitter && event.submitter.form === form ? event.submitter : form.querySelector("button");
+  activate(button);
 });
 
 // The session: every sample corrected in this tab, per model (sessionStorage), for the session export.
@@ -126,8 +177,7 @@ document.addEventListener("click", (event) => {
   const link = event.target.closest("a.live");
   if (!link || event.ctrlKey || event.metaKey || event.shiftKey) return;
   event.preventDefault();
-  if (running) waiting.push({ key: link.dataset.key, href: link.href });
-  else clickLive(link);
+  activate(link);
 });
 window.addEventListener("popstate", () => followLive(window.location.href, false, null));
 
