@@ -28,6 +28,7 @@ from .tcav import (
     layer_gradients,
     sensitivity_scores,
     significance,
+    tcav_record,
 )
 
 SHARE = 0.8  # of the smaller side drawn for each run's CAV
@@ -125,11 +126,6 @@ def relative_tcav(
         for i, name in enumerate(names):
             part, null = slice(i * runs, (i + 1) * runs), slice(len(pairs) + i * runs, len(pairs) + (i + 1) * runs)
             test = significance(scores[part], scores[null], n_tests=len(names) * len(layers), alpha=alpha)
-            records.append({
-                "concept": name, "against": [n for n in names if n != name], "layer": layer, "class": index,
-                "class_name": classes[index] if classes else str(index),
-                "score_mean": float(scores[part].mean()), "score_std": float(scores[part].std()),
-                "magnitude": float(magnitude[part].mean()), **test,
-                "cav_accuracy": float(bank.accuracy_[part].mean()),
-            })
+            records.append(tcav_record(name, layer, index, classes, scores[part], magnitude[part], test, bank.accuracy_[part],
+                                       against=[n for n in names if n != name]))
     return records

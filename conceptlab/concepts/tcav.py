@@ -335,6 +335,26 @@ def _t_test_p(scores: np.ndarray, other: float | np.ndarray) -> float:
         return float(stats.ttest_ind(scores, values).pvalue)
 
 
+def tcav_record(concept: str, layer: str, index: int, classes: Sequence[str] | None, scores: Tensor, magnitude: Tensor,
+                test: dict, accuracy: Tensor, **extra) -> dict:
+    """One TCAV result row (the fields every TCAV variant reports, then ``extra``).
+
+    Args:
+        concept: The concept's name.
+        layer: The layer its CAVs live in.
+        index: The class (or output) explained.
+        classes: Class names, if known.
+        scores: (runs,) TCAV scores of the concept's CAVs.
+        magnitude: (runs,) their signed magnitudes.
+        test: ``significance``'s answer for these scores.
+        accuracy: (runs,) the CAVs' held-out accuracies.
+        extra: Further fields of a variant (relative TCAV's ``against``).
+    """
+    return {"concept": concept, "layer": layer, "class": index, "class_name": classes[index] if classes else str(index),
+            "score_mean": float(scores.mean()), "score_std": float(scores.std()), "magnitude": float(magnitude.mean()),
+            **test, "cav_accuracy": float(accuracy.mean()), **extra}
+
+
 def run_tcav(
     model: nn.Module,
     layers: list[str],
@@ -436,13 +456,8 @@ def run_tcav(
         for i, concept in enumerate(concepts):
             part = slice(i * len(random_names), (i + 1) * len(random_names))
             test = significance(scores[part], null, n_tests=n_tests, alpha=alpha)
-            records.append({
-                "concept": concept, "layer": layer, "class": index,
-                "class_name": classes[index] if classes else str(index),
-                "score_mean": float(scores[part].mean()), "score_std": float(scores[part].std()),
-                "magnitude": float(magnitude[part].mean()), **test,
-                "cav_accuracy": float(bank.accuracy_[part].mean()),
-            })
+            records.append(tcav_record(concept, layer, index, classes, scores[part], magnitude[part], test,
+                                       bank.accuracy_[part]))
     return records
 
 
