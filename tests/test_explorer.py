@@ -680,12 +680,12 @@ def test_an_automated_accessibility_audit_finds_no_serious_violation(browser, se
     assert page_width <= viewport  # nothing runs off the side: no sideways scrolling at this width
 
 
-def test_cub_style_data_serves_its_images_and_many_class_heads(tmp_path, capsys):
-    """On image data (a tiny CUB archive): the test images are served byte for byte, a 3-class head
-    is explained through softmax, concepts come in their groups, and a PCBM's bank (saved by the
-    bench beside its checkpoint) gives counterfactuals; a moved archive is found with --data."""
+@pytest.fixture(scope="module")
+def cub_bench(tmp_path_factory) -> tuple[Path, Path]:
+    """A bench folder of a CEM and a PCBM on a tiny CUB archive, and the archive."""
     from .cub_fixture import build_cub
 
+    tmp_path = tmp_path_factory.mktemp("cub-explorer")
     archive = build_cub(tmp_path / "cub", images_per_class=10, train_per_class=8)  # a CAV needs 4 images a side
     config = tmp_path / "tinycub.yaml"
     config.write_text(
@@ -697,42 +697,89 @@ def test_cub_style_data_serves_its_images_and_many_class_heads(tmp_path, capsys)
     )
     out = tmp_path / "out"
     assert cli.main(["bench", str(config), "--root", str(archive), "--out", str(out), "--workers", "1", "--no-progress"]) == 0
+    return out, archive
+
+
+def test_cub_style_data_serves_its_images_and_many_class_heads(cub_bench, tmp_path, capsys):
+    """On image data (a tiny CUB archive): the test images are served byte for byte, a 3-class head
+    is explained through softmax, concepts come in their groups, and a PCBM's bank (saved by the
+    bench beside its checkpoint) gives counterfactuals; a moved archive is found with --data."""
+    out, archive = cub_bench
     assert len(list((out / "checkpoints").glob(f"*{BANK_SUFFIX}"))) == 1  # the PCBM's bank, beside its checkpoint
     capsys.readouterr()
     moved = tmp_path / "elsewhere"
     archive.rename(moved)
-    assert cli.main(["explore", str(out)]) == 2
-    assert "conceptlab explore --data PATH" in capsys.readouterr().err
-    explorer = open_explorer([out], data_root=moved)
-    client = TestClient(create_app(explorer), base_url="http://localhost")
-    cem_name = next(n for n in explorer.models if "-cem-" in n)
-    pcbm_name = next(n for n in explorer.models if "-pcbm-" in n)
-    data = explorer.data(cem_name)
-    assert len(data.image_paths) == len(data.test) and all(str(p).startswith(str(moved)) for p in data.image_paths)
-    assert client.get(f"/image/{cem_name}/1").content == data.image_paths[1].read_bytes()
-    assert client.get(f"/image/{cem_name}/{len(data.test)}").status_code == 404
-    for name in (cem_name, pcbm_name):
-        model = explorer.model(name)
-        view = client.get("/api/view", params={"model": name, "sample": 1, "fix": "0:1,5:0"}).json()
-        mask = torch.zeros(1, model.info.n_concepts, dtype=torch.bool)
-        mask[0, [0, 5]] = True
-        values = torch.zeros(1, model.info.n_concepts)
-        values[0, 0] = 1.0
-        with torch.no_grad():
-            logits = model.model(data.test.x[1:2], Intervention(mask, values)).task_logits
-        assert len(view["class_probs"]) == 3 and view["class_probs"] == class_log_probs(logits)[0].exp().tolist()
-        assert {g: [r["index"] for r in rows] for g, rows in view["concepts"].items()} == \
-            {g: list(i) for g, i in model.info.concept_groups.items()}
-    page = client.get("/explore", params={"model": pcbm_name, "sample": 0})
-    assert page.status_code == 200 and 'id="input-image"' in page.text and 'id="input-plane"' not in page.text
-    assert f'href="/concept?model={pcbm_name}&amp;concept=0"' in page.text  # each concept's name opens its examples
-    examples = client.get("/concept", params={"model": pcbm_name, "concept": 0}).text
-    shown = explorer.concept_examples(pcbm_name, 0)
-    assert examples.count("<img ") == sum(map(len, shown.values())) and f'src="/image/{pcbm_name}/{shown["clearest"][0]}"' in examples
-    assert 'id="projection-note"' in page.text  # a PCBM's concept "p" is a projection score, and the page says so
-    assert 'id="projection-note"' not in client.get("/explore", params={"model": cem_name, "sample": 0}).text
-    result = client.get("/api/counterfactual", params={"model": pcbm_name, "sample": 0}).json()
-    assert result["target"] in model.info.task_names and set(result) >= {"add", "remove", "success"}
+    try:
+        assert cli.main(["explore", str(out)]) == 2
+        assert "conceptlab explore --data PATH" in capsys.readouterr().err
+        explorer = open_explorer([out], data_root=moved)
+        client = TestClient(create_app(explorer), base_url="http://localhost")
+        cem_name = next(n for n in explorer.models if "-cem-" in n)
+        pcbm_name = next(n for n in explorer.models if "-pcbm-" in n)
+        data = explorer.data(cem_name)
+        assert len(data.image_paths) == len(data.test) and all(str(p).startswith(str(moved)) for p in data.image_paths)
+        assert client.get(f"/image/{cem_name}/1").content == data.image_paths[1].read_bytes()
+        assert client.get(f"/image/{cem_name}/{len(data.test)}").status_code == 404
+        for name in (cem_name, pcbm_name):
+            model = explorer.model(name)
+            view = client.get("/api/view", params={"model": name, "sample": 1, "fix": "0:1,5:0"}).json()
+            mask = torch.zeros(1, model.info.n_concepts, dtype=torch.bool)
+            mask[0, [0, 5]] = True
+            values = torch.zeros(1, model.info.n_concepts)
+            values[0, 0] = 1.0
+            with torch.no_grad():
+                logits = model.model(data.test.x[1:2], Intervention(mask, values)).task_logits
+            assert len(view["class_probs"]) == 3 and view["class_probs"] == class_log_probs(logits)[0].exp().tolist()
+            assert {g: [r["index"] for r in rows] for g, rows in view["concepts"].items()} == \
+                {g: list(i) for g, i in model.info.concept_groups.items()}
+        page = client.get("/explore", params={"model": pcbm_name, "sample": 0})
+        assert page.status_code == 200 and 'id="input-image"' in page.text and 'id="input-plane"' not in page.text
+        assert f'href="/concept?model={pcbm_name}&amp;concept=0"' in page.text  # each concept's name opens its examples
+        examples = client.get("/concept", params={"model": pcbm_name, "concept": 0}).text
+        shown = explorer.concept_examples(pcbm_name, 0)
+        assert examples.count("<img ") == sum(map(len, shown.values())) and f'src="/image/{pcbm_name}/{shown["clearest"][0]}"' in examples
+        assert 'id="projection-note"' in page.text  # a PCBM's concept "p" is a projection score, and the page says so
+        assert 'id="projection-note"' not in client.get("/explore", params={"model": cem_name, "sample": 0}).text
+        result = client.get("/api/counterfactual", params={"model": pcbm_name, "sample": 0}).json()
+        assert result["target"] in model.info.task_names and set(result) >= {"add", "remove", "success"}
+    finally:
+        moved.rename(archive)  # where the bench read it, for the next test
+
+
+def test_in_a_real_browser_image_pages_pass_the_audit_and_show_concept_examples(cub_bench, browser):
+    """On image data the explorer page and a concept's example page pass the accessibility audit
+    at both widths, and the examples' images load and open their samples."""
+    import uvicorn
+    from axe_core_python.selenium import Axe
+    from selenium.webdriver.common.by import By
+
+    out, archive = cub_bench
+    explorer = open_explorer([out], data_root=archive)
+    pcbm = next(n for n in explorer.models if "-pcbm-" in n)
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(explorer), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for width in (1400, 420):
+            browser.set_window_size(width, 1000)
+            for path in (f"/explore?model={pcbm}&sample=0&fix=0:1", f"/concept?model={pcbm}&concept=0"):
+                browser.get(f"http://127.0.0.1:{port}{path}")
+                serious = [(v["id"], len(v["nodes"])) for v in Axe().run(browser)["violations"] if v["impact"] in ("serious", "critical")]
+                assert serious == [], (width, path)
+        images = browser.find_elements(By.CSS_SELECTOR, "ul.gallery img")
+        assert images and all(browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0", i)
+                              for i in images[:3])
+        first = explorer.concept_examples(pcbm, 0)["clearest"][0]
+        browser.find_element(By.CSS_SELECTOR, "#clearest a").click()
+        assert browser.find_element(By.CSS_SELECTOR, "section.sample").get_attribute("data-sample") == str(first)
+    finally:
+        browser.set_window_size(1400, 1000)
+        server.should_exit = True
+        thread.join(timeout=10)
 
 
 def test_ctrl_c_stops_the_explorer_while_requests_are_in_flight(folder):
