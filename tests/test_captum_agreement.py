@@ -1,7 +1,10 @@
 """TCAV scores agree with captum's: with shared CAV weights exactly, and with each library's own CAVs on a
 real concept (for irrelevant and random concepts they differ; benchmarks/captum_agreement.py measures how)."""
 
+import random
 from collections import OrderedDict
+
+import numpy as np
 
 import pytest
 import torch
@@ -47,7 +50,11 @@ def _setup(seed=0):
 
 
 def _captum_scores(model, data, inputs, classifier, tmp_path):
-    torch.manual_seed(0)  # captum's own classifier shuffles with the global generator: the same draws whatever ran before
+    # captum's own classifier draws from three global generators (torch's split, Python's shuffle,
+    # numpy's for sklearn's SGD): fix all three, so the result does not depend on what ran before
+    torch.manual_seed(0)
+    random.seed(0)
+    np.random.seed(0)
     concepts = {name: captum_concept.Concept(i, name, [x]) for i, (name, x) in enumerate(data.items())}
     tcav = captum_concept.TCAV(model, ["hidden"], classifier=classifier, save_path=str(tmp_path))
     sets = [[concepts["striped"], concepts[f"random{r}"]] for r in range(4)]

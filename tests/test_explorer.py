@@ -508,7 +508,7 @@ def test_a_policy_applied_in_bulk_gives_the_library_intervention_curve(client, e
     rows = (data.test.y == 1).nonzero().flatten()
     in_class = intervention_curve(explorer.model(name).model, data.test.subset(rows), "uncertainty", repeats=1, seed=explorer.seed)
     class_name = explorer.model(name).info.task_names[1]
-    assert explorer.bulk_policy_accuracy(name, "uncertainty", 2, class_name)["after"] == in_class.accuracy_mean[2]
+    assert explorer.bulk_policy_accuracy(name, "uncertainty", 2, class_name=class_name)["after"] == in_class.accuracy_mean[2]
     page = client.get("/bulk", params={"model": name, "sample": 0, "scope": "all", "apply_policy": "uncertainty", "steps": 1})
     assert page.status_code == 200 and f"uncertainty&#39;s first 1 correction(s) on all {len(data.test)} test samples" in page.text
     assert f"-&gt; {100 * curve.accuracy_mean[1]:.1f} %" in page.text and 'data-sample="0"' in page.text

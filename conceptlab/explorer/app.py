@@ -252,7 +252,7 @@ def create_app(explorer: Explorer, hosts: Sequence[str] | None = LOCAL_HOSTS) ->
         if apply_policy:
             if apply_policy not in explorer.policies(name):
                 raise ValueError(f"policy {apply_policy!r} does not apply to {name}: {', '.join(explorer.policies(name))}")
-            result = explorer.bulk_policy_accuracy(name, apply_policy, steps, target)
+            result = explorer.bulk_policy_accuracy(name, apply_policy, steps, class_name=target)
             what, changed = f"{apply_policy}'s first {steps} correction(s)", ""
         else:
             if not fixed.values:

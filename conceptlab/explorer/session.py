@@ -456,7 +456,7 @@ class Explorer:
         return {"samples": len(rows), "before": float((before == truth).float().mean()),
                 "after": float((after == truth).float().mean()), "changed": int((before != after).sum())}
 
-    def bulk_policy_accuracy(self, name: str, policy: str, steps: int, class_name: str | None = None) -> dict:
+    def bulk_policy_accuracy(self, name: str, policy: str, steps: int, *, class_name: str | None = None) -> dict:
         """Task accuracy over the test split (or one true class) before and after ``policy``
         corrects its first ``steps`` concept groups of every sample (true values): the point at
         ``steps`` of ``intervention_curve`` on those samples (one order per sample, seeded by the
