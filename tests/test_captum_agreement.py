@@ -5,7 +5,6 @@ import random
 from collections import OrderedDict
 
 import numpy as np
-
 import pytest
 import torch
 from torch import nn

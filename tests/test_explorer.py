@@ -14,6 +14,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -324,21 +326,30 @@ def test_the_command_prints_its_url_and_serves(folder, host):
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 
 
-@pytest.fixture(scope="module")
-def served(explorer):
-    """The application on a real local port, in a thread."""
+@contextmanager
+def _serving(explorer: Explorer) -> Iterator[str]:
+    """The explorer's application on a real local port, in a thread; yields its address."""
     import uvicorn
 
     port = _free_port()
     server = uvicorn.Server(uvicorn.Config(create_app(explorer), host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def served(explorer):
+    """The application on a real local port, in a thread."""
+    with _serving(explorer) as address:
+        yield address
 
 
 @pytest.fixture(scope="module")
@@ -749,37 +760,125 @@ def test_cub_style_data_serves_its_images_and_many_class_heads(cub_bench, tmp_pa
 def test_in_a_real_browser_image_pages_pass_the_audit_and_show_concept_examples(cub_bench, browser):
     """On image data the explorer page and a concept's example page pass the accessibility audit
     at both widths, and the examples' images load and open their samples."""
-    import uvicorn
     from axe_core_python.selenium import Axe
     from selenium.webdriver.common.by import By
 
     out, archive = cub_bench
     explorer = open_explorer([out], data_root=archive)
     pcbm = next(n for n in explorer.models if "-pcbm-" in n)
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(explorer), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
     try:
-        deadline = time.monotonic() + 30
-        while not server.started and time.monotonic() < deadline:
-            time.sleep(0.05)
-        for width in (1400, 420):
-            browser.set_window_size(width, 1000)
-            for path in (f"/explore?model={pcbm}&sample=0&fix=0:1", f"/concept?model={pcbm}&concept=0"):
-                browser.get(f"http://127.0.0.1:{port}{path}")
-                serious = [(v["id"], len(v["nodes"])) for v in Axe().run(browser)["violations"] if v["impact"] in ("serious", "critical")]
-                assert serious == [], (width, path)
-        images = browser.find_elements(By.CSS_SELECTOR, "ul.gallery img")
-        assert images and all(browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0", i)
-                              for i in images[:3])
-        first = explorer.concept_examples(pcbm, 0)["clearest"][0]
-        browser.find_element(By.CSS_SELECTOR, "#clearest a").click()
-        assert browser.find_element(By.CSS_SELECTOR, "section.sample").get_attribute("data-sample") == str(first)
+        with _serving(explorer) as address:
+            for width in (1400, 420):
+                browser.set_window_size(width, 1000)
+                for path in (f"/explore?model={pcbm}&sample=0&fix=0:1", f"/concept?model={pcbm}&concept=0"):
+                    browser.get(f"{address}{path}")
+                    serious = [(v["id"], len(v["nodes"])) for v in Axe().run(browser)["violations"] if v["impact"] in ("serious", "critical")]
+                    assert serious == [], (width, path)
+            images = browser.find_elements(By.CSS_SELECTOR, "ul.gallery img")
+            assert images and all(browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0", i)
+                                  for i in images[:3])
+            first = explorer.concept_examples(pcbm, 0)["clearest"][0]
+            browser.find_element(By.CSS_SELECTOR, "#clearest a").click()
+            assert browser.find_element(By.CSS_SELECTOR, "section.sample").get_attribute("data-sample") == str(first)
     finally:
         browser.set_window_size(1400, 1000)
-        server.should_exit = True
-        thread.join(timeout=10)
+
+
+TAP_TARGETS = ("button.set, a.button, nav.samples a, header select, header input, header button, form.goto input, "
+               "form.goto select, form.goto button, form.bulk-policy button, form.bulk-policy select, form.bulk-policy input")
+
+
+def _in_view(driver, element) -> bool:
+    return driver.execute_script("const r = arguments[0].getBoundingClientRect();"
+                                 "return r.height > 0 && r.top >= 0 && r.bottom <= window.innerHeight", element)
+
+
+@pytest.mark.parametrize("width", [1400, 420])
+def test_in_a_real_browser_the_prediction_stays_in_view_down_a_long_table(cub_bench, browser, width):
+    """On image data with many concepts and two models: correcting the last concept of the table
+    leaves the prediction in view (the panel on a wide screen, a one-line summary on a phone) and
+    focus on the button; on a phone every control is a 40-pixel tap target and nothing runs off
+    the side."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    out, archive = cub_bench
+    explorer = open_explorer([out], data_root=archive)
+    pcbm = next(n for n in explorer.models if "-pcbm-" in n)
+    cem_name = next(n for n in explorer.models if "-cem-" in n)
+    browser.set_window_size(width, 800)
+    try:
+        with _serving(explorer) as address:
+            browser.get(f"{address}/explore?model={pcbm}&sample=0&compare={cem_name}")
+            n_concepts = explorer.model(pcbm).info.n_concepts
+            assert n_concepts > 20
+            WebDriverWait(browser, 30).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "tr.concept")) == n_concepts)
+            rows = browser.find_elements(By.CSS_SELECTOR, "tr.concept")
+            last = rows[-1].find_element(By.CSS_SELECTOR, 'button[data-value="1"]')
+            key = last.get_attribute("data-key")
+            browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", last)
+            loaded = browser.execute_script("return document.getElementById('main').dataset.loaded")
+            last.click()
+            _wait_for_swap(browser, loaded)
+            assert browser.switch_to.active_element.get_attribute("data-key") == key
+            predicted = browser.find_element(By.CSS_SELECTOR, "#prediction-0 .predicted-name").get_attribute("textContent")
+            if width > 800:
+                assert _in_view(browser, browser.find_element(By.ID, "prediction-0"))
+                assert not browser.find_element(By.ID, "summary").is_displayed()
+            else:
+                summary = browser.find_element(By.ID, "summary")
+                assert _in_view(browser, summary) and summary.text.startswith(f"model 1: {predicted}") and "p(true)" in summary.text
+                heights = browser.execute_script(
+                    "return [...document.querySelectorAll(arguments[0])].filter((e) => e.offsetParent)"
+                    ".map((e) => [e.dataset.key || e.name || e.tagName, e.getBoundingClientRect().height])", TAP_TARGETS)
+                assert len(heights) > 100 and [h for h in heights if h[1] < 39.5] == []
+                viewport, page_width = browser.execute_script(
+                    "return [document.documentElement.clientWidth, document.documentElement.scrollWidth]")
+                assert page_width <= viewport
+    finally:
+        browser.set_window_size(1400, 1000)
+
+
+def test_in_a_real_browser_a_dropdown_waits_for_apply_which_keeps_the_sample_and_corrections(browser, served):
+    """An arrow key on a header dropdown changes its value and nothing else (no navigation); "apply"
+    then opens the comparison on the same sample with the same corrections."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    start = f"{served}/explore?model=xor-cem-seed3&sample=6&fix=0:1"
+    browser.get(start)
+    browser.execute_script("document.getElementById('main').dataset.marker = 'kept'")  # gone if the page reloads
+    compare = browser.find_element(By.CSS_SELECTOR, '#choose select[name="compare"]')
+    compare.send_keys(Keys.ARROW_DOWN)
+    chosen = compare.get_attribute("value")
+    assert chosen and browser.current_url == start
+    assert browser.execute_script("return document.getElementById('main').dataset.marker") == "kept"
+    browser.find_element(By.ID, "apply").click()
+    WebDriverWait(browser, 30).until(lambda d: "compare=" in d.current_url)
+    query = parse_qs(urlsplit(browser.current_url).query)
+    assert query["compare"] == [chosen] and query["sample"] == ["6"] and query["fix"] == ["0:1"]
+    assert browser.find_element(By.CSS_SELECTOR, "section.sample").get_attribute("data-fix") == "0:1"
+    assert browser.find_element(By.ID, "prediction-1").get_attribute("data-predicted") is not None
+
+
+def test_in_a_real_browser_a_counterfactual_is_applied_with_one_click(browser, served, explorer):
+    from selenium.webdriver.common.by import By
+
+    name = "xor-cem-seed3"
+    suggestions = ((s, explorer.counterfactual(name, s)) for s in explorer.samples(name, "misclassified"))
+    sample, suggestion = next((s, r) for s, r in suggestions if r["add"] or r["remove"])
+    browser.get(f"{served}/explore?model={name}&sample={sample}")
+    loaded = browser.execute_script("return document.getElementById('main').dataset.loaded")
+    browser.find_element(By.CSS_SELECTOR, '[data-key="apply-cce"]').click()
+    _wait_for_swap(browser, loaded)
+    names = list(explorer.model(name).info.concept_names)
+    expected = {names.index(c): 1.0 for c, _ in suggestion["add"]} | {names.index(c): 0.0 for c, _ in suggestion["remove"]}
+    shown = browser.find_element(By.CSS_SELECTOR, "section.sample").get_attribute("data-fix")
+    assert Corrections.parse(shown, len(names)).values == expected
+    for index, value in expected.items():
+        button = browser.find_element(By.CSS_SELECTOR, f'[data-key="set-{index}-{value:g}"]')
+        assert button.get_attribute("aria-pressed") == "true"
 
 
 def test_ctrl_c_stops_the_explorer_while_requests_are_in_flight(folder):

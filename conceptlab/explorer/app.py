@@ -138,8 +138,9 @@ def create_app(explorer: Explorer, hosts: Sequence[str] | None = LOCAL_HOSTS) ->
     @app.get("/explore", response_class=HTMLResponse)
     def explore(model: str = first, sample: int | None = None, fix: str = "", compare: str = "", policy: str = "uncertainty",
                 filter: str = "all", class_name: str = Query("", alias="class"), fragment: bool = False,
-                message: str = "", fix_for: str = "", order: str = "index", page: int | None = None) -> HTMLResponse:
+                message: str = "", fix_for: str = "", order: str = "", page: int | None = None) -> HTMLResponse:
         name = model_or_404(model)
+        order = order or "index"  # forms send the default as an empty field
         if compare:
             model_or_404(compare)
             if compare not in explorer.comparable(name):
