@@ -371,6 +371,15 @@ def browser(tmp_path_factory):
     driver.quit()
 
 
+def _settled(driver, check) -> None:
+    """Wait until ``check(driver)`` holds on the page shown (after a navigation, an element read
+    from the page before may be gone: such a read is tried again)."""
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(driver, 30, ignored_exceptions=(StaleElementReferenceException,)).until(check)
+
+
 def _wait_for_swap(driver, before: str | None) -> None:
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -844,7 +853,6 @@ def test_in_a_real_browser_a_dropdown_waits_for_apply_which_keeps_the_sample_and
     then opens the comparison on the same sample with the same corrections."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
-    from selenium.webdriver.support.ui import WebDriverWait
 
     start = f"{served}/explore?model=xor-cem-seed3&sample=6&fix=0:1"
     browser.get(start)
@@ -855,11 +863,49 @@ def test_in_a_real_browser_a_dropdown_waits_for_apply_which_keeps_the_sample_and
     assert chosen and browser.current_url == start
     assert browser.execute_script("return document.getElementById('main').dataset.marker") == "kept"
     browser.find_element(By.ID, "apply").click()
-    WebDriverWait(browser, 30).until(lambda d: "compare=" in d.current_url)
+    _settled(browser, lambda d: d.find_elements(By.ID, "prediction-1"))  # the comparison's page is shown
     query = parse_qs(urlsplit(browser.current_url).query)
     assert query["compare"] == [chosen] and query["sample"] == ["6"] and query["fix"] == ["0:1"]
     assert browser.find_element(By.CSS_SELECTOR, "section.sample").get_attribute("data-fix") == "0:1"
     assert browser.find_element(By.ID, "prediction-1").get_attribute("data-predicted") is not None
+
+
+def test_in_a_real_browser_the_list_pages_goes_to_a_sample_sorts_and_searches_a_class(browser, served, explorer):
+    """Over the whole test set in the browser: the next page of the list, "go to sample", a sort
+    order and a class typed by name, each keeping the corrections where the sample stays."""
+    from selenium.webdriver.common.by import By
+
+    name = "xor-cem-seed3"
+    n = explorer.n_samples(name)
+    assert n > 100  # more than one page
+    listed = lambda d: [int(a.get_attribute("data-key").split("-")[1]) for a in d.find_elements(By.CSS_SELECTOR, "nav.samples ol a")]  # noqa: E731
+    browser.get(f"{served}/explore?model={name}&sample=6&fix=0:1")
+    loaded = browser.execute_script("return document.getElementById('main').dataset.loaded")
+    browser.find_element(By.CSS_SELECTOR, '[data-key="page-next"]').click()
+    _wait_for_swap(browser, loaded)
+    assert listed(browser) == list(range(100, n)) and "page=1" in browser.current_url
+    assert browser.find_element(By.CSS_SELECTOR, "section.sample").get_attribute("data-fix") == "0:1"  # same sample, same corrections
+    field = browser.find_element(By.CSS_SELECTOR, 'form.goto input[name="sample"]')
+    field.clear()
+    field.send_keys(str(n - 1))
+    browser.find_element(By.CSS_SELECTOR, "form.goto button").click()
+    _settled(browser, lambda d: d.find_element(By.CSS_SELECTOR, "section.sample").get_attribute("data-sample") == str(n - 1))
+    assert browser.find_element(By.CSS_SELECTOR, "nav.samples a.current").get_attribute("data-key") == f"sample-{n - 1}"
+    from selenium.webdriver.support.select import Select
+
+    Select(browser.find_element(By.CSS_SELECTOR, 'form.goto select[name="order"]')).select_by_value("confidence")
+    browser.find_element(By.CSS_SELECTOR, "form.goto button").click()
+    ordered = explorer.ordered(name, explorer.samples(name), "confidence")
+    expected = ordered[(ordered.index(n - 1) // 100) * 100:][:100]  # the page holding the sample, least confident first
+    _settled(browser, lambda d: listed(d) == expected)
+    assert "order=confidence" in browser.current_url
+    wanted = explorer.model(name).info.task_names[1]
+    field = browser.find_element(By.CSS_SELECTOR, '#choose input[name="class"]')
+    field.send_keys(wanted)
+    browser.find_element(By.ID, "apply").click()
+    in_class = set(explorer.samples(name, class_name=wanted))
+    _settled(browser, lambda d: (shown := listed(d)) and set(shown) <= in_class)
+    assert "class=" in browser.current_url
 
 
 def test_in_a_real_browser_a_counterfactual_is_applied_with_one_click(browser, served, explorer):
