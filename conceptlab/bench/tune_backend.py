@@ -1,14 +1,15 @@
 """Sweeps through Ray Tune: one trial per run (sweep point x model x seed), ASHA when asked.
 
 A config with a ``search`` block runs on the Ray backend as one Tune experiment. Every trial is a
-plain run (``run_one``): the same settings hash, training and evaluation as on the local pool, so
-a grid search records exactly what the local grid records. With ``search.asha``, each trial
-reports its validation loss after every validation epoch, and an ASHA scheduler per model (its
-trials of every point and seed form one bracket) stops those that fall behind; a stopped trial
-is recorded with ``status: stopped``, the epochs it trained and its last validation loss. The
-driver records every trial exactly once, as its final result or its stop arrives (a trial whose
-worker died is run again by Tune, up to ``RETRIES`` times). Ray itself is started and checked as
-for the task backend (``ray_backend.ray_session``).
+plain run (``run_one``): the same settings hash, training and evaluation as on the local pool, so a
+grid search records exactly what the local grid records. Trials reuse their worker processes, as
+the local pool does, so a sweep imports torch and Lightning once per worker, not once per trial.
+With ``search.asha``, each trial reports its validation loss after every validation epoch, and an
+ASHA scheduler per model (its trials of every point and seed form one bracket) stops those that
+fall behind; a stopped trial is recorded with ``status: stopped``, the epochs it trained and its
+last validation loss. The driver records every trial exactly once, as its final result or its stop
+arrives (a trial whose worker died is run again by Tune, up to ``RETRIES`` times). Ray itself is
+started and checked as for the task backend (``ray_backend.ray_session``).
 """
 
 from __future__ import annotations
@@ -150,7 +151,7 @@ def run_on_tune(plans: list[RunPlan], run: Callable[..., dict[str, Any]], addres
         tuner = tune.Tuner(
             trainable,
             param_space={"run": tune.grid_search(list(range(len(plans))))},
-            tune_config=tune.TuneConfig(scheduler=PerModelASHA(plans), reuse_actors=False),
+            tune_config=tune.TuneConfig(scheduler=PerModelASHA(plans), reuse_actors=True),
             run_config=tune.RunConfig(
                 name=time.strftime("sweep-%Y%m%d-%H%M%S"),
                 storage_path=str(Path(plans[0].out_dir) / TUNE_FOLDER),
